@@ -1,0 +1,640 @@
+//! The one intermediate representation every emitter reads.
+//!
+//! `lower` builds it from a validated spec; after that nobody looks at YAML again.
+//! Everything an emitter needs is decided here (names, wire numbers, ports, messages),
+//! so that two emitters can never disagree about, say, a message's field order.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A position in the spec file, 1-based.
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct Span {
+    pub line: u32,
+    pub column: u32,
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct System {
+    /// `shop`: the proto package root, the k8s namespace, the compose project.
+    pub name: String,
+    pub money: MoneyDef,
+    /// In spec order; abstract entities included (they are never stored).
+    pub entities: Vec<Entity>,
+    pub services: Vec<Service>,
+    pub bff: Bff,
+    /// Every process that runs, in a fixed order: bff first, then services in spec
+    /// order, each service's roles in role order.
+    pub deployables: Vec<Deployable>,
+    /// Every relational database, one per service that has one.
+    pub databases: Vec<Database>,
+    /// Every document event store.
+    pub event_stores: Vec<EventStore>,
+    /// Every Kafka topic the system uses.
+    pub topics: Vec<Topic>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MoneyDef {
+    /// ISO 4217 code, e.g. `JPY`.
+    pub currency: String,
+    /// Number of minor units in one major unit is 10^minor_units.
+    pub minor_units: u8,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Entity {
+    /// PascalCase, as written in the spec.
+    pub name: String,
+    pub doc: Option<String>,
+    pub is_abstract: bool,
+    pub extends: Option<String>,
+    /// Inherited fields first (flattened), then own fields, in spec order.
+    pub fields: Vec<Field>,
+    pub relations: Vec<Relation>,
+    /// Owned by another entity (a `owned: true` relation points here).
+    pub owner: Option<String>,
+    /// For owned entities: the fields that identify an instance within its owner.
+    pub key: Vec<String>,
+    /// Composite unique constraints, field names.
+    pub unique: Vec<Vec<String>>,
+    /// Composite (non-unique) indexes, field names with an optional `desc`.
+    pub indexes: Vec<Vec<IndexColumn>>,
+    pub span: Span,
+}
+
+impl Entity {
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+    pub fn has_id(&self) -> bool {
+        self.field("id").is_some()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct IndexColumn {
+    pub field: String,
+    pub descending: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Field {
+    /// snake_case.
+    pub name: String,
+    pub ty: FieldType,
+    pub optional: bool,
+    pub unique: bool,
+    /// Set by the service (ids, timestamps, computed totals); never accepted as input
+    /// on create or update.
+    pub readonly: bool,
+    pub constraints: Constraints,
+    pub doc: Option<String>,
+    /// Proto field number of this field inside its entity message.
+    pub number: u32,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub enum FieldType {
+    Uuid,
+    /// A short string (validated length).
+    String,
+    /// A long string; same wire type as `String`.
+    Text,
+    Email,
+    /// 32-bit signed integer.
+    Int,
+    /// Integer minor units of the system currency, 64-bit. Never a float.
+    Money,
+    /// UTC instant.
+    Timestamp,
+    Bool,
+    /// The id (a UUID) of an entity, named here.
+    Ref(String),
+}
+
+impl FieldType {
+    /// The spec's own name for the type, for messages.
+    pub fn spec_name(&self) -> String {
+        match self {
+            FieldType::Uuid => "uuid".into(),
+            FieldType::String => "string".into(),
+            FieldType::Text => "text".into(),
+            FieldType::Email => "email".into(),
+            FieldType::Int => "int".into(),
+            FieldType::Money => "money".into(),
+            FieldType::Timestamp => "timestamp".into(),
+            FieldType::Bool => "bool".into(),
+            FieldType::Ref(e) => format!("ref {e}"),
+        }
+    }
+    pub fn is_stringy(&self) -> bool {
+        matches!(self, FieldType::String | FieldType::Text | FieldType::Email)
+    }
+    pub fn is_numeric(&self) -> bool {
+        matches!(self, FieldType::Int | FieldType::Money)
+    }
+    pub fn is_uuid(&self) -> bool {
+        matches!(self, FieldType::Uuid | FieldType::Ref(_))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct Constraints {
+    /// In characters (Unicode scalar values), for string-like types.
+    pub min_len: Option<u32>,
+    pub max_len: Option<u32>,
+    /// Inclusive bounds for `int` and `money`.
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Relation {
+    pub name: String,
+    pub target: String,
+    pub cardinality: Cardinality,
+    /// The target's lifetime is bound to this entity (composition).
+    pub owned: bool,
+    pub on_delete: OnDelete,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
+pub struct Cardinality {
+    pub min: u32,
+    /// `None` is `*`.
+    pub max: Option<u32>,
+}
+
+impl Cardinality {
+    pub fn is_many(&self) -> bool {
+        self.max.is_none_or(|m| m > 1)
+    }
+}
+
+impl fmt::Display for Cardinality {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.max {
+            Some(max) => write!(f, "{}..{}", self.min, max),
+            None => write!(f, "{}..*", self.min),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
+pub enum OnDelete {
+    /// Nothing happens to the target.
+    Keep,
+    /// The target is deleted with the source.
+    Cascade,
+}
+
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
+pub enum Store {
+    Postgres,
+    MongoDb,
+}
+
+impl Store {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Store::Postgres => "postgres",
+            Store::MongoDb => "mongodb",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
+pub enum Pattern {
+    Crud,
+    /// Commands and queries in one process, events + state in one database.
+    CqsEs,
+    /// Separate command, query and event-handler processes.
+    CqrsEs,
+}
+
+impl Pattern {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pattern::Crud => "crud",
+            Pattern::CqsEs => "cqs-es",
+            Pattern::CqrsEs => "cqrs-es",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Service {
+    /// snake_case, e.g. `product`.
+    pub name: String,
+    pub doc: Option<String>,
+    pub pattern: Pattern,
+    /// The entity (CRUD) or aggregate (ES) this service owns.
+    pub entity: String,
+    /// Other services this one calls over gRPC.
+    pub calls: Vec<String>,
+    /// The relational store: CRUD tables, the CQS event + state tables, or the CQRS
+    /// read model.
+    pub store: Option<Store>,
+    /// CQRS only: where events are appended.
+    pub event_store: Option<Store>,
+    pub messaging: Option<Messaging>,
+    /// Every operation in spec order: CRUD use cases, ES commands then queries.
+    pub operations: Vec<Operation>,
+    /// ES only.
+    pub events: Vec<Event>,
+    /// ES only: events of other services that trigger a command here.
+    pub subscriptions: Vec<Subscription>,
+    /// The proto package of this service.
+    pub proto: ProtoPackage,
+    pub span: Span,
+}
+
+impl Service {
+    pub fn is_event_sourced(&self) -> bool {
+        self.pattern != Pattern::Crud
+    }
+    pub fn operation(&self, name: &str) -> Option<&Operation> {
+        self.operations.iter().find(|o| o.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Messaging {
+    pub topic: String,
+}
+
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    /// CRUD: paginated list.
+    List,
+    /// CRUD: one by id.
+    Get,
+    Create,
+    Update,
+    Delete,
+    /// CRUD: hand-written behaviour with declared input and output.
+    Custom,
+    /// ES: appends events.
+    Command,
+    /// ES: reads state.
+    Query,
+}
+
+impl OperationKind {
+    /// Whether calling it changes nothing (a query for GraphQL, safe to retry).
+    pub fn is_read(self) -> bool {
+        matches!(
+            self,
+            OperationKind::List | OperationKind::Get | OperationKind::Query
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Exposed to shoppers through the BFF.
+    Public,
+    /// Exposed through the BFF for shop staff.
+    BackOffice,
+    /// Only other services call it.
+    Internal,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Operation {
+    /// PascalCase, e.g. `ViewProducts`; also the RPC name.
+    pub name: String,
+    pub doc: Option<String>,
+    pub kind: OperationKind,
+    pub audience: Audience,
+    /// Safe to retry: reads, and writes declared idempotent. Envoy retries only these.
+    pub idempotent: bool,
+    /// Input fields (each a copy of the entity/param field it names, renumbered).
+    pub input: Vec<Field>,
+    /// The entity returned, if any.
+    pub output: Option<String>,
+    /// Events a command emits.
+    pub emits: Vec<String>,
+    /// List only.
+    pub page_size: Option<PageSize>,
+    /// List only: equality filters (field names of the entity).
+    pub filter: Vec<String>,
+    /// List only: the stable sort order.
+    pub order_by: Vec<IndexColumn>,
+    /// Which process serves it (deployable name).
+    pub deployable: String,
+    /// Proto service and message names.
+    pub rpc: Rpc,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
+pub struct PageSize {
+    pub default: u32,
+    pub max: u32,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Event {
+    pub name: String,
+    pub doc: Option<String>,
+    pub fields: Vec<Field>,
+    /// Payload schema version (1 until the payload changes).
+    pub version: u32,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Subscription {
+    pub service: String,
+    pub event: String,
+    pub command: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Rpc {
+    /// The proto service this RPC belongs to, e.g. `ProductService`.
+    pub service: String,
+    pub method: String,
+    pub request: String,
+    pub response: String,
+}
+
+/// Everything in one `.proto` file: `shop.<service>.v1`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProtoPackage {
+    /// `shop.product.v1`.
+    pub package: String,
+    /// `shop/product/v1/product.proto`.
+    pub file: String,
+    pub imports: Vec<String>,
+    pub services: Vec<ProtoService>,
+    /// In emission order.
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProtoService {
+    pub name: String,
+    pub doc: Option<String>,
+    pub methods: Vec<Rpc>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Message {
+    pub name: String,
+    pub doc: Option<String>,
+    pub fields: Vec<MessageField>,
+    /// A `oneof` (used for event envelopes): name and its members.
+    pub oneof: Option<(String, Vec<MessageField>)>,
+    /// Numbers and names no longer used (see the spec lock).
+    pub reserved_numbers: Vec<u32>,
+    pub reserved_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MessageField {
+    pub name: String,
+    pub ty: ProtoType,
+    pub label: Label,
+    pub number: u32,
+    pub doc: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
+pub enum Label {
+    Required,
+    Optional,
+    Repeated,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub enum ProtoType {
+    String,
+    Int32,
+    Int64,
+    Uint32,
+    Bool,
+    Timestamp,
+    /// A message in the same package.
+    Message(String),
+}
+
+impl ProtoType {
+    pub fn proto_name(&self) -> String {
+        match self {
+            ProtoType::String => "string".into(),
+            ProtoType::Int32 => "int32".into(),
+            ProtoType::Int64 => "int64".into(),
+            ProtoType::Uint32 => "uint32".into(),
+            ProtoType::Bool => "bool".into(),
+            ProtoType::Timestamp => "google.protobuf.Timestamp".into(),
+            ProtoType::Message(m) => m.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Bff {
+    pub queries: Vec<BffOperation>,
+    pub mutations: Vec<BffOperation>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BffOperation {
+    /// The operation name as in the spec (`ViewProducts`).
+    pub operation: String,
+    /// The service that serves it.
+    pub service: String,
+    /// camelCase GraphQL field name (`viewProducts`).
+    pub field: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The GraphQL gateway.
+    Bff,
+    /// A gRPC server (CRUD, CQS, or a CQRS command or query side).
+    Grpc,
+    /// CQRS: the command side.
+    Command,
+    /// CQRS: the query side.
+    Query,
+    /// CQRS: consumes events and writes the read model; serves only health.
+    EventHandler,
+}
+
+/// One process, with its own Envoy sidecar.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Deployable {
+    /// kebab-case, unique: `bff`, `product`, `cart-command`, `cart-event-handler`.
+    pub name: String,
+    /// The service it belongs to (`bff` for the gateway).
+    pub service: String,
+    pub role: Role,
+    /// The proto services it serves (empty for bff and event handlers).
+    pub grpc_services: Vec<String>,
+    /// Deployables it calls through their Envoys.
+    pub upstreams: Vec<String>,
+    /// Databases it connects to.
+    pub databases: Vec<String>,
+    /// Event store it connects to.
+    pub event_store: Option<String>,
+    /// Topics it produces to / consumes from.
+    pub produces: Vec<String>,
+    pub consumes: Vec<String>,
+    /// Ports on one machine (the `local` target); containers use `ports::*` instead.
+    pub local: LocalPorts,
+}
+
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
+pub struct LocalPorts {
+    /// The process itself (gRPC, or HTTP for the BFF).
+    pub app: u16,
+    /// Its Envoy's listener.
+    pub envoy: u16,
+    /// Its Envoy's admin interface.
+    pub envoy_admin: u16,
+}
+
+/// Ports inside containers (compose and Kubernetes), the same for every deployable.
+pub mod ports {
+    /// The process itself.
+    pub const APP: u16 = 50051;
+    /// The BFF's HTTP port.
+    pub const BFF_HTTP: u16 = 8081;
+    /// Every Envoy's listener.
+    pub const ENVOY: u16 = 8080;
+    /// Every Envoy's admin interface (health checks, metrics).
+    pub const ENVOY_ADMIN: u16 = 9901;
+    pub const POSTGRES: u16 = 5432;
+    pub const MONGODB: u16 = 27017;
+    pub const KAFKA: u16 = 9092;
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Database {
+    /// `product`, `order`, `cart_read`, `user`.
+    pub name: String,
+    pub service: String,
+    pub kind: DatabaseKind,
+    /// The tables, in creation order (referenced tables first).
+    pub tables: Vec<Table>,
+}
+
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// CRUD tables.
+    Crud,
+    /// CQS+ES: event table, state tables, outbox.
+    EventsAndState,
+    /// CQRS+ES read model: projected state tables and projection checkpoints.
+    ReadModel,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Table {
+    /// snake_case plural, e.g. `products`, `order_details`.
+    pub name: String,
+    pub doc: Option<String>,
+    pub columns: Vec<Column>,
+    pub primary_key: Vec<String>,
+    pub unique: Vec<Vec<String>>,
+    pub indexes: Vec<Vec<IndexColumn>>,
+    pub foreign_keys: Vec<ForeignKey>,
+    /// Table-level CHECK expressions beyond per-column ones.
+    pub checks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub sql_type: SqlType,
+    pub nullable: bool,
+    /// A SQL default expression.
+    pub default: Option<String>,
+    /// CHECK expressions on this column alone.
+    pub checks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
+pub enum SqlType {
+    Uuid,
+    Text,
+    Integer,
+    BigInt,
+    BigSerial,
+    Boolean,
+    TimestampTz,
+    Jsonb,
+    Bytea,
+}
+
+impl SqlType {
+    pub fn postgres(self) -> &'static str {
+        match self {
+            SqlType::Uuid => "uuid",
+            SqlType::Text => "text",
+            SqlType::Integer => "integer",
+            SqlType::BigInt => "bigint",
+            SqlType::BigSerial => "bigserial",
+            SqlType::Boolean => "boolean",
+            SqlType::TimestampTz => "timestamptz",
+            SqlType::Jsonb => "jsonb",
+            SqlType::Bytea => "bytea",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ForeignKey {
+    pub columns: Vec<String>,
+    pub table: String,
+    pub references: Vec<String>,
+    pub on_delete_cascade: bool,
+}
+
+/// A MongoDB-wire event store (document per commit).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventStore {
+    /// Database name, e.g. `cart_events`.
+    pub database: String,
+    pub service: String,
+    pub collections: Vec<Collection>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Collection {
+    pub name: String,
+    pub doc: String,
+    pub indexes: Vec<MongoIndex>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MongoIndex {
+    pub name: String,
+    /// Keys with 1 (ascending) or -1 (descending).
+    pub keys: Vec<(String, i32)>,
+    pub unique: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Topic {
+    pub name: String,
+    pub service: String,
+    /// Messages are keyed by the aggregate id, so one stream stays in order.
+    pub key: String,
+    pub partitions: u32,
+}

@@ -1,0 +1,398 @@
+//! What runs where: deployables and their ports, databases and tables, event stores,
+//! topics. Derived from the lowered services; every deploy emitter reads these.
+
+use crate::ir::*;
+use crate::names;
+
+/// Local ports are `BASE + index` in deployable order: the app, its Envoy, its admin.
+const LOCAL_APP_BASE: u16 = 50100;
+const LOCAL_ENVOY_BASE: u16 = 50200;
+const LOCAL_ADMIN_BASE: u16 = 50300;
+
+pub fn derive(system: &mut System) {
+    system.databases = databases(system);
+    system.event_stores = event_stores(system);
+    system.topics = system
+        .services
+        .iter()
+        .filter_map(|s| {
+            s.messaging.as_ref().map(|m| Topic {
+                name: m.topic.clone(),
+                service: s.name.clone(),
+                key: format!("{}_id", names::snake(&s.entity)),
+                partitions: 3,
+            })
+        })
+        .collect();
+    system.deployables = deployables(system);
+}
+
+pub fn database_name(system: &str, service: &Service) -> String {
+    match service.pattern {
+        Pattern::CqrsEs => format!("{system}_{}_read", service.name),
+        _ => format!("{system}_{}", service.name),
+    }
+}
+
+fn deployables(system: &System) -> Vec<Deployable> {
+    let mut out = Vec::new();
+    let grpc_of = |svc: &Service| -> Vec<String> {
+        match svc.pattern {
+            Pattern::CqrsEs => vec![format!("{}-command", names::kebab(&svc.name)), format!("{}-query", names::kebab(&svc.name))],
+            _ => vec![names::kebab(&svc.name)],
+        }
+    };
+    let mut bff_upstreams: Vec<String> = Vec::new();
+    for op in system.bff.queries.iter().chain(&system.bff.mutations) {
+        if let Some(o) = system.services.iter().find_map(|s| s.operation(&op.operation))
+            && !bff_upstreams.contains(&o.deployable)
+        {
+            bff_upstreams.push(o.deployable.clone());
+        }
+    }
+    out.push(Deployable {
+        name: "bff".into(),
+        service: "bff".into(),
+        role: Role::Bff,
+        grpc_services: Vec::new(),
+        upstreams: bff_upstreams,
+        databases: Vec::new(),
+        event_store: None,
+        produces: Vec::new(),
+        consumes: Vec::new(),
+        local: LocalPorts { app: 0, envoy: 0, envoy_admin: 0 },
+    });
+    for svc in &system.services {
+        let mut upstreams: Vec<String> = Vec::new();
+        for c in &svc.calls {
+            if let Some(other) = system.services.iter().find(|s| &s.name == c) {
+                upstreams.extend(grpc_of(other));
+            }
+        }
+        let topic = svc.messaging.as_ref().map(|m| m.topic.clone());
+        let subscribed: Vec<String> = svc
+            .subscriptions
+            .iter()
+            .filter_map(|sub| system.services.iter().find(|s| s.name == sub.service)?.messaging.as_ref().map(|m| m.topic.clone()))
+            .collect();
+        let db = database_name(&system.name, svc);
+        let proto_services = |pred: &dyn Fn(&Operation) -> bool| -> Vec<String> {
+            let mut v: Vec<String> = Vec::new();
+            for o in svc.operations.iter().filter(|o| pred(o)) {
+                let full = format!("{}.{}", svc.proto.package, o.rpc.service);
+                if !v.contains(&full) {
+                    v.push(full);
+                }
+            }
+            v
+        };
+        let base = |name: String, role: Role| Deployable {
+            name,
+            service: svc.name.clone(),
+            role,
+            grpc_services: Vec::new(),
+            upstreams: Vec::new(),
+            databases: Vec::new(),
+            event_store: None,
+            produces: Vec::new(),
+            consumes: Vec::new(),
+            local: LocalPorts { app: 0, envoy: 0, envoy_admin: 0 },
+        };
+        let k = names::kebab(&svc.name);
+        match svc.pattern {
+            Pattern::Crud | Pattern::CqsEs => {
+                let mut d = base(k, Role::Grpc);
+                d.grpc_services = proto_services(&|_| true);
+                d.upstreams = upstreams;
+                d.databases = vec![db];
+                d.produces = topic.into_iter().collect();
+                d.consumes = subscribed;
+                out.push(d);
+            }
+            Pattern::CqrsEs => {
+                let store = format!("{}_{}_events", system.name, svc.name);
+                let mut c = base(format!("{k}-command"), Role::Command);
+                c.grpc_services = proto_services(&|o| o.kind == OperationKind::Command);
+                c.upstreams = upstreams;
+                c.event_store = Some(store.clone());
+                // The relay runs beside the command side: it tails the store it writes.
+                c.produces = topic.iter().cloned().collect();
+                c.consumes = subscribed;
+                out.push(c);
+                let mut q = base(format!("{k}-query"), Role::Query);
+                q.grpc_services = proto_services(&|o| o.kind == OperationKind::Query);
+                q.databases = vec![db.clone()];
+                out.push(q);
+                let mut h = base(format!("{k}-event-handler"), Role::EventHandler);
+                h.databases = vec![db];
+                h.event_store = Some(store);
+                h.consumes = topic.into_iter().collect();
+                out.push(h);
+            }
+        }
+    }
+    for (i, d) in out.iter_mut().enumerate() {
+        let i = i as u16;
+        d.local = LocalPorts {
+            app: LOCAL_APP_BASE + i,
+            envoy: LOCAL_ENVOY_BASE + i,
+            envoy_admin: LOCAL_ADMIN_BASE + i,
+        };
+    }
+    out
+}
+
+fn event_stores(system: &System) -> Vec<EventStore> {
+    system
+        .services
+        .iter()
+        .filter(|s| s.event_store == Some(Store::MongoDb))
+        .map(|s| EventStore {
+            database: format!("{}_{}_events", system.name, s.name),
+            service: s.name.clone(),
+            collections: vec![
+                Collection {
+                    name: "commits".into(),
+                    doc: "One document per command: _id is the global, gap-free position; events[] holds the command's events.".into(),
+                    indexes: vec![
+                        MongoIndex {
+                            name: "stream_commit_seq".into(),
+                            keys: vec![("stream_id".into(), 1), ("commit_seq".into(), 1)],
+                            unique: true,
+                        },
+                        MongoIndex {
+                            name: "stream_commit_id".into(),
+                            keys: vec![("stream_id".into(), 1), ("commit_id".into(), 1)],
+                            unique: true,
+                        },
+                    ],
+                },
+                Collection {
+                    name: "checkpoints".into(),
+                    doc: "Per reader (relay, rebuild): the last position it has fully handled; _id is the reader's name.".into(),
+                    indexes: Vec::new(),
+                },
+                Collection {
+                    name: "leases".into(),
+                    doc: "Who may run a singleton reader (the relay) and until when; _id is the reader's name.".into(),
+                    indexes: Vec::new(),
+                },
+            ],
+        })
+        .collect()
+}
+
+fn databases(system: &System) -> Vec<Database> {
+    let mut out = Vec::new();
+    for svc in &system.services {
+        let kind = match svc.pattern {
+            Pattern::Crud => DatabaseKind::Crud,
+            Pattern::CqsEs => DatabaseKind::EventsAndState,
+            Pattern::CqrsEs => DatabaseKind::ReadModel,
+        };
+        let mut tables = Vec::new();
+        if kind == DatabaseKind::EventsAndState {
+            tables.push(events_table(svc));
+        }
+        let mut in_db: Vec<String> = Vec::new();
+        entity_tables(system, svc, &svc.entity, None, kind, &mut tables, &mut in_db);
+        if kind == DatabaseKind::EventsAndState {
+            tables.push(outbox_table());
+        }
+        out.push(Database { name: database_name(&system.name, svc), service: svc.name.clone(), kind, tables });
+    }
+    out
+}
+
+fn table_name(entity: &str) -> String {
+    names::plural(&names::snake(entity))
+}
+
+fn entity_tables(
+    system: &System,
+    svc: &Service,
+    entity_name: &str,
+    owner: Option<&Entity>,
+    kind: DatabaseKind,
+    tables: &mut Vec<Table>,
+    in_db: &mut Vec<String>,
+) {
+    let Some(e) = system.entities.iter().find(|e| e.name == entity_name) else { return };
+    in_db.push(e.name.clone());
+    let name = table_name(&e.name);
+    let mut t = Table {
+        name: name.clone(),
+        doc: e.doc.clone(),
+        columns: Vec::new(),
+        primary_key: Vec::new(),
+        unique: Vec::new(),
+        indexes: Vec::new(),
+        foreign_keys: Vec::new(),
+        checks: Vec::new(),
+    };
+    if let Some(o) = owner {
+        let col = format!("{}_id", names::snake(&o.name));
+        t.columns.push(Column { name: col.clone(), sql_type: SqlType::Uuid, nullable: false, default: None, checks: Vec::new() });
+        t.foreign_keys.push(ForeignKey {
+            columns: vec![col.clone()],
+            table: table_name(&o.name),
+            references: vec!["id".into()],
+            on_delete_cascade: true,
+        });
+        t.primary_key.push(col);
+        if e.has_id() {
+            t.primary_key.push("id".into());
+        } else {
+            t.primary_key.extend(e.key.iter().cloned());
+        }
+    } else {
+        t.primary_key.push("id".into());
+    }
+    for f in &e.fields {
+        t.columns.push(column(f));
+        if f.unique {
+            t.unique.push(vec![f.name.clone()]);
+        }
+        if let FieldType::Ref(target) = &f.ty
+            && in_db.contains(target)
+            && owner.is_none_or(|o| &o.name != target)
+        {
+            t.foreign_keys.push(ForeignKey {
+                columns: vec![f.name.clone()],
+                table: table_name(target),
+                references: vec!["id".into()],
+                on_delete_cascade: false,
+            });
+        }
+    }
+    if owner.is_none() && kind != DatabaseKind::Crud {
+        t.columns.push(Column {
+            name: "version".into(),
+            sql_type: SqlType::BigInt,
+            nullable: false,
+            default: Some("0".into()),
+            checks: vec!["version >= 0".into()],
+        });
+    }
+    t.unique.extend(e.unique.iter().cloned());
+    let mut indexes = e.indexes.clone();
+    if owner.is_none() {
+        for o in svc.operations.iter().filter(|o| o.kind == OperationKind::List) {
+            let mut ix: Vec<IndexColumn> =
+                o.filter.iter().map(|f| IndexColumn { field: f.clone(), descending: false }).collect();
+            ix.extend(o.order_by.iter().cloned());
+            if ix.len() > 1 || ix.first().is_some_and(|c| c.field != "id") {
+                indexes.push(ix);
+            }
+        }
+    }
+    for f in &e.fields {
+        if matches!(f.ty, FieldType::Ref(_)) && !t.primary_key.first().is_some_and(|p| p == &f.name) {
+            indexes.push(vec![IndexColumn { field: f.name.clone(), descending: false }]);
+        }
+    }
+    let mut seen: Vec<Vec<IndexColumn>> = Vec::new();
+    for ix in indexes {
+        // An index whose columns start another index (or the key) adds nothing.
+        let covered = seen.iter().any(|s| s.len() >= ix.len() && s[..ix.len()] == ix[..])
+            || (ix.len() <= t.primary_key.len() && ix.iter().zip(&t.primary_key).all(|(c, k)| &c.field == k && !c.descending))
+            || t.unique.iter().any(|u| u.len() >= ix.len() && ix.iter().zip(u).all(|(c, k)| &c.field == k && !c.descending));
+        if !covered {
+            seen.retain(|s| !(ix.len() > s.len() && ix[..s.len()] == s[..]));
+            seen.push(ix);
+        }
+    }
+    t.indexes = seen;
+    tables.push(t);
+    for r in e.relations.iter().filter(|r| r.owned) {
+        entity_tables(system, svc, &r.target, Some(e), kind, tables, in_db);
+    }
+}
+
+pub fn column(f: &Field) -> Column {
+    let sql_type = match f.ty {
+        FieldType::Uuid | FieldType::Ref(_) => SqlType::Uuid,
+        FieldType::String | FieldType::Text | FieldType::Email => SqlType::Text,
+        FieldType::Int => SqlType::Integer,
+        FieldType::Money => SqlType::BigInt,
+        FieldType::Timestamp => SqlType::TimestampTz,
+        FieldType::Bool => SqlType::Boolean,
+    };
+    let n = &f.name;
+    let c = &f.constraints;
+    let mut checks = Vec::new();
+    match (c.min_len, c.max_len) {
+        (Some(lo), Some(hi)) => checks.push(format!("char_length({n}) BETWEEN {lo} AND {hi}")),
+        (Some(lo), None) => checks.push(format!("char_length({n}) >= {lo}")),
+        (None, Some(hi)) => checks.push(format!("char_length({n}) <= {hi}")),
+        (None, None) => {}
+    }
+    if f.ty == FieldType::Email {
+        checks.push(format!("{n} LIKE '_%@_%'"));
+    }
+    match (c.min, c.max) {
+        (Some(lo), Some(hi)) => checks.push(format!("{n} BETWEEN {lo} AND {hi}")),
+        (Some(lo), None) => checks.push(format!("{n} >= {lo}")),
+        (None, Some(hi)) => checks.push(format!("{n} <= {hi}")),
+        (None, None) => {}
+    }
+    Column { name: n.clone(), sql_type, nullable: f.optional, default: None, checks }
+}
+
+fn events_table(svc: &Service) -> Table {
+    let col = |name: &str, sql_type: SqlType, default: Option<&str>| Column {
+        name: name.into(),
+        sql_type,
+        nullable: false,
+        default: default.map(str::to_string),
+        checks: Vec::new(),
+    };
+    let _ = svc;
+    Table {
+        name: "events".into(),
+        doc: Some("Every event of every stream; (stream_id, version) is the optimistic-concurrency key.".into()),
+        columns: vec![
+            col("stream_id", SqlType::Uuid, None),
+            Column { checks: vec!["version >= 1".into()], ..col("version", SqlType::BigInt, None) },
+            col("position", SqlType::BigSerial, None),
+            col("event_id", SqlType::Uuid, None),
+            col("event_type", SqlType::Text, None),
+            Column { checks: vec!["schema_version >= 1".into()], ..col("schema_version", SqlType::Integer, None) },
+            col("payload", SqlType::Jsonb, None),
+            col("metadata", SqlType::Jsonb, Some("'{}'::jsonb")),
+            col("recorded_at", SqlType::TimestampTz, Some("now()")),
+        ],
+        primary_key: vec!["stream_id".into(), "version".into()],
+        unique: vec![vec!["position".into()], vec!["event_id".into()]],
+        indexes: Vec::new(),
+        foreign_keys: Vec::new(),
+        checks: Vec::new(),
+    }
+}
+
+fn outbox_table() -> Table {
+    let col = |name: &str, sql_type: SqlType, nullable: bool, default: Option<&str>| Column {
+        name: name.into(),
+        sql_type,
+        nullable,
+        default: default.map(str::to_string),
+        checks: Vec::new(),
+    };
+    Table {
+        name: "outbox".into(),
+        doc: Some("Events waiting for Kafka, written in the command's transaction; a relay publishes them in position order.".into()),
+        columns: vec![
+            col("position", SqlType::BigSerial, false, None),
+            col("topic", SqlType::Text, false, None),
+            col("message_key", SqlType::Text, false, None),
+            col("payload", SqlType::Bytea, false, None),
+            col("created_at", SqlType::TimestampTz, false, Some("now()")),
+            col("published_at", SqlType::TimestampTz, true, None),
+        ],
+        primary_key: vec!["position".into()],
+        unique: Vec::new(),
+        indexes: Vec::new(),
+        foreign_keys: Vec::new(),
+        checks: Vec::new(),
+    }
+}

@@ -1,0 +1,58 @@
+//! The generator: spec -> validate -> IR -> emitters.
+//!
+//! Pure: `load` turns spec text into the IR (or every error in it), `emit::all` turns
+//! the IR into file contents. Writing files is the caller's business (see xtask).
+
+pub mod diag;
+pub mod emit;
+pub mod ir;
+mod layout;
+mod lower;
+pub mod names;
+mod positions;
+mod proto_model;
+pub mod spec;
+
+use std::path::Path;
+
+pub use diag::{Diagnostic, SpecErrors};
+pub use emit::GeneratedFile;
+
+use crate::diag::Diagnostics;
+use crate::ir::Span;
+
+/// Parses and validates `text` (read from `file`, used in messages) into the IR.
+pub fn load(file: &Path, text: &str) -> Result<ir::System, SpecErrors> {
+    let fail = |errors| SpecErrors {
+        file: file.to_path_buf(),
+        errors,
+    };
+    let mut d = Diagnostics::default();
+    let raw: spec::Spec = match serde_yaml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e
+                .location()
+                .map(|l| Span {
+                    line: l.line() as u32,
+                    column: l.column() as u32,
+                })
+                .unwrap_or(Span { line: 1, column: 1 });
+            let msg = e.to_string();
+            // serde_yaml appends " at line L column C"; the prefix says it already.
+            let msg = match msg.rfind(" at line ") {
+                Some(i) => msg[..i].to_string(),
+                None => msg,
+            };
+            d.error(span, msg);
+            return Err(fail(d.into_sorted()));
+        }
+    };
+    let positions = positions::Positions::scan(text, &mut d);
+    let system = lower::lower(&raw, &positions, &mut d);
+    if d.is_empty() {
+        Ok(system)
+    } else {
+        Err(fail(d.into_sorted()))
+    }
+}
