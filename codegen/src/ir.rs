@@ -410,6 +410,14 @@ pub struct MessageField {
     pub label: Label,
     pub number: u32,
     pub doc: Option<String>,
+    /// What to validate on input: the spec type and constraints this field came from.
+    pub check: Option<Check>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Check {
+    pub ty: FieldType,
+    pub constraints: Constraints,
 }
 
 #[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]

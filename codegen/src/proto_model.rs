@@ -39,6 +39,7 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
                 label: if r.cardinality.is_many() { Label::Repeated } else { Label::Optional },
                 number: n,
                 doc: None,
+                check: None,
             });
         }
         b.push(Message::new(name, e.doc.clone(), fields))?;
@@ -64,10 +65,15 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
                     .collect();
                 let n = req.len() as u32;
                 let ps = o.page_size.unwrap_or(PageSize { default: 20, max: 100 });
-                req.push(MessageField::new("page_size", ProtoType::Int32, Label::Required, n + 1).doc(format!(
+                let mut page_size = MessageField::new("page_size", ProtoType::Int32, Label::Required, n + 1).doc(format!(
                     "At most this many items; 0 means {}, more than {} is an error.",
                     ps.default, ps.max
-                )));
+                ));
+                page_size.check = Some(Check {
+                    ty: FieldType::Int,
+                    constraints: Constraints { min: Some(0), max: Some(ps.max as i64), ..Constraints::default() },
+                });
+                req.push(page_size);
                 req.push(
                     MessageField::new("page_token", ProtoType::String, Label::Required, n + 2)
                         .doc("Empty for the first page, else a previous response's next_page_token."),
@@ -104,10 +110,13 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
             }
             OperationKind::Command => {
                 let mut req: Vec<MessageField> = o.input.iter().map(|f| b.field(f)).collect();
-                req.push(
-                    MessageField::new("expected_version", ProtoType::Int64, Label::Optional, req.len() as u32 + 1)
-                        .doc("Fail with ABORTED unless the aggregate is at this version (0: does not exist yet)."),
-                );
+                let mut expected = MessageField::new("expected_version", ProtoType::Int64, Label::Optional, req.len() as u32 + 1)
+                    .doc("Fail with ABORTED unless the aggregate is at this version (0: does not exist yet).");
+                expected.check = Some(Check {
+                    ty: FieldType::Money,
+                    constraints: Constraints { min: Some(0), ..Constraints::default() },
+                });
+                req.push(expected);
                 let resp = vec![
                     MessageField::new(&format!("{}_id", var(&entity.name)), ProtoType::String, Label::Required, 1),
                     MessageField::new("version", ProtoType::Int64, Label::Required, 2)
@@ -215,6 +224,7 @@ impl Builder {
             label: if f.optional { Label::Optional } else { Label::Required },
             number: f.number,
             doc: f.doc.clone(),
+            check: Some(Check { ty: f.ty.clone(), constraints: f.constraints.clone() }),
         }
     }
 
@@ -242,7 +252,7 @@ impl Message {
 
 impl MessageField {
     pub fn new(name: &str, ty: ProtoType, label: Label, number: u32) -> MessageField {
-        MessageField { name: name.to_string(), ty, label, number, doc: None }
+        MessageField { name: name.to_string(), ty, label, number, doc: None, check: None }
     }
     fn doc(mut self, d: impl Into<String>) -> MessageField {
         self.doc = Some(d.into());
