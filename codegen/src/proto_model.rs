@@ -189,7 +189,7 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
     }
     let package = format!("{system}.{}.v1", svc.name);
     Ok(ProtoPackage {
-        file: format!("{}.proto", package.replace('.', "/")),
+        file: format!("{}/{}.proto", package.replace('.', "/"), svc.name),
         package,
         imports: if b.uses_timestamp { vec!["google/protobuf/timestamp.proto".into()] } else { Vec::new() },
         services,
@@ -198,7 +198,9 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
 }
 
 fn id_field(n: u32) -> MessageField {
-    MessageField::new("id", ProtoType::String, Label::Required, n)
+    let mut f = MessageField::new("id", ProtoType::String, Label::Required, n);
+    f.check = Some(Check { ty: FieldType::Uuid, constraints: Constraints::default() });
+    f
 }
 
 struct Builder {

@@ -5,6 +5,12 @@
 
 use crate::ir::System;
 
+pub mod graphql;
+pub mod mongo;
+pub mod proto;
+pub mod rust;
+pub mod sql;
+
 /// One output file, its path relative to the output folder (`generated/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeneratedFile {
@@ -52,6 +58,11 @@ fn template_error(name: &str, e: &tera::Error) -> EmitError {
 pub fn all(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
     let mut files = Vec::new();
     // Each emitter appends its files here.
+    files.extend(proto::emit(system)?);
+    files.extend(graphql::emit(system)?);
+    files.extend(sql::emit(system)?);
+    files.extend(mongo::emit(system)?);
+    files.extend(rust::emit(system)?);
     let _ = system;
     files.sort_by(|a: &GeneratedFile, b| a.path.cmp(&b.path));
     Ok(files)

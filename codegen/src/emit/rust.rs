@@ -1,0 +1,690 @@
+//! One crate per service under `generated/rust/<service>/`: the prost/tonic code of its
+//! proto package (compiled in memory with protox, no `protoc`), request validation from
+//! the spec's constraints, the use-case traits hand-written code implements, the glue
+//! that serves them over gRPC, and for event-sourced services the command and event
+//! types and the aggregate trait.
+//!
+//! Rust is built with `quote` and printed with `prettyplease`; only the fixed,
+//! rustfmt-stable `lib.rs` and `Cargo.toml` come from templates.
+
+use std::collections::BTreeSet;
+
+use heck::{ToSnakeCase, ToUpperCamelCase};
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+
+use super::{EmitError, GeneratedFile};
+use crate::ir::*;
+
+pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
+    let protos: Vec<GeneratedFile> = super::proto::emit(system)?
+        .into_iter()
+        .filter_map(|f| {
+            f.path.strip_prefix("proto/").map(|p| GeneratedFile {
+                path: p.to_string(),
+                contents: f.contents,
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for svc in &system.services {
+        let dir = format!("rust/{}", svc.name);
+        let (pb, descriptor) = compile_proto(&protos, &svc.proto)?;
+        out.push(GeneratedFile {
+            path: format!("{dir}/Cargo.toml"),
+            contents: cargo_toml(system, svc)?,
+        });
+        out.push(GeneratedFile {
+            path: format!("{dir}/src/lib.rs"),
+            contents: lib_rs(svc)?,
+        });
+        out.push(GeneratedFile {
+            path: format!("{dir}/src/pb.rs"),
+            contents: format!("{}{pb}", super::header("//")),
+        });
+        out.push(GeneratedFile {
+            path: format!("{dir}/src/api.rs"),
+            contents: print(api(system, svc, &descriptor)?)?,
+        });
+    }
+    Ok(out)
+}
+
+pub fn crate_name(system: &System, svc: &Service) -> String {
+    format!("{}-{}", system.name, svc.name.replace('_', "-"))
+}
+
+fn crate_ident(system: &System, svc: &Service) -> proc_macro2::Ident {
+    format_ident!("{}", crate_name(system, svc).replace('-', "_"))
+}
+
+fn print(tokens: TokenStream) -> Result<String, EmitError> {
+    let file: syn::File =
+        syn::parse2(tokens).map_err(|e| EmitError::Rust(format!("generated tokens do not parse: {e}")))?;
+    Ok(format!("{}{}", super::header("//"), prettyplease::unparse(&file)))
+}
+
+/// Compiles every proto in memory; returns the Rust of `pkg` and its encoded descriptor set.
+fn compile_proto(protos: &[GeneratedFile], pkg: &ProtoPackage) -> Result<(String, Vec<u8>), EmitError> {
+    struct Memory(Vec<GeneratedFile>);
+    impl protox::file::FileResolver for Memory {
+        fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+            match self.0.iter().find(|f| f.path == name) {
+                Some(f) => protox::file::File::from_source(name, &f.contents),
+                None => Err(protox::Error::file_not_found(name)),
+            }
+        }
+    }
+    let mut resolver = protox::file::ChainFileResolver::new();
+    resolver.add(Memory(protos.to_vec()));
+    resolver.add(protox::file::GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_file(&pkg.file).map_err(|e| EmitError::Proto(format!("{}: {e:?}", pkg.file)))?;
+    let fds = compiler.file_descriptor_set();
+
+    let mut config = prost_build::Config::new();
+    config.service_generator(
+        tonic_prost_build::configure()
+            .build_client(true)
+            .build_server(true)
+            .build_transport(true)
+            .service_generator(),
+    );
+    // prost needs the imported files too, to know their messages; we keep only ours.
+    let requests: Vec<(prost_build::Module, prost_types::FileDescriptorProto)> = fds
+        .file
+        .iter()
+        .map(|f| (prost_build::Module::from_protobuf_package_name(f.package()), f.clone()))
+        .collect();
+    let mut modules = config.generate(requests).map_err(|e| EmitError::Proto(e.to_string()))?;
+    let code = modules
+        .remove(&prost_build::Module::from_protobuf_package_name(&pkg.package))
+        .ok_or_else(|| EmitError::Proto(format!("prost produced nothing for {}", pkg.file)))?;
+
+    // Reflection serves the descriptors; comments and positions would only bloat them.
+    let mut compiler_lean = fds;
+    for f in &mut compiler_lean.file {
+        f.source_code_info = None;
+    }
+    Ok((code, prost::Message::encode_to_vec(&compiler_lean)))
+}
+
+fn cargo_toml(system: &System, svc: &Service) -> Result<String, EmitError> {
+    let mut ctx = tera::Context::new();
+    ctx.insert("header", &super::header("#"));
+    ctx.insert("name", &crate_name(system, svc));
+    ctx.insert("service", &svc.name);
+    ctx.insert("event_sourced", &svc.is_event_sourced());
+    let deps: BTreeSet<(String, String)> = svc
+        .subscriptions
+        .iter()
+        .filter_map(|s| system.services.iter().find(|o| o.name == s.service))
+        .map(|o| (crate_name(system, o), o.name.clone()))
+        .collect();
+    let deps: Vec<serde_json::Value> =
+        deps.into_iter().map(|(name, dir)| serde_json::json!({ "name": name, "dir": dir })).collect();
+    ctx.insert("deps", &deps);
+    super::render("rust/Cargo.toml.tera", include_str!("../../../templates/rust/Cargo.toml.tera"), &ctx)
+}
+
+fn lib_rs(svc: &Service) -> Result<String, EmitError> {
+    let mut ctx = tera::Context::new();
+    ctx.insert("header", &super::header("//"));
+    ctx.insert("service", &svc.name);
+    ctx.insert("package", &svc.proto.package);
+    super::render("rust/lib.rs.tera", include_str!("../../../templates/rust/lib.rs.tera"), &ctx)
+}
+
+fn api(system: &System, svc: &Service, descriptor: &[u8]) -> Result<TokenStream, EmitError> {
+    let bytes = Literal::byte_string(descriptor);
+    let validate = validators(svc);
+    let services = service_traits(svc);
+    let es = if svc.is_event_sourced() { event_sourcing(system, svc)? } else { TokenStream::new() };
+    let doc = format!(" The `{}` service ({}): {}.", svc.name, svc.pattern.as_str(), svc.proto.package);
+    Ok(quote! {
+        #![doc = #doc]
+        use std::future::Future;
+        use std::sync::Arc;
+
+        use shop_kit::{RequestContext, ServiceError, Validate, Violations};
+
+        use crate::pb;
+
+        /// The encoded `FileDescriptorSet` of this service's proto package, for server reflection.
+        pub const FILE_DESCRIPTOR_SET: &[u8] = #bytes;
+
+        #validate
+        #services
+        #es
+    })
+}
+
+// ------------------------------------------------------------------ validation
+
+fn validators(svc: &Service) -> TokenStream {
+    let pkg = &svc.proto;
+    // Requests, and every message nested in one.
+    let mut wanted: Vec<&str> = pkg.messages.iter().filter(|m| m.name.ends_with("Request")).map(|m| m.name.as_str()).collect();
+    let mut i = 0;
+    while i < wanted.len() {
+        if let Some(m) = pkg.messages.iter().find(|m| m.name == wanted[i]) {
+            for f in &m.fields {
+                if let ProtoType::Message(n) = &f.ty
+                    && !wanted.contains(&n.as_str())
+                {
+                    wanted.push(n);
+                }
+            }
+        }
+        i += 1;
+    }
+    let impls = pkg.messages.iter().filter(|m| wanted.contains(&m.name.as_str())).map(|m| {
+        let ty = format_ident!("{}", m.name);
+        let checks = m.fields.iter().map(field_check);
+        let uses_v = m.fields.iter().any(|f| f.check.is_some() || matches!(f.ty, ProtoType::Message(_)));
+        let (prefix, v) = if uses_v { (quote!(prefix), quote!(v)) } else { (quote!(_prefix), quote!(_v)) };
+        quote! {
+            impl Validate for pb::#ty {
+                fn validate_into(&self, #prefix: &str, #v: &mut Violations) {
+                    #(#checks)*
+                }
+            }
+        }
+    });
+    quote! { #(#impls)* }
+}
+
+fn field_check(f: &MessageField) -> TokenStream {
+    let name = format_ident!("{}", rust_field(&f.name));
+    let label = &f.name;
+    let path = quote!(shop_kit::validate_path(prefix, #label));
+    if let ProtoType::Message(_) = &f.ty {
+        return match f.label {
+            Label::Repeated => quote! {
+                for (i, item) in self.#name.iter().enumerate() {
+                    item.validate_into(&format!("{}[{}]", #path, i), v);
+                }
+            },
+            _ => quote! {
+                if let Some(item) = &self.#name {
+                    item.validate_into(&#path, v);
+                }
+            },
+        };
+    }
+    let Some(check) = &f.check else { return TokenStream::new() };
+    let c = &check.constraints;
+    let opt = |o: Option<u32>| match o {
+        Some(n) => quote!(Some(#n)),
+        None => quote!(None),
+    };
+    let opt64 = |o: Option<i64>| match o {
+        Some(n) => quote!(Some(#n)),
+        None => quote!(None),
+    };
+    let on_value: TokenStream = match &check.ty {
+        FieldType::Uuid | FieldType::Ref(_) => quote!(v.uuid(#path, value);),
+        FieldType::String | FieldType::Text | FieldType::Email => {
+            let (lo, hi) = (opt(c.min_len), opt(c.max_len));
+            let email = (check.ty == FieldType::Email).then(|| quote!(v.email(#path, value);));
+            quote! {
+                v.length(#path, value, #lo, #hi);
+                #email
+            }
+        }
+        FieldType::Int | FieldType::Money => {
+            if c.min.is_none() && c.max.is_none() {
+                return TokenStream::new();
+            }
+            let (lo, hi) = (opt64(c.min), opt64(c.max));
+            quote!(v.range(#path, i64::from(*value), #lo, #hi);)
+        }
+        FieldType::Timestamp => {
+            return match f.label {
+                Label::Required => quote!(v.required(#path, &self.#name);),
+                _ => TokenStream::new(),
+            };
+        }
+        FieldType::Bool => return TokenStream::new(),
+    };
+    match f.label {
+        Label::Optional => quote! {
+            if let Some(value) = &self.#name {
+                #on_value
+            }
+        },
+        Label::Repeated => quote! {
+            for value in &self.#name {
+                #on_value
+            }
+        },
+        Label::Required => quote! {
+            {
+                let value = &self.#name;
+                #on_value
+            }
+        },
+    }
+}
+
+fn rust_field(name: &str) -> String {
+    // prost escapes Rust keywords as raw identifiers; the spec already forbids them.
+    name.to_string()
+}
+
+// ------------------------------------------------------------------ services
+
+fn use_case_trait_name(proto_service: &str) -> String {
+    format!("{}UseCases", proto_service.strip_suffix("Service").unwrap_or(proto_service))
+}
+
+fn service_traits(svc: &Service) -> TokenStream {
+    let mut out = TokenStream::new();
+    for ps in &svc.proto.services {
+        let trait_name = format_ident!("{}", use_case_trait_name(&ps.name));
+        let grpc = format_ident!("{}Grpc", ps.name.strip_suffix("Service").unwrap_or(&ps.name));
+        let server_mod = format_ident!("{}_server", ps.name.to_snake_case());
+        let tonic_trait = format_ident!("{}", ps.name);
+        let tonic_server = format_ident!("{}Server", ps.name);
+        let ctor = format_ident!("{}_server", ps.name.strip_suffix("Service").unwrap_or(&ps.name).to_snake_case());
+        let mut trait_methods = Vec::new();
+        let mut glue = Vec::new();
+        for rpc in &ps.methods {
+            let op = svc.operation(&rpc.method);
+            let method = format_ident!("{}", rpc.method.to_snake_case());
+            let req = format_ident!("{}", rpc.request);
+            let resp = format_ident!("{}", rpc.response);
+            let mut doc = op.and_then(|o| o.doc.clone()).unwrap_or_else(|| format!("`{}`", rpc.method));
+            if let Some(o) = op {
+                doc = format!(
+                    " {doc}\n\n Kind: {:?}; audience: {:?}; {}. The request is already validated against the spec.",
+                    o.kind,
+                    o.audience,
+                    if o.idempotent { "idempotent (retried by Envoy)" } else { "not retried" }
+                );
+            }
+            let method_name = &rpc.method;
+            trait_methods.push(quote! {
+                #[doc = #doc]
+                fn #method(&self, ctx: RequestContext, request: pb::#req) -> impl Future<Output = Result<pb::#resp, ServiceError>> + Send;
+            });
+            glue.push(quote! {
+                async fn #method(&self, request: tonic::Request<pb::#req>) -> Result<tonic::Response<pb::#resp>, tonic::Status> {
+                    let ctx = RequestContext::from_metadata(request.metadata());
+                    let request = request.into_inner();
+                    let span = tracing::info_span!("rpc", method = #method_name, request_id = %ctx.request_id);
+                    let result = async {
+                        request.validate()?;
+                        self.inner.#method(ctx, request).await
+                    };
+                    match tracing::Instrument::instrument(result, span.clone()).await {
+                        Ok(response) => Ok(tonic::Response::new(response)),
+                        Err(e) => {
+                            span.in_scope(|| match &e {
+                                ServiceError::Internal(cause) => tracing::error!(%cause, "internal error"),
+                                other => tracing::info!(code = ?other.code(), error = %other, "request failed"),
+                            });
+                            Err(e.into())
+                        }
+                    }
+                }
+            });
+        }
+        let trait_doc = format!(
+            " The use cases of `{}.{}`. Hand-written code implements this; a use case added to the spec shows up as a missing method here.",
+            svc.proto.package, ps.name
+        );
+        let grpc_doc = format!(" Serves a [`{trait_name}`] as `{}.{}`: validates, traces, maps errors to statuses.", svc.proto.package, ps.name);
+        let ctor_doc = format!(" The tonic service for `{}.{}`, ready for `Server::add_service`.", svc.proto.package, ps.name);
+        let name = format!("{}.{}", svc.proto.package, ps.name);
+        out.extend(quote! {
+            #[doc = #trait_doc]
+            pub trait #trait_name: Send + Sync + 'static {
+                #(#trait_methods)*
+            }
+
+            #[doc = #grpc_doc]
+            pub struct #grpc<T> {
+                inner: Arc<T>,
+            }
+
+            impl<T> #grpc<T> {
+                /// The full gRPC service name.
+                pub const NAME: &'static str = #name;
+            }
+
+            #[tonic::async_trait]
+            impl<T: #trait_name> pb::#server_mod::#tonic_trait for #grpc<T> {
+                #(#glue)*
+            }
+
+            #[doc = #ctor_doc]
+            pub fn #ctor<T: #trait_name>(inner: Arc<T>) -> pb::#server_mod::#tonic_server<#grpc<T>> {
+                pb::#server_mod::#tonic_server::new(#grpc { inner })
+            }
+        });
+    }
+    out
+}
+
+// ------------------------------------------------------------------ event sourcing
+
+fn domain_type(f: &Field) -> TokenStream {
+    let base = match f.ty {
+        FieldType::Uuid | FieldType::Ref(_) => quote!(uuid::Uuid),
+        FieldType::String | FieldType::Text | FieldType::Email => quote!(String),
+        FieldType::Int => quote!(i32),
+        FieldType::Money => quote!(i64),
+        FieldType::Timestamp => quote!(chrono::DateTime<chrono::Utc>),
+        FieldType::Bool => quote!(bool),
+    };
+    if f.optional { quote!(Option<#base>) } else { base }
+}
+
+/// Converts a validated proto field into its domain value; `src` is `request` or `p`.
+fn from_pb(f: &Field, src: &TokenStream) -> TokenStream {
+    let name = format_ident!("{}", f.name);
+    let label = &f.name;
+    // `v` is a reference to the proto value.
+    let one = |v: TokenStream| -> TokenStream {
+        match f.ty {
+            FieldType::Uuid | FieldType::Ref(_) => quote! {
+                uuid::Uuid::parse_str(#v).map_err(|_| ServiceError::invalid(#label, "must be a UUID"))?
+            },
+            FieldType::String | FieldType::Text | FieldType::Email => quote!(#v.clone()),
+            FieldType::Int | FieldType::Money | FieldType::Bool => quote!(*#v),
+            FieldType::Timestamp => quote! {
+                shop_kit::timestamp_to_utc(#v).ok_or_else(|| ServiceError::invalid(#label, "must be a valid timestamp"))?
+            },
+        }
+    };
+    if f.optional {
+        let conv = one(quote!(x));
+        return quote!(match &#src.#name { Some(x) => Some(#conv), None => None });
+    }
+    if f.ty == FieldType::Timestamp {
+        let conv = one(quote!(t));
+        return quote! {
+            match &#src.#name { Some(t) => #conv, None => return Err(ServiceError::invalid(#label, "is required")) }
+        };
+    }
+    match f.ty {
+        FieldType::Uuid | FieldType::Ref(_) => one(quote!(&#src.#name)),
+        FieldType::String | FieldType::Text | FieldType::Email => quote!(#src.#name.clone()),
+        _ => quote!(#src.#name),
+    }
+}
+
+fn to_pb(f: &Field, src: &TokenStream) -> TokenStream {
+    let name = format_ident!("{}", f.name);
+    // `v` is a reference to the domain value.
+    let one = |v: TokenStream| -> TokenStream {
+        match f.ty {
+            FieldType::Uuid | FieldType::Ref(_) => quote!(#v.to_string()),
+            FieldType::String | FieldType::Text | FieldType::Email => quote!(#v.clone()),
+            FieldType::Int | FieldType::Money | FieldType::Bool => quote!(*#v),
+            FieldType::Timestamp => quote!(shop_kit::utc_to_timestamp(#v)),
+        }
+    };
+    if f.optional {
+        let c = one(quote!(x));
+        return quote!(#src.#name.as_ref().map(|x| #c));
+    }
+    match f.ty {
+        FieldType::Timestamp => quote!(Some(shop_kit::utc_to_timestamp(&#src.#name))),
+        FieldType::Int | FieldType::Money | FieldType::Bool => quote!(#src.#name),
+        _ => one(quote!(#src.#name)),
+    }
+}
+
+fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitError> {
+    let agg = &svc.entity;
+    let event_enum = format_ident!("{}Event", agg);
+    let command_enum = format_ident!("{}Command", agg);
+    let aggregate_trait = format_ident!("{}Aggregate", agg);
+    let payload_mod = format_ident!("{}", format!("{agg}Event").to_snake_case());
+
+    // Events.
+    let mut event_structs = Vec::new();
+    let mut variants = Vec::new();
+    let mut type_arms = Vec::new();
+    let mut to_pb_arms = Vec::new();
+    let mut from_pb_arms = Vec::new();
+    for e in &svc.events {
+        let ident = format_ident!("{}", e.name);
+        let doc = e.doc.clone().unwrap_or_else(|| format!(" `{}`, schema version {}.", e.name, e.version));
+        let names: Vec<_> = e.fields.iter().map(|f| format_ident!("{}", f.name)).collect();
+        let types: Vec<_> = e.fields.iter().map(domain_type).collect();
+        let src = quote!(self);
+        let pb_fields: Vec<_> = e.fields.iter().map(|f| to_pb(f, &src)).collect();
+        let psrc = quote!(p);
+        let from_fields: Vec<_> = e.fields.iter().map(|f| from_pb(f, &psrc)).collect();
+        let type_name = &e.name;
+        let version = e.version;
+        let p_param = if e.fields.is_empty() { format_ident!("_p") } else { format_ident!("p") };
+        event_structs.push(quote! {
+            #[doc = #doc]
+            #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+            pub struct #ident {
+                #(pub #names: #types,)*
+            }
+
+            impl #ident {
+                pub const TYPE: &'static str = #type_name;
+                pub const SCHEMA_VERSION: u32 = #version;
+
+                pub fn to_pb(&self) -> pb::#ident {
+                    pb::#ident { #(#names: #pb_fields,)* }
+                }
+
+                pub fn from_pb(#p_param: &pb::#ident) -> Result<Self, ServiceError> {
+                    Ok(#ident { #(#names: #from_fields,)* })
+                }
+            }
+        });
+        variants.push(quote!(#ident(#ident)));
+        type_arms.push(quote!(#event_enum::#ident(_) => (#ident::TYPE, #ident::SCHEMA_VERSION)));
+        to_pb_arms.push(quote!(#event_enum::#ident(e) => pb::#payload_mod::Payload::#ident(e.to_pb())));
+        from_pb_arms.push(quote!(pb::#payload_mod::Payload::#ident(p) => #event_enum::#ident(#ident::from_pb(p)?)));
+    }
+
+    // Commands.
+    let mut command_structs = Vec::new();
+    let mut command_variants = Vec::new();
+    let mut decide_arms = Vec::new();
+    let mut aggregate_methods = Vec::new();
+    let mut stream_id_arms = Vec::new();
+    let id_field = format!("{}_id", agg.to_snake_case());
+    for o in svc.operations.iter().filter(|o| o.kind == OperationKind::Command) {
+        let ident = format_ident!("{}", o.name);
+        let req = format_ident!("{}", o.rpc.request);
+        let method = format_ident!("{}", o.name.to_snake_case());
+        let names: Vec<_> = o.input.iter().map(|f| format_ident!("{}", f.name)).collect();
+        let types: Vec<_> = o.input.iter().map(domain_type).collect();
+        let src = quote!(request);
+        let from_fields: Vec<_> = o.input.iter().map(|f| from_pb(f, &src)).collect();
+        let doc = o.doc.clone().unwrap_or_else(|| format!(" The `{}` command; emits {}.", o.name, o.emits.join(", ")));
+        command_structs.push(quote! {
+            #[doc = #doc]
+            #[derive(Debug, Clone, PartialEq)]
+            pub struct #ident {
+                #(pub #names: #types,)*
+            }
+
+            impl TryFrom<&pb::#req> for #ident {
+                type Error = ServiceError;
+                fn try_from(request: &pb::#req) -> Result<Self, ServiceError> {
+                    Ok(#ident { #(#names: #from_fields,)* })
+                }
+            }
+        });
+        command_variants.push(quote!(#ident(#ident)));
+        decide_arms.push(quote!(#command_enum::#ident(c) => state.#method(c)));
+        let mdoc = format!(
+            " Decides `{}`: the events to append (declared: {}), or why not.",
+            o.name,
+            o.emits.join(", ")
+        );
+        aggregate_methods.push(quote! {
+            #[doc = #mdoc]
+            fn #method(&self, command: &#ident) -> Result<Vec<#event_enum>, ServiceError>;
+        });
+        stream_id_arms.push(if o.input.iter().any(|f| f.name == id_field) {
+            let id = format_ident!("{}", id_field);
+            quote!(#command_enum::#ident(c) => Some(c.#id),)
+        } else {
+            quote!(#command_enum::#ident(_) => None,)
+        });
+    }
+
+    // Subscriptions.
+    let mut sub_methods = Vec::new();
+    for s in &svc.subscriptions {
+        let Some(other) = system.services.iter().find(|o| o.name == s.service) else { continue };
+        let other_crate = crate_ident(system, other);
+        let ev = format_ident!("{}", s.event);
+        let method = format_ident!("on_{}_{}", s.service, s.event.to_snake_case());
+        let other_id = format_ident!("{}_id", other.entity.to_snake_case());
+        let doc = format!(
+            " Reacts to `{}.{}` (from topic {}): returns the commands to run here (the spec names `{}`).",
+            s.service,
+            s.event,
+            other.messaging.as_ref().map(|m| m.topic.as_str()).unwrap_or("-"),
+            s.command
+        );
+        sub_methods.push(quote! {
+            #[doc = #doc]
+            fn #method(&self, #other_id: uuid::Uuid, event: &#other_crate::#ev) -> impl Future<Output = Result<Vec<#command_enum>, ServiceError>> + Send;
+        });
+    }
+    let subscriptions = if sub_methods.is_empty() {
+        TokenStream::new()
+    } else {
+        let t = format_ident!("{}Subscriptions", svc.name.to_upper_camel_case());
+        let doc = format!(" What service `{}` does when other services' events arrive.", svc.name);
+        quote! {
+            #[doc = #doc]
+            pub trait #t: Send + Sync + 'static {
+                #(#sub_methods)*
+            }
+        }
+    };
+
+    let topic = svc.messaging.as_ref().map(|m| m.topic.clone()).unwrap_or_default();
+    let agg_doc = format!(
+        " The `{agg}` aggregate: state folded from its events, and one decision per command. Hand-written code implements it."
+    );
+    let event_doc = format!(" Every event of a `{agg}` stream.");
+    let command_doc = format!(" Every command the `{agg}` aggregate decides.");
+    let envelope = format_ident!("{}Event", agg);
+    let stream_field = format_ident!("{}", id_field);
+    Ok(quote! {
+        /// The Kafka topic this service's events are published to, keyed by stream id.
+        pub const TOPIC: &str = #topic;
+
+        #(#event_structs)*
+
+        #[doc = #event_doc]
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(tag = "type", content = "data")]
+        pub enum #event_enum {
+            #(#variants,)*
+        }
+
+        impl #event_enum {
+            /// The event's type name and payload schema version, as stored.
+            pub fn type_and_version(&self) -> (&'static str, u32) {
+                match self { #(#type_arms,)* }
+            }
+
+            pub fn to_payload(&self) -> pb::#payload_mod::Payload {
+                match self { #(#to_pb_arms,)* }
+            }
+
+            pub fn from_payload(p: &pb::#payload_mod::Payload) -> Result<Self, ServiceError> {
+                Ok(match p { #(#from_pb_arms,)* })
+            }
+
+            /// Wraps the event for the wire (Kafka value, outbox payload).
+            pub fn to_envelope(&self, meta: &EventMeta) -> pb::#envelope {
+                let (_, schema_version) = self.type_and_version();
+                pb::#envelope {
+                    event_id: meta.event_id.to_string(),
+                    #stream_field: meta.stream_id.to_string(),
+                    version: meta.version,
+                    occurred_at: Some(shop_kit::utc_to_timestamp(&meta.occurred_at)),
+                    correlation_id: meta.correlation_id.clone(),
+                    causation_id: meta.causation_id.clone(),
+                    schema_version,
+                    payload: Some(self.to_payload()),
+                }
+            }
+
+            /// Unwraps an event read from the wire.
+            pub fn from_envelope(e: &pb::#envelope) -> Result<(EventMeta, Self), ServiceError> {
+                let bad = |what: &str| ServiceError::invalid(what.to_string(), "malformed event envelope");
+                let meta = EventMeta {
+                    event_id: uuid::Uuid::parse_str(&e.event_id).map_err(|_| bad("event_id"))?,
+                    stream_id: uuid::Uuid::parse_str(&e.#stream_field).map_err(|_| bad("stream_id"))?,
+                    version: e.version,
+                    occurred_at: e.occurred_at.as_ref().and_then(shop_kit::timestamp_to_utc).ok_or_else(|| bad("occurred_at"))?,
+                    correlation_id: e.correlation_id.clone(),
+                    causation_id: e.causation_id.clone(),
+                };
+                let payload = e.payload.as_ref().ok_or_else(|| bad("payload"))?;
+                Ok((meta, Self::from_payload(payload)?))
+            }
+        }
+
+        /// Where an event sits in its stream and what caused it.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct EventMeta {
+            pub event_id: uuid::Uuid,
+            pub stream_id: uuid::Uuid,
+            /// From 1, gap-free within the stream.
+            pub version: i64,
+            pub occurred_at: chrono::DateTime<chrono::Utc>,
+            pub correlation_id: String,
+            pub causation_id: String,
+        }
+
+        #(#command_structs)*
+
+        #[doc = #command_doc]
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum #command_enum {
+            #(#command_variants,)*
+        }
+
+        impl #command_enum {
+            /// The stream the command addresses, when its input names it.
+            pub fn stream_id(&self) -> Option<uuid::Uuid> {
+                match self { #(#stream_id_arms)* }
+            }
+        }
+
+        #[doc = #agg_doc]
+        pub trait #aggregate_trait: Default + Clone + Send + Sync + 'static {
+            /// Folds one event into the state. Events are facts: this cannot fail.
+            fn apply(&mut self, event: &#event_enum);
+            #(#aggregate_methods)*
+        }
+
+        /// Runs the decision for any command.
+        pub fn decide<A: #aggregate_trait>(state: &A, command: &#command_enum) -> Result<Vec<#event_enum>, ServiceError> {
+            match command { #(#decide_arms,)* }
+        }
+
+        /// The state after `events`, from the empty aggregate.
+        pub fn fold<'a, A: #aggregate_trait>(events: impl IntoIterator<Item = &'a #event_enum>) -> A {
+            let mut state = A::default();
+            for e in events {
+                state.apply(e);
+            }
+            state
+        }
+
+        #subscriptions
+    })
+}

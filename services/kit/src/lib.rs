@@ -1,0 +1,15 @@
+//! The runtime the generated crates build on.
+//!
+//! Generated code validates every request against the spec's constraints with
+//! [`Violations`] before hand-written code sees it, and turns every [`ServiceError`]
+//! into a gRPC status with machine-readable details.
+
+mod context;
+mod error;
+mod time;
+mod validate;
+
+pub use context::RequestContext;
+pub use error::ServiceError;
+pub use time::{timestamp_to_utc, utc_to_timestamp};
+pub use validate::{FieldViolation, Validate, Violations, path as validate_path};
