@@ -44,6 +44,7 @@ pub fn load(file: &Path, text: &str) -> Result<ir::System, SpecErrors> {
                 Some(i) => msg[..i].to_string(),
                 None => msg,
             };
+            let span = unknown_key_span(text, &msg).unwrap_or(span);
             d.error(span, msg);
             return Err(fail(d.into_sorted()));
         }
@@ -55,4 +56,13 @@ pub fn load(file: &Path, text: &str) -> Result<ir::System, SpecErrors> {
     } else {
         Err(fail(d.into_sorted()))
     }
+}
+
+/// serde reports an unknown key at its enclosing map (and, through our custom field
+/// deserializer, without a position at all); point at the key itself instead.
+fn unknown_key_span(text: &str, msg: &str) -> Option<Span> {
+    let (path, rest) = msg.split_once(": unknown field `")?;
+    let key = rest.split('`').next()?;
+    let positions = positions::Positions::scan(text, &mut Diagnostics::default());
+    positions.find_key(path, key)
 }

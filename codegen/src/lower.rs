@@ -1071,6 +1071,13 @@ impl Lowering<'_> {
                     continue;
                 }
                 let found = services.iter().find_map(|s| s.operation(op).map(|o| (s, o)));
+                let declared = this.raw.services.values().any(|s| {
+                    s.use_cases.contains_key(op) || s.commands.contains_key(op) || s.queries.contains_key(op)
+                });
+                if found.is_none() && declared {
+                    // Its service failed to lower and said why; one error is enough.
+                    continue;
+                }
                 let Some((svc, o)) = found else {
                     let all: Vec<&String> = services.iter().flat_map(|s| s.operations.iter().map(|o| &o.name)).collect();
                     this.d.error(span, format!("unknown operation `{op}` in bff.graphql.{key}: expected one of {}", list(all)));

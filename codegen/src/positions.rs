@@ -37,6 +37,18 @@ impl Positions {
             .unwrap_or_else(|| self.key(path))
     }
 
+    /// The first key named `key` at or below `prefix` (document order).
+    pub fn find_key(&self, prefix: &str, key: &str) -> Option<Span> {
+        let under = if prefix.is_empty() { String::new() } else { format!("{prefix}.") };
+        self.keys
+            .iter()
+            .filter(|(p, _)| {
+                p.starts_with(&under) && (p.ends_with(&format!(".{key}")) || p.as_str() == key)
+            })
+            .map(|(_, s)| *s)
+            .min()
+    }
+
     fn nearest(&self, path: &str) -> Span {
         let mut p = path;
         while let Some((parent, _)) = p.rsplit_once('.') {

@@ -21,6 +21,7 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
             let ctx = tera::Context::from_serialize(&view)
                 .map_err(|e| EmitError::Other(format!("proto context for `{}`: {e}", svc.name)))?;
             let contents = render("proto/package.proto.tera", TEMPLATE, &ctx)?;
+            let contents = format!("{}\n", contents.trim_end());
             Ok(GeneratedFile { path: format!("proto/{}", svc.proto.file), contents })
         })
         .collect()

@@ -104,7 +104,7 @@ postgres_start() {
   # readiness wait ourselves.
   if ! pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -W \
     -o "-p $INFRA_PG_PORT -c listen_addresses=$INFRA_HOST -c unix_socket_directories=$PG_RUN" \
-    start >>"$PG_DIR/log/pg_ctl.log" 2>&1; then
+    start >>"$PG_DIR/log/pg_ctl.log" 2>&1 </dev/null 9>&-; then
     cat "$PG_DIR/log/pg_ctl.log" >>"$PG_LOG" 2>/dev/null || true
     die_with_log "postgres: pg_ctl start failed" "$PG_LOG"
   fi

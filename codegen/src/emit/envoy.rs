@@ -1,0 +1,226 @@
+//! Envoy static configs (v3 API), one per deployable and target:
+//!
+//! - `envoy/local/<deployable>.yaml`: one machine, everything on 127.0.0.1 with the
+//!   deployable's `local` ports;
+//! - `envoy/compose/<deployable>.yaml`: the Envoy runs in its own container
+//!   (`<deployable>-envoy`), the app in the container named after the deployable;
+//! - `k8s/base/envoy/<deployable>.yaml`: a sidecar in the app's pod (app on loopback).
+//!   It lives inside the kustomize base because `configMapGenerator` may only read
+//!   files under the kustomization's folder.
+//!
+//! Every Envoy fronts exactly one process. A gRPC process gets one route per RPC it
+//! serves (plus `grpc.health.v1.Health`), retried only when the operation is
+//! idempotent, an HTTP/2 cluster and active gRPC health checks. The BFF's Envoy is the
+//! edge proxy: HTTP/1.1 and HTTP/2 downstream, a plain HTTP/1.1 cluster checked on
+//! `/healthz`, and retries only for GET.
+
+use serde::Serialize;
+
+use crate::emit::docker::{container_port, is_grpc};
+use crate::emit::{EmitError, GeneratedFile, header, render};
+use crate::ir::{Deployable, System, ports};
+
+/// Where a config runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Local,
+    Compose,
+    Kubernetes,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Local, Target::Compose, Target::Kubernetes];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Target::Local => "local",
+            Target::Compose => "compose",
+            Target::Kubernetes => "k8s",
+        }
+    }
+}
+
+/// The path (under `generated/`) of a deployable's Envoy config for `target`.
+pub fn config_path(target: Target, deployable: &str) -> String {
+    match target {
+        Target::Local | Target::Compose => format!("envoy/{}/{deployable}.yaml", target.as_str()),
+        Target::Kubernetes => format!("k8s/base/{}", k8s_config_file(deployable)),
+    }
+}
+
+/// The k8s config's path relative to the kustomize base folder.
+pub(crate) fn k8s_config_file(deployable: &str) -> String {
+    format!("envoy/{deployable}.yaml")
+}
+
+/// The Envoy cluster that holds the app; `<deployable>`.
+pub(crate) fn app_cluster(d: &Deployable) -> String {
+    d.name.clone()
+}
+
+/// gRPC health checking, served by every gRPC process.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// Route timeouts. A retried RPC gets `RPC_PER_TRY_TIMEOUT` per attempt (3 attempts).
+const RPC_TIMEOUT: &str = "10s";
+const RPC_PER_TRY_TIMEOUT: &str = "3s";
+const HEALTH_TIMEOUT: &str = "2s";
+const HEALTH_PER_TRY_TIMEOUT: &str = "1s";
+const HTTP_TIMEOUT: &str = "30s";
+const HTTP_PER_TRY_TIMEOUT: &str = "10s";
+
+pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
+    let mut files = Vec::new();
+    for target in Target::ALL {
+        for d in &system.deployables {
+            files.push(GeneratedFile {
+                path: config_path(target, &d.name),
+                contents: render_one(system, d, target)?,
+            });
+        }
+    }
+    Ok(files)
+}
+
+#[derive(Serialize)]
+struct Addr {
+    host: String,
+    port: u16,
+}
+
+fn addr(host: &str, port: u16) -> Addr {
+    Addr { host: host.to_string(), port }
+}
+
+#[derive(Serialize)]
+struct Route {
+    /// The exact `:path` of the RPC.
+    path: String,
+    comment: String,
+    /// `0s` for streams (no timeout).
+    timeout: &'static str,
+    /// Honour a caller's `grpc-timeout` up to `timeout` (unary RPCs).
+    grpc_timeout: bool,
+    retry: bool,
+    per_try_timeout: &'static str,
+}
+
+#[derive(Serialize)]
+struct Proxy<'a> {
+    header: String,
+    name: &'a str,
+    target: &'static str,
+    description: String,
+    /// The BFF's Envoy, the system's only entry point.
+    edge: bool,
+    grpc: bool,
+    listen: Addr,
+    admin: Addr,
+    app: Addr,
+    cluster: String,
+    cluster_type: &'static str,
+    stat_prefix: String,
+    routes: Vec<Route>,
+    http_timeout: &'static str,
+    http_per_try_timeout: &'static str,
+}
+
+fn render_one(system: &System, d: &Deployable, target: Target) -> Result<String, EmitError> {
+    let (listen, admin, app, cluster_type) = match target {
+        Target::Local => (
+            addr("127.0.0.1", d.local.envoy),
+            addr("127.0.0.1", d.local.envoy_admin),
+            addr("127.0.0.1", d.local.app),
+            "STATIC",
+        ),
+        Target::Compose => (
+            addr("0.0.0.0", ports::ENVOY),
+            addr("0.0.0.0", ports::ENVOY_ADMIN),
+            addr(&d.name, container_port(d)),
+            "STRICT_DNS",
+        ),
+        Target::Kubernetes => (
+            addr("0.0.0.0", ports::ENVOY),
+            addr("0.0.0.0", ports::ENVOY_ADMIN),
+            addr("127.0.0.1", container_port(d)),
+            "STATIC",
+        ),
+    };
+    let grpc = is_grpc(d);
+    let place = match target {
+        Target::Local => "on this machine",
+        Target::Compose => "in its own compose container",
+        Target::Kubernetes => "as a sidecar in the pod",
+    };
+    let description = if grpc {
+        format!("fronts the gRPC process `{}` {place}", d.name)
+    } else {
+        format!("the edge proxy of the GraphQL gateway `{}` {place}", d.name)
+    };
+    let proxy = Proxy {
+        header: header("#"),
+        name: &d.name,
+        target: target.as_str(),
+        description,
+        edge: !grpc,
+        grpc,
+        listen,
+        admin,
+        app,
+        cluster: app_cluster(d),
+        cluster_type,
+        stat_prefix: format!("ingress_{}", d.name.replace('-', "_")),
+        routes: if grpc { grpc_routes(system, d) } else { Vec::new() },
+        http_timeout: HTTP_TIMEOUT,
+        http_per_try_timeout: HTTP_PER_TRY_TIMEOUT,
+    };
+    let ctx = tera::Context::from_serialize(&proxy).map_err(|e| EmitError::Template {
+        template: "envoy/envoy.yaml.tera".into(),
+        message: e.to_string(),
+    })?;
+    render(
+        "envoy/envoy.yaml.tera",
+        include_str!("../../../templates/envoy/envoy.yaml.tera"),
+        &ctx,
+    )
+}
+
+/// One route per RPC the deployable serves, in spec order, then the health service.
+fn grpc_routes(system: &System, d: &Deployable) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for service in &system.services {
+        for op in service.operations.iter().filter(|o| o.deployable == d.name) {
+            let retry = op.idempotent;
+            routes.push(Route {
+                path: format!("/{}.{}/{}", service.proto.package, op.rpc.service, op.rpc.method),
+                comment: format!(
+                    "{}: {}, {}",
+                    op.name,
+                    format!("{:?}", op.kind).to_lowercase(),
+                    if retry { "idempotent: retried" } else { "not idempotent: never retried" }
+                ),
+                timeout: RPC_TIMEOUT,
+                grpc_timeout: true,
+                retry,
+                per_try_timeout: RPC_PER_TRY_TIMEOUT,
+            });
+        }
+    }
+    routes.push(Route {
+        path: format!("/{HEALTH_SERVICE}/Check"),
+        comment: "health check: idempotent, retried".into(),
+        timeout: HEALTH_TIMEOUT,
+        grpc_timeout: true,
+        retry: true,
+        per_try_timeout: HEALTH_PER_TRY_TIMEOUT,
+    });
+    routes.push(Route {
+        path: format!("/{HEALTH_SERVICE}/Watch"),
+        comment: "health watch: a server stream, no timeout, never retried".into(),
+        timeout: "0s",
+        grpc_timeout: false,
+        retry: false,
+        per_try_timeout: "0s",
+    });
+    routes
+}

@@ -1,0 +1,242 @@
+//! One bad spec per class of error: each must be reported with its line and column
+//! and say what was expected. Specs are inline so the positions can be read off.
+
+use std::path::Path;
+
+/// Loads `spec` and returns its rendered errors, one per line.
+fn errors(spec: &str) -> Vec<String> {
+    match codegen::load(Path::new("shop.yaml"), spec) {
+        Ok(_) => panic!("spec was accepted:\n{spec}"),
+        Err(e) => e.to_string().lines().filter(|l| l.starts_with("shop.yaml:")).map(str::to_string).collect(),
+    }
+}
+
+/// Asserts that one of the errors is at `line`, at the column where `token` starts on
+/// that line of `spec`, and contains every fragment.
+#[track_caller]
+fn assert_error(found: &[String], spec: &str, line: usize, token: &str, fragments: &[&str]) {
+    let text = spec.lines().nth(line - 1).expect("line exists");
+    let col = text.find(token).unwrap_or_else(|| panic!("`{token}` not on line {line}: {text}")) + 1;
+    let at = format!("shop.yaml:{line}:{col}: error: ");
+    let hit = found
+        .iter()
+        .any(|e| e.starts_with(&at) && fragments.iter().all(|f| e.contains(f)));
+    assert!(hit, "no error at {line}:{col} containing {fragments:?}; got:\n{}", found.join("\n"));
+}
+
+const VALID: &str = r#"system: mini
+money: { currency: EUR, minor_units: 2 }
+entities:
+  Product:
+    fields:
+      id: uuid
+      name: { type: string, min_len: 1, max_len: 50 }
+      price: { type: money, min: 0 }
+services:
+  product:
+    pattern: crud
+    entity: Product
+    store: postgres
+    use_cases:
+      ViewProducts: { kind: list }
+      GetProduct: { kind: get }
+bff:
+  graphql:
+    queries: [ViewProducts, GetProduct]
+"#;
+
+#[test]
+fn the_valid_base_is_accepted() {
+    let system = codegen::load(Path::new("shop.yaml"), VALID).expect("valid spec");
+    assert_eq!(system.services.len(), 1);
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let spec = VALID.replace("      name: { type: string", "     name: { type: string");
+    let found = errors(&spec);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("shop.yaml:7:"), "{found:?}");
+}
+
+#[test]
+fn unknown_key() {
+    let spec = VALID.replace("{ type: money, min: 0 }", "{ tpye: money, min: 0 }");
+    let found = errors(&spec);
+    assert_error(&found, &spec, 8, "tpye", &["unknown field `tpye`", "expected one of `type`, `ref`"]);
+}
+
+#[test]
+fn unknown_type() {
+    let spec = VALID.replace("{ type: money, min: 0 }", "{ type: float, min: 0 }");
+    let found = errors(&spec);
+    assert_error(&found, &spec, 8, "float", &["unknown type `float`", "expected one of uuid, string", "money is `money`"]);
+}
+
+#[test]
+fn unknown_references() {
+    let spec = VALID
+        .replace("      price: { type: money, min: 0 }\n", "      price: { type: money, min: 0 }\n      maker: { ref: Maker }\n")
+        .replace("entity: Product", "entity: Prodcut")
+        .replace("queries: [ViewProducts, GetProduct]", "queries: [ViewProducts, GetProducts]");
+    let found = errors(&spec);
+    assert_error(&found, &spec, 9, "Maker", &["unknown entity `Maker` in `ref`", "expected one of `Product`"]);
+    assert_error(&found, &spec, 13, "Prodcut", &["unknown entity `Prodcut`", "expected one of `Product`"]);
+    assert_error(&found, &spec, 20, "GetProducts", &["unknown operation `GetProducts`"]);
+}
+
+#[test]
+fn duplicate_names() {
+    let spec = VALID.replace(
+        "      price: { type: money, min: 0 }\n",
+        "      price: { type: money, min: 0 }\n      name: text\n",
+    );
+    let found = errors(&spec);
+    assert_error(&found, &spec, 9, "name", &["duplicate name `name`", "`entities.Product.fields`"]);
+
+    let spec = format!(
+        "{VALID}{}",
+        ""
+    )
+    .replace(
+        "bff:",
+        "  stock:\n    pattern: crud\n    entity: Product\n    store: postgres\n    use_cases:\n      GetProduct: { kind: get }\nbff:",
+    );
+    let found = errors(&spec);
+    assert_error(&found, &spec, 22, "GetProduct", &["duplicate operation `GetProduct`", "service `product` already has one"]);
+}
+
+#[test]
+fn command_without_event() {
+    let spec = r#"system: mini
+money: { currency: EUR, minor_units: 2 }
+entities:
+  Account:
+    fields:
+      id: uuid
+      owner: { type: string, max_len: 10 }
+services:
+  account:
+    pattern: cqs-es
+    aggregate: Account
+    store: postgres
+    commands:
+      Open: { input: [owner], emits: [] }
+      Close: { input: [account_id], emits: [Closed] }
+    events:
+      Opened: [owner]
+"#;
+    let found = errors(spec);
+    assert_error(&found, spec, 14, "Open", &["command `Open` emits no event", "emits: [...]"]);
+    assert_error(&found, spec, 15, "Closed", &["unknown event `Closed`", "expected one of `Opened`"]);
+}
+
+#[test]
+fn use_case_naming_a_missing_field() {
+    let spec = VALID.replace("ViewProducts: { kind: list }", "ViewProducts: { kind: list, filter: [colour], order_by: [name desc, size] }");
+    let found = errors(&spec);
+    assert_error(&found, &spec, 15, "colour", &["filters on unknown field `colour`", "expected one of `id`, `name`, `price`"]);
+    assert_error(&found, &spec, 15, "size", &["orders by unknown field `size`"]);
+}
+
+#[test]
+fn bad_constraints() {
+    let spec = VALID
+        .replace("{ type: string, min_len: 1, max_len: 50 }", "{ type: string, min_len: 60, max_len: 50 }")
+        .replace("{ type: money, min: 0 }", "{ type: money, max_len: 3 }");
+    let found = errors(&spec);
+    assert_error(&found, &spec, 7, "min_len", &["`min_len` 60 of `name` is greater than `max_len` 50"]);
+    assert_error(&found, &spec, 8, "max_len", &["`max_len` does not apply to money field `price`"]);
+}
+
+#[test]
+fn cardinality_the_pattern_cannot_serve() {
+    let spec = r#"system: mini
+money: { currency: EUR, minor_units: 2 }
+entities:
+  Basket:
+    fields:
+      id: uuid
+    relations:
+      lines: { to: Line, cardinality: "1..*", owned: true }
+  Line:
+    key: [sku]
+    fields:
+      sku: { type: string, max_len: 20 }
+services:
+  basket:
+    pattern: cqs-es
+    aggregate: Basket
+    store: postgres
+    commands:
+      AddLine: { input: [basket_id, sku], emits: [LineAdded] }
+    events:
+      LineAdded: [sku]
+"#;
+    let found = errors(spec);
+    assert_error(&found, spec, 8, "lines", &["cardinality 1..* of `Basket.lines` cannot be served by the cqs-es aggregate", "\"0..*\""]);
+}
+
+#[test]
+fn bad_cardinality_and_owned_collection_without_key() {
+    let spec = r#"system: mini
+money: { currency: EUR, minor_units: 2 }
+entities:
+  Basket:
+    fields:
+      id: uuid
+    relations:
+      lines: { to: Line, cardinality: "0..*", owned: true }
+      notes: { to: Line, cardinality: "3..1" }
+  Line:
+    fields:
+      sku: { type: string, max_len: 20 }
+"#;
+    let found = errors(spec);
+    assert_error(&found, spec, 8, "lines", &["needs `key: [...]` on `Line`"]);
+    assert_error(&found, spec, 9, "\"3..1", &["bad cardinality `3..1`"]);
+}
+
+#[test]
+fn names_that_collide_with_keywords() {
+    let spec = VALID
+        .replace("      id: uuid\n", "      id: uuid\n      type: string\n      order: int\n")
+        .replace("  Product:\n", "  Query:\n")
+        .replace("entity: Product", "entity: Query");
+    let found = errors(&spec);
+    assert_error(&found, &spec, 4, "Query", &["entity name `Query` is reserved in GraphQL"]);
+    assert_error(&found, &spec, 7, "type", &["field name `type` is a reserved word in Rust"]);
+    assert_error(&found, &spec, 8, "order", &["field name `order` is a reserved word in SQL"]);
+}
+
+#[test]
+fn all_errors_are_reported_at_once_in_order() {
+    let spec = VALID
+        .replace("{ type: money, min: 0 }", "{ type: decimal }")
+        .replace("pattern: crud", "pattern: crudd")
+        .replace("currency: EUR", "currency: euro");
+    let found = errors(&spec);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[0].starts_with("shop.yaml:2:"), "{found:?}");
+    assert!(found[1].starts_with("shop.yaml:8:"), "{found:?}");
+    assert!(found[2].starts_with("shop.yaml:11:") && found[2].contains("expected one of crud, cqs-es, cqrs-es"), "{found:?}");
+}
+
+#[test]
+fn bff_must_expose_reads_as_queries_and_not_internal_operations() {
+    let spec = VALID
+        .replace("      GetProduct: { kind: get }\n", "      GetProduct: { kind: get }\n      CreateProduct: { kind: create, audience: internal }\n")
+        .replace("queries: [ViewProducts, GetProduct]", "queries: [ViewProducts]\n    mutations: [GetProduct, CreateProduct]");
+    let found = errors(&spec);
+    assert_error(&found, &spec, 21, "GetProduct", &["`GetProduct` reads, so it belongs in bff.graphql.queries"]);
+    assert_error(&found, &spec, 21, "CreateProduct", &["`CreateProduct` has audience internal"]);
+}
+
+#[test]
+fn the_real_spec_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/shop.yaml");
+    let text = std::fs::read_to_string(&path).expect("spec/shop.yaml");
+    if let Err(e) = codegen::load(Path::new("spec/shop.yaml"), &text) {
+        panic!("{e}");
+    }
+}
