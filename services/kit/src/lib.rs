@@ -5,6 +5,12 @@
 //! into a gRPC status with machine-readable details.
 
 mod context;
+#[cfg(feature = "postgres")]
+pub mod db;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub use tonic_health::ServingStatus::Serving;
 mod error;
 mod time;
 mod validate;
