@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn synthetic_spec(services: usize) -> String {
-    let mut s = String::from("system: bench\nmoney: { currency: EUR, minor_units: 2 }\nentities:\n");
+    let mut s =
+        String::from("system: bench\nmoney: { currency: EUR, minor_units: 2 }\nentities:\n");
     for i in 0..services {
         let _ = write!(
             s,
@@ -18,7 +19,10 @@ fn synthetic_spec(services: usize) -> String {
              created_at: {{ type: timestamp, readonly: true }}\n    relations:\n"
         );
         for c in 0..3 {
-            let _ = writeln!(s, "      part{c}: {{ to: Thing{i}Part{c}, cardinality: \"0..*\", owned: true }}");
+            let _ = writeln!(
+                s,
+                "      part{c}: {{ to: Thing{i}Part{c}, cardinality: \"0..*\", owned: true }}"
+            );
         }
         for c in 0..3 {
             let _ = write!(
@@ -64,7 +68,11 @@ fn synthetic_spec(services: usize) -> String {
                      Create{i}: {{ kind: create }}\n      Update{i}: {{ kind: update }}\n      Delete{i}: {{ kind: delete }}\n"
                 );
                 queries.extend([format!("List{i}"), format!("Get{i}")]);
-                mutations.extend([format!("Create{i}"), format!("Update{i}"), format!("Delete{i}")]);
+                mutations.extend([
+                    format!("Create{i}"),
+                    format!("Update{i}"),
+                    format!("Delete{i}"),
+                ]);
             }
         }
     }
@@ -85,7 +93,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn main() {
     // `cargo bench` passes `--bench`; any other argument filters nothing here.
     let runs = 5;
-    println!("{:>9} {:>9} {:>8} {:>11} {:>11} {:>8}", "entities", "services", "lines", "load", "emit", "files");
+    println!(
+        "{:>9} {:>9} {:>8} {:>11} {:>11} {:>8}",
+        "entities", "services", "lines", "load", "emit", "files"
+    );
     for services in [5, 12, 25, 50] {
         let spec = synthetic_spec(services);
         let entities = services * 4;

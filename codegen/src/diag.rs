@@ -34,7 +34,12 @@ impl fmt::Display for SpecErrors {
             )?;
         }
         if self.errors.len() > 1 {
-            write!(f, "\n{} errors in {}", self.errors.len(), self.file.display())?;
+            write!(
+                f,
+                "\n{} errors in {}",
+                self.errors.len(),
+                self.file.display()
+            )?;
         }
         Ok(())
     }
@@ -59,7 +64,8 @@ impl Diagnostics {
     }
 
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.errors.sort_by(|a, b| a.span.cmp(&b.span).then(a.message.cmp(&b.message)));
+        self.errors
+            .sort_by(|a, b| a.span.cmp(&b.span).then(a.message.cmp(&b.message)));
         self.errors.dedup();
         self.errors
     }

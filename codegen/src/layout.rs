@@ -38,13 +38,19 @@ fn deployables(system: &System) -> Vec<Deployable> {
     let mut out = Vec::new();
     let grpc_of = |svc: &Service| -> Vec<String> {
         match svc.pattern {
-            Pattern::CqrsEs => vec![format!("{}-command", names::kebab(&svc.name)), format!("{}-query", names::kebab(&svc.name))],
+            Pattern::CqrsEs => vec![
+                format!("{}-command", names::kebab(&svc.name)),
+                format!("{}-query", names::kebab(&svc.name)),
+            ],
             _ => vec![names::kebab(&svc.name)],
         }
     };
     let mut bff_upstreams: Vec<String> = Vec::new();
     for op in system.bff.queries.iter().chain(&system.bff.mutations) {
-        if let Some(o) = system.services.iter().find_map(|s| s.operation(&op.operation))
+        if let Some(o) = system
+            .services
+            .iter()
+            .find_map(|s| s.operation(&op.operation))
             && !bff_upstreams.contains(&o.deployable)
         {
             bff_upstreams.push(o.deployable.clone());
@@ -60,7 +66,11 @@ fn deployables(system: &System) -> Vec<Deployable> {
         event_store: None,
         produces: Vec::new(),
         consumes: Vec::new(),
-        local: LocalPorts { app: 0, envoy: 0, envoy_admin: 0 },
+        local: LocalPorts {
+            app: 0,
+            envoy: 0,
+            envoy_admin: 0,
+        },
     });
     for svc in &system.services {
         let mut upstreams: Vec<String> = Vec::new();
@@ -73,7 +83,15 @@ fn deployables(system: &System) -> Vec<Deployable> {
         let subscribed: Vec<String> = svc
             .subscriptions
             .iter()
-            .filter_map(|sub| system.services.iter().find(|s| s.name == sub.service)?.messaging.as_ref().map(|m| m.topic.clone()))
+            .filter_map(|sub| {
+                system
+                    .services
+                    .iter()
+                    .find(|s| s.name == sub.service)?
+                    .messaging
+                    .as_ref()
+                    .map(|m| m.topic.clone())
+            })
             .collect();
         let db = database_name(&system.name, svc);
         let proto_services = |pred: &dyn Fn(&Operation) -> bool| -> Vec<String> {
@@ -96,7 +114,11 @@ fn deployables(system: &System) -> Vec<Deployable> {
             event_store: None,
             produces: Vec::new(),
             consumes: Vec::new(),
-            local: LocalPorts { app: 0, envoy: 0, envoy_admin: 0 },
+            local: LocalPorts {
+                app: 0,
+                envoy: 0,
+                envoy_admin: 0,
+            },
         };
         let k = names::kebab(&svc.name);
         match svc.pattern {
@@ -195,11 +217,24 @@ fn databases(system: &System) -> Vec<Database> {
             tables.push(events_table(svc));
         }
         let mut in_db: Vec<String> = Vec::new();
-        entity_tables(system, svc, &svc.entity, None, kind, &mut tables, &mut in_db);
+        entity_tables(
+            system,
+            svc,
+            &svc.entity,
+            None,
+            kind,
+            &mut tables,
+            &mut in_db,
+        );
         if kind == DatabaseKind::EventsAndState {
             tables.push(outbox_table());
         }
-        out.push(Database { name: database_name(&system.name, svc), service: svc.name.clone(), kind, tables });
+        out.push(Database {
+            name: database_name(&system.name, svc),
+            service: svc.name.clone(),
+            kind,
+            tables,
+        });
     }
     out
 }
@@ -217,7 +252,9 @@ fn entity_tables(
     tables: &mut Vec<Table>,
     in_db: &mut Vec<String>,
 ) {
-    let Some(e) = system.entities.iter().find(|e| e.name == entity_name) else { return };
+    let Some(e) = system.entities.iter().find(|e| e.name == entity_name) else {
+        return;
+    };
     in_db.push(e.name.clone());
     let name = table_name(&e.name);
     let mut t = Table {
@@ -232,7 +269,13 @@ fn entity_tables(
     };
     if let Some(o) = owner {
         let col = format!("{}_id", names::snake(&o.name));
-        t.columns.push(Column { name: col.clone(), sql_type: SqlType::Uuid, nullable: false, default: None, checks: Vec::new() });
+        t.columns.push(Column {
+            name: col.clone(),
+            sql_type: SqlType::Uuid,
+            nullable: false,
+            default: None,
+            checks: Vec::new(),
+        });
         t.foreign_keys.push(ForeignKey {
             columns: vec![col.clone()],
             table: table_name(&o.name),
@@ -277,9 +320,19 @@ fn entity_tables(
     t.unique.extend(e.unique.iter().cloned());
     let mut indexes = e.indexes.clone();
     if owner.is_none() {
-        for o in svc.operations.iter().filter(|o| o.kind == OperationKind::List) {
-            let mut ix: Vec<IndexColumn> =
-                o.filter.iter().map(|f| IndexColumn { field: f.clone(), descending: false }).collect();
+        for o in svc
+            .operations
+            .iter()
+            .filter(|o| o.kind == OperationKind::List)
+        {
+            let mut ix: Vec<IndexColumn> = o
+                .filter
+                .iter()
+                .map(|f| IndexColumn {
+                    field: f.clone(),
+                    descending: false,
+                })
+                .collect();
             ix.extend(o.order_by.iter().cloned());
             if ix.len() > 1 || ix.first().is_some_and(|c| c.field != "id") {
                 indexes.push(ix);
@@ -287,16 +340,31 @@ fn entity_tables(
         }
     }
     for f in &e.fields {
-        if matches!(f.ty, FieldType::Ref(_)) && !t.primary_key.first().is_some_and(|p| p == &f.name) {
-            indexes.push(vec![IndexColumn { field: f.name.clone(), descending: false }]);
+        if matches!(f.ty, FieldType::Ref(_)) && t.primary_key.first().is_none_or(|p| p != &f.name) {
+            indexes.push(vec![IndexColumn {
+                field: f.name.clone(),
+                descending: false,
+            }]);
         }
     }
     let mut seen: Vec<Vec<IndexColumn>> = Vec::new();
     for ix in indexes {
         // An index whose columns start another index (or the key) adds nothing.
-        let covered = seen.iter().any(|s| s.len() >= ix.len() && s[..ix.len()] == ix[..])
-            || (ix.len() <= t.primary_key.len() && ix.iter().zip(&t.primary_key).all(|(c, k)| &c.field == k && !c.descending))
-            || t.unique.iter().any(|u| u.len() >= ix.len() && ix.iter().zip(u).all(|(c, k)| &c.field == k && !c.descending));
+        let covered = seen
+            .iter()
+            .any(|s| s.len() >= ix.len() && s[..ix.len()] == ix[..])
+            || (ix.len() <= t.primary_key.len()
+                && ix
+                    .iter()
+                    .zip(&t.primary_key)
+                    .all(|(c, k)| &c.field == k && !c.descending))
+            || t.unique.iter().any(|u| {
+                u.len() >= ix.len()
+                    && ix
+                        .iter()
+                        .zip(u)
+                        .all(|(c, k)| &c.field == k && !c.descending)
+            });
         if !covered {
             seen.retain(|s| !(ix.len() > s.len() && ix[..s.len()] == s[..]));
             seen.push(ix);
@@ -336,7 +404,13 @@ pub fn column(f: &Field) -> Column {
         (None, Some(hi)) => checks.push(format!("{n} <= {hi}")),
         (None, None) => {}
     }
-    Column { name: n.clone(), sql_type, nullable: f.optional, default: None, checks }
+    Column {
+        name: n.clone(),
+        sql_type,
+        nullable: f.optional,
+        default: None,
+        checks,
+    }
 }
 
 fn events_table(svc: &Service) -> Table {
@@ -350,14 +424,23 @@ fn events_table(svc: &Service) -> Table {
     let _ = svc;
     Table {
         name: "events".into(),
-        doc: Some("Every event of every stream; (stream_id, version) is the optimistic-concurrency key.".into()),
+        doc: Some(
+            "Every event of every stream; (stream_id, version) is the optimistic-concurrency key."
+                .into(),
+        ),
         columns: vec![
             col("stream_id", SqlType::Uuid, None),
-            Column { checks: vec!["version >= 1".into()], ..col("version", SqlType::BigInt, None) },
+            Column {
+                checks: vec!["version >= 1".into()],
+                ..col("version", SqlType::BigInt, None)
+            },
             col("position", SqlType::BigSerial, None),
             col("event_id", SqlType::Uuid, None),
             col("event_type", SqlType::Text, None),
-            Column { checks: vec!["schema_version >= 1".into()], ..col("schema_version", SqlType::Integer, None) },
+            Column {
+                checks: vec!["schema_version >= 1".into()],
+                ..col("schema_version", SqlType::Integer, None)
+            },
             col("payload", SqlType::Jsonb, None),
             col("metadata", SqlType::Jsonb, Some("'{}'::jsonb")),
             col("recorded_at", SqlType::TimestampTz, Some("now()")),

@@ -193,7 +193,11 @@ impl Lowering<'_> {
                 }
             }
             self.entities[i].relations = relations;
-            let fields: Vec<String> = self.entities[i].fields.iter().map(|f| f.name.clone()).collect();
+            let fields: Vec<String> = self.entities[i]
+                .fields
+                .iter()
+                .map(|f| f.name.clone())
+                .collect();
             let check_names = |this: &mut Self, what: &str, p: &str, names: &[String]| -> bool {
                 let mut ok = true;
                 for (j, n) in names.iter().enumerate() {
@@ -232,7 +236,10 @@ impl Lowering<'_> {
             {
                 self.d.error(
                     id.span,
-                    format!("`id` of `{name}` must be of type uuid, not {}", id.ty.spec_name()),
+                    format!(
+                        "`id` of `{name}` must be of type uuid, not {}",
+                        id.ty.spec_name()
+                    ),
                 );
             }
         }
@@ -268,7 +275,11 @@ impl Lowering<'_> {
         }
         // Owned collections need a way to tell items apart.
         for e in &self.entities {
-            for r in e.relations.iter().filter(|r| r.owned && r.cardinality.is_many()) {
+            for r in e
+                .relations
+                .iter()
+                .filter(|r| r.owned && r.cardinality.is_many())
+            {
                 if let Some(t) = self.entity(&r.target)
                     && t.key.is_empty()
                     && !t.has_id()
@@ -310,7 +321,10 @@ impl Lowering<'_> {
         let span = self.pos.key(path);
         let mut ok = true;
         if !names::is_snake(name) {
-            self.d.error(span, format!("field name `{name}` must be snake_case, e.g. `unit_price`"));
+            self.d.error(
+                span,
+                format!("field name `{name}` must be snake_case, e.g. `unit_price`"),
+            );
             ok = false;
         }
         let collide = names::field_collisions(name);
@@ -334,7 +348,10 @@ impl Lowering<'_> {
         let type_span = self.pos.value(&format!("{path}.type"));
         let ty = match (&f.ty, &f.reference) {
             (Some(_), Some(_)) => {
-                self.d.error(span, format!("field `{name}` has both `type` and `ref`: give one"));
+                self.d.error(
+                    span,
+                    format!("field `{name}` has both `type` and `ref`: give one"),
+                );
                 return None;
             }
             (None, None) => {
@@ -387,10 +404,21 @@ impl Lowering<'_> {
         for (key, v) in [("min_len", f.min_len), ("max_len", f.max_len)] {
             let Some(v) = v else { continue };
             if !ty.is_stringy() {
-                bad(self, key, format!("`{key}` does not apply to {} field `{name}`: it is for string, text and email", ty.spec_name()));
+                bad(
+                    self,
+                    key,
+                    format!(
+                        "`{key}` does not apply to {} field `{name}`: it is for string, text and email",
+                        ty.spec_name()
+                    ),
+                );
                 ok = false;
             } else if v < 0 || v > u32::MAX as i64 {
-                bad(self, key, format!("`{key}` of `{name}` must be a non-negative length, got {v}"));
+                bad(
+                    self,
+                    key,
+                    format!("`{key}` of `{name}` must be a non-negative length, got {v}"),
+                );
                 ok = false;
             } else if key == "min_len" {
                 c.min_len = Some(v as u32);
@@ -401,20 +429,41 @@ impl Lowering<'_> {
         if let (Some(lo), Some(hi)) = (c.min_len, c.max_len)
             && lo > hi
         {
-            bad(self, "min_len", format!("`min_len` {lo} of `{name}` is greater than `max_len` {hi}: no value could pass"));
+            bad(
+                self,
+                "min_len",
+                format!(
+                    "`min_len` {lo} of `{name}` is greater than `max_len` {hi}: no value could pass"
+                ),
+            );
             ok = false;
         }
         if c.max_len == Some(0) {
-            bad(self, "max_len", format!("`max_len` of `{name}` is 0: only the empty string could pass"));
+            bad(
+                self,
+                "max_len",
+                format!("`max_len` of `{name}` is 0: only the empty string could pass"),
+            );
             ok = false;
         }
         for (key, v) in [("min", f.min), ("max", f.max)] {
             let Some(v) = v else { continue };
             if !ty.is_numeric() {
-                bad(self, key, format!("`{key}` does not apply to {} field `{name}`: it is for int and money", ty.spec_name()));
+                bad(
+                    self,
+                    key,
+                    format!(
+                        "`{key}` does not apply to {} field `{name}`: it is for int and money",
+                        ty.spec_name()
+                    ),
+                );
                 ok = false;
             } else if ty == FieldType::Int && (v < i32::MIN as i64 || v > i32::MAX as i64) {
-                bad(self, key, format!("`{key}` {v} of int field `{name}` is outside the 32-bit range"));
+                bad(
+                    self,
+                    key,
+                    format!("`{key}` {v} of int field `{name}` is outside the 32-bit range"),
+                );
                 ok = false;
             } else if key == "min" {
                 c.min = Some(v);
@@ -425,7 +474,11 @@ impl Lowering<'_> {
         if let (Some(lo), Some(hi)) = (c.min, c.max)
             && lo > hi
         {
-            bad(self, "min", format!("`min` {lo} of `{name}` is greater than `max` {hi}: no value could pass"));
+            bad(
+                self,
+                "min",
+                format!("`min` {lo} of `{name}` is greater than `max` {hi}: no value could pass"),
+            );
             ok = false;
         }
         if ty == FieldType::Email && c.max_len.is_none() {
@@ -448,7 +501,8 @@ impl Lowering<'_> {
         let span = self.pos.key(path);
         let mut ok = true;
         if !names::is_snake(name) {
-            self.d.error(span, format!("relation name `{name}` must be snake_case"));
+            self.d
+                .error(span, format!("relation name `{name}` must be snake_case"));
             ok = false;
         }
         if !self.raw.entities.contains_key(&r.to) {
@@ -485,7 +539,11 @@ impl Lowering<'_> {
                 OnDelete::Keep
             }
         };
-        let on_delete = if r.owned { OnDelete::Cascade } else { on_delete };
+        let on_delete = if r.owned {
+            OnDelete::Cascade
+        } else {
+            on_delete
+        };
         ok.then(|| Relation {
             name: name.to_string(),
             target: r.to.clone(),
@@ -513,11 +571,17 @@ impl Lowering<'_> {
             let path = format!("services.{name}");
             for (j, c) in s.calls.iter().enumerate() {
                 if c == name {
-                    self.d.error(self.pos.value(&format!("{path}.calls.{j}")), format!("service `{name}` calls itself"));
+                    self.d.error(
+                        self.pos.value(&format!("{path}.calls.{j}")),
+                        format!("service `{name}` calls itself"),
+                    );
                 } else if !raw.services.contains_key(c) {
                     self.d.error(
                         self.pos.value(&format!("{path}.calls.{j}")),
-                        format!("unknown service `{c}` in `calls`: expected one of {}", list(raw.services.keys())),
+                        format!(
+                            "unknown service `{c}` in `calls`: expected one of {}",
+                            list(raw.services.keys())
+                        ),
                     );
                 }
             }
@@ -530,7 +594,10 @@ impl Lowering<'_> {
                 match out.iter().find(|o: &&Service| o.name == svc) {
                     None => self.d.error(
                         self.pos.key(&kpath),
-                        format!("unknown service `{svc}` in subscription `{key}`: expected one of {}", list(raw.services.keys())),
+                        format!(
+                            "unknown service `{svc}` in subscription `{key}`: expected one of {}",
+                            list(raw.services.keys())
+                        ),
                     ),
                     Some(o) if !o.events.iter().any(|e| e.name == ev) => self.d.error(
                         self.pos.key(&kpath),
@@ -543,7 +610,10 @@ impl Lowering<'_> {
                 }
                 let own = out.iter().find(|o| &o.name == name);
                 if let Some(own) = own
-                    && !own.operations.iter().any(|o| o.kind == OperationKind::Command && &o.name == cmd)
+                    && !own
+                        .operations
+                        .iter()
+                        .any(|o| o.kind == OperationKind::Command && &o.name == cmd)
                 {
                     self.d.error(
                         self.pos.value(&kpath),
@@ -585,12 +655,21 @@ impl Lowering<'_> {
         let span = self.pos.key(path);
         let mut ok = true;
         if !names::is_snake(name) {
-            self.d.error(span, format!("service name `{name}` must be snake_case, e.g. `product`"));
+            self.d.error(
+                span,
+                format!("service name `{name}` must be snake_case, e.g. `product`"),
+            );
             ok = false;
         }
         let collide = names::service_collisions(name);
         if !collide.is_empty() {
-            self.d.error(span, format!("service name `{name}` is reserved in {}: choose another name", collide.join(", ")));
+            self.d.error(
+                span,
+                format!(
+                    "service name `{name}` is reserved in {}: choose another name",
+                    collide.join(", ")
+                ),
+            );
             ok = false;
         }
         let pattern = match s.pattern.as_str() {
@@ -609,73 +688,157 @@ impl Lowering<'_> {
             if present {
                 this.d.error(
                     this.pos.key(&format!("{path}.{key}")),
-                    format!("`{key}` does not apply to a {} service: {why}", pattern.as_str()),
+                    format!(
+                        "`{key}` does not apply to a {} service: {why}",
+                        pattern.as_str()
+                    ),
                 );
             }
         };
-        let entity_key = if pattern == Pattern::Crud { "entity" } else { "aggregate" };
+        let entity_key = if pattern == Pattern::Crud {
+            "entity"
+        } else {
+            "aggregate"
+        };
         let entity_name = match pattern {
             Pattern::Crud => {
-                not_for(self, "aggregate", s.aggregate.is_some(), "name its entity with `entity`");
+                not_for(
+                    self,
+                    "aggregate",
+                    s.aggregate.is_some(),
+                    "name its entity with `entity`",
+                );
                 not_for(self, "commands", !s.commands.is_empty(), "use `use_cases`");
-                not_for(self, "events", !s.events.is_empty(), "only event-sourced services have events");
-                not_for(self, "queries", !s.queries.is_empty(), "use `use_cases` with kind list or get");
-                not_for(self, "subscribes", !s.subscribes.is_empty(), "only event-sourced services subscribe");
-                not_for(self, "event_store", s.event_store.is_some(), "it keeps rows in `store`");
-                not_for(self, "read_model", s.read_model.is_some(), "it keeps rows in `store`");
+                not_for(
+                    self,
+                    "events",
+                    !s.events.is_empty(),
+                    "only event-sourced services have events",
+                );
+                not_for(
+                    self,
+                    "queries",
+                    !s.queries.is_empty(),
+                    "use `use_cases` with kind list or get",
+                );
+                not_for(
+                    self,
+                    "subscribes",
+                    !s.subscribes.is_empty(),
+                    "only event-sourced services subscribe",
+                );
+                not_for(
+                    self,
+                    "event_store",
+                    s.event_store.is_some(),
+                    "it keeps rows in `store`",
+                );
+                not_for(
+                    self,
+                    "read_model",
+                    s.read_model.is_some(),
+                    "it keeps rows in `store`",
+                );
                 s.entity.clone()
             }
             Pattern::CqsEs | Pattern::CqrsEs => {
-                not_for(self, "entity", s.entity.is_some(), "name its aggregate with `aggregate`");
-                not_for(self, "use_cases", !s.use_cases.is_empty(), "use `commands` and `queries`");
+                not_for(
+                    self,
+                    "entity",
+                    s.entity.is_some(),
+                    "name its aggregate with `aggregate`",
+                );
+                not_for(
+                    self,
+                    "use_cases",
+                    !s.use_cases.is_empty(),
+                    "use `commands` and `queries`",
+                );
                 s.aggregate.clone()
             }
         };
         let Some(entity_name) = entity_name else {
-            self.d.error(span, format!("service `{name}` has no `{entity_key}`: name the entity it owns"));
+            self.d.error(
+                span,
+                format!("service `{name}` has no `{entity_key}`: name the entity it owns"),
+            );
             return None;
         };
         let Some(entity) = self.entity(&entity_name).cloned() else {
             self.d.error(
                 self.pos.value(&format!("{path}.{entity_key}")),
-                format!("unknown entity `{entity_name}` in `{entity_key}`: expected one of {}", list(self.raw.entities.keys())),
+                format!(
+                    "unknown entity `{entity_name}` in `{entity_key}`: expected one of {}",
+                    list(self.raw.entities.keys())
+                ),
             );
             return None;
         };
         if entity.is_abstract || entity.owner.is_some() {
-            let why = if entity.is_abstract { "it is abstract" } else { "it is owned by another entity" };
+            let why = if entity.is_abstract {
+                "it is abstract"
+            } else {
+                "it is owned by another entity"
+            };
             self.d.error(
                 self.pos.value(&format!("{path}.{entity_key}")),
                 format!("`{entity_name}` cannot be the {entity_key} of service `{name}`: {why}"),
             );
             ok = false;
         }
-        let store_of = |this: &mut Self, key: &str, v: &Option<String>, want: Store| -> Option<Store> {
-            match v.as_deref() {
-                None => {
-                    this.d.error(span, format!("a {} service needs `{key}: {}`", pattern.as_str(), want.as_str()));
-                    None
+        let store_of =
+            |this: &mut Self, key: &str, v: &Option<String>, want: Store| -> Option<Store> {
+                match v.as_deref() {
+                    None => {
+                        this.d.error(
+                            span,
+                            format!(
+                                "a {} service needs `{key}: {}`",
+                                pattern.as_str(),
+                                want.as_str()
+                            ),
+                        );
+                        None
+                    }
+                    Some(x) if x == want.as_str() => Some(want),
+                    Some(x) => {
+                        this.d.error(
+                            this.pos.value(&format!("{path}.{key}")),
+                            format!(
+                                "unsupported {key} `{x}` for a {} service: expected `{}`",
+                                pattern.as_str(),
+                                want.as_str()
+                            ),
+                        );
+                        None
+                    }
                 }
-                Some(x) if x == want.as_str() => Some(want),
-                Some(x) => {
-                    this.d.error(
-                        this.pos.value(&format!("{path}.{key}")),
-                        format!("unsupported {key} `{x}` for a {} service: expected `{}`", pattern.as_str(), want.as_str()),
-                    );
-                    None
-                }
-            }
-        };
+            };
         let (store, event_store) = match pattern {
             Pattern::Crud | Pattern::CqsEs => {
                 if pattern == Pattern::CqsEs {
-                    not_for(self, "event_store", s.event_store.is_some(), "events and state share `store`");
-                    not_for(self, "read_model", s.read_model.is_some(), "queries read the state table in `store`");
+                    not_for(
+                        self,
+                        "event_store",
+                        s.event_store.is_some(),
+                        "events and state share `store`",
+                    );
+                    not_for(
+                        self,
+                        "read_model",
+                        s.read_model.is_some(),
+                        "queries read the state table in `store`",
+                    );
                 }
                 (store_of(self, "store", &s.store, Store::Postgres), None)
             }
             Pattern::CqrsEs => {
-                not_for(self, "store", s.store.is_some(), "it has `event_store` and `read_model`");
+                not_for(
+                    self,
+                    "store",
+                    s.store.is_some(),
+                    "it has `event_store` and `read_model`",
+                );
                 (
                     store_of(self, "read_model", &s.read_model, Store::Postgres),
                     store_of(self, "event_store", &s.event_store, Store::MongoDb),
@@ -690,7 +853,12 @@ impl Lowering<'_> {
             None => None,
             Some(m) => {
                 if pattern == Pattern::Crud {
-                    not_for(self, "messaging", true, "only event-sourced services publish events");
+                    not_for(
+                        self,
+                        "messaging",
+                        true,
+                        "only event-sourced services publish events",
+                    );
                 }
                 if m.broker != "kafka" {
                     self.d.error(
@@ -699,18 +867,30 @@ impl Lowering<'_> {
                     );
                 }
                 if m.topic.is_empty()
-                    || !m.topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                    || !m
+                        .topic
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
                 {
                     self.d.error(
                         self.pos.value(&format!("{path}.messaging.topic")),
-                        format!("bad topic name `{}`: use letters, digits, `.`, `_` and `-`", m.topic),
+                        format!(
+                            "bad topic name `{}`: use letters, digits, `.`, `_` and `-`",
+                            m.topic
+                        ),
                     );
                 }
-                Some(Messaging { topic: m.topic.clone() })
+                Some(Messaging {
+                    topic: m.topic.clone(),
+                })
             }
         };
         if pattern != Pattern::Crud {
-            for r in entity.relations.iter().filter(|r| r.owned && r.cardinality.min > 0) {
+            for r in entity
+                .relations
+                .iter()
+                .filter(|r| r.owned && r.cardinality.min > 0)
+            {
                 self.d.error(
                     r.span,
                     format!(
@@ -733,7 +913,10 @@ impl Lowering<'_> {
         let main_service = format!("{pascal_service}Service");
         let mut register_op = |this: &mut Self, op: &str, span: Span| {
             if !names::is_pascal(op) {
-                this.d.error(span, format!("operation name `{op}` must be PascalCase, e.g. `ViewCart`"));
+                this.d.error(
+                    span,
+                    format!("operation name `{op}` must be PascalCase, e.g. `ViewCart`"),
+                );
             }
             if let Some(other) = op_names.get(op) {
                 this.d.error(
@@ -746,21 +929,35 @@ impl Lowering<'_> {
         };
         if pattern == Pattern::Crud {
             if s.use_cases.is_empty() {
-                self.d.error(span, format!("crud service `{name}` has no `use_cases`"));
+                self.d
+                    .error(span, format!("crud service `{name}` has no `use_cases`"));
             }
             for (op, u) in &s.use_cases {
                 let upath = format!("{path}.use_cases.{op}");
                 let uspan = self.pos.key(&upath);
                 register_op(self, op, uspan);
-                if let Some(o) = self.lower_use_case(&upath, op, u, &entity, &mut scope, name, &main_service) {
+                if let Some(o) =
+                    self.lower_use_case(&upath, op, u, &entity, &mut scope, name, &main_service)
+                {
                     operations.push(o);
                 }
             }
         } else {
-            let deploy_cmd = if pattern == Pattern::CqrsEs { format!("{}-command", names::kebab(name)) } else { names::kebab(name) };
-            let deploy_query = if pattern == Pattern::CqrsEs { format!("{}-query", names::kebab(name)) } else { names::kebab(name) };
+            let deploy_cmd = if pattern == Pattern::CqrsEs {
+                format!("{}-command", names::kebab(name))
+            } else {
+                names::kebab(name)
+            };
+            let deploy_query = if pattern == Pattern::CqrsEs {
+                format!("{}-query", names::kebab(name))
+            } else {
+                names::kebab(name)
+            };
             let (cmd_service, query_service) = if pattern == Pattern::CqrsEs {
-                (format!("{pascal_service}CommandService"), format!("{pascal_service}QueryService"))
+                (
+                    format!("{pascal_service}CommandService"),
+                    format!("{pascal_service}QueryService"),
+                )
             } else {
                 (main_service.clone(), main_service.clone())
             };
@@ -768,7 +965,10 @@ impl Lowering<'_> {
                 let epath = format!("{path}.events.{ev}");
                 let espan = self.pos.key(&epath);
                 if !names::is_pascal(ev) {
-                    self.d.error(espan, format!("event name `{ev}` must be PascalCase, e.g. `ProductAdded`"));
+                    self.d.error(
+                        espan,
+                        format!("event name `{ev}` must be PascalCase, e.g. `ProductAdded`"),
+                    );
                 }
                 if self.raw.entities.contains_key(ev) {
                     self.d.error(espan, format!("event `{ev}` has the name of an entity: the proto messages would collide"));
@@ -784,10 +984,19 @@ impl Lowering<'_> {
                     }
                 }
                 renumber(&mut efields);
-                events.push(Event { name: ev.clone(), doc: None, fields: efields, version: 1, span: espan });
+                events.push(Event {
+                    name: ev.clone(),
+                    doc: None,
+                    fields: efields,
+                    version: 1,
+                    span: espan,
+                });
             }
             if s.commands.is_empty() {
-                self.d.error(span, format!("{} service `{name}` has no `commands`", pattern.as_str()));
+                self.d.error(
+                    span,
+                    format!("{} service `{name}` has no `commands`", pattern.as_str()),
+                );
             }
             for (op, c) in &s.commands {
                 let cpath = format!("{path}.commands.{op}");
@@ -805,7 +1014,10 @@ impl Lowering<'_> {
                     if !s.events.contains_key(ev) {
                         self.d.error(
                             self.pos.value(&format!("{cpath}.emits.{j}")),
-                            format!("command `{op}` emits unknown event `{ev}`: expected one of {}", list(s.events.keys())),
+                            format!(
+                                "command `{op}` emits unknown event `{ev}`: expected one of {}",
+                                list(s.events.keys())
+                            ),
                         );
                     }
                 }
@@ -905,17 +1117,27 @@ impl Lowering<'_> {
         if self.entity(output).is_none() {
             self.d.error(
                 self.pos.value(&format!("{path}.output")),
-                format!("`{op}` returns unknown entity `{output}`: expected one of {}", list(self.raw.entities.keys())),
+                format!(
+                    "`{op}` returns unknown entity `{output}`: expected one of {}",
+                    list(self.raw.entities.keys())
+                ),
             );
         }
     }
 
-    fn resolve_inputs(&mut self, path: &str, op: &str, input: &[String], scope: &mut Scope) -> Vec<Field> {
+    fn resolve_inputs(
+        &mut self,
+        path: &str,
+        op: &str,
+        input: &[String],
+        scope: &mut Scope,
+    ) -> Vec<Field> {
         let mut out: Vec<Field> = Vec::new();
         for (j, n) in input.iter().enumerate() {
             let span = self.pos.value(&format!("{path}.input.{j}"));
             if out.iter().any(|f| &f.name == n) {
-                self.d.error(span, format!("`{op}` names input `{n}` twice"));
+                self.d
+                    .error(span, format!("`{op}` names input `{n}` twice"));
                 continue;
             }
             match scope.resolve(n) {
@@ -925,7 +1147,10 @@ impl Lowering<'_> {
                 }
                 None => self.d.error(
                     span,
-                    format!("`{op}` names unknown field `{n}` in `input`: expected one of {}", scope.names()),
+                    format!(
+                        "`{op}` names unknown field `{n}` in `input`: expected one of {}",
+                        scope.names()
+                    ),
                 ),
             }
         }
@@ -964,7 +1189,10 @@ impl Lowering<'_> {
             if present {
                 this.d.error(
                     this.pos.key(&format!("{path}.{key}")),
-                    format!("`{key}` does not apply to a `{}` use case: it is for {kinds}", u.kind),
+                    format!(
+                        "`{key}` does not apply to a `{}` use case: it is for {kinds}",
+                        u.kind
+                    ),
                 );
             }
         };
@@ -973,7 +1201,12 @@ impl Lowering<'_> {
         only(self, "filter", !is_list && !u.filter.is_empty(), "list");
         only(self, "order_by", !is_list && !u.order_by.is_empty(), "list");
         let is_custom = kind == OperationKind::Custom;
-        only(self, "input", !is_custom && !u.input.is_empty(), "custom (the others take the entity's fields)");
+        only(
+            self,
+            "input",
+            !is_custom && !u.input.is_empty(),
+            "custom (the others take the entity's fields)",
+        );
         only(self, "params", !is_custom && !u.params.is_empty(), "custom");
         only(self, "output", !is_custom && u.output.is_some(), "custom");
         let mut local = scope.with_params(self, &format!("{path}.params"), &u.params);
@@ -994,19 +1227,32 @@ impl Lowering<'_> {
         let mut filter = Vec::new();
         let mut order_by = Vec::new();
         if is_list {
-            let ps = u.page_size.as_ref().map_or((20, 100), |p| (p.default, p.max));
+            let ps = u
+                .page_size
+                .as_ref()
+                .map_or((20, 100), |p| (p.default, p.max));
             if ps.0 < 1 || ps.1 < ps.0 || ps.1 > 1000 {
                 self.d.error(
                     self.pos.value(&format!("{path}.page_size")),
-                    format!("bad page_size default {} max {}: expected 1 <= default <= max <= 1000", ps.0, ps.1),
+                    format!(
+                        "bad page_size default {} max {}: expected 1 <= default <= max <= 1000",
+                        ps.0, ps.1
+                    ),
                 );
             }
-            page_size = Some(PageSize { default: ps.0.clamp(1, 1000) as u32, max: ps.1.clamp(1, 1000) as u32 });
+            page_size = Some(PageSize {
+                default: ps.0.clamp(1, 1000) as u32,
+                max: ps.1.clamp(1, 1000) as u32,
+            });
             for (j, f) in u.filter.iter().enumerate() {
                 if entity.field(f).is_none() {
                     self.d.error(
                         self.pos.value(&format!("{path}.filter.{j}")),
-                        format!("`{op}` filters on unknown field `{f}` of `{}`: expected one of {}", entity.name, list(entity.fields.iter().map(|f| &f.name))),
+                        format!(
+                            "`{op}` filters on unknown field `{f}` of `{}`: expected one of {}",
+                            entity.name,
+                            list(entity.fields.iter().map(|f| &f.name))
+                        ),
                     );
                 } else {
                     filter.push(f.clone());
@@ -1017,7 +1263,12 @@ impl Lowering<'_> {
                 if entity.field(&c.field).is_none() {
                     self.d.error(
                         self.pos.value(&format!("{path}.order_by.{j}")),
-                        format!("`{op}` orders by unknown field `{}` of `{}`: expected one of {}", c.field, entity.name, list(entity.fields.iter().map(|f| &f.name))),
+                        format!(
+                            "`{op}` orders by unknown field `{}` of `{}`: expected one of {}",
+                            c.field,
+                            entity.name,
+                            list(entity.fields.iter().map(|f| &f.name))
+                        ),
                     );
                 } else {
                     order_by.push(c);
@@ -1025,18 +1276,32 @@ impl Lowering<'_> {
             }
             // A page boundary is only stable when the order is total: end on the id.
             if !order_by.iter().any(|c| c.field == "id") {
-                order_by.push(IndexColumn { field: "id".into(), descending: false });
+                order_by.push(IndexColumn {
+                    field: "id".into(),
+                    descending: false,
+                });
             }
         }
         let idempotent = match kind {
-            OperationKind::List | OperationKind::Get | OperationKind::Update | OperationKind::Delete => true,
+            OperationKind::List
+            | OperationKind::Get
+            | OperationKind::Update
+            | OperationKind::Delete => true,
             OperationKind::Create | OperationKind::Custom => u.idempotent.unwrap_or(false),
             _ => false,
         };
-        if matches!(kind, OperationKind::List | OperationKind::Get | OperationKind::Update | OperationKind::Delete)
-            && u.idempotent == Some(false)
+        if matches!(
+            kind,
+            OperationKind::List
+                | OperationKind::Get
+                | OperationKind::Update
+                | OperationKind::Delete
+        ) && u.idempotent == Some(false)
         {
-            self.d.error(self.pos.value(&format!("{path}.idempotent")), format!("a `{}` use case is always idempotent", u.kind));
+            self.d.error(
+                self.pos.value(&format!("{path}.idempotent")),
+                format!("a `{}` use case is always idempotent", u.kind),
+            );
         }
         let audience = self.audience(path, &u.audience);
         Some(Operation {
@@ -1062,30 +1327,55 @@ impl Lowering<'_> {
     fn lower_bff(&mut self, services: &[Service]) -> Bff {
         let g = &self.raw.bff.graphql;
         let mut seen = HashSet::new();
-        let mut lower = |this: &mut Self, ops: &[String], key: &str, want_read: bool| -> Vec<BffOperation> {
+        let mut lower = |this: &mut Self,
+                         ops: &[String],
+                         key: &str,
+                         want_read: bool|
+         -> Vec<BffOperation> {
             let mut out = Vec::new();
             for (j, op) in ops.iter().enumerate() {
                 let span = this.pos.value(&format!("bff.graphql.{key}.{j}"));
                 if !seen.insert(op.clone()) {
-                    this.d.error(span, format!("`{op}` is exposed twice in the GraphQL API"));
+                    this.d
+                        .error(span, format!("`{op}` is exposed twice in the GraphQL API"));
                     continue;
                 }
-                let found = services.iter().find_map(|s| s.operation(op).map(|o| (s, o)));
+                let found = services
+                    .iter()
+                    .find_map(|s| s.operation(op).map(|o| (s, o)));
                 let declared = this.raw.services.values().any(|s| {
-                    s.use_cases.contains_key(op) || s.commands.contains_key(op) || s.queries.contains_key(op)
+                    s.use_cases.contains_key(op)
+                        || s.commands.contains_key(op)
+                        || s.queries.contains_key(op)
                 });
                 if found.is_none() && declared {
                     // Its service failed to lower and said why; one error is enough.
                     continue;
                 }
                 let Some((svc, o)) = found else {
-                    let all: Vec<&String> = services.iter().flat_map(|s| s.operations.iter().map(|o| &o.name)).collect();
-                    this.d.error(span, format!("unknown operation `{op}` in bff.graphql.{key}: expected one of {}", list(all)));
+                    let all: Vec<&String> = services
+                        .iter()
+                        .flat_map(|s| s.operations.iter().map(|o| &o.name))
+                        .collect();
+                    this.d.error(
+                        span,
+                        format!(
+                            "unknown operation `{op}` in bff.graphql.{key}: expected one of {}",
+                            list(all)
+                        ),
+                    );
                     continue;
                 };
                 if o.kind.is_read() != want_read {
-                    let (is, goes) = if o.kind.is_read() { ("reads", "queries") } else { ("changes state", "mutations") };
-                    this.d.error(span, format!("`{op}` {is}, so it belongs in bff.graphql.{goes}, not {key}"));
+                    let (is, goes) = if o.kind.is_read() {
+                        ("reads", "queries")
+                    } else {
+                        ("changes state", "mutations")
+                    };
+                    this.d.error(
+                        span,
+                        format!("`{op}` {is}, so it belongs in bff.graphql.{goes}, not {key}"),
+                    );
                     continue;
                 }
                 if o.audience == Audience::Internal {
@@ -1131,7 +1421,10 @@ struct Scope {
 
 impl Scope {
     fn new(entity: &Entity, cx: &Lowering) -> Scope {
-        let mut s = Scope { fields: BTreeMap::new(), order: Vec::new() };
+        let mut s = Scope {
+            fields: BTreeMap::new(),
+            order: Vec::new(),
+        };
         if let Some(id) = entity.field("id") {
             let alias = format!("{}_id", names::snake(&entity.name));
             let mut f = id.clone();
@@ -1143,13 +1436,24 @@ impl Scope {
         for f in &entity.fields {
             s.add(f.clone());
         }
-        let mut stack: Vec<String> = entity.relations.iter().filter(|r| r.owned).map(|r| r.target.clone()).collect();
+        let mut stack: Vec<String> = entity
+            .relations
+            .iter()
+            .filter(|r| r.owned)
+            .map(|r| r.target.clone())
+            .collect();
         while let Some(t) = stack.pop() {
             if let Some(child) = cx.entity(&t) {
                 for f in &child.fields {
                     s.add(f.clone());
                 }
-                stack.extend(child.relations.iter().filter(|r| r.owned).map(|r| r.target.clone()));
+                stack.extend(
+                    child
+                        .relations
+                        .iter()
+                        .filter(|r| r.owned)
+                        .map(|r| r.target.clone()),
+                );
             }
         }
         s
@@ -1162,8 +1466,16 @@ impl Scope {
         }
     }
 
-    fn with_params(&self, cx: &mut Lowering, path: &str, params: &indexmap::IndexMap<String, spec::Field>) -> Scope {
-        let mut s = Scope { fields: BTreeMap::new(), order: Vec::new() };
+    fn with_params(
+        &self,
+        cx: &mut Lowering,
+        path: &str,
+        params: &indexmap::IndexMap<String, spec::Field>,
+    ) -> Scope {
+        let mut s = Scope {
+            fields: BTreeMap::new(),
+            order: Vec::new(),
+        };
         for (n, p) in params {
             if let Some(f) = cx.lower_field(&format!("{path}.{n}"), n, p) {
                 s.add(f);
@@ -1193,7 +1505,11 @@ fn parse_cardinality(s: &str) -> Option<Cardinality> {
         None => (s.trim(), s.trim()),
     };
     let min: u32 = lo.parse().ok()?;
-    let max = if hi == "*" { None } else { Some(hi.parse::<u32>().ok()?) };
+    let max = if hi == "*" {
+        None
+    } else {
+        Some(hi.parse::<u32>().ok()?)
+    };
     if max.is_some_and(|m| m < min || m == 0) {
         return None;
     }
@@ -1205,8 +1521,15 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    let v: Vec<String> = items.into_iter().map(|s| format!("`{}`", s.as_ref())).collect();
-    if v.is_empty() { "(none)".to_string() } else { v.join(", ") }
+    let v: Vec<String> = items
+        .into_iter()
+        .map(|s| format!("`{}`", s.as_ref()))
+        .collect();
+    if v.is_empty() {
+        "(none)".to_string()
+    } else {
+        v.join(", ")
+    }
 }
 
 #[cfg(test)]
@@ -1215,8 +1538,17 @@ mod tests {
 
     #[test]
     fn cardinalities() {
-        assert_eq!(parse_cardinality("0..*"), Some(Cardinality { min: 0, max: None }));
-        assert_eq!(parse_cardinality("1"), Some(Cardinality { min: 1, max: Some(1) }));
+        assert_eq!(
+            parse_cardinality("0..*"),
+            Some(Cardinality { min: 0, max: None })
+        );
+        assert_eq!(
+            parse_cardinality("1"),
+            Some(Cardinality {
+                min: 1,
+                max: Some(1)
+            })
+        );
         assert_eq!(parse_cardinality("2..1"), None);
         assert_eq!(parse_cardinality("x..1"), None);
     }

@@ -39,7 +39,11 @@ impl Positions {
 
     /// The first key named `key` at or below `prefix` (document order).
     pub fn find_key(&self, prefix: &str, key: &str) -> Option<Span> {
-        let under = if prefix.is_empty() { String::new() } else { format!("{prefix}.") };
+        let under = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}.")
+        };
         self.keys
             .iter()
             .filter(|(p, _)| {
@@ -120,7 +124,9 @@ impl Builder {
                 self.positions.values.insert(p.clone(), span);
                 Some(p)
             }
-            Some(Frame::Map { pending_key, path, .. }) => {
+            Some(Frame::Map {
+                pending_key, path, ..
+            }) => {
                 let key = pending_key.take()?;
                 let p = join(path, &key);
                 self.positions.values.insert(p.clone(), span);

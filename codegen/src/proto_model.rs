@@ -5,7 +5,10 @@ use crate::names;
 
 pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPackage, String> {
     let find = |n: &str| entities.iter().find(|e| e.name == n);
-    let mut b = Builder { messages: Vec::new(), uses_timestamp: false };
+    let mut b = Builder {
+        messages: Vec::new(),
+        uses_timestamp: false,
+    };
 
     // Entity messages: the service's entity, what it owns, and any other output.
     let mut wanted: Vec<String> = vec![svc.entity.clone()];
@@ -30,13 +33,16 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
     for name in &wanted {
         let Some(e) = find(name) else { continue };
         let mut fields: Vec<MessageField> = e.fields.iter().map(|f| b.field(f)).collect();
-        let mut n = e.fields.iter().map(|f| f.number).max().unwrap_or(0);
-        for r in e.relations.iter().filter(|r| r.owned) {
-            n += 1;
+        let after_fields = e.fields.iter().map(|f| f.number).max().unwrap_or(0) + 1;
+        for (n, r) in (after_fields..).zip(e.relations.iter().filter(|r| r.owned)) {
             fields.push(MessageField {
                 name: r.name.clone(),
                 ty: ProtoType::Message(r.target.clone()),
-                label: if r.cardinality.is_many() { Label::Repeated } else { Label::Optional },
+                label: if r.cardinality.is_many() {
+                    Label::Repeated
+                } else {
+                    Label::Optional
+                },
                 number: n,
                 doc: None,
                 check: None,
@@ -48,7 +54,14 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
     let entity = find(&svc.entity).ok_or_else(|| format!("unknown entity `{}`", svc.entity))?;
     let var = |e: &str| names::snake(e);
     for o in &svc.operations {
-        let out_msg = |e: &str| MessageField::new(&var(e), ProtoType::Message(e.to_string()), Label::Optional, 1);
+        let out_msg = |e: &str| {
+            MessageField::new(
+                &var(e),
+                ProtoType::Message(e.to_string()),
+                Label::Optional,
+                1,
+            )
+        };
         let (req, resp): (Vec<MessageField>, Vec<MessageField>) = match o.kind {
             OperationKind::List => {
                 let mut req: Vec<MessageField> = o
@@ -64,22 +77,38 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
                     })
                     .collect();
                 let n = req.len() as u32;
-                let ps = o.page_size.unwrap_or(PageSize { default: 20, max: 100 });
-                let mut page_size = MessageField::new("page_size", ProtoType::Int32, Label::Required, n + 1).doc(format!(
-                    "At most this many items; 0 means {}, more than {} is an error.",
-                    ps.default, ps.max
-                ));
+                let ps = o.page_size.unwrap_or(PageSize {
+                    default: 20,
+                    max: 100,
+                });
+                let mut page_size =
+                    MessageField::new("page_size", ProtoType::Int32, Label::Required, n + 1).doc(
+                        format!(
+                            "At most this many items; 0 means {}, more than {} is an error.",
+                            ps.default, ps.max
+                        ),
+                    );
                 page_size.check = Some(Check {
                     ty: FieldType::Int,
-                    constraints: Constraints { min: Some(0), max: Some(ps.max as i64), ..Constraints::default() },
+                    constraints: Constraints {
+                        min: Some(0),
+                        max: Some(ps.max as i64),
+                        ..Constraints::default()
+                    },
                 });
                 req.push(page_size);
                 req.push(
-                    MessageField::new("page_token", ProtoType::String, Label::Required, n + 2)
-                        .doc("Empty for the first page, else a previous response's next_page_token."),
+                    MessageField::new("page_token", ProtoType::String, Label::Required, n + 2).doc(
+                        "Empty for the first page, else a previous response's next_page_token.",
+                    ),
                 );
                 let resp = vec![
-                    MessageField::new(&names::plural(&var(&entity.name)), ProtoType::Message(entity.name.clone()), Label::Repeated, 1),
+                    MessageField::new(
+                        &names::plural(&var(&entity.name)),
+                        ProtoType::Message(entity.name.clone()),
+                        Label::Repeated,
+                        1,
+                    ),
                     MessageField::new("next_page_token", ProtoType::String, Label::Required, 2)
                         .doc("Empty when this is the last page."),
                 ];
@@ -91,14 +120,27 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
                 if o.kind == OperationKind::Update {
                     req.push(id_field(1));
                 }
-                for f in entity.fields.iter().filter(|f| !f.readonly && f.name != "id") {
+                for f in entity
+                    .fields
+                    .iter()
+                    .filter(|f| !f.readonly && f.name != "id")
+                {
                     let mut m = b.field(f);
                     m.number = req.len() as u32 + 1;
                     req.push(m);
                 }
                 for r in entity.relations.iter().filter(|r| r.owned) {
-                    let label = if r.cardinality.is_many() { Label::Repeated } else { Label::Optional };
-                    req.push(MessageField::new(&r.name, ProtoType::Message(r.target.clone()), label, req.len() as u32 + 1));
+                    let label = if r.cardinality.is_many() {
+                        Label::Repeated
+                    } else {
+                        Label::Optional
+                    };
+                    req.push(MessageField::new(
+                        &r.name,
+                        ProtoType::Message(r.target.clone()),
+                        label,
+                        req.len() as u32 + 1,
+                    ));
                 }
                 (req, vec![out_msg(&entity.name)])
             }
@@ -114,11 +156,19 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
                     .doc("Fail with ABORTED unless the aggregate is at this version (0: does not exist yet).");
                 expected.check = Some(Check {
                     ty: FieldType::Money,
-                    constraints: Constraints { min: Some(0), ..Constraints::default() },
+                    constraints: Constraints {
+                        min: Some(0),
+                        ..Constraints::default()
+                    },
                 });
                 req.push(expected);
                 let resp = vec![
-                    MessageField::new(&format!("{}_id", var(&entity.name)), ProtoType::String, Label::Required, 1),
+                    MessageField::new(
+                        &format!("{}_id", var(&entity.name)),
+                        ProtoType::String,
+                        Label::Required,
+                        1,
+                    ),
                     MessageField::new("version", ProtoType::Int64, Label::Required, 2)
                         .doc("The aggregate's version after this command."),
                 ];
@@ -167,7 +217,14 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
                 svc.events
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| MessageField::new(&var(&e.name), ProtoType::Message(e.name.clone()), Label::Required, 10 + i as u32))
+                    .map(|(i, e)| {
+                        MessageField::new(
+                            &var(&e.name),
+                            ProtoType::Message(e.name.clone()),
+                            Label::Required,
+                            10 + i as u32,
+                        )
+                    })
                     .collect(),
             )),
             reserved_numbers: Vec::new(),
@@ -191,7 +248,11 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
     Ok(ProtoPackage {
         file: format!("{}/{}.proto", package.replace('.', "/"), svc.name),
         package,
-        imports: if b.uses_timestamp { vec!["google/protobuf/timestamp.proto".into()] } else { Vec::new() },
+        imports: if b.uses_timestamp {
+            vec!["google/protobuf/timestamp.proto".into()]
+        } else {
+            Vec::new()
+        },
         services,
         messages: b.messages,
     })
@@ -199,7 +260,10 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
 
 fn id_field(n: u32) -> MessageField {
     let mut f = MessageField::new("id", ProtoType::String, Label::Required, n);
-    f.check = Some(Check { ty: FieldType::Uuid, constraints: Constraints::default() });
+    f.check = Some(Check {
+        ty: FieldType::Uuid,
+        constraints: Constraints::default(),
+    });
     f
 }
 
@@ -211,7 +275,11 @@ struct Builder {
 impl Builder {
     fn field(&mut self, f: &Field) -> MessageField {
         let ty = match &f.ty {
-            FieldType::Uuid | FieldType::Ref(_) | FieldType::String | FieldType::Text | FieldType::Email => ProtoType::String,
+            FieldType::Uuid
+            | FieldType::Ref(_)
+            | FieldType::String
+            | FieldType::Text
+            | FieldType::Email => ProtoType::String,
             FieldType::Int => ProtoType::Int32,
             FieldType::Money => ProtoType::Int64,
             FieldType::Bool => ProtoType::Bool,
@@ -223,16 +291,26 @@ impl Builder {
         MessageField {
             name: f.name.clone(),
             ty,
-            label: if f.optional { Label::Optional } else { Label::Required },
+            label: if f.optional {
+                Label::Optional
+            } else {
+                Label::Required
+            },
             number: f.number,
             doc: f.doc.clone(),
-            check: Some(Check { ty: f.ty.clone(), constraints: f.constraints.clone() }),
+            check: Some(Check {
+                ty: f.ty.clone(),
+                constraints: f.constraints.clone(),
+            }),
         }
     }
 
     fn push(&mut self, m: Message) -> Result<(), String> {
         if self.messages.iter().any(|o| o.name == m.name) {
-            return Err(format!("two proto messages would be called `{}`: rename the operation, event or entity", m.name));
+            return Err(format!(
+                "two proto messages would be called `{}`: rename the operation, event or entity",
+                m.name
+            ));
         }
         self.messages.push(m);
         Ok(())
@@ -254,7 +332,14 @@ impl Message {
 
 impl MessageField {
     pub fn new(name: &str, ty: ProtoType, label: Label, number: u32) -> MessageField {
-        MessageField { name: name.to_string(), ty, label, number, doc: None, check: None }
+        MessageField {
+            name: name.to_string(),
+            ty,
+            label,
+            number,
+            doc: None,
+            check: None,
+        }
     }
     fn doc(mut self, d: impl Into<String>) -> MessageField {
         self.doc = Some(d.into());

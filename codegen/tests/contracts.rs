@@ -23,7 +23,10 @@ use expect_test::expect_file;
 // ---------------------------------------------------------------------- helpers
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 fn load(rel: &str) -> System {
@@ -41,8 +44,12 @@ fn shop() -> System {
 
 type Emitter = fn(&System) -> Result<Vec<GeneratedFile>, codegen::emit::EmitError>;
 
-const EMITTERS: [(&str, Emitter); 4] =
-    [("proto", proto::emit), ("graphql", graphql::emit), ("sql", sql::emit), ("mongo", mongo::emit)];
+const EMITTERS: [(&str, Emitter); 4] = [
+    ("proto", proto::emit),
+    ("graphql", graphql::emit),
+    ("sql", sql::emit),
+    ("mongo", mongo::emit),
+];
 
 fn run(emitter: Emitter, system: &System) -> Vec<GeneratedFile> {
     emitter(system).unwrap_or_else(|e| panic!("{e}"))
@@ -50,12 +57,18 @@ fn run(emitter: Emitter, system: &System) -> Vec<GeneratedFile> {
 
 /// Every file of one emitter as one text, each under a `==> path <==` line.
 fn bundle(files: &[GeneratedFile]) -> String {
-    files.iter().map(|f| format!("==> {} <==\n{}", f.path, f.contents)).collect::<Vec<_>>().join("\n")
+    files
+        .iter()
+        .map(|f| format!("==> {} <==\n{}", f.path, f.contents))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Writes `files` under `target/tmp/contracts/<dir>` (what a test hands to a tool).
 fn write_out(dir: &str, files: &[GeneratedFile]) -> PathBuf {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("contracts").join(dir);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("contracts")
+        .join(dir);
     let _ = std::fs::remove_dir_all(&out);
     for f in files {
         let p = out.join(&f.path);
@@ -103,16 +116,37 @@ fn outputs_are_deterministic_marked_and_where_the_ir_says() {
                     "mongo" => "{\n  \"_generated\": \"@generated",
                     _ => "// @generated",
                 };
-                assert!(f.contents.starts_with(mark), "{} does not start with {mark:?}", f.path);
-                assert!(f.contents.ends_with('\n') && !f.contents.ends_with("\n\n"), "{}: trailing newlines", f.path);
+                assert!(
+                    f.contents.starts_with(mark),
+                    "{} does not start with {mark:?}",
+                    f.path
+                );
+                assert!(
+                    f.contents.ends_with('\n') && !f.contents.ends_with("\n\n"),
+                    "{}: trailing newlines",
+                    f.path
+                );
             }
         }
-        let paths = |e: Emitter| -> Vec<String> { run(e, &system).into_iter().map(|f| f.path).collect() };
-        let want: Vec<String> = system.services.iter().map(|s| format!("proto/{}", s.proto.file)).collect();
+        let paths =
+            |e: Emitter| -> Vec<String> { run(e, &system).into_iter().map(|f| f.path).collect() };
+        let want: Vec<String> = system
+            .services
+            .iter()
+            .map(|s| format!("proto/{}", s.proto.file))
+            .collect();
         assert_eq!(paths(proto::emit), want);
-        let want: Vec<String> = system.databases.iter().map(|d| format!("sql/{}/0001_init.sql", d.name)).collect();
+        let want: Vec<String> = system
+            .databases
+            .iter()
+            .map(|d| format!("sql/{}/0001_init.sql", d.name))
+            .collect();
         assert_eq!(paths(sql::emit), want);
-        let want: Vec<String> = system.event_stores.iter().map(|s| format!("mongo/{}.json", s.database)).collect();
+        let want: Vec<String> = system
+            .event_stores
+            .iter()
+            .map(|s| format!("mongo/{}.json", s.database))
+            .collect();
         assert_eq!(paths(mongo::emit), want);
         assert_eq!(paths(graphql::emit), ["graphql/schema.graphql"]);
     }
@@ -120,9 +154,8 @@ fn outputs_are_deterministic_marked_and_where_the_ir_says() {
 
 #[test]
 fn emit_all_includes_the_contracts() {
-    // Other emitters may fail while being written; only look when `all` succeeds.
     let system = mini();
-    let Ok(all) = codegen::emit::all(&system) else { return };
+    let all = codegen::emit::all(&system).unwrap_or_else(|e| panic!("{e}"));
     for (_, emitter) in EMITTERS {
         for f in run(emitter, &system) {
             assert!(all.contains(&f), "emit::all lacks {}", f.path);
@@ -149,7 +182,8 @@ fn is_pascal(s: &str) -> bool {
 
 fn is_lower_snake(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !s.contains("__")
         && !s.ends_with('_')
 }
@@ -161,7 +195,15 @@ fn protos_compile_with_protox_and_match_the_ir() {
         let files = run(proto::emit, &system);
         let sources: BTreeMap<String, String> = files
             .iter()
-            .map(|f| (f.path.strip_prefix("proto/").expect("under proto/").to_string(), f.contents.clone()))
+            .map(|f| {
+                (
+                    f.path
+                        .strip_prefix("proto/")
+                        .expect("under proto/")
+                        .to_string(),
+                    f.contents.clone(),
+                )
+            })
             .collect();
         let mut chain = protox::file::ChainFileResolver::new();
         chain.add(MemoryResolver(sources.clone()));
@@ -169,42 +211,93 @@ fn protos_compile_with_protox_and_match_the_ir() {
         let mut compiler = protox::Compiler::with_file_resolver(chain);
         compiler.include_imports(false);
         for name in sources.keys() {
-            compiler.open_file(name).unwrap_or_else(|e| panic!("{name}: {e:?}\n{}", sources[name]));
+            compiler
+                .open_file(name)
+                .unwrap_or_else(|e| panic!("{name}: {e:?}\n{}", sources[name]));
         }
         let set = compiler.file_descriptor_set();
         for svc in &system.services {
             let p = &svc.proto;
-            let fd = set.file.iter().find(|f| f.name() == p.file).expect("compiled file");
+            let fd = set
+                .file
+                .iter()
+                .find(|f| f.name() == p.file)
+                .expect("compiled file");
             assert_eq!(fd.package(), p.package);
             assert_eq!(fd.syntax(), "proto3");
             assert_eq!(fd.dependency, p.imports);
-            // buf's PACKAGE_VERSION_SUFFIX and naming rules.
+            // buf's PACKAGE_VERSION_SUFFIX, PACKAGE_DIRECTORY_MATCH, FILE_LOWER_SNAKE_CASE.
             assert!(p.package.ends_with(".v1"), "{}", p.package);
+            let (dir, file) = p.file.rsplit_once('/').expect("a file in a folder");
+            assert_eq!(dir, p.package.replace('.', "/"), "{}", p.file);
+            assert!(
+                is_lower_snake(file.trim_end_matches(".proto")),
+                "{}",
+                p.file
+            );
+            // RPC_REQUEST_RESPONSE_UNIQUE: no message is the request or response of two RPCs.
+            let mut io = BTreeSet::new();
+            for r in p.services.iter().flat_map(|s| &s.methods) {
+                assert!(
+                    io.insert(&r.request) && io.insert(&r.response),
+                    "{} reused",
+                    r.method
+                );
+            }
             let names: Vec<&str> = fd.message_type.iter().map(|m| m.name()).collect();
             let want: Vec<&str> = p.messages.iter().map(|m| m.name.as_str()).collect();
             assert_eq!(names, want, "{}: messages in IR order", p.file);
             for (m, d) in p.messages.iter().zip(&fd.message_type) {
                 assert!(is_pascal(&m.name), "message {}", m.name);
-                let plain: Vec<_> = d.field.iter().filter(|f| f.oneof_index.is_none() || f.proto3_optional()).collect();
+                let plain: Vec<_> = d
+                    .field
+                    .iter()
+                    .filter(|f| f.oneof_index.is_none() || f.proto3_optional())
+                    .collect();
                 assert_eq!(plain.len(), m.fields.len(), "{}", m.name);
                 for (f, df) in m.fields.iter().zip(&plain) {
                     assert!(is_lower_snake(&f.name), "field {}.{}", m.name, f.name);
-                    assert_eq!((df.name(), df.number()), (f.name.as_str(), f.number as i32), "{}", m.name);
-                    assert_eq!(df.proto3_optional(), f.label == Label::Optional, "{}.{}", m.name, f.name);
-                    assert_eq!(df.label() == PLabel::Repeated, f.label == Label::Repeated, "{}.{}", m.name, f.name);
+                    assert_eq!(
+                        (df.name(), df.number()),
+                        (f.name.as_str(), f.number as i32),
+                        "{}",
+                        m.name
+                    );
+                    assert_eq!(
+                        df.proto3_optional(),
+                        f.label == Label::Optional,
+                        "{}.{}",
+                        m.name,
+                        f.name
+                    );
+                    assert_eq!(
+                        df.label() == PLabel::Repeated,
+                        f.label == Label::Repeated,
+                        "{}.{}",
+                        m.name,
+                        f.name
+                    );
                     if let ProtoType::Message(t) = &f.ty {
                         assert_eq!(df.type_name(), format!(".{}.{t}", p.package));
                     }
                 }
                 if let Some((oneof, members)) = &m.oneof {
-                    let idx = d.oneof_decl.iter().position(|o| o.name() == oneof).expect("oneof") as i32;
+                    assert!(is_lower_snake(oneof), "oneof {oneof}");
+                    let idx = d
+                        .oneof_decl
+                        .iter()
+                        .position(|o| o.name() == oneof)
+                        .expect("oneof") as i32;
                     let got: Vec<(&str, i32)> = d
                         .field
                         .iter()
                         .filter(|f| f.oneof_index == Some(idx))
                         .map(|f| (f.name(), f.number()))
                         .collect();
-                    let want: Vec<(&str, i32)> = members.iter().map(|f| (f.name.as_str(), f.number as i32)).collect();
+                    let want: Vec<(&str, i32)> = members
+                        .iter()
+                        .map(|f| (f.name.as_str(), f.number as i32))
+                        .collect();
                     assert_eq!(got, want, "{}.{oneof}", m.name);
                 }
                 let reserved: Vec<u32> = d
@@ -215,20 +308,37 @@ fn protos_compile_with_protox_and_match_the_ir() {
                 let mut want = m.reserved_numbers.clone();
                 want.sort_unstable();
                 assert_eq!(reserved, want, "{} reserved numbers", m.name);
-                assert_eq!(d.reserved_name, m.reserved_names, "{} reserved names", m.name);
+                assert_eq!(
+                    d.reserved_name, m.reserved_names,
+                    "{} reserved names",
+                    m.name
+                );
             }
             let services: Vec<&str> = fd.service.iter().map(|s| s.name()).collect();
             let want: Vec<&str> = p.services.iter().map(|s| s.name.as_str()).collect();
             assert_eq!(services, want);
             for (s, ds) in p.services.iter().zip(&fd.service) {
-                assert!(s.name.ends_with("Service"), "buf SERVICE_SUFFIX: {}", s.name);
+                assert!(
+                    s.name.ends_with("Service") && is_pascal(&s.name),
+                    "buf SERVICE_SUFFIX: {}",
+                    s.name
+                );
                 assert_eq!(ds.method.len(), s.methods.len());
                 for (r, dm) in s.methods.iter().zip(&ds.method) {
                     assert_eq!(dm.name(), r.method);
+                    assert!(is_pascal(&r.method), "buf RPC_PASCAL_CASE: {}", r.method);
                     assert_eq!(dm.input_type(), format!(".{}.{}", p.package, r.request));
                     assert_eq!(dm.output_type(), format!(".{}.{}", p.package, r.response));
-                    assert_eq!(r.request, format!("{}Request", r.method), "buf RPC_REQUEST_STANDARD_NAME");
-                    assert_eq!(r.response, format!("{}Response", r.method), "buf RPC_RESPONSE_STANDARD_NAME");
+                    assert_eq!(
+                        r.request,
+                        format!("{}Request", r.method),
+                        "buf RPC_REQUEST_STANDARD_NAME"
+                    );
+                    assert_eq!(
+                        r.response,
+                        format!("{}Response", r.method),
+                        "buf RPC_RESPONSE_STANDARD_NAME"
+                    );
                 }
             }
         }
@@ -239,11 +349,28 @@ fn protos_compile_with_protox_and_match_the_ir() {
 fn proto_docs_become_comments() {
     let system = mini();
     let files = run(proto::emit, &system);
-    let catalog = files.iter().find(|f| f.path.contains("/catalog/")).expect("catalog proto");
+    let catalog = files
+        .iter()
+        .find(|f| f.path.contains("/catalog/"))
+        .expect("catalog proto");
     // A multi-line entity doc keeps its lines; an operation's doc sits on its rpc.
-    assert!(catalog.contents.contains("// Something for sale.\n// Its price is what a buyer pays"), "{}", catalog.contents);
-    assert!(catalog.contents.contains("  // Lowers the price of an item by a percentage.\n  rpc Discount("));
-    assert!(catalog.contents.contains("  // The member selling it.\n  string seller_id = 2;"));
+    assert!(
+        catalog
+            .contents
+            .contains("// Something for sale.\n// Its price is what a buyer pays"),
+        "{}",
+        catalog.contents
+    );
+    assert!(
+        catalog
+            .contents
+            .contains("  // Lowers the price of an item by a percentage.\n  rpc Discount(")
+    );
+    assert!(
+        catalog
+            .contents
+            .contains("  // The member selling it.\n  string seller_id = 2;")
+    );
 }
 
 // ---------------------------------------------------------------------- GraphQL
@@ -252,12 +379,15 @@ mod gql {
     use std::collections::{BTreeMap, BTreeSet};
 
     use async_graphql::dynamic;
-    use async_graphql_parser::types::{BaseType, ServiceDocument, Type, TypeKind, TypeSystemDefinition};
+    use async_graphql_parser::types::{
+        BaseType, ServiceDocument, Type, TypeKind, TypeSystemDefinition,
+    };
 
     pub const BUILT_IN: [&str; 5] = ["ID", "String", "Int", "Float", "Boolean"];
 
     pub fn parse(sdl: &str) -> ServiceDocument {
-        async_graphql_parser::parse_schema(sdl).unwrap_or_else(|e| panic!("SDL does not parse: {e}\n{sdl}"))
+        async_graphql_parser::parse_schema(sdl)
+            .unwrap_or_else(|e| panic!("SDL does not parse: {e}\n{sdl}"))
     }
 
     pub fn named(t: &Type) -> &str {
@@ -272,19 +402,29 @@ mod gql {
             BaseType::Named(n) => dynamic::TypeRef::named(n.to_string()),
             BaseType::List(inner) => dynamic::TypeRef::List(Box::new(type_ref(inner))),
         };
-        if t.nullable { base } else { dynamic::TypeRef::NonNull(Box::new(base)) }
+        if t.nullable {
+            base
+        } else {
+            dynamic::TypeRef::NonNull(Box::new(base))
+        }
     }
 
     /// Kind of every defined type: `scalar`, `object` or `input`.
     pub fn kinds(doc: &ServiceDocument) -> BTreeMap<String, &'static str> {
-        let mut out: BTreeMap<String, &'static str> = BUILT_IN.iter().map(|n| (n.to_string(), "scalar")).collect();
+        let mut out: BTreeMap<String, &'static str> =
+            BUILT_IN.iter().map(|n| (n.to_string(), "scalar")).collect();
         for def in &doc.definitions {
-            let TypeSystemDefinition::Type(t) = def else { panic!("unexpected definition") };
+            let TypeSystemDefinition::Type(t) = def else {
+                panic!("unexpected definition")
+            };
             let kind = match &t.node.kind {
                 TypeKind::Scalar => "scalar",
                 TypeKind::Object(_) => "object",
                 TypeKind::InputObject(_) => "input",
-                _ => panic!("{}: only scalars, objects and inputs are expected", t.node.name.node),
+                _ => panic!(
+                    "{}: only scalars, objects and inputs are expected",
+                    t.node.name.node
+                ),
             };
             let prev = out.insert(t.node.name.node.to_string(), kind);
             assert!(prev.is_none(), "type {} defined twice", t.node.name.node);
@@ -298,25 +438,41 @@ mod gql {
         let mut errors = Vec::new();
         let mut want = |place: String, t: &Type, ok: &[&str]| match kinds.get(named(t)) {
             None => errors.push(format!("{place}: type {} is not defined", named(t))),
-            Some(k) if !ok.contains(k) => errors.push(format!("{place}: {} is {k}, expected {ok:?}", named(t))),
+            Some(k) if !ok.contains(k) => {
+                errors.push(format!("{place}: {} is {k}, expected {ok:?}", named(t)))
+            }
             _ => {}
         };
         for def in &doc.definitions {
-            let TypeSystemDefinition::Type(t) = def else { continue };
+            let TypeSystemDefinition::Type(t) = def else {
+                continue;
+            };
             let ty = t.node.name.node.as_str();
             match &t.node.kind {
                 TypeKind::Object(o) => {
                     for f in &o.fields {
                         let f = &f.node;
-                        want(format!("{ty}.{}", f.name.node), &f.ty.node, &["scalar", "object"]);
+                        want(
+                            format!("{ty}.{}", f.name.node),
+                            &f.ty.node,
+                            &["scalar", "object"],
+                        );
                         for a in &f.arguments {
-                            want(format!("{ty}.{}({})", f.name.node, a.node.name.node), &a.node.ty.node, &["scalar", "input"]);
+                            want(
+                                format!("{ty}.{}({})", f.name.node, a.node.name.node),
+                                &a.node.ty.node,
+                                &["scalar", "input"],
+                            );
                         }
                     }
                 }
                 TypeKind::InputObject(o) => {
                     for f in &o.fields {
-                        want(format!("{ty}.{}", f.node.name.node), &f.node.ty.node, &["scalar", "input"]);
+                        want(
+                            format!("{ty}.{}", f.node.name.node),
+                            &f.node.ty.node,
+                            &["scalar", "input"],
+                        );
                     }
                 }
                 _ => {}
@@ -326,21 +482,36 @@ mod gql {
     }
 
     /// Fields of object and input types: type -> field -> (type, args).
-    pub fn fields(doc: &ServiceDocument) -> BTreeMap<String, BTreeMap<String, (String, BTreeSet<String>)>> {
+    pub fn fields(
+        doc: &ServiceDocument,
+    ) -> BTreeMap<String, BTreeMap<String, (String, BTreeSet<String>)>> {
         let mut out = BTreeMap::new();
         for def in &doc.definitions {
-            let TypeSystemDefinition::Type(t) = def else { continue };
+            let TypeSystemDefinition::Type(t) = def else {
+                continue;
+            };
             let mut fs = BTreeMap::new();
             match &t.node.kind {
                 TypeKind::Object(o) => {
                     for f in &o.fields {
-                        let args = f.node.arguments.iter().map(|a| format!("{}: {}", a.node.name.node, a.node.ty.node)).collect();
-                        fs.insert(f.node.name.node.to_string(), (f.node.ty.node.to_string(), args));
+                        let args = f
+                            .node
+                            .arguments
+                            .iter()
+                            .map(|a| format!("{}: {}", a.node.name.node, a.node.ty.node))
+                            .collect();
+                        fs.insert(
+                            f.node.name.node.to_string(),
+                            (f.node.ty.node.to_string(), args),
+                        );
                     }
                 }
                 TypeKind::InputObject(o) => {
                     for f in &o.fields {
-                        fs.insert(f.node.name.node.to_string(), (f.node.ty.node.to_string(), BTreeSet::new()));
+                        fs.insert(
+                            f.node.name.node.to_string(),
+                            (f.node.ty.node.to_string(), BTreeSet::new()),
+                        );
                     }
                 }
                 _ => {}
@@ -357,7 +528,9 @@ mod gql {
         let mutation = kinds.contains_key("Mutation").then_some("Mutation");
         let mut schema = dynamic::Schema::build("Query", mutation, None);
         for def in &doc.definitions {
-            let TypeSystemDefinition::Type(t) = def else { continue };
+            let TypeSystemDefinition::Type(t) = def else {
+                continue;
+            };
             let name = t.node.name.node.to_string();
             let desc = t.node.description.as_ref().map(|d| d.node.clone());
             match &t.node.kind {
@@ -374,11 +547,18 @@ mod gql {
                         obj = obj.description(d);
                     }
                     for f in &o.fields {
-                        let mut field = dynamic::Field::new(f.node.name.node.to_string(), type_ref(&f.node.ty.node), |_| {
-                            dynamic::FieldFuture::new(async { Ok(None::<dynamic::FieldValue>) })
-                        });
+                        let mut field = dynamic::Field::new(
+                            f.node.name.node.to_string(),
+                            type_ref(&f.node.ty.node),
+                            |_| {
+                                dynamic::FieldFuture::new(async { Ok(None::<dynamic::FieldValue>) })
+                            },
+                        );
                         for a in &f.node.arguments {
-                            field = field.argument(dynamic::InputValue::new(a.node.name.node.to_string(), type_ref(&a.node.ty.node)));
+                            field = field.argument(dynamic::InputValue::new(
+                                a.node.name.node.to_string(),
+                                type_ref(&a.node.ty.node),
+                            ));
                         }
                         obj = obj.field(field);
                     }
@@ -387,19 +567,27 @@ mod gql {
                 TypeKind::InputObject(o) => {
                     let mut obj = dynamic::InputObject::new(name);
                     for f in &o.fields {
-                        obj = obj.field(dynamic::InputValue::new(f.node.name.node.to_string(), type_ref(&f.node.ty.node)));
+                        obj = obj.field(dynamic::InputValue::new(
+                            f.node.name.node.to_string(),
+                            type_ref(&f.node.ty.node),
+                        ));
                     }
                     schema = schema.register(obj);
                 }
                 _ => unreachable!("checked by kinds()"),
             }
         }
-        schema.finish().unwrap_or_else(|e| panic!("async-graphql rejects the schema: {e:?}"))
+        schema
+            .finish()
+            .unwrap_or_else(|e| panic!("async-graphql rejects the schema: {e:?}"))
     }
 }
 
 fn sdl(system: &System) -> String {
-    run(graphql::emit, system).pop().expect("schema.graphql").contents
+    run(graphql::emit, system)
+        .pop()
+        .expect("schema.graphql")
+        .contents
 }
 
 #[test]
@@ -411,7 +599,9 @@ fn graphql_sdl_of_the_shop_parses_and_every_type_is_defined() {
         assert!(errors.is_empty(), "{}\n{text}", errors.join("\n"));
         let schema = gql::build(&doc);
         // The built schema answers introspection about every query and mutation field.
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         let resp = rt.block_on(schema.execute(
             "{ __schema { queryType { fields { name } } mutationType { fields { name } } } }",
         ));
@@ -420,12 +610,21 @@ fn graphql_sdl_of_the_shop_parses_and_every_type_is_defined() {
         let names = |root: &str| -> Vec<String> {
             json["__schema"][root]["fields"]
                 .as_array()
-                .map(|a| a.iter().map(|f| f["name"].as_str().expect("name").to_string()).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|f| f["name"].as_str().expect("name").to_string())
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let want: Vec<String> = system.bff.queries.iter().map(|q| q.field.clone()).collect();
         assert_eq!(names("queryType"), want);
-        let want: Vec<String> = system.bff.mutations.iter().map(|q| q.field.clone()).collect();
+        let want: Vec<String> = system
+            .bff
+            .mutations
+            .iter()
+            .map(|q| q.field.clone())
+            .collect();
         assert_eq!(names("mutationType"), want);
     }
 }
@@ -438,22 +637,41 @@ fn graphql_shapes_follow_the_ir() {
         let types = gql::fields(&doc);
         let ty = |n: &str| types.get(n).unwrap_or_else(|| panic!("type {n} missing"));
         for q in system.bff.queries.iter().chain(&system.bff.mutations) {
-            let svc = system.services.iter().find(|s| s.name == q.service).expect("service");
+            let svc = system
+                .services
+                .iter()
+                .find(|s| s.name == q.service)
+                .expect("service");
             let op = svc.operation(&q.operation).expect("operation");
-            let root = if op.kind.is_read() { "Query" } else { "Mutation" };
+            let root = if op.kind.is_read() {
+                "Query"
+            } else {
+                "Mutation"
+            };
             let (out, args) = &ty(root)[&q.field];
             match op.kind {
                 K::List => {
                     let e = op.output.as_deref().expect("output");
                     assert_eq!(out, &format!("{e}Connection!"));
-                    assert!(args.contains("first: Int") && args.contains("after: String"), "{args:?}");
+                    assert!(
+                        args.contains("first: Int") && args.contains("after: String"),
+                        "{args:?}"
+                    );
                     assert_eq!(ty(&format!("{e}Connection"))["nodes"].0, format!("[{e}!]!"));
                 }
                 K::Get | K::Query => {
-                    assert_eq!(Some(out.as_str()), op.output.as_deref(), "{}: nullable entity", q.field);
+                    assert_eq!(
+                        Some(out.as_str()),
+                        op.output.as_deref(),
+                        "{}: nullable entity",
+                        q.field
+                    );
                 }
                 _ => {
-                    assert_eq!(args.iter().collect::<Vec<_>>(), [&format!("input: {}Input!", op.name)]);
+                    assert_eq!(
+                        args.iter().collect::<Vec<_>>(),
+                        [&format!("input: {}Input!", op.name)]
+                    );
                     let input = ty(&format!("{}Input", op.name));
                     match op.kind {
                         K::Delete => assert_eq!(out, "DeletePayload!"),
@@ -475,12 +693,21 @@ fn graphql_shapes_follow_the_ir() {
         // Abstract entities have no type of their own; entity fields are all there.
         for e in &system.entities {
             if e.is_abstract {
-                assert!(!types.contains_key(&e.name), "abstract {} has a type", e.name);
+                assert!(
+                    !types.contains_key(&e.name),
+                    "abstract {} has a type",
+                    e.name
+                );
             } else if let Some(t) = types.get(&e.name) {
                 for f in &e.fields {
                     let camel = codegen::names::camel(&f.name);
                     assert!(t.contains_key(&camel), "{}.{camel}", e.name);
-                    assert_eq!(t[&camel].0.ends_with('!'), !f.optional, "{}.{camel}", e.name);
+                    assert_eq!(
+                        t[&camel].0.ends_with('!'),
+                        !f.optional,
+                        "{}.{camel}",
+                        e.name
+                    );
                 }
             }
         }
@@ -501,7 +728,10 @@ fn graphql_relations_of_the_shop() {
     assert_eq!(types["Order"]["details"].0, "[OrderDetail!]!");
     let (t, args) = &types["Customer"]["orders"];
     assert_eq!(t, "OrderConnection!");
-    assert_eq!(args.iter().map(String::as_str).collect::<Vec<_>>(), ["after: String", "first: Int"]);
+    assert_eq!(
+        args.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["after: String", "first: Int"]
+    );
     // No exposed query fetches a cart by customer: no field, but a comment says so.
     assert!(!types["Customer"].contains_key("cart"));
     assert!(sdl(&shop()).contains("# `cart` (0..1 Cart) is not exposed"));
@@ -537,8 +767,16 @@ fn mongo_documents_match_the_ir() {
                     assert_eq!(key[k], *d);
                 }
                 // Key order matters to MongoDB: check it in the text.
-                let text: Vec<String> = w.keys.iter().map(|(k, d)| format!("\"{k}\": {d}")).collect();
-                assert!(f.contents.contains(&text.join(",\n            ")), "key order of {}", w.name);
+                let text: Vec<String> = w
+                    .keys
+                    .iter()
+                    .map(|(k, d)| format!("\"{k}\": {d}"))
+                    .collect();
+                assert!(
+                    f.contents.contains(&text.join(",\n            ")),
+                    "key order of {}",
+                    w.name
+                );
             }
         }
     }
@@ -551,14 +789,22 @@ fn postgres_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
         let script = root().join("xtask/infra/infra.sh");
-        let up = Command::new("bash").arg(&script).args(["up", "postgres"]).output().expect("run infra.sh");
+        let up = Command::new("bash")
+            .arg(&script)
+            .args(["up", "postgres"])
+            .output()
+            .expect("run infra.sh");
         assert!(
             up.status.success(),
             "`xtask/infra/infra.sh up postgres` failed: PostgreSQL is required for this test\n{}{}",
             String::from_utf8_lossy(&up.stdout),
             String::from_utf8_lossy(&up.stderr)
         );
-        let env = Command::new("bash").arg(&script).arg("env").output().expect("run infra.sh env");
+        let env = Command::new("bash")
+            .arg(&script)
+            .arg("env")
+            .output()
+            .expect("run infra.sh env");
         assert!(env.status.success(), "infra.sh env failed");
         String::from_utf8_lossy(&env.stdout)
             .lines()
@@ -584,9 +830,14 @@ fn violated(r: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> String {
     }
 }
 
-async fn exec(pool: &sqlx::PgPool, sql: &str) -> Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
+async fn exec(
+    pool: &sqlx::PgPool,
+    sql: &str,
+) -> Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
     // Test-only SQL built from constants of this file.
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(pool).await
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(pool)
+        .await
 }
 
 /// The catalog agrees with the IR: tables, columns, constraints, indexes, comments.
@@ -600,7 +851,12 @@ async fn check_catalog(pool: &sqlx::PgPool, db: &codegen::ir::Database, system: 
     .into_iter()
     .collect();
     for t in &db.tables {
-        assert!(tables.contains(&t.name), "{}: table {} missing", db.name, t.name);
+        assert!(
+            tables.contains(&t.name),
+            "{}: table {} missing",
+            db.name,
+            t.name
+        );
         let cols: Vec<(String, String)> = sqlx::query_as(
             "SELECT column_name::text, is_nullable::text FROM information_schema.columns \
              WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
@@ -612,7 +868,12 @@ async fn check_catalog(pool: &sqlx::PgPool, db: &codegen::ir::Database, system: 
         let want: Vec<(String, String)> = t
             .columns
             .iter()
-            .map(|c| (c.name.clone(), if c.nullable { "YES" } else { "NO" }.to_string()))
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    if c.nullable { "YES" } else { "NO" }.to_string(),
+                )
+            })
             .collect();
         assert_eq!(cols, want, "{}.{}", db.name, t.name);
         let constraints: BTreeMap<String, String> = sqlx::query_as::<_, (String, String)>(
@@ -633,30 +894,46 @@ async fn check_catalog(pool: &sqlx::PgPool, db: &codegen::ir::Database, system: 
             want.insert(format!("{}_{}_check", t.name, c.name), "c".into());
         }
         for fk in &t.foreign_keys {
-            want.insert(format!("{}_{}_fkey", t.name, fk.columns.join("_")), "f".into());
+            want.insert(
+                format!("{}_{}_fkey", t.name, fk.columns.join("_")),
+                "f".into(),
+            );
         }
         // NOT NULL may show up as constraints (contype 'n') on newer servers.
-        let got: BTreeMap<String, String> = constraints.into_iter().filter(|(_, k)| k != "n").collect();
+        let got: BTreeMap<String, String> =
+            constraints.into_iter().filter(|(_, k)| k != "n").collect();
         assert_eq!(got, want, "{}.{} constraints", db.name, t.name);
-        let indexes: BTreeSet<String> =
-            sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1")
-                .bind(&t.name)
-                .fetch_all(pool)
-                .await
-                .expect("indexes")
-                .into_iter()
-                .collect();
+        let indexes: BTreeSet<String> = sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1",
+        )
+        .bind(&t.name)
+        .fetch_all(pool)
+        .await
+        .expect("indexes")
+        .into_iter()
+        .collect();
         for ix in &t.indexes {
             let cols: Vec<&str> = ix.iter().map(|c| c.field.as_str()).collect();
             let name = format!("{}_{}_idx", t.name, cols.join("_"));
-            assert!(indexes.contains(&name), "{}: index {name} missing (have {indexes:?})", db.name);
+            assert!(
+                indexes.contains(&name),
+                "{}: index {name} missing (have {indexes:?})",
+                db.name
+            );
         }
-        let comment: Option<String> = sqlx::query_scalar("SELECT obj_description($1::regclass, 'pg_class')")
-            .bind(&t.name)
-            .fetch_one(pool)
-            .await
-            .expect("comment");
-        assert_eq!(comment.as_deref(), t.doc.as_deref().map(str::trim), "{}.{} comment", db.name, t.name);
+        let comment: Option<String> =
+            sqlx::query_scalar("SELECT obj_description($1::regclass, 'pg_class')")
+                .bind(&t.name)
+                .fetch_one(pool)
+                .await
+                .expect("comment");
+        assert_eq!(
+            comment.as_deref(),
+            t.doc.as_deref().map(str::trim),
+            "{}.{} comment",
+            db.name,
+            t.name
+        );
     }
     let _ = system;
 }
@@ -685,9 +962,17 @@ async fn check_shop_rules(pool: &sqlx::PgPool, db: &str) {
                     "INSERT INTO customers (id, email, name, registered_at) VALUES (gen_random_uuid(), '{email}', 'Ann', now())"
                 )
             };
-            exec(pool, &add("ann@example.com")).await.expect("a valid customer is accepted");
-            assert_eq!(violated(exec(pool, &add("ann@example.com")).await), "customers_email_key");
-            assert_eq!(violated(exec(pool, &add("not-an-email")).await), "customers_email_check");
+            exec(pool, &add("ann@example.com"))
+                .await
+                .expect("a valid customer is accepted");
+            assert_eq!(
+                violated(exec(pool, &add("ann@example.com")).await),
+                "customers_email_key"
+            );
+            assert_eq!(
+                violated(exec(pool, &add("not-an-email")).await),
+                "customers_email_check"
+            );
             let ev = "INSERT INTO events (stream_id, version, event_id, event_type, schema_version, payload) \
                       VALUES ('00000000-0000-0000-0000-000000000001', 1, gen_random_uuid(), 'CustomerRegistered', 1, '{}')";
             exec(pool, ev).await.expect("first event");
@@ -702,7 +987,9 @@ async fn check_shop_rules(pool: &sqlx::PgPool, db: &str) {
                 )
             };
             let o1 = "00000000-0000-0000-0000-000000000001";
-            exec(pool, &order(o1, 1)).await.expect("a valid order is accepted");
+            exec(pool, &order(o1, 1))
+                .await
+                .expect("a valid order is accepted");
             // Checkout is idempotent: one order per cart version.
             assert_eq!(
                 violated(exec(pool, &order("00000000-0000-0000-0000-000000000002", 1)).await),
@@ -715,20 +1002,44 @@ async fn check_shop_rules(pool: &sqlx::PgPool, db: &str) {
                 )
             };
             exec(pool, &detail(1)).await.expect("a valid detail");
-            assert_eq!(violated(exec(pool, &detail(100)).await), "order_details_quantity_check");
-            exec(pool, &format!("DELETE FROM orders WHERE id = '{o1}'")).await.expect("delete");
-            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM order_details").fetch_one(pool).await.expect("count");
+            assert_eq!(
+                violated(exec(pool, &detail(100)).await),
+                "order_details_quantity_check"
+            );
+            exec(pool, &format!("DELETE FROM orders WHERE id = '{o1}'"))
+                .await
+                .expect("delete");
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM order_details")
+                .fetch_one(pool)
+                .await
+                .expect("count");
             assert_eq!(left, 0, "details are deleted with their order");
         }
         "shop_cart_read" => {
             let c = "00000000-0000-0000-0000-000000000001";
-            exec(pool, &format!("INSERT INTO carts (id) VALUES ('{c}')")).await.expect("a cart");
-            let item = format!("INSERT INTO cart_items (cart_id, product_id, quantity) VALUES ('{c}', '{c}', 1)");
+            exec(pool, &format!("INSERT INTO carts (id) VALUES ('{c}')"))
+                .await
+                .expect("a cart");
+            let item = format!(
+                "INSERT INTO cart_items (cart_id, product_id, quantity) VALUES ('{c}', '{c}', 1)"
+            );
             exec(pool, &item).await.expect("an item");
             assert_eq!(violated(exec(pool, &item).await), "cart_items_pkey");
             let orphan = "INSERT INTO cart_items (cart_id, product_id, quantity) VALUES (gen_random_uuid(), gen_random_uuid(), 1)";
-            assert_eq!(violated(exec(pool, orphan).await), "cart_items_cart_id_fkey");
-            assert_eq!(violated(exec(pool, &format!("UPDATE carts SET version = -1 WHERE id = '{c}'")).await), "carts_version_check");
+            assert_eq!(
+                violated(exec(pool, orphan).await),
+                "cart_items_cart_id_fkey"
+            );
+            assert_eq!(
+                violated(
+                    exec(
+                        pool,
+                        &format!("UPDATE carts SET version = -1 WHERE id = '{c}'")
+                    )
+                    .await
+                ),
+                "carts_version_check"
+            );
         }
         other => panic!("no rules written for database {other}: add them"),
     }
@@ -737,28 +1048,60 @@ async fn check_shop_rules(pool: &sqlx::PgPool, db: &str) {
 #[test]
 fn migrations_apply_to_a_real_postgres() {
     let base = postgres_url();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let admin = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .connect(base)
             .await
             .unwrap_or_else(|e| panic!("connect to {base}: {e}"));
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis();
+        // Databases a failed run left behind (named `contracts_..._<millis>`), after an hour.
+        let old: Vec<String> = sqlx::query_scalar(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'contracts\\_%'",
+        )
+        .fetch_all(&admin)
+        .await
+        .expect("list databases");
+        for name in old {
+            let made: u128 = name
+                .rsplit('_')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            if made + 3_600_000 < stamp {
+                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                exec(&admin, &drop).await.expect("drop a stale database");
+            }
+        }
         for (spec, system) in [("shop", shop()), ("mini", mini())] {
             let out = write_out(&format!("migrations-{spec}"), &run(sql::emit, &system));
             for db in &system.databases {
                 let name = format!("contracts_{}_{}_{stamp}", db.name, std::process::id());
-                exec(&admin, &format!("CREATE DATABASE {name}")).await.expect("create database");
+                exec(&admin, &format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create database");
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(2)
                     .connect(&db_url(base, &name))
                     .await
                     .expect("connect");
                 let dir = out.join("sql").join(&db.name);
-                let migrator = sqlx::migrate::Migrator::new(dir.as_path()).await.expect("read migrations");
+                let migrator = sqlx::migrate::Migrator::new(dir.as_path())
+                    .await
+                    .expect("read migrations");
                 assert_eq!(migrator.iter().count(), 1, "{}: one migration", db.name);
-                migrator.run(&pool).await.unwrap_or_else(|e| panic!("{}: migration fails: {e}", db.name));
+                migrator
+                    .run(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: migration fails: {e}", db.name));
                 check_catalog(&pool, db, &system).await;
                 if spec == "shop" {
                     check_shop_rules(&pool, &db.name).await;
@@ -766,7 +1109,9 @@ fn migrations_apply_to_a_real_postgres() {
                 // Applying again is a no-op (sqlx records the migration's checksum).
                 migrator.run(&pool).await.expect("second run is a no-op");
                 pool.close().await;
-                exec(&admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await.expect("drop database");
+                exec(&admin, &format!("DROP DATABASE {name} WITH (FORCE)"))
+                    .await
+                    .expect("drop database");
             }
         }
         admin.close().await;

@@ -7,7 +7,12 @@ use std::path::Path;
 fn errors(spec: &str) -> Vec<String> {
     match codegen::load(Path::new("shop.yaml"), spec) {
         Ok(_) => panic!("spec was accepted:\n{spec}"),
-        Err(e) => e.to_string().lines().filter(|l| l.starts_with("shop.yaml:")).map(str::to_string).collect(),
+        Err(e) => e
+            .to_string()
+            .lines()
+            .filter(|l| l.starts_with("shop.yaml:"))
+            .map(str::to_string)
+            .collect(),
     }
 }
 
@@ -16,12 +21,19 @@ fn errors(spec: &str) -> Vec<String> {
 #[track_caller]
 fn assert_error(found: &[String], spec: &str, line: usize, token: &str, fragments: &[&str]) {
     let text = spec.lines().nth(line - 1).expect("line exists");
-    let col = text.find(token).unwrap_or_else(|| panic!("`{token}` not on line {line}: {text}")) + 1;
+    let col = text
+        .find(token)
+        .unwrap_or_else(|| panic!("`{token}` not on line {line}: {text}"))
+        + 1;
     let at = format!("shop.yaml:{line}:{col}: error: ");
     let hit = found
         .iter()
         .any(|e| e.starts_with(&at) && fragments.iter().all(|f| e.contains(f)));
-    assert!(hit, "no error at {line}:{col} containing {fragments:?}; got:\n{}", found.join("\n"));
+    assert!(
+        hit,
+        "no error at {line}:{col} containing {fragments:?}; got:\n{}",
+        found.join("\n")
+    );
 }
 
 const VALID: &str = r#"system: mini
@@ -63,26 +75,69 @@ fn yaml_syntax_error() {
 fn unknown_key() {
     let spec = VALID.replace("{ type: money, min: 0 }", "{ tpye: money, min: 0 }");
     let found = errors(&spec);
-    assert_error(&found, &spec, 8, "tpye", &["unknown field `tpye`", "expected one of `type`, `ref`"]);
+    assert_error(
+        &found,
+        &spec,
+        8,
+        "tpye",
+        &["unknown field `tpye`", "expected one of `type`, `ref`"],
+    );
 }
 
 #[test]
 fn unknown_type() {
     let spec = VALID.replace("{ type: money, min: 0 }", "{ type: float, min: 0 }");
     let found = errors(&spec);
-    assert_error(&found, &spec, 8, "float", &["unknown type `float`", "expected one of uuid, string", "money is `money`"]);
+    assert_error(
+        &found,
+        &spec,
+        8,
+        "float",
+        &[
+            "unknown type `float`",
+            "expected one of uuid, string",
+            "money is `money`",
+        ],
+    );
 }
 
 #[test]
 fn unknown_references() {
     let spec = VALID
-        .replace("      price: { type: money, min: 0 }\n", "      price: { type: money, min: 0 }\n      maker: { ref: Maker }\n")
+        .replace(
+            "      price: { type: money, min: 0 }\n",
+            "      price: { type: money, min: 0 }\n      maker: { ref: Maker }\n",
+        )
         .replace("entity: Product", "entity: Prodcut")
-        .replace("queries: [ViewProducts, GetProduct]", "queries: [ViewProducts, GetProducts]");
+        .replace(
+            "queries: [ViewProducts, GetProduct]",
+            "queries: [ViewProducts, GetProducts]",
+        );
     let found = errors(&spec);
-    assert_error(&found, &spec, 9, "Maker", &["unknown entity `Maker` in `ref`", "expected one of `Product`"]);
-    assert_error(&found, &spec, 13, "Prodcut", &["unknown entity `Prodcut`", "expected one of `Product`"]);
-    assert_error(&found, &spec, 20, "GetProducts", &["unknown operation `GetProducts`"]);
+    assert_error(
+        &found,
+        &spec,
+        9,
+        "Maker",
+        &[
+            "unknown entity `Maker` in `ref`",
+            "expected one of `Product`",
+        ],
+    );
+    assert_error(
+        &found,
+        &spec,
+        13,
+        "Prodcut",
+        &["unknown entity `Prodcut`", "expected one of `Product`"],
+    );
+    assert_error(
+        &found,
+        &spec,
+        20,
+        "GetProducts",
+        &["unknown operation `GetProducts`"],
+    );
 }
 
 #[test]
@@ -92,7 +147,13 @@ fn duplicate_names() {
         "      price: { type: money, min: 0 }\n      name: text\n",
     );
     let found = errors(&spec);
-    assert_error(&found, &spec, 9, "name", &["duplicate name `name`", "`entities.Product.fields`"]);
+    assert_error(
+        &found,
+        &spec,
+        9,
+        "name",
+        &["duplicate name `name`", "`entities.Product.fields`"],
+    );
 
     let spec = format!(
         "{VALID}{}",
@@ -103,7 +164,16 @@ fn duplicate_names() {
         "  stock:\n    pattern: crud\n    entity: Product\n    store: postgres\n    use_cases:\n      GetProduct: { kind: get }\nbff:",
     );
     let found = errors(&spec);
-    assert_error(&found, &spec, 22, "GetProduct", &["duplicate operation `GetProduct`", "service `product` already has one"]);
+    assert_error(
+        &found,
+        &spec,
+        22,
+        "GetProduct",
+        &[
+            "duplicate operation `GetProduct`",
+            "service `product` already has one",
+        ],
+    );
 }
 
 #[test]
@@ -127,26 +197,71 @@ services:
       Opened: [owner]
 "#;
     let found = errors(spec);
-    assert_error(&found, spec, 14, "Open", &["command `Open` emits no event", "emits: [...]"]);
-    assert_error(&found, spec, 15, "Closed", &["unknown event `Closed`", "expected one of `Opened`"]);
+    assert_error(
+        &found,
+        spec,
+        14,
+        "Open",
+        &["command `Open` emits no event", "emits: [...]"],
+    );
+    assert_error(
+        &found,
+        spec,
+        15,
+        "Closed",
+        &["unknown event `Closed`", "expected one of `Opened`"],
+    );
 }
 
 #[test]
 fn use_case_naming_a_missing_field() {
-    let spec = VALID.replace("ViewProducts: { kind: list }", "ViewProducts: { kind: list, filter: [colour], order_by: [name desc, size] }");
+    let spec = VALID.replace(
+        "ViewProducts: { kind: list }",
+        "ViewProducts: { kind: list, filter: [colour], order_by: [name desc, size] }",
+    );
     let found = errors(&spec);
-    assert_error(&found, &spec, 15, "colour", &["filters on unknown field `colour`", "expected one of `id`, `name`, `price`"]);
-    assert_error(&found, &spec, 15, "size", &["orders by unknown field `size`"]);
+    assert_error(
+        &found,
+        &spec,
+        15,
+        "colour",
+        &[
+            "filters on unknown field `colour`",
+            "expected one of `id`, `name`, `price`",
+        ],
+    );
+    assert_error(
+        &found,
+        &spec,
+        15,
+        "size",
+        &["orders by unknown field `size`"],
+    );
 }
 
 #[test]
 fn bad_constraints() {
     let spec = VALID
-        .replace("{ type: string, min_len: 1, max_len: 50 }", "{ type: string, min_len: 60, max_len: 50 }")
+        .replace(
+            "{ type: string, min_len: 1, max_len: 50 }",
+            "{ type: string, min_len: 60, max_len: 50 }",
+        )
         .replace("{ type: money, min: 0 }", "{ type: money, max_len: 3 }");
     let found = errors(&spec);
-    assert_error(&found, &spec, 7, "min_len", &["`min_len` 60 of `name` is greater than `max_len` 50"]);
-    assert_error(&found, &spec, 8, "max_len", &["`max_len` does not apply to money field `price`"]);
+    assert_error(
+        &found,
+        &spec,
+        7,
+        "min_len",
+        &["`min_len` 60 of `name` is greater than `max_len` 50"],
+    );
+    assert_error(
+        &found,
+        &spec,
+        8,
+        "max_len",
+        &["`max_len` does not apply to money field `price`"],
+    );
 }
 
 #[test]
@@ -174,7 +289,16 @@ services:
       LineAdded: [sku]
 "#;
     let found = errors(spec);
-    assert_error(&found, spec, 8, "lines", &["cardinality 1..* of `Basket.lines` cannot be served by the cqs-es aggregate", "\"0..*\""]);
+    assert_error(
+        &found,
+        spec,
+        8,
+        "lines",
+        &[
+            "cardinality 1..* of `Basket.lines` cannot be served by the cqs-es aggregate",
+            "\"0..*\"",
+        ],
+    );
 }
 
 #[test]
@@ -200,13 +324,34 @@ entities:
 #[test]
 fn names_that_collide_with_keywords() {
     let spec = VALID
-        .replace("      id: uuid\n", "      id: uuid\n      type: string\n      order: int\n")
+        .replace(
+            "      id: uuid\n",
+            "      id: uuid\n      type: string\n      order: int\n",
+        )
         .replace("  Product:\n", "  Query:\n")
         .replace("entity: Product", "entity: Query");
     let found = errors(&spec);
-    assert_error(&found, &spec, 4, "Query", &["entity name `Query` is reserved in GraphQL"]);
-    assert_error(&found, &spec, 7, "type", &["field name `type` is a reserved word in Rust"]);
-    assert_error(&found, &spec, 8, "order", &["field name `order` is a reserved word in SQL"]);
+    assert_error(
+        &found,
+        &spec,
+        4,
+        "Query",
+        &["entity name `Query` is reserved in GraphQL"],
+    );
+    assert_error(
+        &found,
+        &spec,
+        7,
+        "type",
+        &["field name `type` is a reserved word in Rust"],
+    );
+    assert_error(
+        &found,
+        &spec,
+        8,
+        "order",
+        &["field name `order` is a reserved word in SQL"],
+    );
 }
 
 #[test]
@@ -219,7 +364,11 @@ fn all_errors_are_reported_at_once_in_order() {
     assert_eq!(found.len(), 3, "{found:?}");
     assert!(found[0].starts_with("shop.yaml:2:"), "{found:?}");
     assert!(found[1].starts_with("shop.yaml:8:"), "{found:?}");
-    assert!(found[2].starts_with("shop.yaml:11:") && found[2].contains("expected one of crud, cqs-es, cqrs-es"), "{found:?}");
+    assert!(
+        found[2].starts_with("shop.yaml:11:")
+            && found[2].contains("expected one of crud, cqs-es, cqrs-es"),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -228,8 +377,20 @@ fn bff_must_expose_reads_as_queries_and_not_internal_operations() {
         .replace("      GetProduct: { kind: get }\n", "      GetProduct: { kind: get }\n      CreateProduct: { kind: create, audience: internal }\n")
         .replace("queries: [ViewProducts, GetProduct]", "queries: [ViewProducts]\n    mutations: [GetProduct, CreateProduct]");
     let found = errors(&spec);
-    assert_error(&found, &spec, 21, "GetProduct", &["`GetProduct` reads, so it belongs in bff.graphql.queries"]);
-    assert_error(&found, &spec, 21, "CreateProduct", &["`CreateProduct` has audience internal"]);
+    assert_error(
+        &found,
+        &spec,
+        21,
+        "GetProduct",
+        &["`GetProduct` reads, so it belongs in bff.graphql.queries"],
+    );
+    assert_error(
+        &found,
+        &spec,
+        21,
+        "CreateProduct",
+        &["`CreateProduct` has audience internal"],
+    );
 }
 
 #[test]

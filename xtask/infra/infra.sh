@@ -65,11 +65,17 @@ normalize() {
   done
 }
 
-# Serialise install/up/down across concurrent invocations (e.g. parallel test jobs).
+# Serialise install/up/down across concurrent invocations (e.g. parallel test jobs):
+# re-run this script under `flock -o`. flock keeps the lock in its own process and
+# (-o) does not pass the lock fd on, so services we start can never inherit the lock.
 take_lock() {
+  local lock="$INFRA_DIR/.lock"
+  [[ "${INFRA_LOCK_HELD:-}" == "$lock" ]] && return 0
   mkdir -p "$INFRA_DIR"
-  exec 9>"$INFRA_DIR/.lock"
-  flock -w 900 9 || die "could not lock $INFRA_DIR/.lock within 900s (another infra.sh is running?)"
+  local rc=0
+  INFRA_LOCK_HELD="$lock" flock -o -w 900 -E 200 "$lock" bash "$INFRA_SCRIPT_DIR/infra.sh" "${INFRA_ARGV[@]}" || rc=$?
+  ((rc != 200)) || die "could not lock $lock within 900s (another infra.sh install/up/down is running?)"
+  exit "$rc"
 }
 
 cmd_install() {
@@ -177,6 +183,7 @@ main() {
     usage >&2
     exit 2
   }
+  INFRA_ARGV=("$@")
   local cmd="$1"
   shift
   case "$cmd" in

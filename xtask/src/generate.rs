@@ -37,12 +37,15 @@ pub fn run(spec: &Path, out: &Path, check: bool) -> Result<bool> {
             Some(ref o) if *o == f.contents => report.unchanged += 1,
             _ => {
                 if check {
-                    report.stale.push(diff(&f.path, old.as_deref().unwrap_or(""), &f.contents));
+                    report
+                        .stale
+                        .push(diff(&f.path, old.as_deref().unwrap_or(""), &f.contents));
                 } else {
                     if let Some(dir) = path.parent() {
                         fs::create_dir_all(dir)?;
                     }
-                    fs::write(&path, &f.contents).with_context(|| format!("writing {}", path.display()))?;
+                    fs::write(&path, &f.contents)
+                        .with_context(|| format!("writing {}", path.display()))?;
                 }
                 if old.is_some() {
                     report.updated.push(f.path.clone());
@@ -57,7 +60,10 @@ pub fn run(spec: &Path, out: &Path, check: bool) -> Result<bool> {
             continue;
         }
         if check {
-            report.stale.push(format!("--- {0}\n+++ /dev/null\n(file is no longer generated)\n", rel.display()));
+            report.stale.push(format!(
+                "--- {0}\n+++ /dev/null\n(file is no longer generated)\n",
+                rel.display()
+            ));
         } else {
             fs::remove_file(out.join(rel))?;
             remove_empty_parents(out, &out.join(rel));
@@ -75,7 +81,10 @@ pub fn run(spec: &Path, out: &Path, check: bool) -> Result<bool> {
     let elapsed = started.elapsed();
     if check {
         if report.stale.is_empty() {
-            println!("generated/ is up to date ({} files, {elapsed:.2?})", report.unchanged);
+            println!(
+                "generated/ is up to date ({} files, {elapsed:.2?})",
+                report.unchanged
+            );
             return Ok(true);
         }
         for d in &report.stale {
@@ -156,7 +165,10 @@ fn diff(path: &str, old: &str, new: &str) -> String {
         .to_string();
     const LIMIT: usize = 4000;
     if out.len() > LIMIT {
-        let cut = (0..=LIMIT).rev().find(|&i| out.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=LIMIT)
+            .rev()
+            .find(|&i| out.is_char_boundary(i))
+            .unwrap_or(0);
         out.truncate(cut);
         out.push_str("\n... (diff cut)\n");
     }

@@ -9,7 +9,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Generator and developer commands for the shop")]
+#[command(
+    name = "cargo xtask",
+    about = "Generator and developer commands for the shop"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

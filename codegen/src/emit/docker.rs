@@ -29,8 +29,14 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         &ctx,
     )?;
     Ok(vec![
-        GeneratedFile { path: "docker/Dockerfile".into(), contents: dockerfile },
-        GeneratedFile { path: "docker/dockerignore".into(), contents: ignore },
+        GeneratedFile {
+            path: "docker/Dockerfile".into(),
+            contents: dockerfile,
+        },
+        GeneratedFile {
+            path: "docker/dockerignore".into(),
+            contents: ignore,
+        },
     ])
 }
 
@@ -66,7 +72,11 @@ pub(crate) fn is_grpc(d: &Deployable) -> bool {
 
 /// The port the process listens on inside a container.
 pub(crate) fn container_port(d: &Deployable) -> u16 {
-    if is_grpc(d) { ports::APP } else { ports::BFF_HTTP }
+    if is_grpc(d) {
+        ports::APP
+    } else {
+        ports::BFF_HTTP
+    }
 }
 
 /// `PRODUCT_URL` for the deployable `product`, `CART_QUERY_URL` for `cart-query`.
@@ -92,7 +102,10 @@ pub(crate) struct EnvVar {
 }
 
 fn var(name: &str, value: String) -> EnvVar {
-    EnvVar { name: name.to_string(), value }
+    EnvVar {
+        name: name.to_string(),
+        value,
+    }
 }
 
 /// The environment of a process in a container, except `DATABASE_URL` (which carries
@@ -101,13 +114,22 @@ fn var(name: &str, value: String) -> EnvVar {
 pub(crate) fn container_env(d: &Deployable, upstream_host: impl Fn(&str) -> String) -> Vec<EnvVar> {
     let mut env = vec![var("LISTEN_ADDR", format!("0.0.0.0:{}", container_port(d)))];
     if let Some(store) = &d.event_store {
-        env.push(var("EVENT_STORE_URL", format!("mongodb://{MONGODB_HOST}:{}/{store}", ports::MONGODB)));
+        env.push(var(
+            "EVENT_STORE_URL",
+            format!("mongodb://{MONGODB_HOST}:{}/{store}", ports::MONGODB),
+        ));
     }
     if !d.produces.is_empty() || !d.consumes.is_empty() {
-        env.push(var("KAFKA_BROKERS", format!("{KAFKA_HOST}:{}", ports::KAFKA)));
+        env.push(var(
+            "KAFKA_BROKERS",
+            format!("{KAFKA_HOST}:{}", ports::KAFKA),
+        ));
     }
     for up in &d.upstreams {
-        env.push(var(&upstream_var(up), format!("http://{}:{}", upstream_host(up), ports::ENVOY)));
+        env.push(var(
+            &upstream_var(up),
+            format!("http://{}:{}", upstream_host(up), ports::ENVOY),
+        ));
     }
     env.push(var("RUST_LOG", "info".to_string()));
     env

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::emit::docker::{container_port, is_grpc};
 use crate::emit::{EmitError, GeneratedFile, header, render};
-use crate::ir::{Deployable, System, ports};
+use crate::ir::{Deployable, OperationKind, System, ports};
 
 /// Where a config runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,10 @@ struct Addr {
 }
 
 fn addr(host: &str, port: u16) -> Addr {
-    Addr { host: host.to_string(), port }
+    Addr {
+        host: host.to_string(),
+        port,
+    }
 }
 
 #[derive(Serialize)]
@@ -170,7 +173,11 @@ fn render_one(system: &System, d: &Deployable, target: Target) -> Result<String,
         cluster: app_cluster(d),
         cluster_type,
         stat_prefix: format!("ingress_{}", d.name.replace('-', "_")),
-        routes: if grpc { grpc_routes(system, d) } else { Vec::new() },
+        routes: if grpc {
+            grpc_routes(system, d)
+        } else {
+            Vec::new()
+        },
         http_timeout: HTTP_TIMEOUT,
         http_per_try_timeout: HTTP_PER_TRY_TIMEOUT,
     };
@@ -185,6 +192,19 @@ fn render_one(system: &System, d: &Deployable, target: Target) -> Result<String,
     )
 }
 
+fn kind_name(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::List => "list",
+        OperationKind::Get => "get",
+        OperationKind::Create => "create",
+        OperationKind::Update => "update",
+        OperationKind::Delete => "delete",
+        OperationKind::Custom => "custom",
+        OperationKind::Command => "command",
+        OperationKind::Query => "query",
+    }
+}
+
 /// One route per RPC the deployable serves, in spec order, then the health service.
 fn grpc_routes(system: &System, d: &Deployable) -> Vec<Route> {
     let mut routes = Vec::new();
@@ -192,12 +212,19 @@ fn grpc_routes(system: &System, d: &Deployable) -> Vec<Route> {
         for op in service.operations.iter().filter(|o| o.deployable == d.name) {
             let retry = op.idempotent;
             routes.push(Route {
-                path: format!("/{}.{}/{}", service.proto.package, op.rpc.service, op.rpc.method),
+                path: format!(
+                    "/{}.{}/{}",
+                    service.proto.package, op.rpc.service, op.rpc.method
+                ),
                 comment: format!(
                     "{}: {}, {}",
                     op.name,
-                    format!("{:?}", op.kind).to_lowercase(),
-                    if retry { "idempotent: retried" } else { "not idempotent: never retried" }
+                    kind_name(op.kind),
+                    if retry {
+                        "idempotent: retried"
+                    } else {
+                        "not idempotent: never retried"
+                    }
                 ),
                 timeout: RPC_TIMEOUT,
                 grpc_timeout: true,

@@ -21,7 +21,7 @@
 //!   2^31 - 1 events, and JavaScript clients read an `Int` exactly; the BFF reports an
 //!   error instead of wrapping if one ever did. Money needs 64 bits, hence its scalar.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
@@ -43,7 +43,10 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         .map_err(|e| EmitError::Other(format!("graphql context: {e}")))?;
     let contents = render("graphql/schema.graphql.tera", TEMPLATE, &ctx)?;
     let contents = format!("{}\n", contents.trim_end());
-    Ok(vec![GeneratedFile { path: "graphql/schema.graphql".into(), contents }])
+    Ok(vec![GeneratedFile {
+        path: "graphql/schema.graphql".into(),
+        contents,
+    }])
 }
 
 #[derive(Serialize)]
@@ -78,7 +81,13 @@ struct FieldView {
 impl FieldView {
     fn new(desc: String, name: String, args: Vec<ArgView>, ty: String) -> FieldView {
         let args_inline = args.iter().all(|a| a.desc.is_empty());
-        FieldView { desc, name, args, args_inline, ty }
+        FieldView {
+            desc,
+            name,
+            args,
+            args_inline,
+            ty,
+        }
     }
 }
 
@@ -150,7 +159,11 @@ impl<'a> Builder<'a> {
             }
             i += 1;
         }
-        let entities = sys.entities.iter().filter(|e| wanted.contains(&e.name)).collect();
+        let entities = sys
+            .entities
+            .iter()
+            .filter(|e| wanted.contains(&e.name))
+            .collect();
         Ok(Builder {
             sys,
             queries,
@@ -198,8 +211,16 @@ impl<'a> Builder<'a> {
                 desc: description(&format!("One page of {c} items."), ""),
                 comments: Vec::new(),
                 fields: vec![
-                    field("nodes", &format!("[{c}!]!"), "The items of this page, in the list's order."),
-                    field("pageInfo", "PageInfo!", "Where this page ends and whether another follows."),
+                    field(
+                        "nodes",
+                        &format!("[{c}!]!"),
+                        "The items of this page, in the list's order.",
+                    ),
+                    field(
+                        "pageInfo",
+                        "PageInfo!",
+                        "Where this page ends and whether another follows.",
+                    ),
                 ],
             });
         }
@@ -207,10 +228,17 @@ impl<'a> Builder<'a> {
             types.push(TypeView {
                 kind: "type",
                 name: "PageInfo".into(),
-                desc: description("Cursor pagination: pass `endCursor` as `after` to get the next page.", ""),
+                desc: description(
+                    "Cursor pagination: pass `endCursor` as `after` to get the next page.",
+                    "",
+                ),
                 comments: Vec::new(),
                 fields: vec![
-                    field("endCursor", "String", "The cursor after the last item of this page; null when the page is empty."),
+                    field(
+                        "endCursor",
+                        "String",
+                        "The cursor after the last item of this page; null when the page is empty.",
+                    ),
                     field("hasNextPage", "Boolean!", "Whether a next page exists."),
                 ],
             });
@@ -233,9 +261,9 @@ impl<'a> Builder<'a> {
             types.push(self.child_input(e)?);
         }
 
-        let mut seen: BTreeMap<&str, ()> = BTreeMap::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
         for t in &types {
-            if seen.insert(&t.name, ()).is_some() {
+            if !seen.insert(&t.name) {
                 return Err(EmitError::Other(format!(
                     "two GraphQL types would be called `{}`: rename the operation or entity",
                     t.name
@@ -274,7 +302,12 @@ impl<'a> Builder<'a> {
             let units = 10u64.pow(u32::from(m.minor_units));
             (
                 format!("{}", 15 * units + units / 2),
-                format!("15.{:0>w$} {}", units / 2, m.currency, w = usize::from(m.minor_units)),
+                format!(
+                    "15.{:0>w$} {}",
+                    units / 2,
+                    m.currency,
+                    w = usize::from(m.minor_units)
+                ),
             )
         };
         scalar(
@@ -302,10 +335,16 @@ impl<'a> Builder<'a> {
                     let mut args = Vec::new();
                     for name in &e.op.filter {
                         let f = entity.field(name).ok_or_else(|| {
-                            EmitError::Other(format!("`{}` filters on unknown field `{name}`", e.op.name))
+                            EmitError::Other(format!(
+                                "`{}` filters on unknown field `{name}`",
+                                e.op.name
+                            ))
                         })?;
                         args.push(ArgView {
-                            desc: description(&format!("Only items whose `{name}` is this."), "    "),
+                            desc: description(
+                                &format!("Only items whose `{}` is this.", names::camel(name)),
+                                "    ",
+                            ),
                             name: names::camel(name),
                             ty: scalar_of(&f.ty).to_string(),
                         });
@@ -315,20 +354,36 @@ impl<'a> Builder<'a> {
                     (args, format!("{out}Connection!"))
                 }
                 OperationKind::Get => (
-                    vec![ArgView { desc: String::new(), name: "id".into(), ty: "ID!".into() }],
+                    vec![ArgView {
+                        desc: String::new(),
+                        name: "id".into(),
+                        ty: "ID!".into(),
+                    }],
                     out.clone(),
                 ),
-                _ => (e.op.input.iter().map(|f| arg(f, "    ")).collect(), out.clone()),
+                _ => (
+                    e.op.input.iter().map(|f| arg(f, "    ")).collect(),
+                    out.clone(),
+                ),
             };
             let mut doc = op_doc(e);
             if matches!(e.op.kind, OperationKind::Get | OperationKind::Query) {
                 doc.push_str(&format!("\n\nNull when there is no such {out}."));
             }
-            fields.push(FieldView::new(description(&doc, "  "), e.bff.field.clone(), args, ty));
+            fields.push(FieldView::new(
+                description(&doc, "  "),
+                e.bff.field.clone(),
+                args,
+                ty,
+            ));
         }
         if fields.is_empty() {
             // GraphQL needs a Query type with a field even when only mutations exist.
-            fields.push(field("ok", "Boolean!", "Always true: the spec exposes no query yet."));
+            fields.push(field(
+                "ok",
+                "Boolean!",
+                "Always true: the spec exposes no query yet.",
+            ));
         }
         Ok(TypeView {
             kind: "type",
@@ -354,14 +409,22 @@ impl<'a> Builder<'a> {
                 OperationKind::Create | OperationKind::Update => {
                     let entity = self.entity(&e.svc.entity)?;
                     if op.kind == OperationKind::Update {
-                        input.push(field("id", "ID!", &format!("The {} to change.", entity.name)));
+                        input.push(field(
+                            "id",
+                            "ID!",
+                            &format!("The {} to change.", entity.name),
+                        ));
                     }
                     input.extend(self.writable_fields(entity, &|f| f.name != "id")?);
                     format!("{}!", op.output.as_deref().unwrap_or(&entity.name))
                 }
                 OperationKind::Delete => {
                     self.delete_payload = true;
-                    input.push(field("id", "ID!", &format!("The {} to delete.", e.svc.entity)));
+                    input.push(field(
+                        "id",
+                        "ID!",
+                        &format!("The {} to delete.", e.svc.entity),
+                    ));
                     "DeletePayload!".into()
                 }
                 OperationKind::Custom => {
@@ -390,7 +453,11 @@ impl<'a> Builder<'a> {
                         desc: description(&format!("What `{}` returns.", e.bff.field), ""),
                         comments: Vec::new(),
                         fields: vec![
-                            field(&id, "ID!", &format!("The {} the command applied to.", e.svc.entity)),
+                            field(
+                                &id,
+                                "ID!",
+                                &format!("The {} the command applied to.", e.svc.entity),
+                            ),
                             field(
                                 "version",
                                 "Int!",
@@ -418,9 +485,18 @@ impl<'a> Builder<'a> {
                     comments: Vec::new(),
                     fields: input,
                 });
-                vec![ArgView { desc: String::new(), name: "input".into(), ty: format!("{input_name}!") }]
+                vec![ArgView {
+                    desc: String::new(),
+                    name: "input".into(),
+                    ty: format!("{input_name}!"),
+                }]
             };
-            fields.push(FieldView::new(description(&op_doc(e), "  "), e.bff.field.clone(), args, ty));
+            fields.push(FieldView::new(
+                description(&op_doc(e), "  "),
+                e.bff.field.clone(),
+                args,
+                ty,
+            ));
         }
         Ok(Some(TypeView {
             kind: "type",
@@ -437,8 +513,12 @@ impl<'a> Builder<'a> {
         e: &Entity,
         keep: &dyn Fn(&Field) -> bool,
     ) -> Result<Vec<FieldView>, EmitError> {
-        let mut out: Vec<FieldView> =
-            e.fields.iter().filter(|f| !f.readonly && keep(f)).map(|f| field_of(f, "  ")).collect();
+        let mut out: Vec<FieldView> = e
+            .fields
+            .iter()
+            .filter(|f| !f.readonly && keep(f))
+            .map(|f| field_of(f, "  "))
+            .collect();
         for r in e.relations.iter().filter(|r| r.owned) {
             let target = self.entity(&r.target)?;
             if !self.child_inputs.contains(&target.name) {
@@ -472,13 +552,21 @@ impl<'a> Builder<'a> {
     fn object_type(&mut self, e: &'a Entity) -> Result<TypeView, EmitError> {
         let mut fields: Vec<FieldView> = Vec::new();
         let mut comments = Vec::new();
-        let taken = |fields: &[FieldView], name: &str| fields.iter().any(|f| f.name == name)
-            || e.fields.iter().any(|f| names::camel(&f.name) == name);
+        let taken = |fields: &[FieldView], name: &str| {
+            fields.iter().any(|f| f.name == name)
+                || e.fields.iter().any(|f| names::camel(&f.name) == name)
+        };
         for f in &e.fields {
             fields.push(field_of(f, "  "));
-            let FieldType::Ref(target) = &f.ty else { continue };
-            let Some(base) = f.name.strip_suffix("_id") else { continue };
-            let Some((getter, arg)) = self.getter(target) else { continue };
+            let FieldType::Ref(target) = &f.ty else {
+                continue;
+            };
+            let Some(base) = f.name.strip_suffix("_id") else {
+                continue;
+            };
+            let Some((getter, arg)) = self.getter(target) else {
+                continue;
+            };
             let name = names::camel(base);
             if taken(&fields, &name) || e.relations.iter().any(|r| names::camel(&r.name) == name) {
                 continue;
@@ -513,7 +601,9 @@ impl<'a> Builder<'a> {
         for r in &e.relations {
             let name = names::camel(&r.name);
             if taken(&fields, &name) {
-                comments.push(format!("# `{name}` is not exposed: a field of that name exists."));
+                comments.push(format!(
+                    "# `{name}` is not exposed: a field of that name exists."
+                ));
                 continue;
             }
             if r.owned {
@@ -527,20 +617,31 @@ impl<'a> Builder<'a> {
             }
             match self.relation_field(e, r)? {
                 Ok(f) => fields.push(f),
-                Err(why) => comments.push(format!("# `{name}` ({} {}) is not exposed: {why}", r.cardinality, r.target)),
+                Err(why) => comments.push(format!(
+                    "# `{name}` ({} {}) is not exposed: {why}",
+                    r.cardinality, r.target
+                )),
             }
         }
         Ok(TypeView {
             kind: "type",
             name: e.name.clone(),
-            desc: e.doc.as_deref().map(|d| description(d, "")).unwrap_or_default(),
+            desc: e
+                .doc
+                .as_deref()
+                .map(|d| description(d, ""))
+                .unwrap_or_default(),
             comments,
             fields,
         })
     }
 
     /// A non-owned relation as a field, or why it cannot be one.
-    fn relation_field(&mut self, e: &Entity, r: &Relation) -> Result<Result<FieldView, String>, EmitError> {
+    fn relation_field(
+        &mut self,
+        e: &Entity,
+        r: &Relation,
+    ) -> Result<Result<FieldView, String>, EmitError> {
         let target = self.entity(&r.target)?;
         let mut refs_me = vec![e.name.clone()];
         let mut base = e.extends.clone();
@@ -553,7 +654,10 @@ impl<'a> Builder<'a> {
             .iter()
             .find(|f| matches!(&f.ty, FieldType::Ref(t) if refs_me.contains(t)))
         else {
-            return Ok(Err(format!("{} has no field that refers to {}.", target.name, e.name)));
+            return Ok(Err(format!(
+                "{} has no field that refers to {}.",
+                target.name, e.name
+            )));
         };
         let name = names::camel(&r.name);
         let fk_arg = names::camel(&fk.name);
@@ -572,10 +676,16 @@ impl<'a> Builder<'a> {
             let mut args = Vec::new();
             for other in q.op.filter.iter().filter(|f| **f != fk.name) {
                 let f = target.field(other).ok_or_else(|| {
-                    EmitError::Other(format!("`{}` filters on unknown field `{other}`", q.op.name))
+                    EmitError::Other(format!(
+                        "`{}` filters on unknown field `{other}`",
+                        q.op.name
+                    ))
                 })?;
                 args.push(ArgView {
-                    desc: description(&format!("Only items whose `{other}` is this."), "    "),
+                    desc: description(
+                        &format!("Only items whose `{}` is this.", names::camel(other)),
+                        "    ",
+                    ),
                     name: names::camel(other),
                     ty: scalar_of(&f.ty).to_string(),
                 });
@@ -585,8 +695,8 @@ impl<'a> Builder<'a> {
             Ok(Ok(FieldView::new(
                 description(
                     &format!(
-                        "Its {} ({}), resolved with `{}({fk_arg}: <this id>)`.",
-                        target.name, r.cardinality, q.bff.field
+                        "Its {} ({} {}), resolved with `{}({fk_arg}: <this id>)`.",
+                        r.name, r.cardinality, target.name, q.bff.field
                     ),
                     "  ",
                 ),
@@ -610,8 +720,8 @@ impl<'a> Builder<'a> {
             Ok(Ok(FieldView::new(
                 description(
                     &format!(
-                        "Its {} ({}), resolved with `{}({fk_arg}: <this id>)`; null when there is none.",
-                        target.name, r.cardinality, q.bff.field
+                        "Its {} ({} {}), resolved with `{}({fk_arg}: <this id>)`; null when there is none.",
+                        r.name, r.cardinality, target.name, q.bff.field
                     ),
                     "  ",
                 ),
@@ -645,7 +755,10 @@ impl<'a> Builder<'a> {
     }
 
     fn is_aggregate(&self, entity: &str) -> bool {
-        self.sys.services.iter().any(|s| s.is_event_sourced() && s.entity == entity)
+        self.sys
+            .services
+            .iter()
+            .any(|s| s.is_event_sourced() && s.entity == entity)
     }
 
     fn connection(&mut self, entity: &str) {
@@ -656,7 +769,10 @@ impl<'a> Builder<'a> {
 }
 
 fn op_doc(e: Exposed) -> String {
-    let rpc = format!("{}.{}/{}", e.svc.proto.package, e.op.rpc.service, e.op.rpc.method);
+    let rpc = format!(
+        "{}.{}/{}",
+        e.svc.proto.package, e.op.rpc.service, e.op.rpc.method
+    );
     match &e.op.doc {
         Some(d) => format!("{}\n\ngRPC: `{rpc}`.", d.trim()),
         None => format!("gRPC: `{rpc}`."),
@@ -665,13 +781,23 @@ fn op_doc(e: Exposed) -> String {
 
 fn page_args(op: &Operation) -> Vec<ArgView> {
     let size = match op.page_size {
-        Some(p) => format!("At most this many items; {} when omitted, at most {}.", p.default, p.max),
+        Some(p) => format!(
+            "At most this many items; {} when omitted, at most {}.",
+            p.default, p.max
+        ),
         None => "At most this many items.".into(),
     };
     vec![
-        ArgView { desc: description(&size, "    "), name: "first".into(), ty: "Int".into() },
         ArgView {
-            desc: description("The `endCursor` of the previous page; omit for the first page.", "    "),
+            desc: description(&size, "    "),
+            name: "first".into(),
+            ty: "Int".into(),
+        },
+        ArgView {
+            desc: description(
+                "The `endCursor` of the previous page; omit for the first page.",
+                "    ",
+            ),
             name: "after".into(),
             ty: "String".into(),
         },
@@ -679,11 +805,17 @@ fn page_args(op: &Operation) -> Vec<ArgView> {
 }
 
 fn relation_doc(r: &Relation) -> String {
-    format!("Its {} ({}), deleted with it.", r.target, r.cardinality)
+    format!(
+        "Its {} ({} {}), deleted with it.",
+        r.name, r.cardinality, r.target
+    )
 }
 
 fn relation_input_doc(r: &Relation) -> String {
-    format!("All of its {} ({}): what is given replaces what was stored.", r.target, r.cardinality)
+    format!(
+        "All of its {} ({} {}): what is given replaces what was stored.",
+        r.name, r.cardinality, r.target
+    )
 }
 
 fn owned_type(r: &Relation, item: &str) -> String {
@@ -709,12 +841,54 @@ fn scalar_of(ty: &FieldType) -> &'static str {
 
 fn type_of(f: &Field) -> String {
     let s = scalar_of(&f.ty);
-    if f.optional { s.to_string() } else { format!("{s}!") }
+    if f.optional {
+        s.to_string()
+    } else {
+        format!("{s}!")
+    }
+}
+
+/// The spec's doc of a field, followed by what its constraints allow.
+fn field_doc(f: &Field) -> String {
+    let c = &f.constraints;
+    let note = if f.ty.is_stringy() {
+        let what = if f.ty == FieldType::Email {
+            "An email address of "
+        } else {
+            ""
+        };
+        match (c.min_len, c.max_len) {
+            (Some(lo), Some(hi)) => format!("{what}{lo} to {hi} characters."),
+            (Some(lo), None) => format!("{what}at least {lo} characters."),
+            (None, Some(hi)) => format!("{what}at most {hi} characters."),
+            (None, None) if f.ty == FieldType::Email => "An email address.".into(),
+            (None, None) => String::new(),
+        }
+    } else {
+        match (c.min, c.max) {
+            (Some(lo), Some(hi)) => format!("From {lo} to {hi}."),
+            (Some(lo), None) => format!("At least {lo}."),
+            (None, Some(hi)) => format!("At most {hi}."),
+            (None, None) => String::new(),
+        }
+    };
+    let note = match note.char_indices().next() {
+        Some((_, c)) if c.is_lowercase() => {
+            format!("{}{}", c.to_uppercase(), &note[c.len_utf8()..])
+        }
+        _ => note,
+    };
+    match f.doc.as_deref().map(str::trim) {
+        Some(d) if !note.is_empty() && d.contains('\n') => format!("{d}\n\n{note}"),
+        Some(d) if !note.is_empty() => format!("{d} {note}"),
+        Some(d) => d.to_string(),
+        None => note,
+    }
 }
 
 fn field_of(f: &Field, indent: &str) -> FieldView {
     FieldView::new(
-        f.doc.as_deref().map(|d| description(d, indent)).unwrap_or_default(),
+        description(&field_doc(f), indent),
         names::camel(&f.name),
         Vec::new(),
         type_of(f),
@@ -723,7 +897,11 @@ fn field_of(f: &Field, indent: &str) -> FieldView {
 
 fn arg(f: &Field, indent: &str) -> ArgView {
     let v = field_of(f, indent);
-    ArgView { desc: v.desc, name: v.name, ty: v.ty }
+    ArgView {
+        desc: v.desc,
+        name: v.name,
+        ty: v.ty,
+    }
 }
 
 fn field(name: &str, ty: &str, doc: &str) -> FieldView {
@@ -731,7 +909,13 @@ fn field(name: &str, ty: &str, doc: &str) -> FieldView {
 }
 
 fn scalar(name: &str, doc: &str) -> TypeView {
-    TypeView { kind: "scalar", name: name.into(), desc: description(doc, ""), comments: Vec::new(), fields: Vec::new() }
+    TypeView {
+        kind: "scalar",
+        name: name.into(),
+        desc: description(doc, ""),
+        comments: Vec::new(),
+        fields: Vec::new(),
+    }
 }
 
 /// A GraphQL description: `"one line"` or a `"""` block, indented, with a newline.
@@ -765,6 +949,9 @@ mod tests {
     fn descriptions() {
         assert_eq!(description("", "  "), "");
         assert_eq!(description("say \"hi\"", "  "), "  \"say \\\"hi\\\"\"\n");
-        assert_eq!(description("a\n\nb \"\"\"", ""), "\"\"\"\na\n\nb \\\"\"\"\n\"\"\"\n");
+        assert_eq!(
+            description("a\n\nb \"\"\"", ""),
+            "\"\"\"\na\n\nb \\\"\"\"\n\"\"\"\n"
+        );
     }
 }

@@ -1,13 +1,13 @@
 //! MongoDB event stores: `mongo/<database>.json` for every event store.
 //!
 //! The shape a service feeds to `createIndexes`, collection by collection:
-//! `{ "_generated", "database", "collections": [ { "name", "doc", "indexes": [ { "name",
-//! "key": { field: 1 | -1 }, "unique" } ] } ] }`. JSON has no comments, so the
+//! `{ "_generated", "database", "service", "collections": [ { "name", "doc", "indexes":
+//! [ { "name", "key": { field: 1 | -1 }, "unique" } ] } ] }`. JSON has no comments, so the
 //! @generated notice is the first key. Keys keep this order (structs serialize in field
 //! order, `key` in index-column order), so the output is byte-stable.
 
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 use crate::emit::{EmitError, GeneratedFile, header};
 use crate::ir::{EventStore, System};
@@ -21,7 +21,10 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
             let mut contents = serde_json::to_string_pretty(&doc)
                 .map_err(|e| EmitError::Other(format!("event store `{}`: {e}", store.database)))?;
             contents.push('\n');
-            Ok(GeneratedFile { path: format!("mongo/{}.json", store.database), contents })
+            Ok(GeneratedFile {
+                path: format!("mongo/{}.json", store.database),
+                contents,
+            })
         })
         .collect()
 }
@@ -77,7 +80,11 @@ impl<'a> StoreDoc<'a> {
                     indexes: c
                         .indexes
                         .iter()
-                        .map(|i| IndexDoc { name: &i.name, key: Keys(&i.keys), unique: i.unique })
+                        .map(|i| IndexDoc {
+                            name: &i.name,
+                            key: Keys(&i.keys),
+                            unique: i.unique,
+                        })
                         .collect(),
                 })
                 .collect(),

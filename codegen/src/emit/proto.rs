@@ -22,7 +22,10 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
                 .map_err(|e| EmitError::Other(format!("proto context for `{}`: {e}", svc.name)))?;
             let contents = render("proto/package.proto.tera", TEMPLATE, &ctx)?;
             let contents = format!("{}\n", contents.trim_end());
-            Ok(GeneratedFile { path: format!("proto/{}", svc.proto.file), contents })
+            Ok(GeneratedFile {
+                path: format!("proto/{}", svc.proto.file),
+                contents,
+            })
         })
         .collect()
 }
@@ -117,7 +120,13 @@ impl MessageView {
         let oneof = m.oneof.as_ref().map(|(name, fields)| OneofView {
             name: name.clone(),
             // A oneof member never carries a label.
-            fields: fields.iter().map(|f| FieldView { label: "", ..FieldView::new(f) }).collect(),
+            fields: fields
+                .iter()
+                .map(|f| FieldView {
+                    label: "",
+                    ..FieldView::new(f)
+                })
+                .collect(),
         });
         MessageView {
             name: m.name.clone(),
@@ -162,7 +171,11 @@ fn comment(doc: Option<&str>) -> Vec<String> {
         .lines()
         .map(|l| {
             let l = l.trim_end();
-            if l.is_empty() { "//".to_string() } else { format!("// {l}") }
+            if l.is_empty() {
+                "//".to_string()
+            } else {
+                format!("// {l}")
+            }
         })
         .collect()
 }
@@ -179,7 +192,11 @@ fn number_ranges(numbers: &[u32]) -> String {
         while j + 1 < n.len() && n[j + 1] == n[j] + 1 {
             j += 1;
         }
-        parts.push(if j > i { format!("{} to {}", n[i], n[j]) } else { n[i].to_string() });
+        parts.push(if j > i {
+            format!("{} to {}", n[i], n[j])
+        } else {
+            n[i].to_string()
+        });
         i = j + 1;
     }
     parts.join(", ")

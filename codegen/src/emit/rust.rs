@@ -59,13 +59,20 @@ fn crate_ident(system: &System, svc: &Service) -> proc_macro2::Ident {
 }
 
 fn print(tokens: TokenStream) -> Result<String, EmitError> {
-    let file: syn::File =
-        syn::parse2(tokens).map_err(|e| EmitError::Rust(format!("generated tokens do not parse: {e}")))?;
-    Ok(format!("{}{}", super::header("//"), prettyplease::unparse(&file)))
+    let file: syn::File = syn::parse2(tokens)
+        .map_err(|e| EmitError::Rust(format!("generated tokens do not parse: {e}")))?;
+    Ok(format!(
+        "{}{}",
+        super::header("//"),
+        prettyplease::unparse(&file)
+    ))
 }
 
 /// Compiles every proto in memory; returns the Rust of `pkg` and its encoded descriptor set.
-fn compile_proto(protos: &[GeneratedFile], pkg: &ProtoPackage) -> Result<(String, Vec<u8>), EmitError> {
+fn compile_proto(
+    protos: &[GeneratedFile],
+    pkg: &ProtoPackage,
+) -> Result<(String, Vec<u8>), EmitError> {
     struct Memory(Vec<GeneratedFile>);
     impl protox::file::FileResolver for Memory {
         fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
@@ -80,7 +87,9 @@ fn compile_proto(protos: &[GeneratedFile], pkg: &ProtoPackage) -> Result<(String
     resolver.add(protox::file::GoogleFileResolver::new());
     let mut compiler = protox::Compiler::with_file_resolver(resolver);
     compiler.include_imports(true).include_source_info(true);
-    compiler.open_file(&pkg.file).map_err(|e| EmitError::Proto(format!("{}: {e:?}", pkg.file)))?;
+    compiler
+        .open_file(&pkg.file)
+        .map_err(|e| EmitError::Proto(format!("{}: {e:?}", pkg.file)))?;
     let fds = compiler.file_descriptor_set();
 
     let mut config = prost_build::Config::new();
@@ -95,11 +104,20 @@ fn compile_proto(protos: &[GeneratedFile], pkg: &ProtoPackage) -> Result<(String
     let requests: Vec<(prost_build::Module, prost_types::FileDescriptorProto)> = fds
         .file
         .iter()
-        .map(|f| (prost_build::Module::from_protobuf_package_name(f.package()), f.clone()))
+        .map(|f| {
+            (
+                prost_build::Module::from_protobuf_package_name(f.package()),
+                f.clone(),
+            )
+        })
         .collect();
-    let mut modules = config.generate(requests).map_err(|e| EmitError::Proto(e.to_string()))?;
+    let mut modules = config
+        .generate(requests)
+        .map_err(|e| EmitError::Proto(e.to_string()))?;
     let code = modules
-        .remove(&prost_build::Module::from_protobuf_package_name(&pkg.package))
+        .remove(&prost_build::Module::from_protobuf_package_name(
+            &pkg.package,
+        ))
         .ok_or_else(|| EmitError::Proto(format!("prost produced nothing for {}", pkg.file)))?;
 
     // Reflection serves the descriptors; comments and positions would only bloat them.
@@ -122,10 +140,16 @@ fn cargo_toml(system: &System, svc: &Service) -> Result<String, EmitError> {
         .filter_map(|s| system.services.iter().find(|o| o.name == s.service))
         .map(|o| (crate_name(system, o), o.name.clone()))
         .collect();
-    let deps: Vec<serde_json::Value> =
-        deps.into_iter().map(|(name, dir)| serde_json::json!({ "name": name, "dir": dir })).collect();
+    let deps: Vec<serde_json::Value> = deps
+        .into_iter()
+        .map(|(name, dir)| serde_json::json!({ "name": name, "dir": dir }))
+        .collect();
     ctx.insert("deps", &deps);
-    super::render("rust/Cargo.toml.tera", include_str!("../../../templates/rust/Cargo.toml.tera"), &ctx)
+    super::render(
+        "rust/Cargo.toml.tera",
+        include_str!("../../../templates/rust/Cargo.toml.tera"),
+        &ctx,
+    )
 }
 
 fn lib_rs(svc: &Service) -> Result<String, EmitError> {
@@ -133,15 +157,28 @@ fn lib_rs(svc: &Service) -> Result<String, EmitError> {
     ctx.insert("header", &super::header("//"));
     ctx.insert("service", &svc.name);
     ctx.insert("package", &svc.proto.package);
-    super::render("rust/lib.rs.tera", include_str!("../../../templates/rust/lib.rs.tera"), &ctx)
+    super::render(
+        "rust/lib.rs.tera",
+        include_str!("../../../templates/rust/lib.rs.tera"),
+        &ctx,
+    )
 }
 
 fn api(system: &System, svc: &Service, descriptor: &[u8]) -> Result<TokenStream, EmitError> {
     let bytes = Literal::byte_string(descriptor);
     let validate = validators(svc);
     let services = service_traits(svc);
-    let es = if svc.is_event_sourced() { event_sourcing(system, svc)? } else { TokenStream::new() };
-    let doc = format!(" The `{}` service ({}): {}.", svc.name, svc.pattern.as_str(), svc.proto.package);
+    let es = if svc.is_event_sourced() {
+        event_sourcing(system, svc)?
+    } else {
+        TokenStream::new()
+    };
+    let doc = format!(
+        " The `{}` service ({}): {}.",
+        svc.name,
+        svc.pattern.as_str(),
+        svc.proto.package
+    );
     Ok(quote! {
         #![doc = #doc]
         use std::future::Future;
@@ -165,7 +202,12 @@ fn api(system: &System, svc: &Service, descriptor: &[u8]) -> Result<TokenStream,
 fn validators(svc: &Service) -> TokenStream {
     let pkg = &svc.proto;
     // Requests, and every message nested in one.
-    let mut wanted: Vec<&str> = pkg.messages.iter().filter(|m| m.name.ends_with("Request")).map(|m| m.name.as_str()).collect();
+    let mut wanted: Vec<&str> = pkg
+        .messages
+        .iter()
+        .filter(|m| m.name.ends_with("Request"))
+        .map(|m| m.name.as_str())
+        .collect();
     let mut i = 0;
     while i < wanted.len() {
         if let Some(m) = pkg.messages.iter().find(|m| m.name == wanted[i]) {
@@ -179,19 +221,30 @@ fn validators(svc: &Service) -> TokenStream {
         }
         i += 1;
     }
-    let impls = pkg.messages.iter().filter(|m| wanted.contains(&m.name.as_str())).map(|m| {
-        let ty = format_ident!("{}", m.name);
-        let checks = m.fields.iter().map(field_check);
-        let uses_v = m.fields.iter().any(|f| f.check.is_some() || matches!(f.ty, ProtoType::Message(_)));
-        let (prefix, v) = if uses_v { (quote!(prefix), quote!(v)) } else { (quote!(_prefix), quote!(_v)) };
-        quote! {
-            impl Validate for pb::#ty {
-                fn validate_into(&self, #prefix: &str, #v: &mut Violations) {
-                    #(#checks)*
+    let impls = pkg
+        .messages
+        .iter()
+        .filter(|m| wanted.contains(&m.name.as_str()))
+        .map(|m| {
+            let ty = format_ident!("{}", m.name);
+            let checks = m.fields.iter().map(field_check);
+            let uses_v = m
+                .fields
+                .iter()
+                .any(|f| f.check.is_some() || matches!(f.ty, ProtoType::Message(_)));
+            let (prefix, v) = if uses_v {
+                (quote!(prefix), quote!(v))
+            } else {
+                (quote!(_prefix), quote!(_v))
+            };
+            quote! {
+                impl Validate for pb::#ty {
+                    fn validate_into(&self, #prefix: &str, #v: &mut Violations) {
+                        #(#checks)*
+                    }
                 }
             }
-        }
-    });
+        });
     quote! { #(#impls)* }
 }
 
@@ -213,7 +266,9 @@ fn field_check(f: &MessageField) -> TokenStream {
             },
         };
     }
-    let Some(check) = &f.check else { return TokenStream::new() };
+    let Some(check) = &f.check else {
+        return TokenStream::new();
+    };
     let c = &check.constraints;
     let opt = |o: Option<u32>| match o {
         Some(n) => quote!(Some(#n)),
@@ -276,18 +331,32 @@ fn rust_field(name: &str) -> String {
 // ------------------------------------------------------------------ services
 
 fn use_case_trait_name(proto_service: &str) -> String {
-    format!("{}UseCases", proto_service.strip_suffix("Service").unwrap_or(proto_service))
+    format!(
+        "{}UseCases",
+        proto_service
+            .strip_suffix("Service")
+            .unwrap_or(proto_service)
+    )
 }
 
 fn service_traits(svc: &Service) -> TokenStream {
     let mut out = TokenStream::new();
     for ps in &svc.proto.services {
         let trait_name = format_ident!("{}", use_case_trait_name(&ps.name));
-        let grpc = format_ident!("{}Grpc", ps.name.strip_suffix("Service").unwrap_or(&ps.name));
+        let grpc = format_ident!(
+            "{}Grpc",
+            ps.name.strip_suffix("Service").unwrap_or(&ps.name)
+        );
         let server_mod = format_ident!("{}_server", ps.name.to_snake_case());
         let tonic_trait = format_ident!("{}", ps.name);
         let tonic_server = format_ident!("{}Server", ps.name);
-        let ctor = format_ident!("{}_server", ps.name.strip_suffix("Service").unwrap_or(&ps.name).to_snake_case());
+        let ctor = format_ident!(
+            "{}_server",
+            ps.name
+                .strip_suffix("Service")
+                .unwrap_or(&ps.name)
+                .to_snake_case()
+        );
         let mut trait_methods = Vec::new();
         let mut glue = Vec::new();
         for rpc in &ps.methods {
@@ -295,13 +364,19 @@ fn service_traits(svc: &Service) -> TokenStream {
             let method = format_ident!("{}", rpc.method.to_snake_case());
             let req = format_ident!("{}", rpc.request);
             let resp = format_ident!("{}", rpc.response);
-            let mut doc = op.and_then(|o| o.doc.clone()).unwrap_or_else(|| format!("`{}`", rpc.method));
+            let mut doc = op
+                .and_then(|o| o.doc.clone())
+                .unwrap_or_else(|| format!("`{}`", rpc.method));
             if let Some(o) = op {
                 doc = format!(
                     " {doc}\n\n Kind: {:?}; audience: {:?}; {}. The request is already validated against the spec.",
                     o.kind,
                     o.audience,
-                    if o.idempotent { "idempotent (retried by Envoy)" } else { "not retried" }
+                    if o.idempotent {
+                        "idempotent (retried by Envoy)"
+                    } else {
+                        "not retried"
+                    }
                 );
             }
             let method_name = &rpc.method;
@@ -335,8 +410,14 @@ fn service_traits(svc: &Service) -> TokenStream {
             " The use cases of `{}.{}`. Hand-written code implements this; a use case added to the spec shows up as a missing method here.",
             svc.proto.package, ps.name
         );
-        let grpc_doc = format!(" Serves a [`{trait_name}`] as `{}.{}`: validates, traces, maps errors to statuses.", svc.proto.package, ps.name);
-        let ctor_doc = format!(" The tonic service for `{}.{}`, ready for `Server::add_service`.", svc.proto.package, ps.name);
+        let grpc_doc = format!(
+            " Serves a [`{trait_name}`] as `{}.{}`: validates, traces, maps errors to statuses.",
+            svc.proto.package, ps.name
+        );
+        let ctor_doc = format!(
+            " The tonic service for `{}.{}`, ready for `Server::add_service`.",
+            svc.proto.package, ps.name
+        );
         let name = format!("{}.{}", svc.proto.package, ps.name);
         out.extend(quote! {
             #[doc = #trait_doc]
@@ -379,7 +460,11 @@ fn domain_type(f: &Field) -> TokenStream {
         FieldType::Timestamp => quote!(chrono::DateTime<chrono::Utc>),
         FieldType::Bool => quote!(bool),
     };
-    if f.optional { quote!(Option<#base>) } else { base }
+    if f.optional {
+        quote!(Option<#base>)
+    } else {
+        base
+    }
 }
 
 /// Converts a validated proto field into its domain value; `src` is `request` or `p`.
@@ -453,8 +538,15 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
     let mut from_pb_arms = Vec::new();
     for e in &svc.events {
         let ident = format_ident!("{}", e.name);
-        let doc = e.doc.clone().unwrap_or_else(|| format!(" `{}`, schema version {}.", e.name, e.version));
-        let names: Vec<_> = e.fields.iter().map(|f| format_ident!("{}", f.name)).collect();
+        let doc = e
+            .doc
+            .clone()
+            .unwrap_or_else(|| format!(" `{}`, schema version {}.", e.name, e.version));
+        let names: Vec<_> = e
+            .fields
+            .iter()
+            .map(|f| format_ident!("{}", f.name))
+            .collect();
         let types: Vec<_> = e.fields.iter().map(domain_type).collect();
         let src = quote!(self);
         let pb_fields: Vec<_> = e.fields.iter().map(|f| to_pb(f, &src)).collect();
@@ -462,7 +554,11 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
         let from_fields: Vec<_> = e.fields.iter().map(|f| from_pb(f, &psrc)).collect();
         let type_name = &e.name;
         let version = e.version;
-        let p_param = if e.fields.is_empty() { format_ident!("_p") } else { format_ident!("p") };
+        let p_param = if e.fields.is_empty() {
+            format_ident!("_p")
+        } else {
+            format_ident!("p")
+        };
         event_structs.push(quote! {
             #[doc = #doc]
             #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -485,7 +581,8 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
         });
         variants.push(quote!(#ident(#ident)));
         type_arms.push(quote!(#event_enum::#ident(_) => (#ident::TYPE, #ident::SCHEMA_VERSION)));
-        to_pb_arms.push(quote!(#event_enum::#ident(e) => pb::#payload_mod::Payload::#ident(e.to_pb())));
+        to_pb_arms
+            .push(quote!(#event_enum::#ident(e) => pb::#payload_mod::Payload::#ident(e.to_pb())));
         from_pb_arms.push(quote!(pb::#payload_mod::Payload::#ident(p) => #event_enum::#ident(#ident::from_pb(p)?)));
     }
 
@@ -496,15 +593,26 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
     let mut aggregate_methods = Vec::new();
     let mut stream_id_arms = Vec::new();
     let id_field = format!("{}_id", agg.to_snake_case());
-    for o in svc.operations.iter().filter(|o| o.kind == OperationKind::Command) {
+    for o in svc
+        .operations
+        .iter()
+        .filter(|o| o.kind == OperationKind::Command)
+    {
         let ident = format_ident!("{}", o.name);
         let req = format_ident!("{}", o.rpc.request);
         let method = format_ident!("{}", o.name.to_snake_case());
-        let names: Vec<_> = o.input.iter().map(|f| format_ident!("{}", f.name)).collect();
+        let names: Vec<_> = o
+            .input
+            .iter()
+            .map(|f| format_ident!("{}", f.name))
+            .collect();
         let types: Vec<_> = o.input.iter().map(domain_type).collect();
         let src = quote!(request);
         let from_fields: Vec<_> = o.input.iter().map(|f| from_pb(f, &src)).collect();
-        let doc = o.doc.clone().unwrap_or_else(|| format!(" The `{}` command; emits {}.", o.name, o.emits.join(", ")));
+        let doc = o
+            .doc
+            .clone()
+            .unwrap_or_else(|| format!(" The `{}` command; emits {}.", o.name, o.emits.join(", ")));
         command_structs.push(quote! {
             #[doc = #doc]
             #[derive(Debug, Clone, PartialEq)]
@@ -541,7 +649,9 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
     // Subscriptions.
     let mut sub_methods = Vec::new();
     for s in &svc.subscriptions {
-        let Some(other) = system.services.iter().find(|o| o.name == s.service) else { continue };
+        let Some(other) = system.services.iter().find(|o| o.name == s.service) else {
+            continue;
+        };
         let other_crate = crate_ident(system, other);
         let ev = format_ident!("{}", s.event);
         let method = format_ident!("on_{}_{}", s.service, s.event.to_snake_case());
@@ -550,7 +660,11 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
             " Reacts to `{}.{}` (from topic {}): returns the commands to run here (the spec names `{}`).",
             s.service,
             s.event,
-            other.messaging.as_ref().map(|m| m.topic.as_str()).unwrap_or("-"),
+            other
+                .messaging
+                .as_ref()
+                .map(|m| m.topic.as_str())
+                .unwrap_or("-"),
             s.command
         );
         sub_methods.push(quote! {
@@ -562,7 +676,10 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
         TokenStream::new()
     } else {
         let t = format_ident!("{}Subscriptions", svc.name.to_upper_camel_case());
-        let doc = format!(" What service `{}` does when other services' events arrive.", svc.name);
+        let doc = format!(
+            " What service `{}` does when other services' events arrive.",
+            svc.name
+        );
         quote! {
             #[doc = #doc]
             pub trait #t: Send + Sync + 'static {
@@ -571,7 +688,11 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
         }
     };
 
-    let topic = svc.messaging.as_ref().map(|m| m.topic.clone()).unwrap_or_default();
+    let topic = svc
+        .messaging
+        .as_ref()
+        .map(|m| m.topic.clone())
+        .unwrap_or_default();
     let agg_doc = format!(
         " The `{agg}` aggregate: state folded from its events, and one decision per command. Hand-written code implements it."
     );

@@ -32,7 +32,10 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
                 .map_err(|e| EmitError::Other(format!("sql context for `{}`: {e}", db.name)))?;
             let contents = render("sql/init.sql.tera", TEMPLATE, &ctx)?;
             let contents = format!("{}\n", contents.trim_end());
-            Ok(GeneratedFile { path: format!("sql/{}/0001_init.sql", db.name), contents })
+            Ok(GeneratedFile {
+                path: format!("sql/{}/0001_init.sql", db.name),
+                contents,
+            })
         })
         .collect()
 }
@@ -81,7 +84,12 @@ impl DatabaseView {
 
 fn table(system: &System, t: &Table, used: &mut BTreeSet<String>) -> Result<TableView, EmitError> {
     let tn = ident(&t.name);
-    let width = t.columns.iter().map(|c| ident(&c.name).len()).max().unwrap_or(0);
+    let width = t
+        .columns
+        .iter()
+        .map(|c| ident(&c.name).len())
+        .max()
+        .unwrap_or(0);
     let mut lines = Vec::new();
     for c in &t.columns {
         let mut l = format!("{:width$} {}", ident(&c.name), c.sql_type.postgres());
@@ -95,7 +103,10 @@ fn table(system: &System, t: &Table, used: &mut BTreeSet<String>) -> Result<Tabl
     }
     if !t.primary_key.is_empty() {
         let name = unique_name(used, &format!("{}_pkey", t.name))?;
-        lines.push(format!("CONSTRAINT {name} PRIMARY KEY ({})", list(&t.primary_key)));
+        lines.push(format!(
+            "CONSTRAINT {name} PRIMARY KEY ({})",
+            list(&t.primary_key)
+        ));
     }
     for u in &t.unique {
         let name = unique_name(used, &format!("{}_{}_key", t.name, u.join("_")))?;
@@ -103,7 +114,10 @@ fn table(system: &System, t: &Table, used: &mut BTreeSet<String>) -> Result<Tabl
     }
     for c in t.columns.iter().filter(|c| !c.checks.is_empty()) {
         let name = unique_name(used, &format!("{}_{}_check", t.name, c.name))?;
-        lines.push(format!("CONSTRAINT {name} CHECK ({})", conjunction(&c.checks)));
+        lines.push(format!(
+            "CONSTRAINT {name} CHECK ({})",
+            conjunction(&c.checks)
+        ));
     }
     for (i, check) in t.checks.iter().enumerate() {
         // PostgreSQL's own names for unnamed table checks: `t_check`, `t_check1`, ...
@@ -128,7 +142,10 @@ fn table(system: &System, t: &Table, used: &mut BTreeSet<String>) -> Result<Tabl
     for ix in &t.indexes {
         let cols: Vec<&str> = ix.iter().map(|c| c.field.as_str()).collect();
         let name = unique_name(used, &format!("{}_{}_idx", t.name, cols.join("_")))?;
-        indexes.push(format!("CREATE INDEX {name} ON {tn} ({});", index_columns(ix)));
+        indexes.push(format!(
+            "CREATE INDEX {name} ON {tn} ({});",
+            index_columns(ix)
+        ));
     }
     let mut comments = Vec::new();
     if let Some(doc) = &t.doc {
@@ -142,16 +159,31 @@ fn table(system: &System, t: &Table, used: &mut BTreeSet<String>) -> Result<Tabl
     if let Some(e) = entity {
         for c in &t.columns {
             if let Some(doc) = e.field(&c.name).and_then(|f| f.doc.as_ref()) {
-                comments.push(format!("COMMENT ON COLUMN {tn}.{} IS {};", ident(&c.name), literal(doc)));
+                comments.push(format!(
+                    "COMMENT ON COLUMN {tn}.{} IS {};",
+                    ident(&c.name),
+                    literal(doc)
+                ));
             }
         }
     }
-    Ok(TableView { name: tn, lines, indexes, comments })
+    Ok(TableView {
+        name: tn,
+        lines,
+        indexes,
+        comments,
+    })
 }
 
 fn index_columns(ix: &[IndexColumn]) -> String {
     ix.iter()
-        .map(|c| if c.descending { format!("{} DESC", ident(&c.field)) } else { ident(&c.field) })
+        .map(|c| {
+            if c.descending {
+                format!("{} DESC", ident(&c.field))
+            } else {
+                ident(&c.field)
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -164,16 +196,29 @@ fn list(cols: &[String]) -> String {
 fn conjunction(checks: &[String]) -> String {
     match checks {
         [one] => one.clone(),
-        many => many.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" AND "),
+        many => many
+            .iter()
+            .map(|c| format!("({c})"))
+            .collect::<Vec<_>>()
+            .join(" AND "),
     }
 }
 
 /// An identifier, quoted only when it has to be (not lower_snake, or a reserved word).
 fn ident(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !names::field_collisions(name).contains(&"SQL");
-    if plain { name.to_string() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
 }
 
 /// A string literal.
@@ -202,7 +247,9 @@ fn unique_name(used: &mut BTreeSet<String>, name: &str) -> Result<String, EmitEr
 
 /// A small stable hash (FNV-1a, 32-bit): the same name always shortens the same way.
 fn fnv1a(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 #[cfg(test)]
@@ -230,6 +277,9 @@ mod tests {
     #[test]
     fn checks_combine() {
         assert_eq!(conjunction(&["a > 1".into()]), "a > 1");
-        assert_eq!(conjunction(&["a > 1".into(), "a < 9".into()]), "(a > 1) AND (a < 9)");
+        assert_eq!(
+            conjunction(&["a > 1".into(), "a < 9".into()]),
+            "(a > 1) AND (a < 9)"
+        );
     }
 }

@@ -9,7 +9,9 @@ pub fn error(e: sqlx::Error) -> ServiceError {
             let constraint = db.constraint().unwrap_or("").to_string();
             match db.code().as_deref() {
                 // unique_violation
-                Some("23505") => ServiceError::AlreadyExists(format!("already exists ({constraint})")),
+                Some("23505") => {
+                    ServiceError::AlreadyExists(format!("already exists ({constraint})"))
+                }
                 // check_violation, not_null_violation, foreign_key_violation
                 Some("23514") | Some("23502") | Some("23503") => ServiceError::invalid(
                     constraint.clone(),

@@ -68,7 +68,11 @@ pub fn reflection(
 
 /// Retries `connect` with backoff until it succeeds or `timeout` passes, so a service
 /// started alongside its database waits for it instead of crashing.
-pub async fn retry_until<T, E, F, Fut>(what: &str, timeout: Duration, mut connect: F) -> Result<T, E>
+pub async fn retry_until<T, E, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut connect: F,
+) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,

@@ -101,7 +101,10 @@ impl Violations {
         if let Some(min) = min
             && value < min
         {
-            self.add(field.clone(), format!("must be at least {min}, got {value}"));
+            self.add(
+                field.clone(),
+                format!("must be at least {min}, got {value}"),
+            );
         }
         if let Some(max) = max
             && value > max

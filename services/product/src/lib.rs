@@ -60,7 +60,9 @@ fn decode_token(s: &str) -> Result<Option<PageToken>, ServiceError> {
         return Ok(None);
     }
     let bad = || ServiceError::invalid("page_token", "is not a token this service issued");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| bad())?;
     serde_json::from_slice(&bytes).map(Some).map_err(|_| bad())
 }
 
@@ -74,7 +76,11 @@ impl ProductUseCases for Products {
         _ctx: RequestContext,
         request: pb::ViewProductsRequest,
     ) -> Result<pb::ViewProductsResponse, ServiceError> {
-        let limit = if request.page_size == 0 { DEFAULT_PAGE } else { i64::from(request.page_size) };
+        let limit = if request.page_size == 0 {
+            DEFAULT_PAGE
+        } else {
+            i64::from(request.page_size)
+        };
         let after = decode_token(&request.page_token)?;
         // One row more than asked tells whether another page follows.
         let rows: Vec<Row> = match &after {
@@ -98,7 +104,10 @@ impl ProductUseCases for Products {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => encode_token(&PageToken { name: last.name.clone(), id: last.id }),
+            (true, Some(last)) => encode_token(&PageToken {
+                name: last.name.clone(),
+                id: last.id,
+            }),
             _ => String::new(),
         };
         Ok(pb::ViewProductsResponse {
@@ -113,13 +122,17 @@ impl ProductUseCases for Products {
         request: pb::GetProductRequest,
     ) -> Result<pb::GetProductResponse, ServiceError> {
         let id = parse_id(&request.id)?;
-        let row: Option<Row> = sqlx::query_as("SELECT id, name, description, price, created_at FROM products WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db::error)?;
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT id, name, description, price, created_at FROM products WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db::error)?;
         let row = row.ok_or_else(|| ServiceError::not_found("product", id))?;
-        Ok(pb::GetProductResponse { product: Some(row.into()) })
+        Ok(pb::GetProductResponse {
+            product: Some(row.into()),
+        })
     }
 
     async fn create_product(
@@ -139,7 +152,9 @@ impl ProductUseCases for Products {
         .await
         .map_err(db::error)?;
         tracing::info!(request_id = %ctx.request_id, product_id = %row.id, "product created");
-        Ok(pb::CreateProductResponse { product: Some(row.into()) })
+        Ok(pb::CreateProductResponse {
+            product: Some(row.into()),
+        })
     }
 
     async fn update_product(
@@ -157,7 +172,9 @@ impl ProductUseCases for Products {
         .await
         .map_err(db::error)?;
         let row = row.ok_or_else(|| ServiceError::not_found("product", id))?;
-        Ok(pb::UpdateProductResponse { product: Some(row.into()) })
+        Ok(pb::UpdateProductResponse {
+            product: Some(row.into()),
+        })
     }
 
     async fn delete_product(
@@ -184,11 +201,22 @@ mod tests {
 
     #[test]
     fn page_tokens_round_trip_and_reject_garbage() {
-        let t = PageToken { name: "Tea".into(), id: Uuid::now_v7() };
-        let back = decode_token(&encode_token(&t)).expect("decodes").expect("some");
+        let t = PageToken {
+            name: "Tea".into(),
+            id: Uuid::now_v7(),
+        };
+        let back = decode_token(&encode_token(&t))
+            .expect("decodes")
+            .expect("some");
         assert_eq!((back.name, back.id), (t.name, t.id));
         assert!(decode_token("").expect("empty ok").is_none());
-        assert!(matches!(decode_token("%%%"), Err(ServiceError::InvalidArgument(_))));
-        assert!(matches!(decode_token("bm9wZQ"), Err(ServiceError::InvalidArgument(_))));
+        assert!(matches!(
+            decode_token("%%%"),
+            Err(ServiceError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            decode_token("bm9wZQ"),
+            Err(ServiceError::InvalidArgument(_))
+        ));
     }
 }

@@ -29,19 +29,29 @@ struct Config {
 async fn main() -> anyhow::Result<()> {
     server::init_tracing();
     let config = Config::parse();
-    let pool = server::retry_until("database", Duration::from_secs(config.startup_timeout_secs), || {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&config.database_url)
-    })
+    let pool = server::retry_until(
+        "database",
+        Duration::from_secs(config.startup_timeout_secs),
+        || {
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(&config.database_url)
+        },
+    )
     .await
     .context("connecting to the database")?;
-    product_service::MIGRATOR.run(&pool).await.context("applying migrations")?;
+    product_service::MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying migrations")?;
 
     let (health, health_service) = server::health();
     health
-        .set_service_status(shop_product::pb::product_service_server::SERVICE_NAME, shop_kit::Serving)
+        .set_service_status(
+            shop_product::pb::product_service_server::SERVICE_NAME,
+            shop_kit::Serving,
+        )
         .await;
     health.set_service_status("", shop_kit::Serving).await;
     let reflection = server::reflection(&[shop_product::FILE_DESCRIPTOR_SET])?;
@@ -49,7 +59,9 @@ async fn main() -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(shop_product::product_server(Arc::new(Products::new(pool.clone()))))
+        .add_service(shop_product::product_server(Arc::new(Products::new(
+            pool.clone(),
+        ))))
         .serve_with_shutdown(config.listen, server::shutdown_signal())
         .await?;
     pool.close().await;

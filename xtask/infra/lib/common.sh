@@ -103,8 +103,7 @@ spawn() {
   rm -f "$pidfile"
   # The inner bash writes its own pid and then exec's the command, so the pid is
   # exactly that of the service, whether or not setsid had to fork.
-  # fd 9 is infra.sh's lock (see take_lock): it must not leak into the long-lived service.
-  nohup setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
+  nohup env -u INFRA_LOCK_HELD setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >>"$logfile" 2>&1 </dev/null &
   local i
   for ((i = 0; i < 50; i++)); do
     [[ -s "$pidfile" ]] && return 0

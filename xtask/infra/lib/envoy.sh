@@ -58,5 +58,5 @@ envoy_install() {
 envoy_check() {
   local b
   b="$(envoy_bin)" || die "envoy: not installed"
-  log "envoy: $("$b" --version | tr -s '\n' ' ')"
+  log "envoy: $("$b" --version | tr -s '\n' ' ' | sed 's/^ *//')"
 }

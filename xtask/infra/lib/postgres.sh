@@ -1,7 +1,21 @@
 # shellcheck shell=bash
 # PostgreSQL 15 (Debian package), private cluster under $INFRA_DIR/postgres.
 
-PG_DIR="$INFRA_DIR/postgres"
+# As root the cluster runs as $INFRA_USER, which must traverse every parent of its data
+# dir; a checkout under a private home (e.g. /root, mode 700) is not reachable, so the
+# cluster then lives under /var/tmp instead (keyed by INFRA_DIR, so checkouts differ).
+infra_parents_traversable() {
+  local d="$INFRA_DIR"
+  while [[ "$d" != / && "$d" != . ]]; do
+    d="$(dirname "$d")"
+    [[ -n "$(find "$d" -maxdepth 0 -perm -o+x 2>/dev/null)" ]] || return 1
+  done
+}
+if is_root && ! infra_parents_traversable; then
+  PG_DIR="/var/tmp/shop-infra-$(printf %s "$INFRA_DIR" | sha256sum | cut -c1-12)/postgres"
+else
+  PG_DIR="$INFRA_DIR/postgres"
+fi
 PG_DATA="$PG_DIR/data"
 PG_RUN="$PG_DIR/run" # unix socket directory
 PG_LOG="$PG_DIR/log/postgres.log"
@@ -46,6 +60,21 @@ postgres_psql() {
   "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$INFRA_HOST" -p "$INFRA_PG_PORT" -U postgres "$@"
 }
 
+# As root, postgres runs as $INFRA_USER, which must be able to reach $PG_DIR through
+# every parent directory (e.g. a checkout under /root, mode 700, is not reachable).
+postgres_check_access() {
+  is_root || return 0
+  mkdir -p "$PG_DIR"
+  chmod o+x "$INFRA_DIR" "$PG_DIR"
+  runuser -u "$INFRA_USER" -- test -x "$PG_DIR" && return 0
+  local d="$PG_DIR" blocking=""
+  while [[ "$d" != / ]]; do
+    d="$(dirname "$d")"
+    runuser -u "$INFRA_USER" -- test -x "$d" || blocking="$d"
+  done
+  die "postgres: user '$INFRA_USER' cannot reach $PG_DIR (directory '${blocking:-?}' is not searchable by others). Fix: chmod o+x '${blocking:-?}', or put the state elsewhere with INFRA_DIR=/path/outside/it"
+}
+
 postgres_initdb() {
   [[ -f "$PG_DATA/PG_VERSION" ]] && return 0
   log "postgres: initdb $PG_DATA"
@@ -53,11 +82,8 @@ postgres_initdb() {
   mkdir -p "$PG_DATA" "$PG_RUN" "$PG_DIR/log"
   chmod 700 "$PG_DATA"
   if is_root; then
-    # The owner must be able to reach $PG_DIR through every parent directory.
-    chmod o+x "$INFRA_DIR" "$PG_DIR"
     chown -R "$INFRA_USER:" "$PG_DIR"
-    runuser -u "$INFRA_USER" -- test -w "$PG_DATA" ||
-      die "postgres: user $INFRA_USER cannot write $PG_DATA (a parent directory is not world-searchable?). Set INFRA_DIR to a different location."
+    postgres_check_access
   fi
   local initlog="$PG_DIR/log/initdb.log"
   # trust auth: local test harness, loopback only. --no-sync: data safety is irrelevant here.
@@ -98,13 +124,16 @@ postgres_start() {
   ensure_port_free postgres "$INFRA_PG_PORT"
   postgres_initdb
   mkdir -p "$PG_RUN" "$PG_DIR/log"
-  is_root && chown -R "$INFRA_USER:" "$PG_DIR"
+  if is_root; then
+    chown -R "$INFRA_USER:" "$PG_DIR"
+    postgres_check_access
+  fi
   log "postgres: starting on $(postgres_addr) (log: $PG_LOG)"
   # pg_ctl forks the postmaster into its own session (setsid) and returns; we do the
   # readiness wait ourselves.
-  if ! pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -W \
+  if ! INFRA_LOCK_HELD='' pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -W \
     -o "-p $INFRA_PG_PORT -c listen_addresses=$INFRA_HOST -c unix_socket_directories=$PG_RUN" \
-    start >>"$PG_DIR/log/pg_ctl.log" 2>&1 </dev/null 9>&-; then
+    start >>"$PG_DIR/log/pg_ctl.log" 2>&1 </dev/null; then
     cat "$PG_DIR/log/pg_ctl.log" >>"$PG_LOG" 2>/dev/null || true
     die_with_log "postgres: pg_ctl start failed" "$PG_LOG"
   fi

@@ -1,0 +1,293 @@
+//! docker compose: `compose/docker-compose.yaml` (project = the system's name) and
+//! `compose/postgres-init.sql` (creates every database on first start).
+//!
+//! Servers: one PostgreSQL 15 for every database, MongoDB 7 for the event stores, one
+//! Kafka broker in KRaft mode and a one-shot `kafka-init` that creates the topics. Each
+//! deployable runs as the service named after it, built from `docker/Dockerfile`, next
+//! to its Envoy `<deployable>-envoy` (config `envoy/compose/<deployable>.yaml`).
+//! Callers reach a deployable through its Envoy (`http://<deployable>-envoy:8080`);
+//! only the BFF's Envoy publishes a host port. Every long-running service has a
+//! healthcheck, and every dependency waits for `service_healthy`.
+
+use serde::Serialize;
+
+use crate::emit::docker::{
+    EnvVar, KAFKA_HOST, MONGODB_HOST, POSTGRES_HOST, args, container_env, container_port,
+    crate_name, database_url, image, is_grpc, postgres_user,
+};
+use crate::emit::envoy::{Target, app_cluster, config_path};
+use crate::emit::{EmitError, GeneratedFile, header, render};
+use crate::ir::{Deployable, System, ports};
+
+pub const COMPOSE_FILE: &str = "compose/docker-compose.yaml";
+pub const POSTGRES_INIT: &str = "compose/postgres-init.sql";
+
+pub const POSTGRES_IMAGE: &str = "postgres:15";
+pub const MONGODB_IMAGE: &str = "mongo:7";
+pub const KAFKA_IMAGE: &str = "apache/kafka:4.1.1";
+pub const ENVOY_IMAGE: &str = "envoyproxy/envoy:v1.31-latest";
+/// A fixed KRaft cluster id (base64 of 16 bytes): the broker formats its log dir once.
+pub const KAFKA_CLUSTER_ID: &str = "4L6g3nShT-eMCtK--X86sw";
+
+pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
+    let view = ComposeView::new(system);
+    let ctx = tera::Context::from_serialize(&view).map_err(|e| EmitError::Template {
+        template: "compose/docker-compose.yaml.tera".into(),
+        message: e.to_string(),
+    })?;
+    let compose = render(
+        "compose/docker-compose.yaml.tera",
+        include_str!("../../../templates/compose/docker-compose.yaml.tera"),
+        &ctx,
+    )?;
+    let mut files = vec![GeneratedFile {
+        path: COMPOSE_FILE.into(),
+        contents: compose,
+    }];
+    if !system.databases.is_empty() {
+        files.push(GeneratedFile {
+            path: POSTGRES_INIT.into(),
+            contents: postgres_init(system)?,
+        });
+    }
+    Ok(files)
+}
+
+/// `CREATE DATABASE` for every database; shared by compose and Kubernetes.
+pub(crate) fn postgres_init(system: &System) -> Result<String, EmitError> {
+    let mut ctx = tera::Context::new();
+    ctx.insert("header", &header("--"));
+    ctx.insert("system", &system.name);
+    let names: Vec<&str> = system.databases.iter().map(|d| d.name.as_str()).collect();
+    ctx.insert("databases", &names);
+    render(
+        "compose/postgres-init.sql.tera",
+        include_str!("../../../templates/compose/postgres-init.sql.tera"),
+        &ctx,
+    )
+}
+
+/// Host name of a deployable's Envoy in the compose network.
+pub fn envoy_service(deployable: &str) -> String {
+    format!("{deployable}-envoy")
+}
+
+#[derive(Serialize)]
+struct Dep {
+    service: String,
+    condition: &'static str,
+}
+
+fn healthy(service: &str) -> Dep {
+    Dep {
+        service: service.to_string(),
+        condition: "service_healthy",
+    }
+}
+
+#[derive(Serialize)]
+struct App {
+    name: String,
+    crate_name: String,
+    image: String,
+    command: Vec<String>,
+    env: Vec<EnvVar>,
+    depends_on: Vec<Dep>,
+    healthcheck: Vec<String>,
+    envoy: Envoy,
+}
+
+#[derive(Serialize)]
+struct Envoy {
+    name: String,
+    /// The config, relative to the compose file.
+    config: String,
+    publish: Option<String>,
+    healthcheck: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Topic {
+    name: String,
+    partitions: u32,
+}
+
+#[derive(Serialize)]
+struct ComposeView {
+    header: String,
+    project: String,
+    postgres: bool,
+    postgres_user: String,
+    mongodb: bool,
+    kafka: bool,
+    topics: Vec<Topic>,
+    kafka_init: Vec<String>,
+    kafka_cluster_id: &'static str,
+    images: Images,
+    ports: Ports,
+    apps: Vec<App>,
+    volumes: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Images {
+    postgres: &'static str,
+    mongodb: &'static str,
+    kafka: &'static str,
+    envoy: &'static str,
+}
+
+#[derive(Serialize)]
+struct Ports {
+    postgres: u16,
+    mongodb: u16,
+    kafka: u16,
+    envoy: u16,
+    envoy_admin: u16,
+}
+
+/// A bash check: connect to a local TCP port (the process accepts connections).
+fn tcp_check(port: u16) -> Vec<String> {
+    vec![
+        "CMD".into(),
+        "bash".into(),
+        "-c".into(),
+        format!("exec 3<>/dev/tcp/127.0.0.1/{port}"),
+    ]
+}
+
+/// A bash check: GET `path` on a local port, succeed when the output matches `pattern`
+/// (the images have bash but not necessarily curl).
+fn http_check(port: u16, path: &str, pattern: &str) -> Vec<String> {
+    vec![
+        "CMD".into(),
+        "bash".into(),
+        "-c".into(),
+        format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET {path} HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && grep -q '{pattern}' <&3"
+        ),
+    ]
+}
+
+impl ComposeView {
+    fn new(system: &System) -> Self {
+        let user = postgres_user(system).to_string();
+        let postgres = !system.databases.is_empty();
+        let mongodb = !system.event_stores.is_empty();
+        let kafka = !system.topics.is_empty();
+        let kafka_init = system
+            .topics
+            .iter()
+            .map(|t| {
+                format!(
+                    "/opt/kafka/bin/kafka-topics.sh --bootstrap-server {KAFKA_HOST}:{} --create --if-not-exists --topic {} --partitions {} --replication-factor 1",
+                    ports::KAFKA,
+                    t.name,
+                    t.partitions
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" && ");
+        let apps = system.deployables.iter().map(|d| app(system, d)).collect();
+        let mut volumes = Vec::new();
+        if postgres {
+            volumes.push("postgres-data");
+        }
+        if mongodb {
+            volumes.push("mongodb-data");
+        }
+        if kafka {
+            volumes.push("kafka-data");
+        }
+        ComposeView {
+            header: header("#"),
+            project: system.name.clone(),
+            postgres,
+            postgres_user: user,
+            mongodb,
+            kafka,
+            topics: system
+                .topics
+                .iter()
+                .map(|t| Topic {
+                    name: t.name.clone(),
+                    partitions: t.partitions,
+                })
+                .collect(),
+            kafka_init: vec!["/bin/sh".into(), "-c".into(), kafka_init],
+            kafka_cluster_id: KAFKA_CLUSTER_ID,
+            images: Images {
+                postgres: POSTGRES_IMAGE,
+                mongodb: MONGODB_IMAGE,
+                kafka: KAFKA_IMAGE,
+                envoy: ENVOY_IMAGE,
+            },
+            ports: Ports {
+                postgres: ports::POSTGRES,
+                mongodb: ports::MONGODB,
+                kafka: ports::KAFKA,
+                envoy: ports::ENVOY,
+                envoy_admin: ports::ENVOY_ADMIN,
+            },
+            apps,
+            volumes,
+        }
+    }
+}
+
+fn app(system: &System, d: &Deployable) -> App {
+    let mut env = container_env(d, envoy_service);
+    if let Some(url) = database_url(system, d, postgres_user(system)) {
+        env.insert(
+            1,
+            EnvVar {
+                name: "DATABASE_URL".into(),
+                value: url,
+            },
+        );
+    }
+    let mut depends_on = Vec::new();
+    if !d.databases.is_empty() {
+        depends_on.push(healthy(POSTGRES_HOST));
+    }
+    if d.event_store.is_some() {
+        depends_on.push(healthy(MONGODB_HOST));
+    }
+    if !d.produces.is_empty() || !d.consumes.is_empty() {
+        depends_on.push(healthy(KAFKA_HOST));
+        depends_on.push(Dep {
+            service: "kafka-init".into(),
+            condition: "service_completed_successfully",
+        });
+    }
+    for up in &d.upstreams {
+        depends_on.push(healthy(&envoy_service(up)));
+    }
+    let port = container_port(d);
+    let healthcheck = if is_grpc(d) {
+        tcp_check(port)
+    } else {
+        http_check(port, "/healthz", " 200 ")
+    };
+    let config = config_path(Target::Compose, &d.name);
+    App {
+        name: d.name.clone(),
+        crate_name: crate_name(d),
+        image: image(system, d),
+        command: args(d),
+        env,
+        depends_on,
+        healthcheck,
+        envoy: Envoy {
+            name: envoy_service(&d.name),
+            config: format!("../{config}"),
+            publish: (!is_grpc(d)).then(|| format!("{}:{}", ports::ENVOY, ports::ENVOY)),
+            // Healthy once Envoy's own health checks found the app healthy.
+            healthcheck: http_check(
+                ports::ENVOY_ADMIN,
+                "/clusters",
+                &format!("^{}::.*::health_flags::healthy", app_cluster(d)),
+            ),
+        },
+    }
+}
