@@ -12,6 +12,8 @@ pub mod server;
 #[cfg(feature = "server")]
 pub use tonic_health::ServingStatus::Serving;
 mod error;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time;
 mod validate;
 
