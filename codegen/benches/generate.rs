@@ -90,42 +90,62 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// Median load and emit times of `spec` over `runs` runs, and the number of files.
+fn measure(spec: &str, runs: usize) -> (Duration, Duration, usize) {
+    let mut load = Vec::new();
+    let mut emit = Vec::new();
+    let mut files = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let system = match codegen::load(Path::new("bench.yaml"), spec) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("spec rejected:\n{e}");
+                std::process::exit(1);
+            }
+        };
+        load.push(t.elapsed());
+        let t = Instant::now();
+        let out = codegen::emit::all(&system).unwrap_or_else(|e| {
+            eprintln!("emit failed: {e}");
+            std::process::exit(1);
+        });
+        emit.push(t.elapsed());
+        files = out.len();
+    }
+    (median(load), median(emit), files)
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`; any other argument filters nothing here.
     let runs = 5;
     println!(
-        "{:>9} {:>9} {:>8} {:>11} {:>11} {:>8}",
-        "entities", "services", "lines", "load", "emit", "files"
+        "{:<16} {:>9} {:>9} {:>7} {:>10} {:>10} {:>6}",
+        "spec", "entities", "services", "lines", "load", "emit", "files"
+    );
+    let shop =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/shop.yaml"))
+            .unwrap_or_else(|e| {
+                eprintln!("spec/shop.yaml: {e}");
+                std::process::exit(1);
+            });
+    let (load, emit, files) = measure(&shop, runs);
+    println!(
+        "{:<16} {:>9} {:>9} {:>7} {:>10.2?} {:>10.2?} {files:>6}",
+        "spec/shop.yaml",
+        7,
+        4,
+        shop.lines().count(),
+        load,
+        emit
     );
     for services in [5, 12, 25, 50] {
         let spec = synthetic_spec(services);
-        let entities = services * 4;
-        let mut load = Vec::new();
-        let mut emit = Vec::new();
-        let mut files = 0;
-        for _ in 0..runs {
-            let t = Instant::now();
-            let system = match codegen::load(Path::new("bench.yaml"), &spec) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("synthetic spec rejected:\n{e}");
-                    std::process::exit(1);
-                }
-            };
-            load.push(t.elapsed());
-            let t = Instant::now();
-            let out = codegen::emit::all(&system).unwrap_or_else(|e| {
-                eprintln!("emit failed: {e}");
-                std::process::exit(1);
-            });
-            emit.push(t.elapsed());
-            files = out.len();
-        }
+        let (load, emit, files) = measure(&spec, runs);
         println!(
-            "{entities:>9} {services:>9} {:>8} {:>11.2?} {:>11.2?} {files:>8}",
+            "{:<16} {:>9} {services:>9} {:>7} {load:>10.2?} {emit:>10.2?} {files:>6}",
+            "synthetic",
+            services * 4,
             spec.lines().count(),
-            median(load),
-            median(emit)
         );
     }
 }
