@@ -1,0 +1,47 @@
+//! The user service (CQS + event sourcing) behind the generated `UserUseCases` trait.
+//!
+//! - [`aggregate`]: the hand-written `Customer` aggregate (state, fold, decisions).
+//! - [`store`]: commands in one PostgreSQL transaction (events + state row + outbox),
+//!   queries on the state table.
+//! - [`relay`]: the outbox relay that publishes events to Kafka, at least once, in order.
+
+pub mod aggregate;
+pub mod relay;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use aggregate::Customer;
+pub use relay::{Lease, Relay, RelayConfig};
+pub use store::Users;
+
+use shop_kit::server;
+use tonic::transport::server::TcpIncoming;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../generated/sql/shop_user");
+
+/// Serves `shop.user.v1.UserService` with health (serving for it and for "") and
+/// reflection on `incoming` until `shutdown` resolves; in-flight calls finish first.
+pub async fn serve(
+    users: Users,
+    incoming: TcpIncoming,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (health, health_service) = server::health();
+    health
+        .set_service_status(
+            shop_user::pb::user_service_server::SERVICE_NAME,
+            shop_kit::Serving,
+        )
+        .await;
+    health.set_service_status("", shop_kit::Serving).await;
+    let reflection = server::reflection(&[shop_user::FILE_DESCRIPTOR_SET])?;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(shop_user::user_server(Arc::new(users)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
