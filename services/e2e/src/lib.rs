@@ -61,7 +61,10 @@ fn log_dir() -> PathBuf {
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/debug/deps/<test> -> target/debug
-    exe.parent().and_then(Path::parent).map(Path::to_path_buf).expect("target dir")
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("target dir")
 }
 
 /// Builds the given packages' binaries (cargo does nothing when they are fresh).
@@ -80,12 +83,21 @@ pub fn spawn(name: &str, program: &Path, args: &[&str], env: &[(&str, String)]) 
     let file = std::fs::File::create(&log).expect("log file");
     let err = file.try_clone().expect("log file clone");
     let mut cmd = Command::new(program);
-    cmd.args(args).stdout(Stdio::from(file)).stderr(Stdio::from(err)).stdin(Stdio::null());
+    cmd.args(args)
+        .stdout(Stdio::from(file))
+        .stderr(Stdio::from(err))
+        .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name} ({}): {e}", program.display()));
-    Process { name: name.to_string(), child, log }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name} ({}): {e}", program.display()));
+    Process {
+        name: name.to_string(),
+        child,
+        log,
+    }
 }
 
 /// Starts the Envoy of `deployable` with its generated local config.
@@ -117,10 +129,19 @@ pub async fn wait_http_ok(url: &str, timeout: Duration, procs: &mut [&mut Proces
             return;
         }
         for p in procs.iter_mut() {
-            assert!(p.is_running(), "{} exited; log {}:\n{}", p.name, p.log.display(), p.log_tail());
+            assert!(
+                p.is_running(),
+                "{} exited; log {}:\n{}",
+                p.name,
+                p.log.display(),
+                p.log_tail()
+            );
         }
         if Instant::now() > deadline {
-            let logs: Vec<String> = procs.iter().map(|p| format!("--- {}:\n{}", p.name, p.log_tail())).collect();
+            let logs: Vec<String> = procs
+                .iter()
+                .map(|p| format!("--- {}:\n{}", p.name, p.log_tail()))
+                .collect();
             panic!("{url} not ready after {timeout:?}\n{}", logs.join("\n"));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -135,11 +156,16 @@ pub async fn wait_envoy_healthy(admin_port: u16, cluster: &str, timeout: Duratio
     loop {
         if let Ok(r) = client.get(&url).send().await
             && let Ok(text) = r.text().await
-            && text.lines().any(|l| l.starts_with(&format!("{cluster}::")) && l.ends_with("health_flags::healthy"))
+            && text.lines().any(|l| {
+                l.starts_with(&format!("{cluster}::")) && l.ends_with("health_flags::healthy")
+            })
         {
             return;
         }
-        assert!(Instant::now() < deadline, "cluster {cluster} of the Envoy on admin port {admin_port} never became healthy");
+        assert!(
+            Instant::now() < deadline,
+            "cluster {cluster} of the Envoy on admin port {admin_port} never became healthy"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -152,7 +178,10 @@ pub struct Graphql {
 
 impl Graphql {
     pub fn new(url: impl Into<String>) -> Self {
-        Graphql { url: url.into(), client: reqwest::Client::new() }
+        Graphql {
+            url: url.into(),
+            client: reqwest::Client::new(),
+        }
     }
 
     /// The whole response (`data` and `errors`).
@@ -171,15 +200,28 @@ impl Graphql {
     /// `data`, asserting there are no errors.
     pub async fn ok(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
         let v = self.run(query, variables).await;
-        assert!(v.get("errors").is_none_or(|e| e.is_null()), "unexpected errors: {v:#}");
+        assert!(
+            v.get("errors").is_none_or(|e| e.is_null()),
+            "unexpected errors: {v:#}"
+        );
         v["data"].clone()
     }
 
     /// The first error's `extensions.code`, asserting there is one.
-    pub async fn error_code(&self, query: &str, variables: serde_json::Value) -> (String, serde_json::Value) {
+    pub async fn error_code(
+        &self,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> (String, serde_json::Value) {
         let v = self.run(query, variables).await;
         let err = v["errors"][0].clone();
         assert!(!err.is_null(), "expected an error: {v:#}");
-        (err["extensions"]["code"].as_str().unwrap_or_default().to_string(), err)
+        (
+            err["extensions"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            err,
+        )
     }
 }

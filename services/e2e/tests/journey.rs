@@ -19,8 +19,15 @@ async fn product_names(gql: &Graphql) -> Vec<String> {
         let page = &d["viewProducts"];
         let nodes = page["nodes"].as_array().expect("nodes");
         assert!(nodes.len() <= 2, "page larger than asked: {page}");
-        names.extend(nodes.iter().map(|n| n["name"].as_str().expect("name").to_string()));
-        if !page["pageInfo"]["hasNextPage"].as_bool().expect("hasNextPage") {
+        names.extend(
+            nodes
+                .iter()
+                .map(|n| n["name"].as_str().expect("name").to_string()),
+        );
+        if !page["pageInfo"]["hasNextPage"]
+            .as_bool()
+            .expect("hasNextPage")
+        {
             return names;
         }
         after = page["pageInfo"]["endCursor"].clone();
@@ -41,7 +48,10 @@ async fn products_and_customers_through_envoy() {
         "product",
         &bin.join("product-service"),
         &[],
-        &[("LISTEN_ADDR", "127.0.0.1:50101".into()), ("DATABASE_URL", product_db.url.clone())],
+        &[
+            ("LISTEN_ADDR", "127.0.0.1:50101".into()),
+            ("DATABASE_URL", product_db.url.clone()),
+        ],
     );
     let mut user = spawn(
         "user",
@@ -70,7 +80,12 @@ async fn products_and_customers_through_envoy() {
     {
         let [a, b, c] = &mut envoys;
         let mut all: Vec<&mut Process> = vec![&mut product, &mut user, &mut bff, a, b, c];
-        wait_http_ok(&format!("{BFF_EDGE}/healthz"), Duration::from_secs(60), &mut all).await;
+        wait_http_ok(
+            &format!("{BFF_EDGE}/healthz"),
+            Duration::from_secs(60),
+            &mut all,
+        )
+        .await;
     }
     wait_envoy_healthy(50301, "product", Duration::from_secs(30)).await;
     wait_envoy_healthy(50306, "user", Duration::from_secs(30)).await;
@@ -78,31 +93,82 @@ async fn products_and_customers_through_envoy() {
 
     // Products: create, page through in a stable order.
     let mut ids = Vec::new();
-    for (name, price) in [("Matcha", 1200), ("Anpan", 180), ("Soba", 650), ("Daifuku", 240), ("Yuzu", 90)] {
+    for (name, price) in [
+        ("Matcha", 1200),
+        ("Anpan", 180),
+        ("Soba", 650),
+        ("Daifuku", 240),
+        ("Yuzu", 90),
+    ] {
         let d = gql.ok(CREATE, json!({ "input": { "name": name, "price": price, "description": "from the e2e test" } })).await;
         assert_eq!(d["createProduct"]["price"], json!(price));
         ids.push(d["createProduct"]["id"].as_str().expect("id").to_string());
     }
-    assert_eq!(product_names(&gql).await, ["Anpan", "Daifuku", "Matcha", "Soba", "Yuzu"]);
-    let d = gql.ok("query($id: ID!) { getProduct(id: $id) { name price } }", json!({ "id": ids[0] })).await;
+    assert_eq!(
+        product_names(&gql).await,
+        ["Anpan", "Daifuku", "Matcha", "Soba", "Yuzu"]
+    );
+    let d = gql
+        .ok(
+            "query($id: ID!) { getProduct(id: $id) { name price } }",
+            json!({ "id": ids[0] }),
+        )
+        .await;
     assert_eq!(d["getProduct"], json!({ "name": "Matcha", "price": 1200 }));
 
     // Bad inputs: each a clear error, nothing changed.
-    let (code, err) = gql.error_code(CREATE, json!({ "input": { "name": "Free lunch", "price": -1 } })).await;
+    let (code, err) = gql
+        .error_code(
+            CREATE,
+            json!({ "input": { "name": "Free lunch", "price": -1 } }),
+        )
+        .await;
     assert_eq!(code, "BAD_USER_INPUT", "{err}");
     assert!(err.to_string().contains("price"), "{err}");
-    let (code, _) = gql.error_code(CREATE, json!({ "input": { "name": "x".repeat(201), "price": 1 } })).await;
+    let (code, _) = gql
+        .error_code(
+            CREATE,
+            json!({ "input": { "name": "x".repeat(201), "price": 1 } }),
+        )
+        .await;
     assert_eq!(code, "BAD_USER_INPUT");
-    let (code, _) = gql.error_code("query { getProduct(id: \"not-a-uuid\") { name } }", json!({})).await;
+    let (code, _) = gql
+        .error_code(
+            "query { getProduct(id: \"not-a-uuid\") { name } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(code, "BAD_USER_INPUT");
     let unknown = uuid::Uuid::now_v7().to_string();
-    let (code, _) = gql.error_code("query($id: ID!) { getProduct(id: $id) { name } }", json!({ "id": unknown })).await;
+    let (code, _) = gql
+        .error_code(
+            "query($id: ID!) { getProduct(id: $id) { name } }",
+            json!({ "id": unknown }),
+        )
+        .await;
     assert_eq!(code, "NOT_FOUND");
-    let too_deep = (0..30).fold("__typename".to_string(), |inner, _| format!("__schema {{ types {{ fields {{ type {{ ofType {{ {inner} }} }} }} }} }}"));
+    let too_deep = (0..30).fold("__typename".to_string(), |inner, _| {
+        format!("__schema {{ types {{ fields {{ type {{ ofType {{ {inner} }} }} }} }} }}")
+    });
     let v = gql.run(&format!("query {{ {too_deep} }}"), json!({})).await;
-    assert!(v["errors"][0]["message"].as_str().unwrap_or_default().to_lowercase().contains("nested too deep")
-        || v["errors"][0]["message"].as_str().unwrap_or_default().to_lowercase().contains("depth"), "{v:#}");
-    assert_eq!(product_names(&gql).await.len(), 5, "bad inputs changed nothing");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("nested too deep")
+            || v["errors"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_lowercase()
+                .contains("depth"),
+        "{v:#}"
+    );
+    assert_eq!(
+        product_names(&gql).await.len(),
+        5,
+        "bad inputs changed nothing"
+    );
 
     // Customers: register, view, delete, gone.
     let d = gql
@@ -111,7 +177,10 @@ async fn products_and_customers_through_envoy() {
             json!({ "input": { "email": "hanako@example.jp", "name": "Hanako" } }),
         )
         .await;
-    let customer = d["registerCustomer"]["customerId"].as_str().expect("customer id").to_string();
+    let customer = d["registerCustomer"]["customerId"]
+        .as_str()
+        .expect("customer id")
+        .to_string();
     assert_eq!(d["registerCustomer"]["version"], json!(1));
     let profile = "query($id: ID!) { viewProfile(customerId: $id) { id email name version } }";
     let d = gql.ok(profile, json!({ "id": customer })).await;
@@ -142,6 +211,11 @@ async fn products_and_customers_through_envoy() {
 
     // Graceful shutdown on SIGTERM.
     for p in [&mut bff, &mut user, &mut product] {
-        assert!(p.terminate(Duration::from_secs(10)), "{} ignored SIGTERM:\n{}", p.name, p.log_tail());
+        assert!(
+            p.terminate(Duration::from_secs(10)),
+            "{} ignored SIGTERM:\n{}",
+            p.name,
+            p.log_tail()
+        );
     }
 }
