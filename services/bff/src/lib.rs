@@ -1,0 +1,125 @@
+//! The shop's GraphQL gateway (BFF).
+//!
+//! The schema served is the generated SDL (`generated/graphql/schema.graphql`), built at
+//! start into an `async_graphql::dynamic::Schema` (see [`sdl`]); resolvers ([`resolve`])
+//! call the services over gRPC through their Envoy proxies ([`upstream`]), and map
+//! statuses to GraphQL errors with `extensions.code` ([`errors`]).
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let router = bff::app(&bff::Config::default())?; // inside a tokio runtime
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod convert;
+pub mod errors;
+mod http;
+pub mod limits;
+pub mod resolve;
+pub mod sdl;
+pub mod upstream;
+
+use std::future::Future;
+
+use async_graphql::dynamic::Schema;
+
+pub use config::{Config, Limits, UpstreamConfig};
+pub use sdl::SDL;
+pub use upstream::{RequestScope, Upstreams};
+
+/// Why the BFF cannot start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("the generated SDL does not parse: {0}")]
+    Sdl(String),
+    #[error("the generated SDL uses something this BFF does not support: {0}")]
+    Unsupported(String),
+    #[error("no resolver for `{0}`: add one to resolve::registry")]
+    MissingResolver(String),
+    #[error("resolve::registry has `{0}`, which is not a field of the SDL")]
+    UnknownResolver(String),
+    #[error("building the schema failed: {0}")]
+    Schema(String),
+    #[error("bad URL for upstream {name} ({url}): {error}")]
+    Upstream {
+        name: String,
+        url: String,
+        error: String,
+    },
+}
+
+/// The executable schema: the generated SDL with this crate's resolvers, the upstream
+/// clients as schema data, depth and complexity limits, and error codes.
+pub fn schema(upstreams: Upstreams, limits: Limits) -> Result<Schema, BuildError> {
+    let sdl = sdl::Sdl::generated()?;
+    let builder = Schema::build(&sdl.query, sdl.mutation.as_deref(), None);
+    sdl.register(builder, &resolve::registry())?
+        .data(upstreams)
+        .extension(limits::Policy(limits))
+        .finish()
+        .map_err(|e| BuildError::Schema(e.0))
+}
+
+/// The schema and its upstreams: what a GraphQL request runs against.
+#[derive(Clone)]
+pub struct Bff {
+    schema: Schema,
+    upstreams: Upstreams,
+}
+
+impl Bff {
+    /// Builds the schema and the (lazily connecting) upstream channels. Needs a tokio
+    /// runtime; does not contact any upstream.
+    pub fn new(config: &Config) -> Result<Bff, BuildError> {
+        let upstreams = Upstreams::connect_lazy(&config.upstreams)?;
+        let schema = schema(upstreams.clone(), config.limits)?;
+        Ok(Bff { schema, upstreams })
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Runs one GraphQL request; `request_id` goes to every gRPC call as `x-request-id`.
+    pub async fn execute(
+        &self,
+        request: impl Into<async_graphql::Request>,
+        request_id: impl Into<String>,
+    ) -> async_graphql::Response {
+        let scope = RequestScope::new(request_id.into(), &self.upstreams);
+        self.schema.execute(request.into().data(scope)).await
+    }
+}
+
+/// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`.
+/// Needs a tokio runtime (the channels are created in it); starts without upstreams.
+pub fn app(config: &Config) -> Result<axum::Router, BuildError> {
+    Ok(http::router(Bff::new(config)?))
+}
+
+/// Serves [`app`] on `config.listen` until `shutdown` resolves, then drains.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = app(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        product = %config.upstreams.product_url,
+        order = %config.upstreams.order_url,
+        cart_command = %config.upstreams.cart_command_url,
+        cart_query = %config.upstreams.cart_query_url,
+        user = %config.upstreams.user_url,
+        "bff serving"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("bff stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

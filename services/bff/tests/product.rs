@@ -1,0 +1,343 @@
+//! The BFF in-process against the REAL product service (in-process too, on an
+//! ephemeral port) on a fresh database of the real PostgreSQL that
+//! `xtask/infra/infra.sh up postgres` starts. No Envoy here: PRODUCT_URL points
+//! straight at the service. If PostgreSQL cannot be started the test fails.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value as Json, json};
+use sqlx::{Connection, Executor, PgConnection};
+use tower::ServiceExt;
+
+fn infra(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../xtask/infra/infra.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "`xtask/infra/infra.sh {}` failed: PostgreSQL is required for this test\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fresh database, dropped at the end of the test.
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create() -> Database {
+        infra(&["up", "postgres"]);
+        let admin_url = infra(&["env"])
+            .lines()
+            .find_map(|l| l.strip_prefix("export DATABASE_URL="))
+            .map(|u| u.trim_matches(['\'', '"']).to_string())
+            .expect("DATABASE_URL in `infra.sh env`");
+        let name = format!("bff_it_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to postgres");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create database");
+        let (server, _) = admin_url.rsplit_once('/').expect("URL with a database");
+        let url = format!("{server}/{name}");
+        Database {
+            admin_url,
+            name,
+            url,
+        }
+    }
+
+    async fn drop_it(self) {
+        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
+            let _ = admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                )))
+                .await;
+        }
+    }
+}
+
+struct Gql {
+    router: Router,
+}
+
+impl Gql {
+    async fn run(&self, query: &str, variables: Json) -> Json {
+        let body = json!({"query": query, "variables": variables}).to_string();
+        let req = Request::post("/graphql")
+            .header("content-type", "application/json")
+            .header("x-request-id", "bff-product-it")
+            .body(Body::from(body))
+            .expect("request");
+        let res = self.router.clone().oneshot(req).await.expect("infallible");
+        assert_eq!(res.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("JSON response")
+    }
+
+    /// Runs an operation that must succeed and returns its data.
+    async fn ok(&self, query: &str, variables: Json) -> Json {
+        let r = self.run(query, variables).await;
+        assert_eq!(r["errors"], Json::Null, "{r:#}");
+        r["data"].clone()
+    }
+
+    /// Every product, in list order, read page by page.
+    async fn all(&self) -> Vec<Json> {
+        let mut out = vec![];
+        let mut after = Json::Null;
+        loop {
+            let d = self
+                .ok(
+                    "query($after: String) { viewProducts(first: 100, after: $after) {
+                        nodes { id name description price createdAt }
+                        pageInfo { endCursor hasNextPage } } }",
+                    json!({"after": after}),
+                )
+                .await;
+            let page = &d["viewProducts"];
+            out.extend(page["nodes"].as_array().cloned().unwrap_or_default());
+            if page["pageInfo"]["hasNextPage"] != json!(true) {
+                return out;
+            }
+            after = page["pageInfo"]["endCursor"].clone();
+        }
+    }
+}
+
+fn code(r: &Json) -> &str {
+    r["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+fn violated_fields(r: &Json) -> Vec<String> {
+    r["errors"][0]["extensions"]["fieldViolations"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|f| f["field"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const CREATE: &str = "mutation($input: CreateProductInput!) {
+    createProduct(input: $input) { id name description price createdAt } }";
+const UPDATE: &str = "mutation($input: UpdateProductInput!) {
+    updateProduct(input: $input) { id name description price createdAt } }";
+const DELETE: &str = "mutation($id: ID!) { deleteProduct(input: {id: $id}) { id } }";
+const GET: &str = "query($id: ID!) { getProduct(id: $id) { id name description price createdAt } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_crud_against_the_real_product_service() {
+    let db = Database::create().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&db.url)
+        .await
+        .expect("connect to the test database");
+    product_service::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrations apply");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let product_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let service = tonic::transport::Server::builder()
+        .add_service(shop_product::product_server(Arc::new(
+            product_service::Products::new(pool.clone()),
+        )))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    let service = tokio::spawn(service);
+
+    let config = bff::Config {
+        upstreams: bff::UpstreamConfig {
+            product_url,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let gql = Gql {
+        router: bff::app(&config).expect("the BFF builds"),
+    };
+
+    // ---- create three
+    let mut made = vec![];
+    for (name, description, price) in [
+        ("Cherry", Json::Null, 300),
+        ("Apple", json!("Crisp and red"), 100),
+        ("Banana", Json::Null, 200),
+    ] {
+        let d = gql
+            .ok(
+                CREATE,
+                json!({"input": {"name": name, "description": description, "price": price}}),
+            )
+            .await;
+        let p = d["createProduct"].clone();
+        assert_eq!(p["name"], name);
+        assert_eq!(p["description"], description);
+        assert_eq!(p["price"], json!(price), "Money is a JSON integer");
+        let created = p["createdAt"].as_str().unwrap_or("");
+        assert!(
+            created.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+            "{created}"
+        );
+        assert!(uuid::Uuid::parse_str(p["id"].as_str().unwrap_or("")).is_ok());
+        made.push(p);
+    }
+    let (cherry, apple, banana) = (made[0].clone(), made[1].clone(), made[2].clone());
+
+    // ---- page through them: first 2, then after endCursor
+    let page = "query($after: String) { viewProducts(first: 2, after: $after) {
+        nodes { id name price } pageInfo { endCursor hasNextPage } } }";
+    let d = gql.ok(page, json!({"after": null})).await;
+    let first = &d["viewProducts"];
+    let names: Vec<&str> = first["nodes"]
+        .as_array()
+        .map(|n| n.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["Apple", "Banana"]);
+    assert_eq!(first["pageInfo"]["hasNextPage"], true);
+    let cursor = first["pageInfo"]["endCursor"].clone();
+    assert!(cursor.is_string(), "{first:#}");
+    let d = gql.ok(page, json!({"after": cursor})).await;
+    let second = &d["viewProducts"];
+    assert_eq!(
+        second["nodes"],
+        json!([{"id": cherry["id"], "name": "Cherry", "price": 300}])
+    );
+    assert_eq!(
+        second["pageInfo"],
+        json!({"endCursor": null, "hasNextPage": false})
+    );
+
+    // ---- get
+    let d = gql.ok(GET, json!({"id": apple["id"]})).await;
+    assert_eq!(d["getProduct"], apple);
+
+    // ---- update
+    let d = gql
+        .ok(
+            UPDATE,
+            json!({"input": {"id": apple["id"], "name": "Apricot", "description": null, "price": 150}}),
+        )
+        .await;
+    let updated = d["updateProduct"].clone();
+    assert_eq!(
+        updated,
+        json!({"id": apple["id"], "name": "Apricot", "description": null, "price": 150,
+               "createdAt": apple["createdAt"]})
+    );
+    assert_eq!(
+        gql.ok(GET, json!({"id": apple["id"]})).await["getProduct"],
+        updated
+    );
+
+    // ---- delete
+    let d = gql.ok(DELETE, json!({"id": banana["id"]})).await;
+    assert_eq!(d["deleteProduct"], json!({"id": banana["id"]}));
+    let r = gql.run(GET, json!({"id": banana["id"]})).await;
+    assert_eq!(r["data"], json!({"getProduct": null}), "{r:#}");
+    assert_eq!(code(&r), "NOT_FOUND", "{r:#}");
+
+    // ---- bad input changes nothing
+    let before = gql.all().await;
+    assert_eq!(before.len(), 2);
+    let unknown = uuid::Uuid::new_v4().to_string();
+
+    let r = gql
+        .run(CREATE, json!({"input": {"name": "Durian", "price": -1}}))
+        .await;
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r:#}");
+    assert_eq!(violated_fields(&r), ["price"], "{r:#}");
+    assert_eq!(r["data"], Json::Null);
+
+    let r = gql
+        .run(
+            CREATE,
+            json!({"input": {"name": "x".repeat(201), "price": 1}}),
+        )
+        .await;
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r:#}");
+    assert_eq!(violated_fields(&r), ["name"], "{r:#}");
+
+    let r = gql
+        .run(
+            UPDATE,
+            json!({"input": {"id": cherry["id"], "name": "", "price": -5}}),
+        )
+        .await;
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r:#}");
+    assert_eq!(violated_fields(&r), ["name", "price"], "{r:#}");
+
+    let r = gql.run(GET, json!({"id": "not-a-uuid"})).await;
+    assert_eq!(r["data"], json!({"getProduct": null}), "{r:#}");
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r:#}");
+    assert_eq!(violated_fields(&r), ["id"], "{r:#}");
+
+    let r = gql.run(DELETE, json!({"id": "not-a-uuid"})).await;
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r:#}");
+
+    let r = gql
+        .run("{ viewProducts(first: 101) { nodes { id } } }", json!({}))
+        .await;
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r:#}");
+    assert_eq!(violated_fields(&r), ["first"], "{r:#}");
+
+    let r = gql
+        .run(
+            "{ viewProducts(after: \"garbage\") { nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r:#}");
+    assert_eq!(violated_fields(&r), ["after"], "{r:#}");
+
+    let r = gql.run(GET, json!({"id": unknown})).await;
+    assert_eq!(r["data"], json!({"getProduct": null}), "{r:#}");
+    assert_eq!(code(&r), "NOT_FOUND", "{r:#}");
+
+    let r = gql
+        .run(
+            UPDATE,
+            json!({"input": {"id": unknown, "name": "Ghost", "price": 1}}),
+        )
+        .await;
+    assert_eq!(code(&r), "NOT_FOUND", "{r:#}");
+
+    let r = gql.run(DELETE, json!({"id": unknown})).await;
+    assert_eq!(code(&r), "NOT_FOUND", "{r:#}");
+
+    assert_eq!(
+        gql.all().await,
+        before,
+        "a rejected request changed the data"
+    );
+
+    service.abort();
+    pool.close().await;
+    db.drop_it().await;
+}
