@@ -203,6 +203,35 @@ async fn products_and_customers_through_envoy() {
     let (code, _) = gql.error_code(profile, json!({ "id": customer })).await;
     assert_eq!(code, "NOT_FOUND");
 
+    // A short smoke load through the same stack: zero errors tolerated.
+    let load = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args([
+                "--url",
+                &format!("{BFF_EDGE}/graphql"),
+                "--customers",
+                "4",
+                "--duration",
+                "5",
+            ])
+            .args(["--products", "5", "--no-cart"])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("loadgen runs");
+    let report = String::from_utf8_lossy(&load.stdout);
+    assert!(
+        load.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert!(
+        report.contains("registerCustomer") && report.ends_with("0 errors\n"),
+        "{report}"
+    );
+    println!("{report}");
+
     // Graceful shutdown on SIGTERM.
     for p in [&mut bff, &mut user, &mut product] {
         assert!(

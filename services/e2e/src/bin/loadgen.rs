@@ -1,0 +1,415 @@
+//! Load generator: N concurrent customers run the shopping journey through the BFF for a
+//! set time; prints throughput and latency percentiles per operation. Any error fails
+//! the run (exit 1): the target is zero errors under load.
+//!
+//! `cargo run -p e2e --bin loadgen -- --customers 8 --duration 30`
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+struct Args {
+    url: String,
+    customers: usize,
+    duration: Duration,
+    products: usize,
+    cart: bool,
+    checkout: bool,
+}
+
+fn usage() -> &'static str {
+    "usage: loadgen [--url URL] [--customers N] [--duration SECS] [--products N] [--no-cart] [--checkout]\n\
+     defaults: --url http://127.0.0.1:50200/graphql --customers 8 --duration 30 --products 20"
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        url: "http://127.0.0.1:50200/graphql".into(),
+        customers: 8,
+        duration: Duration::from_secs(30),
+        products: 20,
+        cart: true,
+        checkout: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--url" => a.url = value("--url")?,
+            "--customers" => {
+                a.customers = value("--customers")?
+                    .parse()
+                    .map_err(|e| format!("--customers: {e}"))?
+            }
+            "--duration" => {
+                let secs: u64 = value("--duration")?
+                    .parse()
+                    .map_err(|e| format!("--duration: {e}"))?;
+                a.duration = Duration::from_secs(secs);
+            }
+            "--products" => {
+                a.products = value("--products")?
+                    .parse()
+                    .map_err(|e| format!("--products: {e}"))?
+            }
+            "--no-cart" => a.cart = false,
+            "--checkout" => a.checkout = true,
+            "--help" | "-h" => return Err(usage().into()),
+            other => return Err(format!("unknown argument {other}\n{}", usage())),
+        }
+    }
+    if a.customers == 0 {
+        return Err("--customers must be at least 1".into());
+    }
+    Ok(a)
+}
+
+#[derive(Default)]
+struct Stats {
+    latencies: BTreeMap<&'static str, Vec<Duration>>,
+    errors: BTreeMap<&'static str, (usize, String)>,
+    journeys: usize,
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Client {
+    /// Runs one operation, recording its latency or its error under `op`.
+    async fn call(
+        &self,
+        stats: &mut Stats,
+        op: &'static str,
+        query: &str,
+        variables: Value,
+    ) -> Option<Value> {
+        let started = Instant::now();
+        let result = self
+            .http
+            .post(&self.url)
+            .json(&json!({ "query": query, "variables": variables }))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        let outcome = match result {
+            Err(e) => Err(format!("request: {e}")),
+            Ok(r) => match r.json::<Value>().await {
+                Err(e) => Err(format!("response: {e}")),
+                Ok(v) if v.get("errors").is_some_and(|e| !e.is_null()) => {
+                    Err(v["errors"].to_string())
+                }
+                Ok(v) => Ok(v["data"].clone()),
+            },
+        };
+        match outcome {
+            Ok(data) => {
+                stats
+                    .latencies
+                    .entry(op)
+                    .or_default()
+                    .push(started.elapsed());
+                Some(data)
+            }
+            Err(msg) => {
+                let e = stats.errors.entry(op).or_insert((0, msg));
+                e.0 += 1;
+                None
+            }
+        }
+    }
+}
+
+const PRODUCTS: &str = "query($first: Int, $after: String) { viewProducts(first: $first, after: $after) { nodes { id price } pageInfo { endCursor hasNextPage } } }";
+
+async fn ensure_products(client: &Client, want: usize) -> Result<Vec<String>, String> {
+    let mut stats = Stats::default();
+    let mut ids = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let d = client
+            .call(
+                &mut stats,
+                "setup",
+                PRODUCTS,
+                json!({ "first": 100, "after": after }),
+            )
+            .await
+            .ok_or_else(|| format!("listing products: {:?}", stats.errors))?;
+        let page = &d["viewProducts"];
+        ids.extend(
+            page["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n["id"].as_str().map(String::from)),
+        );
+        if page["pageInfo"]["hasNextPage"].as_bool() != Some(true) {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    for i in ids.len()..want {
+        let d = client
+            .call(
+                &mut stats,
+                "setup",
+                "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }",
+                json!({ "input": { "name": format!("Load product {i:03}"), "price": 100 + (i as i64 * 37) % 900 } }),
+            )
+            .await
+            .ok_or_else(|| format!("creating products: {:?}", stats.errors))?;
+        if let Some(id) = d["createProduct"]["id"].as_str() {
+            ids.push(id.to_string());
+        }
+    }
+    Ok(ids)
+}
+
+/// A small deterministic generator per customer, so runs are repeatable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+}
+
+async fn journey(
+    client: &Client,
+    args: &Args,
+    products: &[String],
+    rng: &mut Rng,
+    stats: &mut Stats,
+) {
+    let email = format!("load-{}@example.com", uuid::Uuid::new_v4().simple());
+    let Some(d) = client
+        .call(
+            stats,
+            "registerCustomer",
+            "mutation($input: RegisterCustomerInput!) { registerCustomer(input: $input) { customerId } }",
+            json!({ "input": { "email": email, "name": "Load Tester" } }),
+        )
+        .await
+    else {
+        return;
+    };
+    let customer = d["registerCustomer"]["customerId"].clone();
+    client
+        .call(
+            stats,
+            "viewProfile",
+            "query($id: ID!) { viewProfile(customerId: $id) { id email version } }",
+            json!({ "id": customer }),
+        )
+        .await;
+    client
+        .call(stats, "viewProducts", PRODUCTS, json!({ "first": 10 }))
+        .await;
+
+    if args.cart && !products.is_empty() {
+        let cart = uuid::Uuid::new_v4().to_string();
+        let picks: Vec<&String> = (0..3)
+            .map(|_| &products[rng.next(products.len())])
+            .collect();
+        let mut added = Vec::new();
+        for p in picks {
+            if added.contains(&p) {
+                continue;
+            }
+            let ok = client
+                .call(
+                    stats,
+                    "addProduct",
+                    "mutation($input: AddProductInput!) { addProduct(input: $input) { cartId version } }",
+                    json!({ "input": { "cartId": cart, "productId": p, "quantity": 1 + rng.next(3) } }),
+                )
+                .await;
+            if ok.is_some() {
+                added.push(p);
+            }
+        }
+        if let Some(p) = added.first() {
+            client
+                .call(
+                    stats,
+                    "changeProductQuantity",
+                    "mutation($input: ChangeProductQuantityInput!) { changeProductQuantity(input: $input) { version } }",
+                    json!({ "input": { "cartId": cart, "productId": p, "quantity": 5 } }),
+                )
+                .await;
+        }
+        if added.len() > 1 {
+            client
+                .call(
+                    stats,
+                    "removeProduct",
+                    "mutation($input: RemoveProductInput!) { removeProduct(input: $input) { version } }",
+                    json!({ "input": { "cartId": cart, "productId": added[1] } }),
+                )
+                .await;
+        }
+        client
+            .call(
+                stats,
+                "viewCart",
+                "query($id: ID!) { viewCart(cartId: $id) { id version items { quantity product { name price } } } }",
+                json!({ "id": cart }),
+            )
+            .await;
+        if args.checkout {
+            client
+                .call(
+                    stats,
+                    "checkout",
+                    "mutation($input: CheckoutInput!) { checkout(input: $input) { id total } }",
+                    json!({ "input": { "cartId": cart, "customerId": customer } }),
+                )
+                .await;
+            client
+                .call(
+                    stats,
+                    "viewOrders",
+                    "query($id: ID!) { viewOrders(customerId: $id, first: 5) { nodes { id total } } }",
+                    json!({ "id": customer }),
+                )
+                .await;
+        } else {
+            client
+                .call(
+                    stats,
+                    "resetCart",
+                    "mutation($input: ResetCartInput!) { resetCart(input: $input) { version } }",
+                    json!({ "input": { "cartId": cart } }),
+                )
+                .await;
+        }
+    }
+    client
+        .call(
+            stats,
+            "deleteAccount",
+            "mutation($input: DeleteAccountInput!) { deleteAccount(input: $input) { version } }",
+            json!({ "input": { "customerId": customer } }),
+        )
+        .await;
+    stats.journeys += 1;
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = Arc::new(Client {
+        http: reqwest::Client::new(),
+        url: args.url.clone(),
+    });
+    let products = match ensure_products(&client, args.products).await {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("setup failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let total = Arc::new(Mutex::new(Stats::default()));
+    let started = Instant::now();
+    let deadline = started + args.duration;
+    let mut tasks = Vec::new();
+    for c in 0..args.customers {
+        let (client, args, products, total) = (
+            client.clone(),
+            args.clone(),
+            products.clone(),
+            total.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut stats = Stats::default();
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1));
+            while Instant::now() < deadline {
+                journey(&client, &args, &products, &mut rng, &mut stats).await;
+            }
+            let mut t = total.lock().await;
+            for (op, mut l) in stats.latencies {
+                t.latencies.entry(op).or_default().append(&mut l);
+            }
+            for (op, (n, msg)) in stats.errors {
+                let e = t.errors.entry(op).or_insert((0, msg));
+                e.0 += n;
+            }
+            t.journeys += stats.journeys;
+        }));
+    }
+    for t in tasks {
+        if let Err(e) = t.await {
+            eprintln!("a customer task failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let elapsed = started.elapsed();
+    let t = total.lock().await;
+    println!(
+        "{} customers, {:.1} s, {} journeys ({:.2}/s), target {}",
+        args.customers,
+        elapsed.as_secs_f64(),
+        t.journeys,
+        t.journeys as f64 / elapsed.as_secs_f64(),
+        args.url
+    );
+    println!(
+        "{:<22} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "operation", "count", "ops/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
+    );
+    let mut ops: Vec<&&str> = t.latencies.keys().chain(t.errors.keys()).collect();
+    ops.sort();
+    ops.dedup();
+    for op in ops {
+        let mut l = t.latencies.get(*op).cloned().unwrap_or_default();
+        l.sort();
+        let errors = t.errors.get(*op).map_or(0, |e| e.0);
+        println!(
+            "{:<22} {:>7} {:>8.1} {:>8} {:>8} {:>8} {:>8} {:>6}",
+            op,
+            l.len(),
+            l.len() as f64 / elapsed.as_secs_f64(),
+            ms(percentile(&l, 50.0)),
+            ms(percentile(&l, 90.0)),
+            ms(percentile(&l, 99.0)),
+            ms(l.last().copied().unwrap_or_default()),
+            errors
+        );
+    }
+    if t.errors.is_empty() {
+        println!("0 errors");
+        ExitCode::SUCCESS
+    } else {
+        for (op, (n, msg)) in &t.errors {
+            eprintln!("{op}: {n} errors, first: {msg}");
+        }
+        ExitCode::FAILURE
+    }
+}
