@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A position in the spec file, 1-based.
 #[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
@@ -97,9 +97,24 @@ pub struct Field {
     pub readonly: bool,
     pub constraints: Constraints,
     pub doc: Option<String>,
+    /// The value existing rows (and old events) get when the field is new: `default:`.
+    pub default: Option<DefaultValue>,
+    /// The field's previous name (`renamed_from:`): its proto number and column move
+    /// to the new name instead of being dropped and added.
+    pub renamed_from: Option<String>,
     /// Proto field number of this field inside its entity message.
     pub number: u32,
     pub span: Span,
+}
+
+/// A spec `default:`, already checked against the field's type and constraints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum DefaultValue {
+    Bool(bool),
+    Int(i64),
+    /// Strings, and the text forms of uuid and timestamp values.
+    Str(String),
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -134,6 +149,32 @@ impl FieldType {
             FieldType::Timestamp => "timestamp".into(),
             FieldType::Bool => "bool".into(),
             FieldType::Ref(e) => format!("ref {e}"),
+        }
+    }
+    /// The inverse of `spec_name`.
+    pub fn from_spec_name(s: &str) -> Option<FieldType> {
+        Some(match s {
+            "uuid" => FieldType::Uuid,
+            "string" => FieldType::String,
+            "text" => FieldType::Text,
+            "email" => FieldType::Email,
+            "int" => FieldType::Int,
+            "money" => FieldType::Money,
+            "timestamp" => FieldType::Timestamp,
+            "bool" => FieldType::Bool,
+            other => FieldType::Ref(other.strip_prefix("ref ")?.to_string()),
+        })
+    }
+    /// Types that share a JSON and Rust representation (an event payload keeps its
+    /// schema version across a change within one class).
+    pub fn class(&self) -> &'static str {
+        match self {
+            FieldType::Uuid | FieldType::Ref(_) => "uuid",
+            FieldType::String | FieldType::Text | FieldType::Email => "string",
+            FieldType::Int => "int",
+            FieldType::Money => "money",
+            FieldType::Timestamp => "timestamp",
+            FieldType::Bool => "bool",
         }
     }
     pub fn is_stringy(&self) -> bool {
@@ -349,9 +390,28 @@ pub struct Event {
     pub name: String,
     pub doc: Option<String>,
     pub fields: Vec<Field>,
-    /// Payload schema version (1 until the payload changes).
+    /// Payload schema version (1 until the payload changes; the spec lock counts).
     pub version: u32,
+    /// The payloads of the older versions, oldest first (from the spec lock).
+    pub history: Vec<EventSchema>,
     pub span: Span,
+}
+
+/// The payload of one schema version of an event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventSchema {
+    pub version: u32,
+    pub fields: Vec<EventSchemaField>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventSchemaField {
+    pub name: String,
+    pub ty: FieldType,
+    pub optional: bool,
+    /// The name this field had in the version before.
+    pub renamed_from: Option<String>,
+    pub default: Option<DefaultValue>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -412,6 +472,8 @@ pub struct MessageField {
     pub doc: Option<String>,
     /// What to validate on input: the spec type and constraints this field came from.
     pub check: Option<Check>,
+    /// The spec field's previous name: the lock gives this field that name's number.
+    pub renamed_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -575,6 +637,10 @@ pub struct Column {
     pub default: Option<String>,
     /// CHECK expressions on this column alone.
     pub checks: Vec<String>,
+    /// Becomes `COMMENT ON COLUMN`.
+    pub doc: Option<String>,
+    /// The column's previous name, when the spec renames its field.
+    pub renamed_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
@@ -591,6 +657,17 @@ pub enum SqlType {
 }
 
 impl SqlType {
+    pub const ALL: [SqlType; 9] = [
+        SqlType::Uuid,
+        SqlType::Text,
+        SqlType::Integer,
+        SqlType::BigInt,
+        SqlType::BigSerial,
+        SqlType::Boolean,
+        SqlType::TimestampTz,
+        SqlType::Jsonb,
+        SqlType::Bytea,
+    ];
     pub fn postgres(self) -> &'static str {
         match self {
             SqlType::Uuid => "uuid",

@@ -275,6 +275,8 @@ fn entity_tables(
             nullable: false,
             default: None,
             checks: Vec::new(),
+            doc: None,
+            renamed_from: None,
         });
         t.foreign_keys.push(ForeignKey {
             columns: vec![col.clone()],
@@ -315,6 +317,8 @@ fn entity_tables(
             nullable: false,
             default: Some("0".into()),
             checks: vec!["version >= 0".into()],
+            doc: None,
+            renamed_from: None,
         });
     }
     t.unique.extend(e.unique.iter().cloned());
@@ -408,8 +412,19 @@ pub fn column(f: &Field) -> Column {
         name: n.clone(),
         sql_type,
         nullable: f.optional,
-        default: None,
+        default: f.default.as_ref().map(sql_literal),
         checks,
+        doc: f.doc.clone(),
+        renamed_from: f.renamed_from.clone(),
+    }
+}
+
+/// A spec default as a SQL literal; PostgreSQL casts it to the column's type.
+pub fn sql_literal(d: &DefaultValue) -> String {
+    match d {
+        DefaultValue::Bool(b) => b.to_string(),
+        DefaultValue::Int(n) => n.to_string(),
+        DefaultValue::Str(s) => format!("'{}'", s.replace('\'', "''")),
     }
 }
 
@@ -420,6 +435,8 @@ fn events_table(svc: &Service) -> Table {
         nullable: false,
         default: default.map(str::to_string),
         checks: Vec::new(),
+        doc: None,
+        renamed_from: None,
     };
     let _ = svc;
     Table {
@@ -460,6 +477,8 @@ fn outbox_table() -> Table {
         nullable,
         default: default.map(str::to_string),
         checks: Vec::new(),
+        doc: None,
+        renamed_from: None,
     };
     Table {
         name: "outbox".into(),

@@ -1,12 +1,16 @@
 //! The generator: spec -> validate -> IR -> emitters.
 //!
 //! Pure: `load` turns spec text into the IR (or every error in it), `emit::all` turns
-//! the IR into file contents. Writing files is the caller's business (see xtask).
+//! the IR into file contents, and `generate` does both against the spec lock (pinned
+//! wire numbers, incremental migrations, the breaking-change report). Writing files is
+//! the caller's business (see xtask).
 
 pub mod diag;
 pub mod emit;
+mod evolution;
 pub mod ir;
 mod layout;
+pub mod lock;
 mod lower;
 pub mod names;
 mod positions;
@@ -17,6 +21,7 @@ use std::path::Path;
 
 pub use diag::{Diagnostic, SpecErrors};
 pub use emit::GeneratedFile;
+pub use evolution::{Change, GenerateError, Generation, Preserved, Report, generate, lock_path};
 
 use crate::diag::Diagnostics;
 use crate::ir::Span;

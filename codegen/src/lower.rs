@@ -177,6 +177,19 @@ impl Lowering<'_> {
                     fields.push(f.clone());
                 }
             }
+            for f in &own_fields[i] {
+                if let Some(old) = &f.renamed_from
+                    && fields.iter().any(|g| &g.name == old)
+                {
+                    self.d.error(
+                        f.span,
+                        format!(
+                            "`{}` is `renamed_from: {old}`, but `{name}` still has a field `{old}`: remove one of them",
+                            f.name
+                        ),
+                    );
+                }
+            }
             for (n, f) in fields.iter_mut().enumerate() {
                 f.number = n as u32 + 1;
             }
@@ -484,6 +497,26 @@ impl Lowering<'_> {
         if ty == FieldType::Email && c.max_len.is_none() {
             c.max_len = Some(254);
         }
+        let default = match &f.default {
+            Some(v) if ok => {
+                let d = self.default_value(&format!("{path}.default"), name, &ty, &c, v);
+                ok &= d.is_some();
+                d
+            }
+            _ => None,
+        };
+        if let Some(old) = &f.renamed_from
+            && (!names::is_snake(old) || old == name)
+        {
+            bad(
+                self,
+                "renamed_from",
+                format!(
+                    "`renamed_from` of `{name}` must be the field's previous snake_case name, not `{old}`"
+                ),
+            );
+            ok = false;
+        }
         ok.then(|| Field {
             name: name.to_string(),
             ty,
@@ -492,9 +525,89 @@ impl Lowering<'_> {
             readonly: f.readonly,
             constraints: c,
             doc: f.doc.clone(),
+            default,
+            renamed_from: f.renamed_from.clone(),
             number: 0,
             span,
         })
+    }
+
+    /// A `default:` that the field itself would accept.
+    fn default_value(
+        &mut self,
+        path: &str,
+        name: &str,
+        ty: &FieldType,
+        c: &Constraints,
+        v: &serde_yaml::Value,
+    ) -> Option<DefaultValue> {
+        use serde_yaml::Value;
+        let span = self.pos.value(path);
+        let expected = match ty {
+            FieldType::Uuid | FieldType::Ref(_) => {
+                "a UUID such as \"00000000-0000-0000-0000-000000000000\""
+            }
+            FieldType::String | FieldType::Text => "a string",
+            FieldType::Email => "an email address",
+            FieldType::Int | FieldType::Money => "an integer",
+            FieldType::Timestamp => "an RFC 3339 UTC time such as \"2024-01-01T00:00:00Z\"",
+            FieldType::Bool => "true or false",
+        };
+        let value = match (ty, v) {
+            (FieldType::Bool, Value::Bool(b)) => Some(DefaultValue::Bool(*b)),
+            (FieldType::Int | FieldType::Money, Value::Number(n)) => {
+                n.as_i64().map(DefaultValue::Int)
+            }
+            (FieldType::Uuid | FieldType::Ref(_), Value::String(s)) if is_uuid(s) => {
+                Some(DefaultValue::Str(s.to_ascii_lowercase()))
+            }
+            (FieldType::Timestamp, Value::String(s)) if is_utc_timestamp(s) => {
+                Some(DefaultValue::Str(s.clone()))
+            }
+            (FieldType::String | FieldType::Text, Value::String(s)) => {
+                Some(DefaultValue::Str(s.clone()))
+            }
+            (FieldType::Email, Value::String(s)) if is_email(s) => {
+                Some(DefaultValue::Str(s.clone()))
+            }
+            _ => None,
+        };
+        let Some(value) = value else {
+            self.d.error(
+                span,
+                format!(
+                    "`default` of {} field `{name}` must be {expected}",
+                    ty.spec_name()
+                ),
+            );
+            return None;
+        };
+        let problem = match &value {
+            DefaultValue::Int(n) => {
+                let n = *n;
+                if *ty == FieldType::Int && i32::try_from(n).is_err() {
+                    Some(format!("{n} is outside the 32-bit range"))
+                } else if c.min.is_some_and(|m| n < m) || c.max.is_some_and(|m| n > m) {
+                    Some(format!("{n} is outside `min`..`max`"))
+                } else {
+                    None
+                }
+            }
+            DefaultValue::Str(s) if ty.is_stringy() => {
+                let len = s.chars().count() as u32;
+                (c.min_len.is_some_and(|m| len < m) || c.max_len.is_some_and(|m| len > m))
+                    .then(|| format!("its length {len} is outside `min_len`..`max_len`"))
+            }
+            _ => None,
+        };
+        if let Some(p) = problem {
+            self.d.error(
+                span,
+                format!("`default` of `{name}` would fail the field's own constraints: {p}"),
+            );
+            return None;
+        }
+        Some(value)
     }
 
     fn lower_relation(&mut self, path: &str, name: &str, r: &spec::Relation) -> Option<Relation> {
@@ -989,6 +1102,7 @@ impl Lowering<'_> {
                     doc: None,
                     fields: efields,
                     version: 1,
+                    history: Vec::new(),
                     span: espan,
                 });
             }
@@ -1497,6 +1611,54 @@ impl Scope {
     fn names(&self) -> String {
         list(&self.order)
     }
+}
+
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z`: UTC, as every time in the system is.
+fn is_utc_timestamp(s: &str) -> bool {
+    let Some(rest) = s.strip_suffix('Z') else {
+        return false;
+    };
+    let (main, fraction) = rest.split_once('.').unwrap_or((rest, "0"));
+    let b = main.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let num = |r: std::ops::Range<usize>| main[r].parse::<u32>().unwrap_or(99);
+    b.len() == 19
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && (1..=12).contains(&num(5..7))
+        && (1..=31).contains(&num(8..10))
+        && num(11..13) < 24
+        && num(14..16) < 60
+        && num(17..19) < 60
+        && !fraction.is_empty()
+        && fraction.chars().all(|c| c.is_ascii_digit())
+}
+
+/// The rule the generated validation applies (shop_kit's `Violations::email`).
+fn is_email(s: &str) -> bool {
+    s.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && !domain.is_empty()
+            && !domain.contains('@')
+            && !s.chars().any(char::is_whitespace)
+    })
 }
 
 fn parse_cardinality(s: &str) -> Option<Cardinality> {

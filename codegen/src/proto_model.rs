@@ -46,6 +46,7 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
                 number: n,
                 doc: None,
                 check: None,
+                renamed_from: None,
             });
         }
         b.push(Message::new(name, e.doc.clone(), fields))?;
@@ -302,6 +303,7 @@ impl Builder {
                 ty: f.ty.clone(),
                 constraints: f.constraints.clone(),
             }),
+            renamed_from: f.renamed_from.clone(),
         }
     }
 
@@ -339,6 +341,7 @@ impl MessageField {
             number,
             doc: None,
             check: None,
+            renamed_from: None,
         }
     }
     fn doc(mut self, d: impl Into<String>) -> MessageField {

@@ -58,6 +58,9 @@ pub struct Field {
     pub min: Option<i64>,
     pub max: Option<i64>,
     pub doc: Option<String>,
+    /// Checked against the type in `lower`, which knows the type.
+    pub default: Option<serde_yaml::Value>,
+    pub renamed_from: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +81,8 @@ struct FieldMap {
     min: Option<i64>,
     max: Option<i64>,
     doc: Option<String>,
+    default: Option<serde_yaml::Value>,
+    renamed_from: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for Field {
@@ -112,6 +117,8 @@ impl<'de> Deserialize<'de> for Field {
             min: m.min,
             max: m.max,
             doc: m.doc,
+            default: m.default,
+            renamed_from: m.renamed_from,
         })
     }
 }

@@ -265,6 +265,58 @@ fn bad_constraints() {
 }
 
 #[test]
+fn bad_defaults_and_renames() {
+    let spec = VALID
+        .replace(
+            "{ type: string, min_len: 1, max_len: 50 }",
+            "{ type: string, min_len: 1, max_len: 50, default: \"\", renamed_from: Title }",
+        )
+        .replace(
+            "{ type: money, min: 0 }",
+            "{ type: money, min: 0, default: cheap }\n      stock: { type: int, min: 0, default: -1 }\n      seen: { type: timestamp, default: yesterday }",
+        );
+    let found = errors(&spec);
+    assert_error(
+        &found,
+        &spec,
+        7,
+        "\"\"",
+        &[
+            "`default` of `name` would fail the field's own constraints",
+            "outside `min_len`",
+        ],
+    );
+    assert_error(
+        &found,
+        &spec,
+        7,
+        "renamed_from",
+        &["`renamed_from` of `name` must be the field's previous snake_case name"],
+    );
+    assert_error(
+        &found,
+        &spec,
+        8,
+        "cheap",
+        &["`default` of money field `price` must be an integer"],
+    );
+    assert_error(
+        &found,
+        &spec,
+        9,
+        "-1",
+        &["`default` of `stock`", "outside `min`..`max`"],
+    );
+    assert_error(
+        &found,
+        &spec,
+        10,
+        "yesterday",
+        &["`default` of timestamp field `seen` must be an RFC 3339 UTC time"],
+    );
+}
+
+#[test]
 fn cardinality_the_pattern_cannot_serve() {
     let spec = r#"system: mini
 money: { currency: EUR, minor_units: 2 }

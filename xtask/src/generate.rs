@@ -1,5 +1,7 @@
 //! Writes what codegen produces: only files whose content changed, removing files it
-//! no longer produces; or, with `--check`, writes nothing and shows the difference.
+//! no longer produces, and the spec lock beside the spec; or, with `--check`, writes
+//! nothing and shows the difference. Migrations the lock records are history: they
+//! must still be there, byte for byte, and are never rewritten or removed.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -7,30 +9,106 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use codegen::GenerateError;
 
 /// Marks a folder as owned by the generator: stale files in it may be deleted.
 const MARKER: &str = ".generated";
 
-pub fn run(spec: &Path, out: &Path, check: bool) -> Result<bool> {
+pub fn run(spec: &Path, out: &Path, check: bool, accept_breaking: bool) -> Result<bool> {
     let started = Instant::now();
     let text = fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
     let display = spec
         .strip_prefix(crate::project_root())
         .unwrap_or(spec)
         .to_path_buf();
-    let system = match codegen::load(&display, &text) {
-        Ok(s) => s,
-        Err(errors) => {
+    let out_display = out.strip_prefix(crate::project_root()).unwrap_or(out);
+    let lock_file = codegen::lock_path(spec);
+    let lock_display = codegen::lock_path(&display);
+    let lock_text = match fs::read_to_string(&lock_file) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", lock_file.display())),
+    };
+    let generation = match codegen::generate(&display, &text, lock_text.as_deref(), accept_breaking)
+    {
+        Ok(g) => g,
+        Err(GenerateError::Spec(errors)) => {
             eprintln!("{errors}");
             return Ok(false);
         }
+        Err(GenerateError::Breaking(report)) => {
+            eprintln!("{report}");
+            eprintln!(
+                "{} breaking change(s) since {}: nothing was written. If they are intended, run `cargo xtask generate --accept-breaking`.",
+                report.breaking.len(),
+                lock_display.display()
+            );
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
     };
-    let files = codegen::emit::all(&system)?;
-    let wanted: BTreeSet<PathBuf> = files.iter().map(|f| PathBuf::from(&f.path)).collect();
+    let files = &generation.files;
+
+    // History first: a changed or missing applied migration stops everything.
+    let mut history_errors = Vec::new();
+    for p in &generation.preserved {
+        let shown = out.join(&p.path);
+        match fs::read_to_string(&shown) {
+            Ok(c) if codegen::lock::sha256(&c) == p.sha256 => {}
+            Ok(_) => history_errors.push(format!(
+                "{} was edited after it was generated ({} records another sha256): a migration that may have been applied is never changed. Restore it (`git checkout -- {}`) and change the spec instead; the next generation writes a new migration.",
+                shown.display(),
+                lock_display.display(),
+                shown.display()
+            )),
+            Err(_) => history_errors.push(format!(
+                "{} is missing, but {} records it as an applied migration: restore it from version control.",
+                shown.display(),
+                lock_display.display()
+            )),
+        }
+    }
+    if !history_errors.is_empty() {
+        for e in &history_errors {
+            eprintln!("error: {e}");
+        }
+        return Ok(false);
+    }
+
+    let wanted: BTreeSet<PathBuf> = files
+        .iter()
+        .map(|f| PathBuf::from(&f.path))
+        .chain(generation.preserved.iter().map(|p| PathBuf::from(&p.path)))
+        .collect();
     let existing = existing_files(out)?;
 
+    // Without a lock, existing migrations cannot be told from history: refuse to touch them.
+    if lock_text.is_none() && !check {
+        let at_risk: Vec<String> = existing
+            .iter()
+            .filter(|rel| rel.starts_with("sql"))
+            .filter(|rel| {
+                files
+                    .iter()
+                    .find(|f| Path::new(&f.path) == rel.as_path())
+                    .is_none_or(|f| {
+                        fs::read_to_string(out.join(rel)).ok().as_deref() != Some(&f.contents)
+                    })
+            })
+            .map(|rel| rel.display().to_string())
+            .collect();
+        if !at_risk.is_empty() {
+            eprintln!(
+                "error: {} is missing, but these migrations would be rewritten or removed: {}. Restore the lock from version control (it records which migrations are applied history).",
+                lock_display.display(),
+                at_risk.join(", ")
+            );
+            return Ok(false);
+        }
+    }
+
     let mut report = Report::default();
-    for f in &files {
+    for f in files {
         let path = out.join(&f.path);
         let old = fs::read_to_string(&path).ok();
         match old {
@@ -55,6 +133,7 @@ pub fn run(spec: &Path, out: &Path, check: bool) -> Result<bool> {
             }
         }
     }
+    report.unchanged += generation.preserved.len();
     for rel in existing.difference(&wanted) {
         if rel.as_os_str() == MARKER {
             continue;
@@ -70,6 +149,24 @@ pub fn run(spec: &Path, out: &Path, check: bool) -> Result<bool> {
         }
         report.removed.push(rel.display().to_string());
     }
+    let lock_name = lock_display.display().to_string();
+    if lock_text.as_deref() != Some(generation.lock_text.as_str()) {
+        if check {
+            report.stale.push(diff(
+                &lock_name,
+                lock_text.as_deref().unwrap_or(""),
+                &generation.lock_text,
+            ));
+        } else {
+            fs::write(&lock_file, &generation.lock_text)
+                .with_context(|| format!("writing {}", lock_file.display()))?;
+        }
+        if lock_text.is_some() {
+            report.updated.push(lock_name);
+        } else {
+            report.created.push(lock_name);
+        }
+    }
     if !check {
         fs::create_dir_all(out)?;
         let marker = out.join(MARKER);
@@ -78,11 +175,16 @@ pub fn run(spec: &Path, out: &Path, check: bool) -> Result<bool> {
             fs::write(marker, note)?;
         }
     }
+    if !generation.report.is_empty() {
+        println!("{}", generation.report);
+    }
     let elapsed = started.elapsed();
     if check {
         if report.stale.is_empty() {
             println!(
-                "generated/ is up to date ({} files, {elapsed:.2?})",
+                "{}/ and {} are up to date ({} files, {elapsed:.2?})",
+                out_display.display(),
+                lock_display.display(),
                 report.unchanged
             );
             return Ok(true);
@@ -91,8 +193,9 @@ pub fn run(spec: &Path, out: &Path, check: bool) -> Result<bool> {
             eprintln!("{d}");
         }
         eprintln!(
-            "{} is stale: {} to create, {} to update, {} to remove. Run `cargo xtask generate` and commit.",
-            out.display(),
+            "{}/ or {} is stale: {} to create, {} to update, {} to remove. Run `cargo xtask generate` and commit.",
+            out_display.display(),
+            lock_display.display(),
             report.created.len(),
             report.updated.len(),
             report.removed.len()

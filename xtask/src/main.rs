@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Generate every artifact from the spec into generated/.
+    /// Generate every artifact from the spec into generated/, and the spec lock beside the spec.
     Generate {
         /// Write nothing; fail with a diff if generated/ is stale.
         #[arg(long)]
@@ -31,6 +31,9 @@ enum Cmd {
         /// The folder to write into.
         #[arg(long, default_value = "generated")]
         out: PathBuf,
+        /// Go ahead despite breaking changes (the report lists them; they are written).
+        #[arg(long)]
+        accept_breaking: bool,
     },
     /// Real infrastructure on this machine: PostgreSQL, Kafka, FerretDB, Envoy.
     Infra {
@@ -50,9 +53,14 @@ pub fn project_root() -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<bool> = match cli.command {
-        Cmd::Generate { check, spec, out } => {
+        Cmd::Generate {
+            check,
+            spec,
+            out,
+            accept_breaking,
+        } => {
             let root = project_root();
-            generate::run(&root.join(spec), &root.join(out), check)
+            generate::run(&root.join(spec), &root.join(out), check, accept_breaking)
         }
         Cmd::Infra { args } => infra(&args),
     };

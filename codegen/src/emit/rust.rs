@@ -451,6 +451,210 @@ fn service_traits(svc: &Service) -> TokenStream {
 
 // ------------------------------------------------------------------ event sourcing
 
+/// One field of an event payload version, as the upcaster sees it.
+struct PayloadField<'a> {
+    name: &'a str,
+    class: &'static str,
+    optional: bool,
+    renamed_from: Option<&'a str>,
+    default: Option<&'a DefaultValue>,
+}
+
+fn payload(fields: &[EventSchemaField]) -> Vec<PayloadField<'_>> {
+    fields
+        .iter()
+        .map(|f| PayloadField {
+            name: &f.name,
+            class: f.ty.class(),
+            optional: f.optional,
+            renamed_from: f.renamed_from.as_deref(),
+            default: f.default.as_ref(),
+        })
+        .collect()
+}
+
+fn json_value(d: &DefaultValue) -> TokenStream {
+    match d {
+        DefaultValue::Bool(b) => quote!(serde_json::Value::Bool(#b)),
+        DefaultValue::Int(n) => quote!(serde_json::Value::from(#n)),
+        DefaultValue::Str(s) => quote!(serde_json::Value::String(#s.to_string())),
+    }
+}
+
+/// The upcaster trait (one method per older payload version, each with a default) and
+/// `decode_stored`, which reads any stored version of any event.
+fn upcasting(svc: &Service) -> TokenStream {
+    let agg = &svc.entity;
+    let event_enum = format_ident!("{}Event", agg);
+    let upcaster = format_ident!("{}Upcaster", agg);
+    let default_upcaster = format_ident!("Default{}Upcaster", agg);
+    let mut methods = Vec::new();
+    let mut arms = Vec::new();
+    for e in &svc.events {
+        let ident = format_ident!("{}", e.name);
+        let type_name = &e.name;
+        let mut steps = Vec::new();
+        for (i, old) in e.history.iter().enumerate() {
+            let from = payload(&old.fields);
+            let to = match e.history.get(i + 1) {
+                Some(next) => payload(&next.fields),
+                None => e
+                    .fields
+                    .iter()
+                    .map(|f| PayloadField {
+                        name: &f.name,
+                        class: f.ty.class(),
+                        optional: f.optional,
+                        renamed_from: f.renamed_from.as_deref(),
+                        default: f.default.as_ref(),
+                    })
+                    .collect(),
+            };
+            let next_version = old.version + 1;
+            let method = format_ident!("{}_v{}", e.name.to_snake_case(), old.version);
+            let mut ops = Vec::new();
+            let mut said = Vec::new();
+            let mut consumed = Vec::new();
+            for t in &to {
+                let name = t.name;
+                if let Some(s) = from.iter().find(|s| s.name == name) {
+                    if s.class != t.class {
+                        said.push(format!("`{name}` changes type: override this if stored values do not read as the new type"));
+                    }
+                    continue;
+                }
+                if let Some(old_name) = t.renamed_from.filter(|o| from.iter().any(|s| s.name == *o))
+                {
+                    consumed.push(old_name);
+                    ops.push(quote! {
+                        if let Some(value) = data.remove(#old_name) {
+                            data.insert(#name.to_string(), value);
+                        }
+                    });
+                    said.push(format!("renames `{old_name}` to `{name}`"));
+                } else if let Some(d) = t.default {
+                    let v = json_value(d);
+                    ops.push(quote!(data.entry(#name).or_insert(#v);));
+                    said.push(format!("adds `{name}` with its default"));
+                } else if t.optional {
+                    ops.push(quote!(data.entry(#name).or_insert(serde_json::Value::Null);));
+                    said.push(format!("adds `{name}` as null"));
+                } else {
+                    said.push(format!("`{name}` is new and required with no default: override this to give it a value"));
+                }
+            }
+            for s in from
+                .iter()
+                .filter(|s| !to.iter().any(|t| t.name == s.name) && !consumed.contains(&s.name))
+            {
+                let name = s.name;
+                ops.push(quote!(data.remove(#name);));
+                said.push(format!("drops `{name}`"));
+            }
+            let doc = format!(
+                " `{}` schema version {} to {next_version}: {}. Override when the default is not enough.",
+                e.name,
+                old.version,
+                if said.is_empty() {
+                    "nothing to do".to_string()
+                } else {
+                    said.join("; ")
+                }
+            );
+            let body = if ops.is_empty() {
+                quote!(Ok(data))
+            } else {
+                quote! {
+                    let mut data = data;
+                    #(#ops)*
+                    Ok(data)
+                }
+            };
+            methods.push(quote! {
+                #[doc = #doc]
+                fn #method(&self, data: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Map<String, serde_json::Value>, ServiceError> {
+                    #body
+                }
+            });
+            let version = old.version;
+            steps.push(quote! {
+                if schema_version <= #version {
+                    data = upcaster.#method(data)?;
+                }
+            });
+        }
+        let known = if e.history.is_empty() {
+            quote!(schema_version != #ident::SCHEMA_VERSION)
+        } else {
+            quote!(schema_version == 0 || schema_version > #ident::SCHEMA_VERSION)
+        };
+        arms.push(quote! {
+            #type_name => {
+                if #known {
+                    return Err(ServiceError::Internal(format!(
+                        "stored event `{}` has schema version {}, which this build does not know (current: {})",
+                        #type_name, schema_version, #ident::SCHEMA_VERSION
+                    )));
+                }
+                #(#steps)*
+                let event: #ident = serde_json::from_value(serde_json::Value::Object(data)).map_err(|e| {
+                    ServiceError::Internal(format!(
+                        "stored event `{}` of schema version {} does not decode: {}",
+                        #type_name, schema_version, e
+                    ))
+                })?;
+                Ok(#event_enum::#ident(event))
+            }
+        });
+    }
+    let upcasts = svc.events.iter().any(|e| !e.history.is_empty());
+    let (data_binding, upcaster_param) = if upcasts {
+        (quote!(let mut data), quote!(upcaster))
+    } else {
+        (quote!(let data), quote!(_upcaster))
+    };
+    let trait_doc = format!(
+        " Turns stored `{agg}` events of older payload schema versions into the next version, one step per method. Every method has a default (drops removed fields, renames renamed ones, adds new ones with their default or as null); implement this trait and override a method when that is not enough."
+    );
+    let default_doc = format!(" The [`{upcaster}`] with every default.");
+    quote! {
+        #[doc = #trait_doc]
+        pub trait #upcaster: Send + Sync {
+            #(#methods)*
+        }
+
+        #[doc = #default_doc]
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct #default_upcaster;
+
+        impl #upcaster for #default_upcaster {}
+
+        impl #event_enum {
+            /// Decodes a stored event from its type name, payload schema version and JSON
+            /// (this enum's serde form, or its `data` alone); older versions go through
+            /// the default upcaster.
+            pub fn decode_stored(event_type: &str, schema_version: u32, json: &serde_json::Value) -> Result<Self, ServiceError> {
+                Self::decode_stored_with(&#default_upcaster, event_type, schema_version, json)
+            }
+
+            /// [`Self::decode_stored`] with a hand-written upcaster for older versions.
+            pub fn decode_stored_with<U: #upcaster + ?Sized>(#upcaster_param: &U, event_type: &str, schema_version: u32, json: &serde_json::Value) -> Result<Self, ServiceError> {
+                let payload = match (json.get("type"), json.get("data")) {
+                    (Some(_), Some(data)) => data,
+                    _ => json,
+                };
+                #data_binding = payload.as_object().cloned().ok_or_else(|| {
+                    ServiceError::Internal(format!("stored event `{}`: the payload is not a JSON object", event_type))
+                })?;
+                match event_type {
+                    #(#arms)*
+                    other => Err(ServiceError::Internal(format!("stored event of unknown type `{}`", other))),
+                }
+            }
+        }
+    }
+}
+
 fn domain_type(f: &Field) -> TokenStream {
     let base = match f.ty {
         FieldType::Uuid | FieldType::Ref(_) => quote!(uuid::Uuid),
@@ -585,6 +789,8 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
             .push(quote!(#event_enum::#ident(e) => pb::#payload_mod::Payload::#ident(e.to_pb())));
         from_pb_arms.push(quote!(pb::#payload_mod::Payload::#ident(p) => #event_enum::#ident(#ident::from_pb(p)?)));
     }
+
+    let upcasting = upcasting(svc);
 
     // Commands.
     let mut command_structs = Vec::new();
@@ -757,6 +963,8 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
                 Ok((meta, Self::from_payload(payload)?))
             }
         }
+
+        #upcasting
 
         /// Where an event sits in its stream and what caused it.
         #[derive(Debug, Clone, PartialEq)]

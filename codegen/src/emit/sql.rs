@@ -1,7 +1,8 @@
 //! PostgreSQL migrations: `sql/<database>/0001_init.sql` for every relational database.
 //!
-//! Files are named `NNNN_name.sql` (what `sqlx migrate` reads), so that an incremental
-//! `0002_...` can follow once the spec changes. There is no BEGIN/COMMIT: sqlx runs
+//! Files are named `NNNN_name.sql` (what `sqlx migrate` reads). Once the spec changes,
+//! `migration` writes the incremental `0002_...` from the schema the earlier migrations
+//! produce (the spec lock keeps it) to the new one. There is no BEGIN/COMMIT: sqlx runs
 //! each migration in a transaction of its own.
 //!
 //! Names follow PostgreSQL's own conventions, so errors read the same as for hand-made
@@ -14,7 +15,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::emit::{EmitError, GeneratedFile, header, render};
-use crate::ir::{Database, DatabaseKind, IndexColumn, System, Table};
+use crate::ir::{Column, Database, DatabaseKind, IndexColumn, System, Table};
 use crate::names;
 
 const TEMPLATE: &str = include_str!("../../../templates/sql/init.sql.tera");
@@ -27,7 +28,7 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         .databases
         .iter()
         .map(|db| {
-            let view = DatabaseView::new(system, db)?;
+            let view = DatabaseView::new(db)?;
             let ctx = tera::Context::from_serialize(&view)
                 .map_err(|e| EmitError::Other(format!("sql context for `{}`: {e}", db.name)))?;
             let contents = render("sql/init.sql.tera", TEMPLATE, &ctx)?;
@@ -60,13 +61,13 @@ struct TableView {
 }
 
 impl DatabaseView {
-    fn new(system: &System, db: &Database) -> Result<DatabaseView, EmitError> {
+    fn new(db: &Database) -> Result<DatabaseView, EmitError> {
         // Index and constraint names share one namespace per schema.
         let mut used = BTreeSet::new();
         let tables = db
             .tables
             .iter()
-            .map(|t| table(system, t, &mut used))
+            .map(|t| table(t, &mut used))
             .collect::<Result<_, _>>()?;
         let about = match db.kind {
             DatabaseKind::Crud => "the CRUD tables",
@@ -82,7 +83,89 @@ impl DatabaseView {
     }
 }
 
-fn table(system: &System, t: &Table, used: &mut BTreeSet<String>) -> Result<TableView, EmitError> {
+/// A constraint or index of a table, named the way PostgreSQL would name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SqlObject {
+    /// Unquoted, already shortened to PostgreSQL's limit.
+    name: String,
+    index: bool,
+    /// What follows the name: `PRIMARY KEY (id)`, `CHECK (...)`, or for an index
+    /// `ON table (columns)`.
+    def: String,
+}
+
+/// Every constraint, then every index of `t`, in the order `CREATE TABLE` lists them.
+fn objects(t: &Table) -> Vec<SqlObject> {
+    let constraint = |name: String, def: String| SqlObject {
+        name: short_name(&name),
+        index: false,
+        def,
+    };
+    let mut out = Vec::new();
+    if !t.primary_key.is_empty() {
+        out.push(constraint(
+            format!("{}_pkey", t.name),
+            format!("PRIMARY KEY ({})", list(&t.primary_key)),
+        ));
+    }
+    for u in &t.unique {
+        out.push(constraint(
+            format!("{}_{}_key", t.name, u.join("_")),
+            format!("UNIQUE ({})", list(u)),
+        ));
+    }
+    for c in t.columns.iter().filter(|c| !c.checks.is_empty()) {
+        out.push(constraint(
+            format!("{}_{}_check", t.name, c.name),
+            format!("CHECK ({})", conjunction(&c.checks)),
+        ));
+    }
+    for (i, check) in t.checks.iter().enumerate() {
+        // PostgreSQL's own names for unnamed table checks: `t_check`, `t_check1`, ...
+        let suffix = if i == 0 { String::new() } else { i.to_string() };
+        out.push(constraint(
+            format!("{}_check{suffix}", t.name),
+            format!("CHECK ({check})"),
+        ));
+    }
+    for fk in &t.foreign_keys {
+        let mut def = format!(
+            "FOREIGN KEY ({}) REFERENCES {} ({})",
+            list(&fk.columns),
+            ident(&fk.table),
+            list(&fk.references)
+        );
+        if fk.on_delete_cascade {
+            def.push_str(" ON DELETE CASCADE");
+        }
+        out.push(constraint(
+            format!("{}_{}_fkey", t.name, fk.columns.join("_")),
+            def,
+        ));
+    }
+    for ix in &t.indexes {
+        let cols: Vec<&str> = ix.iter().map(|c| c.field.as_str()).collect();
+        out.push(SqlObject {
+            name: short_name(&format!("{}_{}_idx", t.name, cols.join("_"))),
+            index: true,
+            def: format!("ON {} ({})", ident(&t.name), index_columns(ix)),
+        });
+    }
+    out
+}
+
+fn column_definition(c: &Column, width: usize) -> String {
+    let mut l = format!("{:width$} {}", ident(&c.name), c.sql_type.postgres());
+    if !c.nullable {
+        l.push_str(" NOT NULL");
+    }
+    if let Some(d) = &c.default {
+        l.push_str(&format!(" DEFAULT {d}"));
+    }
+    l
+}
+
+fn table(t: &Table, used: &mut BTreeSet<String>) -> Result<TableView, EmitError> {
     let tn = ident(&t.name);
     let width = t
         .columns
@@ -90,81 +173,36 @@ fn table(system: &System, t: &Table, used: &mut BTreeSet<String>) -> Result<Tabl
         .map(|c| ident(&c.name).len())
         .max()
         .unwrap_or(0);
-    let mut lines = Vec::new();
-    for c in &t.columns {
-        let mut l = format!("{:width$} {}", ident(&c.name), c.sql_type.postgres());
-        if !c.nullable {
-            l.push_str(" NOT NULL");
-        }
-        if let Some(d) = &c.default {
-            l.push_str(&format!(" DEFAULT {d}"));
-        }
-        lines.push(l);
-    }
-    if !t.primary_key.is_empty() {
-        let name = unique_name(used, &format!("{}_pkey", t.name))?;
-        lines.push(format!(
-            "CONSTRAINT {name} PRIMARY KEY ({})",
-            list(&t.primary_key)
-        ));
-    }
-    for u in &t.unique {
-        let name = unique_name(used, &format!("{}_{}_key", t.name, u.join("_")))?;
-        lines.push(format!("CONSTRAINT {name} UNIQUE ({})", list(u)));
-    }
-    for c in t.columns.iter().filter(|c| !c.checks.is_empty()) {
-        let name = unique_name(used, &format!("{}_{}_check", t.name, c.name))?;
-        lines.push(format!(
-            "CONSTRAINT {name} CHECK ({})",
-            conjunction(&c.checks)
-        ));
-    }
-    for (i, check) in t.checks.iter().enumerate() {
-        // PostgreSQL's own names for unnamed table checks: `t_check`, `t_check1`, ...
-        let suffix = if i == 0 { String::new() } else { i.to_string() };
-        let name = unique_name(used, &format!("{}_check{suffix}", t.name))?;
-        lines.push(format!("CONSTRAINT {name} CHECK ({check})"));
-    }
-    for fk in &t.foreign_keys {
-        let name = unique_name(used, &format!("{}_{}_fkey", t.name, fk.columns.join("_")))?;
-        let mut l = format!(
-            "CONSTRAINT {name} FOREIGN KEY ({}) REFERENCES {} ({})",
-            list(&fk.columns),
-            ident(&fk.table),
-            list(&fk.references)
-        );
-        if fk.on_delete_cascade {
-            l.push_str(" ON DELETE CASCADE");
-        }
-        lines.push(l);
-    }
+    let mut lines: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| column_definition(c, width))
+        .collect();
     let mut indexes = Vec::new();
-    for ix in &t.indexes {
-        let cols: Vec<&str> = ix.iter().map(|c| c.field.as_str()).collect();
-        let name = unique_name(used, &format!("{}_{}_idx", t.name, cols.join("_")))?;
-        indexes.push(format!(
-            "CREATE INDEX {name} ON {tn} ({});",
-            index_columns(ix)
-        ));
+    for o in objects(t) {
+        if !used.insert(o.name.clone()) {
+            return Err(EmitError::Other(format!(
+                "two SQL constraints or indexes would be called `{}`: the spec declares the same one twice",
+                o.name
+            )));
+        }
+        if o.index {
+            indexes.push(format!("CREATE INDEX {} {};", ident(&o.name), o.def));
+        } else {
+            lines.push(format!("CONSTRAINT {} {}", ident(&o.name), o.def));
+        }
     }
     let mut comments = Vec::new();
     if let Some(doc) = &t.doc {
         comments.push(format!("COMMENT ON TABLE {tn} IS {};", literal(doc)));
     }
-    // Columns carry no doc in the IR: take it from the field of the entity stored here.
-    let entity = system
-        .entities
-        .iter()
-        .find(|e| !e.is_abstract && names::plural(&names::snake(&e.name)) == t.name);
-    if let Some(e) = entity {
-        for c in &t.columns {
-            if let Some(doc) = e.field(&c.name).and_then(|f| f.doc.as_ref()) {
-                comments.push(format!(
-                    "COMMENT ON COLUMN {tn}.{} IS {};",
-                    ident(&c.name),
-                    literal(doc)
-                ));
-            }
+    for c in &t.columns {
+        if let Some(doc) = &c.doc {
+            comments.push(format!(
+                "COMMENT ON COLUMN {tn}.{} IS {};",
+                ident(&c.name),
+                literal(doc)
+            ));
         }
     }
     Ok(TableView {
@@ -173,6 +211,432 @@ fn table(system: &System, t: &Table, used: &mut BTreeSet<String>) -> Result<Tabl
         indexes,
         comments,
     })
+}
+
+// ---------------------------------------------------------------------- migrations
+
+const MIGRATION_TEMPLATE: &str = include_str!("../../../templates/sql/migration.sql.tera");
+
+/// A new column that existing rows could not fill: the spec must give a default (or
+/// make the field optional).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingDefault {
+    pub table: String,
+    pub column: String,
+    /// The column exists and was nullable; otherwise it is new.
+    pub became_required: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("existing rows would have no value for new NOT NULL columns")]
+    MissingDefaults(Vec<MissingDefault>),
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+}
+
+/// One incremental migration from the schema the earlier ones produce to `db`'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    /// `0002_products_add_colour.sql`.
+    pub file: String,
+    pub contents: String,
+    /// One line per change, e.g. `add column products.colour`.
+    pub changes: Vec<String>,
+    /// What it drops along with the data: `(table, Some(column))`, or `(table, None)`
+    /// for a whole table.
+    pub drops: Vec<(String, Option<String>)>,
+}
+
+#[derive(Serialize)]
+struct MigrationView {
+    header: String,
+    database: String,
+    number: String,
+    changes: Vec<String>,
+    before: Vec<String>,
+    tables: Vec<TableView>,
+    after: Vec<String>,
+}
+
+/// What changed, for the file name: `products_add_colour`, `create_wishlists`.
+struct Step {
+    table: String,
+    verb: &'static str,
+    object: String,
+}
+
+/// The migration that takes a database from `old` (what the existing migrations
+/// produce) to `db.tables`; `None` when they already agree.
+pub fn migration(
+    db: &Database,
+    old: &[Table],
+    number: u32,
+) -> Result<Option<Migration>, MigrationError> {
+    let mut renames = Vec::new();
+    let mut drop_objects = Vec::new();
+    let mut drop_columns = Vec::new();
+    let mut drop_tables = Vec::new();
+    let mut add_columns = Vec::new();
+    let mut alter_columns = Vec::new();
+    let mut creates = Vec::new();
+    let mut add_objects = Vec::new();
+    let mut comments = Vec::new();
+    let mut changes = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
+    let mut drops = Vec::new();
+    let mut missing = Vec::new();
+    let step = |steps: &mut Vec<Step>, table: &str, verb: &'static str, object: &str| {
+        steps.push(Step {
+            table: table.to_string(),
+            verb,
+            object: object.to_string(),
+        })
+    };
+
+    for new in &db.tables {
+        let Some(before) = old.iter().find(|t| t.name == new.name) else {
+            continue;
+        };
+        let tn = ident(&new.name);
+        let map: Vec<(String, String)> = new
+            .columns
+            .iter()
+            .filter_map(|c| {
+                let from = c.renamed_from.as_ref()?;
+                let has = |n: &str| before.columns.iter().any(|b| b.name == n);
+                (has(from) && !has(&c.name)).then(|| (from.clone(), c.name.clone()))
+            })
+            .collect();
+        for (from, to) in &map {
+            renames.push(format!(
+                "ALTER TABLE {tn} RENAME COLUMN {} TO {};",
+                ident(from),
+                ident(to)
+            ));
+            changes.push((0, format!("rename column {}.{from} to {to}", new.name)));
+            step(&mut steps, &new.name, "rename", &format!("{from}_to_{to}"));
+        }
+        let renamed = rename_columns(before, &map);
+        // Names derived from a renamed column follow it, as a fresh schema names them.
+        for (a, b) in objects(before).iter().zip(objects(&renamed)) {
+            if a.name != b.name {
+                renames.push(if a.index {
+                    format!(
+                        "ALTER INDEX {} RENAME TO {};",
+                        ident(&a.name),
+                        ident(&b.name)
+                    )
+                } else {
+                    format!(
+                        "ALTER TABLE {tn} RENAME CONSTRAINT {} TO {};",
+                        ident(&a.name),
+                        ident(&b.name)
+                    )
+                });
+            }
+        }
+        let (was, now) = (objects(&renamed), objects(new));
+        for o in was.iter().filter(|o| !now.contains(o)) {
+            drop_objects.push(if o.index {
+                format!("DROP INDEX {};", ident(&o.name))
+            } else {
+                format!("ALTER TABLE {tn} DROP CONSTRAINT {};", ident(&o.name))
+            });
+            changes.push((1, format!("drop {} {}", kind(o), o.name)));
+            step(
+                &mut steps,
+                &new.name,
+                if o.index { "drop_index" } else { "constraints" },
+                "",
+            );
+        }
+        for o in now.iter().filter(|o| !was.contains(o)) {
+            add_objects.push(if o.index {
+                format!("CREATE INDEX {} {};", ident(&o.name), o.def)
+            } else {
+                format!(
+                    "ALTER TABLE {tn} ADD CONSTRAINT {} {};",
+                    ident(&o.name),
+                    o.def
+                )
+            });
+            changes.push((7, format!("add {} {}", kind(o), o.name)));
+            step(
+                &mut steps,
+                &new.name,
+                if o.index { "add_index" } else { "constraints" },
+                "",
+            );
+        }
+        for c in renamed
+            .columns
+            .iter()
+            .filter(|c| !new.columns.iter().any(|n| n.name == c.name))
+        {
+            drop_columns.push(format!("ALTER TABLE {tn} DROP COLUMN {};", ident(&c.name)));
+            changes.push((3, format!("drop column {}.{}", new.name, c.name)));
+            step(&mut steps, &new.name, "drop", &c.name);
+            drops.push((new.name.clone(), Some(c.name.clone())));
+        }
+        for c in &new.columns {
+            let cn = ident(&c.name);
+            let Some(was) = renamed.columns.iter().find(|b| b.name == c.name) else {
+                if !c.nullable && c.default.is_none() {
+                    missing.push(MissingDefault {
+                        table: new.name.clone(),
+                        column: c.name.clone(),
+                        became_required: false,
+                    });
+                }
+                add_columns.push(format!(
+                    "ALTER TABLE {tn} ADD COLUMN {};",
+                    column_definition(c, 0)
+                ));
+                if let Some(doc) = &c.doc {
+                    comments.push(format!("COMMENT ON COLUMN {tn}.{cn} IS {};", literal(doc)));
+                }
+                changes.push((4, format!("add column {}.{}", new.name, c.name)));
+                step(&mut steps, &new.name, "add", &c.name);
+                continue;
+            };
+            let mut altered = false;
+            let retyped = was.sql_type != c.sql_type;
+            if retyped {
+                if was.default.is_some() {
+                    alter_columns.push(format!("ALTER TABLE {tn} ALTER COLUMN {cn} DROP DEFAULT;"));
+                }
+                let ty = c.sql_type.postgres();
+                alter_columns.push(format!(
+                    "ALTER TABLE {tn} ALTER COLUMN {cn} TYPE {ty} USING {cn}::{ty};"
+                ));
+                altered = true;
+            }
+            let had_default = if retyped { None } else { was.default.as_ref() };
+            if had_default != c.default.as_ref() {
+                alter_columns.push(match &c.default {
+                    Some(d) => format!("ALTER TABLE {tn} ALTER COLUMN {cn} SET DEFAULT {d};"),
+                    None => format!("ALTER TABLE {tn} ALTER COLUMN {cn} DROP DEFAULT;"),
+                });
+                altered = true;
+            }
+            if was.nullable && !c.nullable {
+                match &c.default {
+                    Some(d) => alter_columns
+                        .push(format!("UPDATE {tn} SET {cn} = {d} WHERE {cn} IS NULL;")),
+                    None => missing.push(MissingDefault {
+                        table: new.name.clone(),
+                        column: c.name.clone(),
+                        became_required: true,
+                    }),
+                }
+                alter_columns.push(format!("ALTER TABLE {tn} ALTER COLUMN {cn} SET NOT NULL;"));
+                altered = true;
+            } else if !was.nullable && c.nullable {
+                alter_columns.push(format!("ALTER TABLE {tn} ALTER COLUMN {cn} DROP NOT NULL;"));
+                altered = true;
+            }
+            if altered {
+                changes.push((5, format!("change column {}.{}", new.name, c.name)));
+                step(&mut steps, &new.name, "alter", &c.name);
+            }
+            if trimmed(&was.doc) != trimmed(&c.doc) {
+                comments.push(format!(
+                    "COMMENT ON COLUMN {tn}.{cn} IS {};",
+                    c.doc.as_deref().map_or("NULL".to_string(), literal)
+                ));
+                changes.push((8, format!("comment on column {}.{}", new.name, c.name)));
+                step(&mut steps, &new.name, "comments", "");
+            }
+        }
+        if trimmed(&before.doc) != trimmed(&new.doc) {
+            comments.push(format!(
+                "COMMENT ON TABLE {tn} IS {};",
+                new.doc.as_deref().map_or("NULL".to_string(), literal)
+            ));
+            changes.push((8, format!("comment on table {}", new.name)));
+            step(&mut steps, &new.name, "comments", "");
+        }
+    }
+    // Children were created after their parents: drop them first.
+    for t in old
+        .iter()
+        .rev()
+        .filter(|t| !db.tables.iter().any(|n| n.name == t.name))
+    {
+        drop_tables.push(format!("DROP TABLE {};", ident(&t.name)));
+        changes.push((2, format!("drop table {}", t.name)));
+        step(&mut steps, &t.name, "drop_table", "");
+        drops.push((t.name.clone(), None));
+    }
+    let mut used = BTreeSet::new();
+    for t in db
+        .tables
+        .iter()
+        .filter(|t| !old.iter().any(|o| o.name == t.name))
+    {
+        creates.push(table(t, &mut used)?);
+        changes.push((6, format!("create table {}", t.name)));
+        step(&mut steps, &t.name, "create", "");
+    }
+    if !missing.is_empty() {
+        return Err(MigrationError::MissingDefaults(missing));
+    }
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let mut before = renames;
+    before.extend(drop_objects);
+    before.extend(drop_tables);
+    before.extend(drop_columns);
+    before.extend(add_columns);
+    before.extend(alter_columns);
+    let mut after = add_objects;
+    after.extend(comments);
+    // In the order the statements run.
+    changes.sort_by_key(|(phase, _)| *phase);
+    let changes: Vec<String> = changes.into_iter().map(|(_, c)| c).collect();
+    let number = format!("{number:04}");
+    let view = MigrationView {
+        header: header("--"),
+        database: db.name.clone(),
+        number: number.clone(),
+        changes: changes.clone(),
+        before,
+        tables: creates,
+        after,
+    };
+    let ctx = tera::Context::from_serialize(&view)
+        .map_err(|e| EmitError::Other(format!("migration context for `{}`: {e}", db.name)))?;
+    let contents = render("sql/migration.sql.tera", MIGRATION_TEMPLATE, &ctx)?;
+    Ok(Some(Migration {
+        file: format!("{number}_{}.sql", slug(&steps)),
+        contents: format!("{}\n", contents.trim_end()),
+        changes,
+        drops,
+    }))
+}
+
+fn kind(o: &SqlObject) -> &'static str {
+    if o.index { "index" } else { "constraint" }
+}
+
+fn trimmed(doc: &Option<String>) -> Option<&str> {
+    doc.as_deref().map(str::trim)
+}
+
+/// `old` as it looks after `RENAME COLUMN from TO to` for each pair of `map`.
+fn rename_columns(old: &Table, map: &[(String, String)]) -> Table {
+    let r = |n: &String| {
+        map.iter()
+            .find(|(from, _)| from == n)
+            .map_or_else(|| n.clone(), |(_, to)| to.clone())
+    };
+    let expr = |e: &String| {
+        map.iter()
+            .fold(e.clone(), |e, (from, to)| replace_ident(&e, from, to))
+    };
+    let mut t = old.clone();
+    for c in &mut t.columns {
+        c.name = r(&c.name);
+        c.checks = c.checks.iter().map(expr).collect();
+    }
+    t.primary_key = t.primary_key.iter().map(r).collect();
+    t.unique = t.unique.iter().map(|u| u.iter().map(r).collect()).collect();
+    for fk in &mut t.foreign_keys {
+        fk.columns = fk.columns.iter().map(r).collect();
+    }
+    for ix in &mut t.indexes {
+        for c in ix {
+            c.field = r(&c.field);
+        }
+    }
+    t.checks = t.checks.iter().map(expr).collect();
+    t
+}
+
+/// Replaces the identifier `from` by `to` in a SQL expression, outside string literals.
+fn replace_ident(expr: &str, from: &str, to: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(if word == from { to } else { word });
+        word.clear();
+    };
+    for ch in expr.chars() {
+        if !quoted && (ch.is_ascii_alphanumeric() || ch == '_') {
+            word.push(ch);
+            continue;
+        }
+        flush(&mut word, &mut out);
+        if ch == '\'' {
+            quoted = !quoted;
+        }
+        out.push(ch);
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// A file name from what changed: `products_add_colour`, `products_add_colour_size`,
+/// `create_wishlists_and_products_drop_note`; long lists end in `_and_more`.
+fn slug(steps: &[Step]) -> String {
+    let mut groups: Vec<(String, &str, Vec<String>)> = Vec::new();
+    for s in steps {
+        // Constraint, index and comment changes only name a table nothing else names.
+        let minor = |verb: &str| {
+            matches!(
+                verb,
+                "constraints" | "comments" | "add_index" | "drop_index"
+            )
+        };
+        if minor(s.verb) && steps.iter().any(|o| o.table == s.table && !minor(o.verb)) {
+            continue;
+        }
+        match groups
+            .iter_mut()
+            .find(|(t, v, _)| *t == s.table && *v == s.verb)
+        {
+            Some((_, _, objects)) => {
+                if !s.object.is_empty() && !objects.contains(&s.object) {
+                    objects.push(s.object.clone());
+                }
+            }
+            None => groups.push((
+                s.table.clone(),
+                s.verb,
+                if s.object.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![s.object.clone()]
+                },
+            )),
+        }
+    }
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|(table, verb, objects)| match *verb {
+            "create" => format!("create_{table}"),
+            "drop_table" => format!("drop_{table}"),
+            _ if objects.is_empty() => format!("{table}_{verb}"),
+            _ => format!("{table}_{verb}_{}", objects.join("_")),
+        })
+        .collect();
+    let mut out = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        let next = if i == 0 {
+            p.clone()
+        } else {
+            format!("{out}_and_{p}")
+        };
+        if i > 0 && next.len() > 60 {
+            out.push_str("_and_more");
+            break;
+        }
+        out = next;
+    }
+    out
 }
 
 fn index_columns(ix: &[IndexColumn]) -> String {
@@ -226,23 +690,16 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.trim().replace('\'', "''"))
 }
 
-/// `name`, shortened to fit PostgreSQL's limit; an error if it is taken already.
-fn unique_name(used: &mut BTreeSet<String>, name: &str) -> Result<String, EmitError> {
-    let name = if name.len() <= MAX_IDENT {
-        name.to_string()
-    } else {
-        let mut cut = MAX_IDENT - 9;
-        while !name.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        format!("{}_{:08x}", &name[..cut], fnv1a(name))
-    };
-    if !used.insert(name.clone()) {
-        return Err(EmitError::Other(format!(
-            "two SQL constraints or indexes would be called `{name}`: the spec declares the same one twice"
-        )));
+/// `name`, shortened with a hash to fit PostgreSQL's limit, so that it stays unique.
+fn short_name(name: &str) -> String {
+    if name.len() <= MAX_IDENT {
+        return name.to_string();
     }
-    Ok(ident(&name))
+    let mut cut = MAX_IDENT - 9;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{:08x}", &name[..cut], fnv1a(name))
 }
 
 /// A small stable hash (FNV-1a, 32-bit): the same name always shortens the same way.
@@ -266,12 +723,48 @@ mod tests {
 
     #[test]
     fn long_names_stay_unique() {
-        let mut used = BTreeSet::new();
-        let a = unique_name(&mut used, &format!("{}_a_idx", "t".repeat(70))).unwrap();
-        let b = unique_name(&mut used, &format!("{}_b_idx", "t".repeat(70))).unwrap();
+        let a = short_name(&format!("{}_a_idx", "t".repeat(70)));
+        let b = short_name(&format!("{}_b_idx", "t".repeat(70)));
         assert_eq!(a.len(), MAX_IDENT);
         assert_ne!(a, b);
-        assert!(unique_name(&mut used, &format!("{}_a_idx", "t".repeat(70))).is_err());
+        assert_eq!(short_name("items_pkey"), "items_pkey");
+    }
+
+    #[test]
+    fn identifiers_are_replaced_outside_strings() {
+        assert_eq!(
+            replace_ident("char_length(a) <= 3 AND a_b LIKE 'a'", "a", "z"),
+            "char_length(z) <= 3 AND a_b LIKE 'a'"
+        );
+    }
+
+    #[test]
+    fn slugs_name_the_change() {
+        let s = |table: &str, verb: &'static str, object: &str| Step {
+            table: table.into(),
+            verb,
+            object: object.into(),
+        };
+        assert_eq!(
+            slug(&[
+                s("products", "add", "colour"),
+                s("products", "constraints", "")
+            ]),
+            "products_add_colour"
+        );
+        assert_eq!(
+            slug(&[s("products", "add", "colour"), s("products", "add", "size")]),
+            "products_add_colour_size"
+        );
+        assert_eq!(
+            slug(&[s("tags", "create", ""), s("items", "drop", "note")]),
+            "create_tags_and_items_drop_note"
+        );
+        assert_eq!(slug(&[s("items", "constraints", "")]), "items_constraints");
+        let many: Vec<Step> = (0..9)
+            .map(|i| s(&format!("table{i}"), "create", ""))
+            .collect();
+        assert!(slug(&many).ends_with("_and_more"), "{}", slug(&many));
     }
 
     #[test]

@@ -690,6 +690,202 @@ impl CartEvent {
         Ok((meta, Self::from_payload(payload)?))
     }
 }
+/// Turns stored `Cart` events of older payload schema versions into the next version, one step per method. Every method has a default (drops removed fields, renames renamed ones, adds new ones with their default or as null); implement this trait and override a method when that is not enough.
+pub trait CartUpcaster: Send + Sync {}
+/// The [`CartUpcaster`] with every default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultCartUpcaster;
+impl CartUpcaster for DefaultCartUpcaster {}
+impl CartEvent {
+    /// Decodes a stored event from its type name, payload schema version and JSON
+    /// (this enum's serde form, or its `data` alone); older versions go through
+    /// the default upcaster.
+    pub fn decode_stored(
+        event_type: &str,
+        schema_version: u32,
+        json: &serde_json::Value,
+    ) -> Result<Self, ServiceError> {
+        Self::decode_stored_with(&DefaultCartUpcaster, event_type, schema_version, json)
+    }
+    /// [`Self::decode_stored`] with a hand-written upcaster for older versions.
+    pub fn decode_stored_with<U: CartUpcaster + ?Sized>(
+        _upcaster: &U,
+        event_type: &str,
+        schema_version: u32,
+        json: &serde_json::Value,
+    ) -> Result<Self, ServiceError> {
+        let payload = match (json.get("type"), json.get("data")) {
+            (Some(_), Some(data)) => data,
+            _ => json,
+        };
+        let data = payload
+            .as_object()
+            .cloned()
+            .ok_or_else(|| {
+                ServiceError::Internal(
+                    format!(
+                        "stored event `{}`: the payload is not a JSON object", event_type
+                    ),
+                )
+            })?;
+        match event_type {
+            "ProductAdded" => {
+                if schema_version != ProductAdded::SCHEMA_VERSION {
+                    return Err(
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` has schema version {}, which this build does not know (current: {})",
+                                "ProductAdded", schema_version, ProductAdded::SCHEMA_VERSION
+                            ),
+                        ),
+                    );
+                }
+                let event: ProductAdded = serde_json::from_value(
+                        serde_json::Value::Object(data),
+                    )
+                    .map_err(|e| {
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` of schema version {} does not decode: {}",
+                                "ProductAdded", schema_version, e
+                            ),
+                        )
+                    })?;
+                Ok(CartEvent::ProductAdded(event))
+            }
+            "ProductRemoved" => {
+                if schema_version != ProductRemoved::SCHEMA_VERSION {
+                    return Err(
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` has schema version {}, which this build does not know (current: {})",
+                                "ProductRemoved", schema_version,
+                                ProductRemoved::SCHEMA_VERSION
+                            ),
+                        ),
+                    );
+                }
+                let event: ProductRemoved = serde_json::from_value(
+                        serde_json::Value::Object(data),
+                    )
+                    .map_err(|e| {
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` of schema version {} does not decode: {}",
+                                "ProductRemoved", schema_version, e
+                            ),
+                        )
+                    })?;
+                Ok(CartEvent::ProductRemoved(event))
+            }
+            "ProductQuantityChanged" => {
+                if schema_version != ProductQuantityChanged::SCHEMA_VERSION {
+                    return Err(
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` has schema version {}, which this build does not know (current: {})",
+                                "ProductQuantityChanged", schema_version,
+                                ProductQuantityChanged::SCHEMA_VERSION
+                            ),
+                        ),
+                    );
+                }
+                let event: ProductQuantityChanged = serde_json::from_value(
+                        serde_json::Value::Object(data),
+                    )
+                    .map_err(|e| {
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` of schema version {} does not decode: {}",
+                                "ProductQuantityChanged", schema_version, e
+                            ),
+                        )
+                    })?;
+                Ok(CartEvent::ProductQuantityChanged(event))
+            }
+            "CartReset" => {
+                if schema_version != CartReset::SCHEMA_VERSION {
+                    return Err(
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` has schema version {}, which this build does not know (current: {})",
+                                "CartReset", schema_version, CartReset::SCHEMA_VERSION
+                            ),
+                        ),
+                    );
+                }
+                let event: CartReset = serde_json::from_value(
+                        serde_json::Value::Object(data),
+                    )
+                    .map_err(|e| {
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` of schema version {} does not decode: {}",
+                                "CartReset", schema_version, e
+                            ),
+                        )
+                    })?;
+                Ok(CartEvent::CartReset(event))
+            }
+            "CartDeleted" => {
+                if schema_version != CartDeleted::SCHEMA_VERSION {
+                    return Err(
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` has schema version {}, which this build does not know (current: {})",
+                                "CartDeleted", schema_version, CartDeleted::SCHEMA_VERSION
+                            ),
+                        ),
+                    );
+                }
+                let event: CartDeleted = serde_json::from_value(
+                        serde_json::Value::Object(data),
+                    )
+                    .map_err(|e| {
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` of schema version {} does not decode: {}",
+                                "CartDeleted", schema_version, e
+                            ),
+                        )
+                    })?;
+                Ok(CartEvent::CartDeleted(event))
+            }
+            "CustomerAssigned" => {
+                if schema_version != CustomerAssigned::SCHEMA_VERSION {
+                    return Err(
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` has schema version {}, which this build does not know (current: {})",
+                                "CustomerAssigned", schema_version,
+                                CustomerAssigned::SCHEMA_VERSION
+                            ),
+                        ),
+                    );
+                }
+                let event: CustomerAssigned = serde_json::from_value(
+                        serde_json::Value::Object(data),
+                    )
+                    .map_err(|e| {
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` of schema version {} does not decode: {}",
+                                "CustomerAssigned", schema_version, e
+                            ),
+                        )
+                    })?;
+                Ok(CartEvent::CustomerAssigned(event))
+            }
+            other => {
+                Err(
+                    ServiceError::Internal(
+                        format!("stored event of unknown type `{}`", other),
+                    ),
+                )
+            }
+        }
+    }
+}
 /// Where an event sits in its stream and what caused it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventMeta {

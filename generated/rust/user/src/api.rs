@@ -312,6 +312,110 @@ impl CustomerEvent {
         Ok((meta, Self::from_payload(payload)?))
     }
 }
+/// Turns stored `Customer` events of older payload schema versions into the next version, one step per method. Every method has a default (drops removed fields, renames renamed ones, adds new ones with their default or as null); implement this trait and override a method when that is not enough.
+pub trait CustomerUpcaster: Send + Sync {}
+/// The [`CustomerUpcaster`] with every default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultCustomerUpcaster;
+impl CustomerUpcaster for DefaultCustomerUpcaster {}
+impl CustomerEvent {
+    /// Decodes a stored event from its type name, payload schema version and JSON
+    /// (this enum's serde form, or its `data` alone); older versions go through
+    /// the default upcaster.
+    pub fn decode_stored(
+        event_type: &str,
+        schema_version: u32,
+        json: &serde_json::Value,
+    ) -> Result<Self, ServiceError> {
+        Self::decode_stored_with(
+            &DefaultCustomerUpcaster,
+            event_type,
+            schema_version,
+            json,
+        )
+    }
+    /// [`Self::decode_stored`] with a hand-written upcaster for older versions.
+    pub fn decode_stored_with<U: CustomerUpcaster + ?Sized>(
+        _upcaster: &U,
+        event_type: &str,
+        schema_version: u32,
+        json: &serde_json::Value,
+    ) -> Result<Self, ServiceError> {
+        let payload = match (json.get("type"), json.get("data")) {
+            (Some(_), Some(data)) => data,
+            _ => json,
+        };
+        let data = payload
+            .as_object()
+            .cloned()
+            .ok_or_else(|| {
+                ServiceError::Internal(
+                    format!(
+                        "stored event `{}`: the payload is not a JSON object", event_type
+                    ),
+                )
+            })?;
+        match event_type {
+            "CustomerRegistered" => {
+                if schema_version != CustomerRegistered::SCHEMA_VERSION {
+                    return Err(
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` has schema version {}, which this build does not know (current: {})",
+                                "CustomerRegistered", schema_version,
+                                CustomerRegistered::SCHEMA_VERSION
+                            ),
+                        ),
+                    );
+                }
+                let event: CustomerRegistered = serde_json::from_value(
+                        serde_json::Value::Object(data),
+                    )
+                    .map_err(|e| {
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` of schema version {} does not decode: {}",
+                                "CustomerRegistered", schema_version, e
+                            ),
+                        )
+                    })?;
+                Ok(CustomerEvent::CustomerRegistered(event))
+            }
+            "AccountDeleted" => {
+                if schema_version != AccountDeleted::SCHEMA_VERSION {
+                    return Err(
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` has schema version {}, which this build does not know (current: {})",
+                                "AccountDeleted", schema_version,
+                                AccountDeleted::SCHEMA_VERSION
+                            ),
+                        ),
+                    );
+                }
+                let event: AccountDeleted = serde_json::from_value(
+                        serde_json::Value::Object(data),
+                    )
+                    .map_err(|e| {
+                        ServiceError::Internal(
+                            format!(
+                                "stored event `{}` of schema version {} does not decode: {}",
+                                "AccountDeleted", schema_version, e
+                            ),
+                        )
+                    })?;
+                Ok(CustomerEvent::AccountDeleted(event))
+            }
+            other => {
+                Err(
+                    ServiceError::Internal(
+                        format!("stored event of unknown type `{}`", other),
+                    ),
+                )
+            }
+        }
+    }
+}
 /// Where an event sits in its stream and what caused it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventMeta {
