@@ -582,6 +582,13 @@ fn tightenings(
             out.push(format!("`{key}` {} -> {}", show(o), show(n)));
         }
     }
+    if old.one_of.is_empty() && !c.one_of.is_empty() {
+        out.push(format!("`one_of` added: only {:?} pass", c.one_of));
+    } else if !c.one_of.is_empty() {
+        for v in old.one_of.iter().filter(|v| !c.one_of.contains(v)) {
+            out.push(format!("`one_of` no longer accepts `{v}`"));
+        }
+    }
     out
 }
 

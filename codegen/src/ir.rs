@@ -196,6 +196,8 @@ pub struct Constraints {
     /// Inclusive bounds for `int` and `money`.
     pub min: Option<i64>,
     pub max: Option<i64>,
+    /// For string-like types: the only values accepted (empty: any).
+    pub one_of: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

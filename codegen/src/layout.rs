@@ -399,6 +399,14 @@ pub fn column(f: &Field) -> Column {
         (None, Some(hi)) => checks.push(format!("char_length({n}) <= {hi}")),
         (None, None) => {}
     }
+    if !c.one_of.is_empty() {
+        let values: Vec<String> = c
+            .one_of
+            .iter()
+            .map(|v| format!("'{}'", v.replace('\'', "''")))
+            .collect();
+        checks.push(format!("{n} IN ({})", values.join(", ")));
+    }
     if f.ty == FieldType::Email {
         checks.push(format!("{n} LIKE '_%@_%'"));
     }

@@ -100,6 +100,8 @@ pub struct LockedField {
     pub min: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub one_of: Vec<String>,
     /// Where it was declared; absent for the inputs the generator adds itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<At>,
@@ -114,6 +116,7 @@ impl LockedField {
             max_len: c.max_len,
             min: c.min,
             max: c.max,
+            one_of: c.one_of.clone(),
             at: at.map(At),
         }
     }
@@ -124,6 +127,7 @@ impl LockedField {
             max_len: self.max_len,
             min: self.min,
             max: self.max,
+            one_of: self.one_of.clone(),
         }
     }
 }
@@ -644,6 +648,7 @@ pub fn input_field(f: &MessageField) -> LockedField {
             optional,
             min_len: None,
             max_len: None,
+            one_of: Vec::new(),
             min: None,
             max: None,
             at: None,

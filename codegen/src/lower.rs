@@ -497,6 +497,41 @@ impl Lowering<'_> {
         if ty == FieldType::Email && c.max_len.is_none() {
             c.max_len = Some(254);
         }
+        if let Some(values) = &f.one_of {
+            let mut problem = None;
+            if !ty.is_stringy() {
+                problem = Some(format!(
+                    "`one_of` does not apply to {} field `{name}`: it is for string, text and email",
+                    ty.spec_name()
+                ));
+            } else if values.is_empty() {
+                problem = Some(format!(
+                    "`one_of` of `{name}` is empty: no value could pass"
+                ));
+            }
+            for (i, v) in values.iter().enumerate() {
+                let len = v.chars().count() as u32;
+                if problem.is_none() && values[..i].contains(v) {
+                    problem = Some(format!("`one_of` of `{name}` lists `{v}` twice"));
+                }
+                if problem.is_none()
+                    && (c.min_len.is_some_and(|m| len < m)
+                        || c.max_len.is_some_and(|m| len > m)
+                        || v.is_empty())
+                {
+                    problem = Some(format!(
+                        "`one_of` value `{v}` of `{name}` fails the field's own length bounds"
+                    ));
+                }
+            }
+            match problem {
+                Some(p) => {
+                    bad(self, "one_of", p);
+                    ok = false;
+                }
+                None => c.one_of = values.clone(),
+            }
+        }
         let default = match &f.default {
             Some(v) if ok => {
                 let d = self.default_value(&format!("{path}.default"), name, &ty, &c, v);
@@ -595,8 +630,13 @@ impl Lowering<'_> {
             }
             DefaultValue::Str(s) if ty.is_stringy() => {
                 let len = s.chars().count() as u32;
-                (c.min_len.is_some_and(|m| len < m) || c.max_len.is_some_and(|m| len > m))
-                    .then(|| format!("its length {len} is outside `min_len`..`max_len`"))
+                if c.min_len.is_some_and(|m| len < m) || c.max_len.is_some_and(|m| len > m) {
+                    Some(format!("its length {len} is outside `min_len`..`max_len`"))
+                } else if !c.one_of.is_empty() && !c.one_of.contains(s) {
+                    Some(format!("`{s}` is not in `one_of`"))
+                } else {
+                    None
+                }
             }
             _ => None,
         };

@@ -57,6 +57,7 @@ pub struct Field {
     pub max_len: Option<i64>,
     pub min: Option<i64>,
     pub max: Option<i64>,
+    pub one_of: Option<Vec<String>>,
     pub doc: Option<String>,
     /// Checked against the type in `lower`, which knows the type.
     pub default: Option<serde_yaml::Value>,
@@ -80,6 +81,7 @@ struct FieldMap {
     max_len: Option<i64>,
     min: Option<i64>,
     max: Option<i64>,
+    one_of: Option<Vec<String>>,
     doc: Option<String>,
     default: Option<serde_yaml::Value>,
     renamed_from: Option<String>,
@@ -116,6 +118,7 @@ impl<'de> Deserialize<'de> for Field {
             max_len: m.max_len,
             min: m.min,
             max: m.max,
+            one_of: m.one_of,
             doc: m.doc,
             default: m.default,
             renamed_from: m.renamed_from,

@@ -317,6 +317,37 @@ fn bad_defaults_and_renames() {
 }
 
 #[test]
+fn bad_one_of() {
+    let spec = VALID
+        .replace(
+            "{ type: string, min_len: 1, max_len: 50 }",
+            "{ type: string, max_len: 10, one_of: [tea, coffee, tea] }",
+        )
+        .replace("{ type: money, min: 0 }", "{ type: money, one_of: [a] }");
+    let found = errors(&spec);
+    assert_error(
+        &found,
+        &spec,
+        7,
+        "one_of",
+        &["`one_of` of `name` lists `tea` twice"],
+    );
+    assert_error(
+        &found,
+        &spec,
+        8,
+        "one_of",
+        &["`one_of` does not apply to money field `price`"],
+    );
+    let spec = VALID.replace(
+        "{ type: string, min_len: 1, max_len: 50 }",
+        "{ type: string, one_of: [tea], default: milk }",
+    );
+    let found = errors(&spec);
+    assert_error(&found, &spec, 7, "milk", &["`milk` is not in `one_of`"]);
+}
+
+#[test]
 fn cardinality_the_pattern_cannot_serve() {
     let spec = r#"system: mini
 money: { currency: EUR, minor_units: 2 }

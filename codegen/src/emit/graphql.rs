@@ -872,6 +872,14 @@ fn field_doc(f: &Field) -> String {
             (None, None) => String::new(),
         }
     };
+    let note = if c.one_of.is_empty() {
+        note
+    } else {
+        let values: Vec<String> = c.one_of.iter().map(|v| format!("`{v}`")).collect();
+        format!("{note} One of {}.", values.join(", "))
+            .trim_start()
+            .to_string()
+    };
     let note = match note.char_indices().next() {
         Some((_, c)) if c.is_lowercase() => {
             format!("{}{}", c.to_uppercase(), &note[c.len_utf8()..])

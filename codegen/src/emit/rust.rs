@@ -283,9 +283,14 @@ fn field_check(f: &MessageField) -> TokenStream {
         FieldType::String | FieldType::Text | FieldType::Email => {
             let (lo, hi) = (opt(c.min_len), opt(c.max_len));
             let email = (check.ty == FieldType::Email).then(|| quote!(v.email(#path, value);));
+            let one_of = (!c.one_of.is_empty()).then(|| {
+                let values = &c.one_of;
+                quote!(v.one_of(#path, value, &[#(#values),*]);)
+            });
             quote! {
                 v.length(#path, value, #lo, #hi);
                 #email
+                #one_of
             }
         }
         FieldType::Int | FieldType::Money => {

@@ -82,6 +82,16 @@ impl Violations {
         }
     }
 
+    pub fn one_of(&mut self, field: String, value: &str, allowed: &[&str]) {
+        if !allowed.contains(&value) {
+            let shown: String = value.chars().take(40).collect();
+            self.add(
+                field,
+                format!("must be one of {}, got {shown:?}", allowed.join(", ")),
+            );
+        }
+    }
+
     pub fn email(&mut self, field: String, value: &str) {
         let ok = match value.split_once('@') {
             Some((local, domain)) => {
@@ -138,6 +148,21 @@ mod tests {
         };
         let fields: Vec<&str> = found.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, ["id", "name", "code", "qty", "email"]);
+    }
+
+    #[test]
+    fn one_of_names_the_allowed_values() {
+        let mut v = Violations::default();
+        v.one_of("status".into(), "placed", &["pending", "placed"]);
+        assert!(v.is_empty());
+        v.one_of("status".into(), "lost", &["pending", "placed"]);
+        let Err(ServiceError::InvalidArgument(found)) = v.into_result() else {
+            panic!("expected a violation");
+        };
+        assert_eq!(
+            found[0].description,
+            "must be one of pending, placed, got \"lost\""
+        );
     }
 
     #[test]

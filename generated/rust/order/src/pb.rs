@@ -17,6 +17,9 @@ pub struct Order {
     pub placed_at: ::core::option::Option<::prost_types::Timestamp>,
     #[prost(message, repeated, tag = "7")]
     pub details: ::prost::alloc::vec::Vec<OrderDetail>,
+    /// pending while checkout resets the cart; placed once it has; cancelled if the cart changed first.
+    #[prost(string, tag = "8")]
+    pub status: ::prost::alloc::string::String,
 }
 /// One line of an order, with the product as it was at the time of purchase.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
