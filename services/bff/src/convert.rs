@@ -147,6 +147,7 @@ pub fn order(o: &shop_order::pb::Order) -> Result<Value> {
             "placedAt",
             datetime(o.placed_at.as_ref(), "Order.placedAt")?,
         ),
+        ("status", Value::from(o.status.as_str())),
         ("details", Value::List(details)),
     ]))
 }

@@ -361,6 +361,7 @@ fn mapped_samples() -> BTreeMap<&'static str, Value> {
         cart_version: 3,
         total: 3000,
         placed_at: ts,
+        status: "placed".into(),
         details: vec![shop_order::pb::OrderDetail {
             product_id: id.clone(),
             product_name: "Tea".into(),
