@@ -134,7 +134,7 @@ fn deployables(system: &System) -> Vec<Deployable> {
             Pattern::CqrsEs => {
                 let store = format!("{}_{}_events", system.name, svc.name);
                 let mut c = base(format!("{k}-command"), Role::Command);
-                c.grpc_services = proto_services(&|o| o.kind == OperationKind::Command);
+                c.grpc_services = proto_services(&|o| o.deployable == c.name);
                 c.upstreams = upstreams;
                 c.event_store = Some(store.clone());
                 // The relay runs beside the command side: it tails the store it writes.
@@ -142,7 +142,7 @@ fn deployables(system: &System) -> Vec<Deployable> {
                 c.consumes = subscribed;
                 out.push(c);
                 let mut q = base(format!("{k}-query"), Role::Query);
-                q.grpc_services = proto_services(&|o| o.kind == OperationKind::Query);
+                q.grpc_services = proto_services(&|o| o.deployable == q.name);
                 q.databases = vec![db.clone()];
                 out.push(q);
                 let mut h = base(format!("{k}-event-handler"), Role::EventHandler);

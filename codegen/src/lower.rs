@@ -1202,6 +1202,29 @@ impl Lowering<'_> {
                 let output = q.output.clone().unwrap_or_else(|| entity.name.clone());
                 self.check_output(&qpath, op, &output);
                 let audience = self.audience(&qpath, &q.audience);
+                let strong = match q.consistency.as_deref() {
+                    None | Some("eventual") => false,
+                    Some("strong") if pattern == Pattern::CqrsEs => true,
+                    Some("strong") => {
+                        self.d.error(
+                            self.pos.key(&format!("{qpath}.consistency")),
+                            format!("`consistency` applies to cqrs-es queries; a {} service's queries already read its state", pattern.as_str()),
+                        );
+                        false
+                    }
+                    Some(other) => {
+                        self.d.error(
+                            self.pos.value(&format!("{qpath}.consistency")),
+                            format!("unknown consistency `{other}`: expected `eventual` (read model) or `strong` (command side)"),
+                        );
+                        false
+                    }
+                };
+                let (deployable, service) = if strong {
+                    (deploy_cmd.clone(), cmd_service.as_str())
+                } else {
+                    (deploy_query.clone(), query_service.as_str())
+                };
                 operations.push(Operation {
                     name: op.clone(),
                     doc: q.doc.clone(),
@@ -1214,8 +1237,8 @@ impl Lowering<'_> {
                     page_size: None,
                     filter: Vec::new(),
                     order_by: Vec::new(),
-                    deployable: deploy_query.clone(),
-                    rpc: rpc(&query_service, op),
+                    deployable,
+                    rpc: rpc(service, op),
                     span: qspan,
                 });
             }

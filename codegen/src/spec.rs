@@ -230,6 +230,9 @@ pub struct Query {
     pub params: IndexMap<String, Field>,
     pub output: Option<String>,
     pub audience: Option<String>,
+    /// cqrs-es: `eventual` (default: the query side reads the read model) or `strong`
+    /// (the command side answers from the event store).
+    pub consistency: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
