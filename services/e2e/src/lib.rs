@@ -51,6 +51,35 @@ impl Drop for Process {
     }
 }
 
+/// Held while a test uses the generated local ports (they are fixed, so two stacks
+/// cannot run at once): an exclusive `flock` on `target/e2e-logs/.ports.lock`, released
+/// when dropped. It serializes tests across threads and across test binaries.
+pub struct PortsLock {
+    _file: std::fs::File,
+}
+
+/// Blocks until no other test holds the ports (see [`PortsLock`]).
+pub fn lock_ports() -> PortsLock {
+    use std::os::fd::AsRawFd;
+    let path = log_dir().join(".ports.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .expect("ports lock file");
+    // SAFETY: flock on a file descriptor this function owns for the call's duration.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(
+        rc,
+        0,
+        "flock {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    PortsLock { _file: file }
+}
+
 fn log_dir() -> PathBuf {
     let dir = repo_root().join("target/e2e-logs");
     let _ = std::fs::create_dir_all(&dir);

@@ -37,6 +37,7 @@ async fn product_names(gql: &Graphql) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn products_and_customers_through_envoy() {
+    let _ports = lock_ports();
     build_binaries(&["product-service", "user-service", "bff"]);
     infra_up(&["postgres", "kafka", "envoy"]);
     let product_db = TestDatabase::create("e2e_product").await;

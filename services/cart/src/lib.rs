@@ -1,0 +1,94 @@
+//! The cart service (CQRS + event sourcing) behind the generated `shop-cart` traits.
+//!
+//! - [`aggregate`]: the hand-written `Cart` aggregate (state, fold, decisions).
+//! - [`store`]: the event store on the MongoDB wire (one document per commit).
+//! - [`command`]: the command use cases and the account-deletion subscription.
+//! - [`relay`]: publishes the store to Kafka (lease, checkpoint, contiguous positions).
+//! - [`projection`]: the PostgreSQL read model and the event handler.
+//! - [`query`]: ViewCart from the read model.
+//! - [`subscriber`]: consumes `user.events`.
+//! - [`rebuild`]: replays the store into fresh tables and swaps them in.
+
+pub mod aggregate;
+pub mod command;
+pub mod kafka;
+pub mod projection;
+pub mod query;
+pub mod rebuild;
+pub mod relay;
+pub mod store;
+pub mod subscriber;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use aggregate::Cart;
+pub use command::{CartCommands, Executed, FixedCatalog, GrpcCatalog, ProductCatalog};
+pub use projection::{Applied, HandlerConfig, Projector};
+pub use query::CartQueries;
+pub use relay::{Relay, RelayConfig};
+pub use store::EventStore;
+pub use subscriber::SubscriberConfig;
+
+use shop_kit::server;
+use tonic::transport::server::TcpIncoming;
+
+/// Serves `shop.cart.v1.CartCommandService` with health and reflection.
+pub async fn serve_command(
+    commands: CartCommands,
+    incoming: TcpIncoming,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (health, health_service) = server::health();
+    health
+        .set_service_status(
+            shop_cart::pb::cart_command_service_server::SERVICE_NAME,
+            shop_kit::Serving,
+        )
+        .await;
+    health.set_service_status("", shop_kit::Serving).await;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(server::reflection(&[shop_cart::FILE_DESCRIPTOR_SET])?)
+        .add_service(shop_cart::cart_command_server(Arc::new(commands)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Serves `shop.cart.v1.CartQueryService` with health and reflection.
+pub async fn serve_query(
+    queries: CartQueries,
+    incoming: TcpIncoming,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (health, health_service) = server::health();
+    health
+        .set_service_status(
+            shop_cart::pb::cart_query_service_server::SERVICE_NAME,
+            shop_kit::Serving,
+        )
+        .await;
+    health.set_service_status("", shop_kit::Serving).await;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(server::reflection(&[shop_cart::FILE_DESCRIPTOR_SET])?)
+        .add_service(shop_cart::cart_query_server(Arc::new(queries)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Serves only gRPC health (the event handler's app port, for its Envoy's checks).
+pub async fn serve_health(
+    incoming: TcpIncoming,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (health, health_service) = server::health();
+    health.set_service_status("", shop_kit::Serving).await;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! The relay: tails the event store by position and publishes every event to Kafka
+//! (`cart.events`, key = cart id, value = protobuf `pb::CartEvent`), then stores its
+//! checkpoint. Nothing is published from the command path.
+//!
+//! - **At least once, in order.** A round reads the commits after the checkpoint in
+//!   position order, queues all their events on an idempotent `acks=all` producer,
+//!   awaits every delivery, and only then moves the checkpoint (`$max`) to the last
+//!   commit whose events were all acknowledged. A crash in between re-sends: duplicates
+//!   on the wire, which the event handler skips by (cart, version); never a loss.
+//!   Positions grow with each cart's versions, so each cart's events reach its
+//!   partition in version order.
+//! - **Never skip a late commit.** The checkpoint only moves over a CONTIGUOUS prefix
+//!   of positions (`checkpoint + 1, + 2, …`). A read that shows `N + 1` without `N`
+//!   stops the round at `N - 1`. The store's writers keep the stored positions exactly
+//!   `1..=max` (a position exists only once its insert succeeded, `N + 1` is only tried
+//!   after `N` was seen, nothing is deleted; see `store`), so such a hole is a read that
+//!   raced an insert: the relay looks `N` up by id at once and, if it is still absent,
+//!   re-reads on the next poll. Only a hole that outlives `gap_timeout` (which the write
+//!   protocol cannot produce: it means a document was removed by hand or a replica
+//!   rolled back) is given up: an ERROR alert, the position recorded under `skipped` in
+//!   the checkpoint document, and the relay moves on rather than stall forever.
+//! - **One active relay.** A lease document in `leases` (`_id` = relay name, `owner`,
+//!   `expires_at`) is taken or renewed before every round; a relay that does not hold
+//!   it stands by and retries each poll. A relay that dies stops renewing and its lease
+//!   expires after `lease_ttl`. Two relays overlapping (a paused one resuming) only
+//!   duplicate messages: the checkpoint cannot move back.
+
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use shop_kit::ServiceError;
+use tokio::sync::watch;
+
+use crate::store::{Commit, EventStore};
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub brokers: String,
+    pub topic: String,
+    /// Lease and checkpoint name.
+    pub name: String,
+    pub poll_interval: Duration,
+    /// Commits per round.
+    pub batch_size: i64,
+    pub lease_ttl: Duration,
+    /// How long a hole in the positions may last before it is given up (see above).
+    pub gap_timeout: Duration,
+    pub delivery_timeout: Duration,
+}
+
+impl RelayConfig {
+    pub fn new(brokers: impl Into<String>) -> RelayConfig {
+        RelayConfig {
+            brokers: brokers.into(),
+            topic: shop_cart::TOPIC.to_string(),
+            name: "relay".into(),
+            poll_interval: Duration::from_millis(100),
+            batch_size: 500,
+            lease_ttl: Duration::from_secs(5),
+            gap_timeout: Duration::from_secs(10),
+            delivery_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Commits whose events were all delivered.
+    pub commits: usize,
+    pub events: usize,
+    /// The checkpoint after the round.
+    pub checkpoint: i64,
+    /// A hole stopped the round at this position.
+    pub waiting_for: Option<i64>,
+}
+
+pub struct Relay {
+    store: EventStore,
+    producer: FutureProducer,
+    config: RelayConfig,
+    owner: String,
+    /// The hole the relay is waiting on, and since when.
+    gap: Option<(i64, Instant)>,
+}
+
+impl Relay {
+    pub fn new(store: EventStore, config: RelayConfig) -> anyhow::Result<Relay> {
+        Ok(Relay {
+            producer: crate::kafka::producer(&config.brokers, config.delivery_timeout)?,
+            store,
+            owner: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
+            config,
+            gap: None,
+        })
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Takes or renews the lease.
+    pub async fn lease(&self) -> Result<bool, ServiceError> {
+        self.store
+            .try_lease(&self.config.name, &self.owner, self.config.lease_ttl)
+            .await
+    }
+
+    /// One round (the caller holds the lease): publish the contiguous prefix after the
+    /// checkpoint, then move the checkpoint over what Kafka acknowledged.
+    pub async fn run_once(&mut self) -> anyhow::Result<Round> {
+        let checkpoint = self.store.checkpoint(&self.config.name).await?;
+        let commits = self
+            .store
+            .read_after(checkpoint, self.config.batch_size)
+            .await?;
+        let mut prefix: Vec<&Commit> = Vec::with_capacity(commits.len());
+        let mut hole = None;
+        for (next, c) in (checkpoint + 1..).zip(commits.iter()) {
+            if c.position != next {
+                hole = Some(next);
+                break;
+            }
+            prefix.push(c);
+        }
+        let (delivered, failure) = self.publish(&prefix).await;
+        let mut round = Round {
+            commits: delivered.len(),
+            events: delivered.iter().map(|c| c.events.len()).sum(),
+            checkpoint,
+            waiting_for: None,
+        };
+        if let Some(last) = delivered.last() {
+            self.store
+                .save_checkpoint(&self.config.name, last.position)
+                .await?;
+            round.checkpoint = last.position;
+        }
+        if let Some(e) = failure {
+            return Err(e.context(format!(
+                "{} of {} commits published",
+                delivered.len(),
+                prefix.len()
+            )));
+        }
+        self.gap = match (hole, self.gap) {
+            (None, _) => None,
+            (Some(missing), _) if self.store.at(missing).await?.is_some() => {
+                // The read raced an insert; the next round picks it up.
+                None
+            }
+            (Some(missing), Some((since_pos, since))) if since_pos == missing => {
+                if since.elapsed() >= self.config.gap_timeout {
+                    tracing::error!(
+                        alert = "cart_relay_gap_skipped",
+                        position = missing,
+                        waited_ms = since.elapsed().as_millis() as u64,
+                        "ALERT: position {missing} is still missing while later commits exist; \
+                         skipping it (recorded under `skipped` in the checkpoint)"
+                    );
+                    self.store
+                        .save_checkpoint(&self.config.name, missing)
+                        .await?;
+                    self.store
+                        .record_skipped(&self.config.name, missing)
+                        .await?;
+                    round.checkpoint = missing;
+                    None
+                } else {
+                    round.waiting_for = Some(missing);
+                    Some((since_pos, since))
+                }
+            }
+            (Some(missing), _) => {
+                tracing::warn!(
+                    position = missing,
+                    "hole in the commit positions: waiting for it"
+                );
+                round.waiting_for = Some(missing);
+                Some((missing, Instant::now()))
+            }
+        };
+        Ok(round)
+    }
+
+    /// Queues every event of `commits` in order and awaits the deliveries. Returns the
+    /// prefix of commits whose events were all acknowledged, and what stopped it.
+    async fn publish<'a>(
+        &self,
+        commits: &[&'a Commit],
+    ) -> (Vec<&'a Commit>, Option<anyhow::Error>) {
+        let mut in_flight = Vec::new();
+        let mut queue_failure = None;
+        let mut first_failed = commits.len();
+        'queue: for (i, c) in commits.iter().enumerate() {
+            let key = c.stream_id.to_string();
+            for e in &c.events {
+                let payload = e.event.to_envelope(&e.meta).encode_to_vec();
+                let record = FutureRecord::to(&self.config.topic)
+                    .key(key.as_bytes())
+                    .payload(&payload);
+                match self.producer.send_result(record) {
+                    Ok(delivery) => in_flight.push((i, delivery)),
+                    Err((e, _)) => {
+                        first_failed = i;
+                        queue_failure =
+                            Some(anyhow::anyhow!("queueing position {}: {e}", c.position));
+                        break 'queue;
+                    }
+                }
+            }
+        }
+        // `first_failed`: the first commit not fully delivered; all before it were.
+        let mut failure = queue_failure;
+        for (i, delivery) in in_flight {
+            let failed = match delivery.await {
+                Ok(Ok(_)) => None,
+                Ok(Err((e, _))) => Some(anyhow::anyhow!("delivering: {e}")),
+                Err(_) => Some(anyhow::anyhow!("delivering: producer gone")),
+            };
+            if let Some(e) = failed {
+                first_failed = first_failed.min(i);
+                failure.get_or_insert(e);
+            }
+        }
+        (commits[..first_failed].to_vec(), failure)
+    }
+
+    /// Runs until `shutdown` turns true: lease, round, sleep when idle.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut holding = false;
+        let batch = usize::try_from(self.config.batch_size).unwrap_or(usize::MAX);
+        while !*shutdown.borrow() {
+            let mut busy = false;
+            match self.lease().await {
+                Ok(true) => {
+                    if !holding {
+                        tracing::info!(owner = %self.owner, "relay lease acquired: publishing");
+                        holding = true;
+                    }
+                    tokio::select! {
+                        r = self.run_once() => match r {
+                            Ok(round) => busy = round.commits >= batch,
+                            Err(e) => tracing::warn!(error = %format!("{e:#}"), "relay round failed"),
+                        },
+                        () = stopped(&mut shutdown) => break,
+                    }
+                }
+                Ok(false) => {
+                    if holding {
+                        tracing::warn!("relay lease lost: standing by");
+                    } else {
+                        tracing::debug!("another relay holds the lease: standing by");
+                    }
+                    holding = false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay lease");
+                    holding = false;
+                }
+            }
+            if !busy {
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                    () = stopped(&mut shutdown) => break,
+                }
+            }
+        }
+        if holding {
+            let _ = self
+                .store
+                .release_lease(&self.config.name, &self.owner)
+                .await;
+        }
+        tracing::info!("relay stopped");
+    }
+}
+
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}

@@ -1,0 +1,140 @@
+//! The command side's subscription to other services' events: `user.AccountDeleted`
+//! (topic `user.events`, envelopes `shop_user::pb::CustomerEvent`, key = customer id)
+//! deletes that customer's carts.
+//!
+//! Its own consumer group; offsets committed after the commands ran. Each `DeleteCart`
+//! runs under the idempotency key of the user event's id, and `DeleteCart` on a deleted
+//! cart emits nothing, so a duplicate on the wire (or a redelivery after a crash) never
+//! deletes twice.
+
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::Offset;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message as _;
+use shop_cart::CartSubscriptions;
+use shop_kit::{RequestContext, ServiceError};
+use shop_user::CustomerEvent;
+use tokio::sync::watch;
+
+use crate::command::CartCommands;
+use crate::relay::stopped;
+
+#[derive(Debug, Clone)]
+pub struct SubscriberConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    pub backoff: Duration,
+}
+
+impl SubscriberConfig {
+    pub fn new(brokers: impl Into<String>) -> SubscriberConfig {
+        SubscriberConfig {
+            brokers: brokers.into(),
+            topic: shop_user::TOPIC.to_string(),
+            group: "cart-command-user-events".into(),
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Handles one user event; `Err` means "try again later".
+pub async fn on_user_event(
+    commands: &CartCommands,
+    envelope: &shop_user::pb::CustomerEvent,
+) -> Result<usize, ServiceError> {
+    let (meta, event) = match CustomerEvent::from_envelope(envelope) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(alert = "user_event_undecodable", error = %e, "ALERT: malformed user event: skipped");
+            return Ok(0);
+        }
+    };
+    let CustomerEvent::AccountDeleted(deleted) = event else {
+        return Ok(0);
+    };
+    let ctx = RequestContext {
+        request_id: meta.event_id.to_string(),
+        correlation_id: meta.correlation_id.clone(),
+    };
+    let todo = commands
+        .on_user_account_deleted(meta.stream_id, &deleted)
+        .await?;
+    let mut done = 0;
+    for command in &todo {
+        match commands
+            .execute(&ctx, &meta.event_id.to_string(), None, command)
+            .await
+        {
+            Ok(_) => done += 1,
+            // Gone meanwhile: nothing left to delete.
+            Err(ServiceError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    tracing::info!(customer_id = %meta.stream_id, carts = done, "account deleted: carts deleted");
+    Ok(done)
+}
+
+/// Consumes the user topic until `shutdown`.
+pub async fn run_subscriber(
+    commands: CartCommands,
+    config: SubscriberConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = crate::kafka::consumer(&config.brokers, &config.group, None)?;
+    consumer.subscribe(&[&config.topic])?;
+    tracing::info!(topic = %config.topic, group = %config.group, "user-events subscriber consuming");
+    loop {
+        let m = tokio::select! {
+            m = consumer.recv() => m,
+            () = stopped(&mut shutdown) => break,
+        };
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "consumer error");
+                tokio::select! {
+                    () = tokio::time::sleep(config.backoff) => {}
+                    () = stopped(&mut shutdown) => break,
+                }
+                continue;
+            }
+        };
+        let result = match shop_user::pb::CustomerEvent::decode(m.payload().unwrap_or_default()) {
+            Ok(envelope) => on_user_event(&commands, &envelope).await,
+            Err(e) => {
+                tracing::error!(alert = "user_event_undecodable", error = %e, "ALERT: undecodable user event: skipped");
+                Ok(0)
+            }
+        };
+        match result {
+            Ok(_) => {
+                if let Err(e) = consumer.commit_message(&m, CommitMode::Async) {
+                    tracing::warn!(error = %e, "offset commit failed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "user event not handled: retrying");
+                let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
+                drop(m);
+                tokio::select! {
+                    () = tokio::time::sleep(config.backoff) => {}
+                    () = stopped(&mut shutdown) => break,
+                }
+                if let Err(e) = consumer.seek(
+                    &topic,
+                    partition,
+                    Offset::Offset(offset),
+                    Duration::from_secs(5),
+                ) {
+                    tracing::warn!(error = %e, "seek back failed");
+                }
+            }
+        }
+    }
+    tracing::info!("user-events subscriber stopped");
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! Shared by the integration tests: the real PostgreSQL, Kafka and FerretDB of the
+//! repository's infra harness (started here; a missing server fails, never skips), a
+//! fresh Mongo database, PostgreSQL database and Kafka topic per test, and the check
+//! that the read model equals the fold of the event store.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use cart_service::projection::{CartView, load_view};
+use cart_service::store::Commit;
+use cart_service::{Cart, EventStore};
+use prost::Message as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use shop_cart::{CartAggregate, pb};
+use shop_kit::RequestContext;
+use shop_kit::testing::{TestDatabase, infra_up, infra_var};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use uuid::Uuid;
+
+pub struct Infra {
+    pub brokers: String,
+    pub mongo_url: String,
+}
+
+/// Starts (or finds running) PostgreSQL, Kafka and FerretDB once per test binary.
+pub fn infra() -> &'static Infra {
+    static INFRA: OnceLock<Infra> = OnceLock::new();
+    INFRA.get_or_init(|| {
+        infra_up(&["postgres", "kafka", "mongo"]);
+        Infra {
+            brokers: infra_var("KAFKA_BOOTSTRAP_SERVERS"),
+            mongo_url: infra_var("MONGO_URL"),
+        }
+    })
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", Uuid::now_v7().simple())
+}
+
+pub fn ctx(request_id: &str) -> RequestContext {
+    RequestContext {
+        request_id: request_id.to_string(),
+        correlation_id: format!("corr-{request_id}"),
+    }
+}
+
+/// A Mongo database of its own, dropped with this value.
+pub struct TestStore {
+    pub name: String,
+    pub store: EventStore,
+}
+
+impl TestStore {
+    pub async fn create() -> TestStore {
+        let infra = infra();
+        let name = unique("cart_test");
+        let store = EventStore::connect(&infra.mongo_url, &name)
+            .await
+            .expect("connecting to the event store");
+        store.ensure_indexes().await.expect("creating the indexes");
+        TestStore { name, store }
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        let (url, name) = (infra().mongo_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(c) = mongodb::Client::with_uri_str(&url).await {
+                    let _ = c.database(&name).drop().await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// A fresh read database with the read model's tables.
+pub struct ReadDb {
+    pub db: TestDatabase,
+    pub pool: PgPool,
+}
+
+impl ReadDb {
+    pub async fn create() -> ReadDb {
+        infra();
+        let db = TestDatabase::create("cart_test").await;
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&db.url)
+            .await
+            .expect("connecting to the read database");
+        cart_service::projection::prepare(&pool)
+            .await
+            .expect("preparing the read model");
+        ReadDb { db, pool }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.db.url
+    }
+}
+
+/// Every commit of the store, in position order, checking the positions are 1..=max.
+pub async fn all_commits(store: &EventStore) -> Vec<Commit> {
+    let mut out: Vec<Commit> = Vec::new();
+    loop {
+        let after = out.last().map(|c| c.position).unwrap_or(0);
+        let batch = store
+            .read_after(after, 1000)
+            .await
+            .expect("reading commits");
+        if batch.is_empty() {
+            break;
+        }
+        out.extend(batch);
+    }
+    for (i, c) in out.iter().enumerate() {
+        assert_eq!(
+            c.position,
+            i as i64 + 1,
+            "positions are 1..=max without holes"
+        );
+    }
+    out
+}
+
+/// The fold of the event store per cart: (state, version).
+pub async fn store_fold(store: &EventStore) -> BTreeMap<Uuid, (Cart, i64)> {
+    let mut carts: BTreeMap<Uuid, (Cart, i64)> = BTreeMap::new();
+    for c in all_commits(store).await {
+        let (state, version) = carts.entry(c.stream_id).or_default();
+        assert_eq!(
+            c.rev_from,
+            *version + 1,
+            "cart {} commit {}",
+            c.stream_id,
+            c.commit_seq
+        );
+        for e in &c.events {
+            assert_eq!(e.meta.version, *version + 1, "versions are gap-free");
+            state.apply(&e.event);
+            *version = e.meta.version;
+        }
+        assert_eq!(c.rev_to, *version);
+    }
+    carts
+}
+
+/// Differences between the read model and the fold of the store (empty: equal).
+pub async fn read_model_diff(store: &EventStore, pool: &PgPool) -> Vec<String> {
+    let folded = store_fold(store).await;
+    let mut diff = Vec::new();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM carts")
+        .fetch_one(pool)
+        .await
+        .expect("count");
+    let live = folded.values().filter(|(c, _)| c.is_live()).count() as i64;
+    if rows != live {
+        diff.push(format!(
+            "{rows} carts in the read model, {live} live in the store"
+        ));
+    }
+    for (id, (state, version)) in &folded {
+        let view = load_view(pool, *id).await.expect("reading the view");
+        let deleted = cart_service::projection::deleted_at(pool, *id)
+            .await
+            .expect("reading deletions");
+        if state.deleted {
+            if view.is_some() || deleted != Some(*version) {
+                diff.push(format!(
+                    "cart {id}: deleted at {version}, read model {view:?} / {deleted:?}"
+                ));
+            }
+            continue;
+        }
+        let expected = CartView {
+            id: *id,
+            customer_id: state.customer_id,
+            version: *version,
+            items: state.items.clone(),
+        };
+        if view.as_ref() != Some(&expected) {
+            diff.push(format!(
+                "cart {id}: store {expected:?}, read model {view:?}"
+            ));
+        }
+    }
+    diff
+}
+
+/// Waits until the read model equals the fold of the store, or fails with the diff.
+pub async fn wait_read_model_matches(store: &EventStore, pool: &PgPool, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let diff = read_model_diff(store, pool).await;
+        if diff.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "read model differs from the event store after {timeout:?} ({} carts):\n{}",
+            diff.len(),
+            diff.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Reads `topic` from the beginning to its current end and decodes every message.
+pub async fn consume_all(topic: &str, timeout: Duration) -> Vec<(String, pb::CartEvent)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &infra().brokers)
+        .set("group.id", unique("cart-test-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
+    let mut unread: HashMap<i32, i64> = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(5))
+            .expect("watermarks");
+        if high > low {
+            unread.insert(p, high);
+        }
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    while !unread.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "topic not read to its end: {unread:?}");
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Err(_) => continue,
+            Ok(Err(e)) => eprintln!("consumer: {e}"),
+            Ok(Ok(m)) => {
+                if unread
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() + 1 >= *end)
+                {
+                    unread.remove(&m.partition());
+                }
+                let key = m
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default();
+                let e = pb::CartEvent::decode(m.payload().unwrap_or_default())
+                    .expect("a protobuf CartEvent");
+                seen.push((key, e));
+            }
+        }
+    }
+    seen
+}
