@@ -350,6 +350,36 @@ impl shop_cart::CartCommandUseCases for CartCommands {
         let (cart_id, version) = self.run(ctx, request.expected_version, c).await?;
         Ok(pb::AssignCustomerResponse { cart_id, version })
     }
+    /// The cart folded from the event store at its latest version (strongly consistent,
+    /// unlike ViewCart): checkout prices and resets exactly this version. Same contract
+    /// as ViewCart: an unknown or deleted cart is NOT_FOUND.
+    async fn load_cart(
+        &self,
+        _ctx: RequestContext,
+        request: pb::LoadCartRequest,
+    ) -> Result<pb::LoadCartResponse, ServiceError> {
+        let id = Uuid::parse_str(&request.cart_id)
+            .map_err(|_| ServiceError::invalid("cart_id", "must be a UUID"))?;
+        let (state, version, _) = self.load(id).await?;
+        if !state.is_live() {
+            return Err(ServiceError::not_found("cart", id));
+        }
+        Ok(pb::LoadCartResponse {
+            cart: Some(pb::Cart {
+                id: id.to_string(),
+                customer_id: state.customer_id.map(|c| c.to_string()),
+                items: state
+                    .items
+                    .iter()
+                    .map(|(p, q)| pb::CartItem {
+                        product_id: p.to_string(),
+                        quantity: *q,
+                    })
+                    .collect(),
+            }),
+            version,
+        })
+    }
 }
 
 impl CartSubscriptions for CartCommands {

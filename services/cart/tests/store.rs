@@ -321,3 +321,50 @@ async fn concurrent_commands_on_one_cart_end_in_the_fold_of_the_store() {
         conflicts.load(Ordering::Relaxed)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_cart_answers_the_latest_version_from_the_store() {
+    use shop_cart::CartCommandUseCases;
+    let t = TestStore::create().await;
+    let cmds = commands(&t);
+    let (cart, a, b) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    cmds.execute(&ctx("l1"), "l1", None, &add(cart, a, 2))
+        .await
+        .expect("add a");
+    cmds.execute(&ctx("l2"), "l2", None, &add(cart, b, 1))
+        .await
+        .expect("add b");
+    let loaded = cmds
+        .load_cart(
+            ctx("l3"),
+            pb::LoadCartRequest {
+                cart_id: cart.to_string(),
+            },
+        )
+        .await
+        .expect("loads");
+    assert_eq!(loaded.version, 2);
+    let mut items: Vec<(String, i32)> = loaded
+        .cart
+        .expect("cart")
+        .items
+        .into_iter()
+        .map(|i| (i.product_id, i.quantity))
+        .collect();
+    items.sort();
+    let mut want = vec![(a.to_string(), 2), (b.to_string(), 1)];
+    want.sort();
+    assert_eq!(items, want);
+    let unknown = cmds
+        .load_cart(
+            ctx("l4"),
+            pb::LoadCartRequest {
+                cart_id: Uuid::now_v7().to_string(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(unknown, Err(ServiceError::NotFound { .. })),
+        "{unknown:?}"
+    );
+}

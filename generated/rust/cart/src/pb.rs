@@ -140,6 +140,19 @@ pub struct ViewCartResponse {
     pub version: i64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LoadCartRequest {
+    #[prost(string, tag = "1")]
+    pub cart_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LoadCartResponse {
+    #[prost(message, optional, tag = "1")]
+    pub cart: ::core::option::Option<Cart>,
+    /// The version of the state returned.
+    #[prost(int64, tag = "2")]
+    pub version: i64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ProductAdded {
     #[prost(string, tag = "1")]
     pub product_id: ::prost::alloc::string::String,
@@ -454,6 +467,31 @@ pub mod cart_command_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// The cart at its latest version, from the event store; checkout prices and resets exactly this version.
+        pub async fn load_cart(
+            &mut self,
+            request: impl tonic::IntoRequest<super::LoadCartRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::LoadCartResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shop.cart.v1.CartCommandService/LoadCart",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("shop.cart.v1.CartCommandService", "LoadCart"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -509,6 +547,14 @@ pub mod cart_command_service_server {
             request: tonic::Request<super::AssignCustomerRequest>,
         ) -> std::result::Result<
             tonic::Response<super::AssignCustomerResponse>,
+            tonic::Status,
+        >;
+        /// The cart at its latest version, from the event store; checkout prices and resets exactly this version.
+        async fn load_cart(
+            &self,
+            request: tonic::Request<super::LoadCartRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::LoadCartResponse>,
             tonic::Status,
         >;
     }
@@ -851,6 +897,51 @@ pub mod cart_command_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = AssignCustomerSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/shop.cart.v1.CartCommandService/LoadCart" => {
+                    #[allow(non_camel_case_types)]
+                    struct LoadCartSvc<T: CartCommandService>(pub Arc<T>);
+                    impl<
+                        T: CartCommandService,
+                    > tonic::server::UnaryService<super::LoadCartRequest>
+                    for LoadCartSvc<T> {
+                        type Response = super::LoadCartResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::LoadCartRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as CartCommandService>::load_cart(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = LoadCartSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
