@@ -90,6 +90,11 @@ impl Client {
         variables: Value,
     ) -> Option<Value> {
         let started = Instant::now();
+        let outcome = self.once(query, &variables).await;
+        Self::record(stats, op, started, outcome)
+    }
+
+    async fn once(&self, query: &str, variables: &Value) -> Result<Value, String> {
         let result = self
             .http
             .post(&self.url)
@@ -97,7 +102,7 @@ impl Client {
             .timeout(Duration::from_secs(30))
             .send()
             .await;
-        let outcome = match result {
+        match result {
             Err(e) => Err(format!("request: {e}")),
             Ok(r) => match r.json::<Value>().await {
                 Err(e) => Err(format!("response: {e}")),
@@ -106,7 +111,45 @@ impl Client {
                 }
                 Ok(v) => Ok(v["data"].clone()),
             },
-        };
+        }
+    }
+
+    /// Reads an eventually consistent view until `ready` holds (read-your-writes): the
+    /// latency recorded is until the view caught up with the client's own writes; a
+    /// NOT_FOUND or a stale answer meanwhile is lag, not an error. Only a view that does
+    /// not catch up within 10 s, or another error, counts as an error.
+    async fn call_until(
+        &self,
+        stats: &mut Stats,
+        op: &'static str,
+        query: &str,
+        variables: Value,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let started = Instant::now();
+        loop {
+            let outcome = self.once(query, &variables).await;
+            let lagging = match &outcome {
+                Ok(data) => !ready(data),
+                Err(msg) => msg.contains("\"NOT_FOUND\""),
+            };
+            if !lagging || started.elapsed() > Duration::from_secs(10) {
+                let outcome = match outcome {
+                    Ok(data) if !ready(&data) => Err(format!("still stale after 10 s: {data}")),
+                    other => other,
+                };
+                return Self::record(stats, op, started, outcome);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn record(
+        stats: &mut Stats,
+        op: &'static str,
+        started: Instant,
+        outcome: Result<Value, String>,
+    ) -> Option<Value> {
         match outcome {
             Ok(data) => {
                 stats
@@ -221,6 +264,8 @@ async fn journey(
             .map(|_| &products[rng.next(products.len())])
             .collect();
         let mut added = Vec::new();
+        // The cart version of our last write, which viewCart must show.
+        let mut wrote = 0i64;
         for p in picks {
             if added.contains(&p) {
                 continue;
@@ -233,36 +278,43 @@ async fn journey(
                     json!({ "input": { "cartId": cart, "productId": p, "quantity": 1 + rng.next(3) } }),
                 )
                 .await;
-            if ok.is_some() {
+            if let Some(d) = ok {
+                wrote = wrote.max(d["addProduct"]["version"].as_i64().unwrap_or(0));
                 added.push(p);
             }
         }
-        if let Some(p) = added.first() {
-            client
+        if let Some(p) = added.first()
+            && let Some(d) = client
                 .call(
                     stats,
                     "changeProductQuantity",
                     "mutation($input: ChangeProductQuantityInput!) { changeProductQuantity(input: $input) { version } }",
                     json!({ "input": { "cartId": cart, "productId": p, "quantity": 5 } }),
                 )
-                .await;
-        }
-        if added.len() > 1 {
-            client
+                .await
+            {
+                wrote = wrote.max(d["changeProductQuantity"]["version"].as_i64().unwrap_or(0));
+            }
+        if added.len() > 1
+            && let Some(d) = client
                 .call(
                     stats,
                     "removeProduct",
                     "mutation($input: RemoveProductInput!) { removeProduct(input: $input) { version } }",
                     json!({ "input": { "cartId": cart, "productId": added[1] } }),
                 )
-                .await;
-        }
+                .await
+            {
+                wrote = wrote.max(d["removeProduct"]["version"].as_i64().unwrap_or(0));
+            }
+        // The query side is eventually consistent: read until it shows our writes.
         client
-            .call(
+            .call_until(
                 stats,
                 "viewCart",
                 "query($id: ID!) { viewCart(cartId: $id) { id version items { quantity product { name price } } } }",
                 json!({ "id": cart }),
+                |d| d["viewCart"]["version"].as_i64().is_some_and(|v| v >= wrote),
             )
             .await;
         if args.checkout {

@@ -1,0 +1,400 @@
+//! The whole customer journey end to end: PostgreSQL, Kafka and FerretDB for real; the
+//! product, user, cart (command, query, event handler), order and BFF processes, each
+//! behind its generated Envoy; driven through GraphQL at the BFF's Envoy. Browse, add,
+//! change a quantity, remove, view the cart, check out (and retry), see the empty cart
+//! and the order; delete the account and see the cart go. Then a smoke load with
+//! checkout.
+//!
+//! The generated local ports are fixed: this test serializes with the other journeys on
+//! [`lock_ports`].
+
+use std::time::{Duration, Instant};
+
+use e2e::*;
+use serde_json::{Value, json};
+
+const BFF_EDGE: &str = "http://127.0.0.1:50200";
+const CART_COMMAND_EDGE: &str = "http://127.0.0.1:50203";
+
+const CREATE: &str =
+    "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }";
+const PRODUCTS: &str = "query { viewProducts(first: 50) { nodes { id name price } } }";
+const REGISTER: &str = "mutation($input: RegisterCustomerInput!) { registerCustomer(input: $input) { customerId version } }";
+const ADD: &str =
+    "mutation($input: AddProductInput!) { addProduct(input: $input) { cartId version } }";
+const CHANGE: &str = "mutation($input: ChangeProductQuantityInput!) { changeProductQuantity(input: $input) { cartId version } }";
+const REMOVE: &str =
+    "mutation($input: RemoveProductInput!) { removeProduct(input: $input) { cartId version } }";
+const VIEW: &str = "query($id: ID!) { viewCart(cartId: $id) { id customerId version items { productId quantity product { name price } } } }";
+const CHECKOUT: &str = "mutation($input: CheckoutInput!) { checkout(input: $input) { id customerId cartId cartVersion total status details { productId productName unitPrice quantity } } }";
+const ORDERS: &str = "query($id: ID!) { viewOrders(customerId: $id, first: 10) { nodes { id total status cartVersion details { productName unitPrice quantity } } pageInfo { hasNextPage } } }";
+const DELETE_ACCOUNT: &str =
+    "mutation($input: DeleteAccountInput!) { deleteAccount(input: $input) { customerId version } }";
+
+/// Polls viewCart until the read model reached `version`.
+async fn view_at(gql: &Graphql, cart: &str, version: i64) -> Value {
+    let started = Instant::now();
+    loop {
+        let v = gql.run(VIEW, json!({ "id": cart })).await;
+        let c = &v["data"]["viewCart"];
+        if c["version"].as_i64().is_some_and(|have| have >= version) {
+            assert!(v.get("errors").is_none_or(|e| e.is_null()), "{v:#}");
+            return c.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "cart {cart} never reached version {version}: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn version(d: &Value, field: &str) -> i64 {
+    d[field]["version"].as_i64().expect("version")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_journey_with_checkout_through_envoy() {
+    let _ports = lock_ports();
+    build_binaries(&[
+        "product-service",
+        "user-service",
+        "cart-service",
+        "order-service",
+        "bff",
+    ]);
+    infra_up(&["postgres", "kafka", "mongo", "envoy"]);
+    let product_db = TestDatabase::create("e2e_product").await;
+    let user_db = TestDatabase::create("e2e_user").await;
+    let cart_db = TestDatabase::create("e2e_cart_read").await;
+    let order_db = TestDatabase::create("e2e_order").await;
+    let run = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default()
+    );
+    let bin = bin_dir();
+    let kafka = infra_var("KAFKA_BOOTSTRAP_SERVERS");
+    // The user service publishes to its fixed topic; the cart listens there (its own
+    // group per run) so that deleting the account deletes the cart.
+    let cart_env = |role: &str, port: u16| {
+        vec![
+            ("ROLE", role.to_string()),
+            ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
+            ("MONGO_URL", infra_var("MONGO_URL")),
+            ("MONGO_DATABASE", format!("e2e_cart_{run}")),
+            ("DATABASE_URL", cart_db.url.clone()),
+            ("KAFKA_BROKERS", kafka.clone()),
+            ("CART_TOPIC", format!("e2e-cart-events-{run}")),
+            ("USER_EVENTS_GROUP", format!("e2e-cart-users-{run}")),
+            ("CONSUMER_GROUP", format!("e2e-cart-handler-{run}")),
+            ("PRODUCT_URL", "http://127.0.0.1:50201".into()),
+        ]
+    };
+
+    let mut product = spawn(
+        "product",
+        &bin.join("product-service"),
+        &[],
+        &[
+            ("LISTEN_ADDR", "127.0.0.1:50101".into()),
+            ("DATABASE_URL", product_db.url.clone()),
+        ],
+    );
+    let mut user = spawn(
+        "user",
+        &bin.join("user-service"),
+        &[],
+        &[
+            ("LISTEN_ADDR", "127.0.0.1:50106".into()),
+            ("DATABASE_URL", user_db.url.clone()),
+            ("KAFKA_BROKERS", kafka.clone()),
+        ],
+    );
+    let cart_bin = bin.join("cart-service");
+    let mut command = spawn("cart-command", &cart_bin, &[], &cart_env("command", 50103));
+    let mut query = spawn("cart-query", &cart_bin, &[], &cart_env("query", 50104));
+    let mut handler = spawn(
+        "cart-event-handler",
+        &cart_bin,
+        &[],
+        &cart_env("event-handler", 50105),
+    );
+    let mut order = spawn(
+        "order",
+        &bin.join("order-service"),
+        &[],
+        &[
+            ("LISTEN_ADDR", "127.0.0.1:50102".into()),
+            ("DATABASE_URL", order_db.url.clone()),
+            ("PRODUCT_URL", "http://127.0.0.1:50201".into()),
+            ("CART_COMMAND_URL", CART_COMMAND_EDGE.into()),
+            ("RECOVERY_INTERVAL_SECS", "1".into()),
+        ],
+    );
+    let mut bff = spawn(
+        "bff",
+        &bin.join("bff"),
+        &[],
+        &[
+            ("LISTEN_ADDR", "127.0.0.1:50100".into()),
+            ("PRODUCT_URL", "http://127.0.0.1:50201".into()),
+            ("USER_URL", "http://127.0.0.1:50206".into()),
+            ("ORDER_URL", "http://127.0.0.1:50202".into()),
+            ("CART_COMMAND_URL", CART_COMMAND_EDGE.into()),
+            ("CART_QUERY_URL", "http://127.0.0.1:50204".into()),
+        ],
+    );
+    let mut envoys = [
+        envoy("bff"),
+        envoy("product"),
+        envoy("user"),
+        envoy("cart-command"),
+        envoy("cart-query"),
+        envoy("cart-event-handler"),
+        envoy("order"),
+    ];
+    {
+        let mut all: Vec<&mut Process> = vec![
+            &mut product,
+            &mut user,
+            &mut command,
+            &mut query,
+            &mut handler,
+            &mut order,
+            &mut bff,
+        ];
+        all.extend(envoys.iter_mut());
+        wait_http_ok(
+            &format!("{BFF_EDGE}/healthz"),
+            Duration::from_secs(90),
+            &mut all,
+        )
+        .await;
+    }
+    for (admin, cluster) in [
+        (50301, "product"),
+        (50306, "user"),
+        (50303, "cart-command"),
+        (50304, "cart-query"),
+        (50305, "cart-event-handler"),
+        (50302, "order"),
+    ] {
+        wait_envoy_healthy(admin, cluster, Duration::from_secs(60)).await;
+    }
+    let gql = Graphql::new(format!("{BFF_EDGE}/graphql"));
+
+    // Browse.
+    for (name, price) in [("Matcha", 1200), ("Anpan", 180), ("Soba", 650)] {
+        gql.ok(CREATE, json!({ "input": { "name": name, "price": price } }))
+            .await;
+    }
+    let d = gql.ok(PRODUCTS, json!({})).await;
+    let id_of = |name: &str| {
+        d["viewProducts"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|p| p["name"] == json!(name))
+            .map(|p| p["id"].as_str().expect("id").to_string())
+            .expect("product listed")
+    };
+    let (matcha, anpan, soba) = (id_of("Matcha"), id_of("Anpan"), id_of("Soba"));
+
+    // A customer and their cart.
+    let d = gql
+        .ok(
+            REGISTER,
+            json!({ "input": { "email": format!("taro-{run}@example.jp"), "name": "Taro" } }),
+        )
+        .await;
+    let customer = d["registerCustomer"]["customerId"]
+        .as_str()
+        .expect("customer id")
+        .to_string();
+    let cart = uuid::Uuid::now_v7().to_string();
+    let add = |product: &str, quantity: i64| json!({ "input": { "cartId": cart, "productId": product, "quantity": quantity } });
+    assert_eq!(
+        version(&gql.ok(ADD, add(&matcha, 1)).await, "addProduct"),
+        1
+    );
+    // AssignCustomer is internal (gRPC only): the cart is this customer's from now on.
+    let mut cart_commands =
+        shop_cart::pb::cart_command_service_client::CartCommandServiceClient::connect(
+            CART_COMMAND_EDGE,
+        )
+        .await
+        .expect("cart command client");
+    let assigned = cart_commands
+        .assign_customer(shop_cart::pb::AssignCustomerRequest {
+            cart_id: cart.clone(),
+            customer_id: Some(customer.clone()),
+            expected_version: None,
+        })
+        .await
+        .expect("assign customer")
+        .into_inner();
+    assert_eq!(assigned.version, 2);
+    assert_eq!(version(&gql.ok(ADD, add(&anpan, 2)).await, "addProduct"), 3);
+    assert_eq!(version(&gql.ok(ADD, add(&soba, 1)).await, "addProduct"), 4);
+    let d = gql
+        .ok(
+            CHANGE,
+            json!({ "input": { "cartId": cart, "productId": matcha, "quantity": 3 } }),
+        )
+        .await;
+    assert_eq!(version(&d, "changeProductQuantity"), 5);
+    let d = gql
+        .ok(
+            REMOVE,
+            json!({ "input": { "cartId": cart, "productId": soba } }),
+        )
+        .await;
+    assert_eq!(version(&d, "removeProduct"), 6);
+    let c = view_at(&gql, &cart, 6).await;
+    assert_eq!(c["customerId"], json!(customer));
+    let mut lines: Vec<(String, i64)> = c["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["product"]["name"].as_str().expect("name").to_string(),
+                i["quantity"].as_i64().expect("quantity"),
+            )
+        })
+        .collect();
+    lines.sort();
+    assert_eq!(lines, [("Anpan".to_string(), 2), ("Matcha".to_string(), 3)]);
+
+    // Check out: the order holds the cart at version 6, priced by the product service.
+    let checkout = json!({ "input": { "cartId": cart, "customerId": customer } });
+    let placed = gql.ok(CHECKOUT, checkout.clone()).await["checkout"].clone();
+    assert_eq!(placed["status"], json!("placed"), "{placed:#}");
+    assert_eq!(placed["cartVersion"], json!(6));
+    assert_eq!(placed["total"], json!(3 * 1200 + 2 * 180));
+    let mut details: Vec<(String, i64, i64)> = placed["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .map(|d| {
+            (
+                d["productName"].as_str().expect("name").to_string(),
+                d["unitPrice"].as_i64().expect("price"),
+                d["quantity"].as_i64().expect("quantity"),
+            )
+        })
+        .collect();
+    details.sort();
+    assert_eq!(
+        details,
+        [
+            ("Anpan".to_string(), 180, 2),
+            ("Matcha".to_string(), 1200, 3)
+        ]
+    );
+    // A retried checkout (the answer was lost, say) is the same order.
+    let again = gql.ok(CHECKOUT, checkout.clone()).await["checkout"].clone();
+    assert_eq!(again, placed, "a retried checkout returns the same order");
+
+    // The cart is empty (reset at version 7), the order is in the history.
+    let c = view_at(&gql, &cart, 7).await;
+    assert_eq!(c["items"], json!([]));
+    assert_eq!(c["version"], json!(7));
+    let d = gql.ok(ORDERS, json!({ "id": customer })).await;
+    let nodes = d["viewOrders"]["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 1, "{d:#}");
+    assert_eq!(nodes[0]["id"], placed["id"]);
+    assert_eq!(nodes[0]["status"], json!("placed"));
+    assert_eq!(nodes[0]["details"].as_array().map(Vec::len), Some(2));
+
+    // Checking out the empty cart again is refused... once the cart changed, that is.
+    assert_eq!(version(&gql.ok(ADD, add(&soba, 1)).await, "addProduct"), 8);
+    let d = gql
+        .ok(
+            REMOVE,
+            json!({ "input": { "cartId": cart, "productId": soba } }),
+        )
+        .await;
+    assert_eq!(version(&d, "removeProduct"), 9);
+    let (code, err) = gql.error_code(CHECKOUT, checkout.clone()).await;
+    assert_eq!(code, "FAILED_PRECONDITION", "an empty cart: {err}");
+
+    // Deleting the account deletes the cart (user event -> Kafka -> cart command side).
+    assert_eq!(
+        version(&gql.ok(ADD, add(&anpan, 1)).await, "addProduct"),
+        10
+    );
+    gql.ok(
+        DELETE_ACCOUNT,
+        json!({ "input": { "customerId": customer } }),
+    )
+    .await;
+    let started = Instant::now();
+    loop {
+        let v = gql.run(VIEW, json!({ "id": cart })).await;
+        let gone = v["data"]["viewCart"].is_null();
+        if gone {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the cart of a deleted account is still there: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its orders stay (history).
+    let d = gql.ok(ORDERS, json!({ "id": customer })).await;
+    assert_eq!(d["viewOrders"]["nodes"].as_array().map(Vec::len), Some(1));
+
+    // A short smoke load of the whole journey with checkout: zero errors tolerated.
+    let load = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args([
+                "--url",
+                &format!("{BFF_EDGE}/graphql"),
+                "--customers",
+                "4",
+                "--duration",
+                "5",
+                "--products",
+                "5",
+                "--checkout",
+            ])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("loadgen runs");
+    let report = String::from_utf8_lossy(&load.stdout);
+    assert!(
+        load.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert!(
+        report.contains("checkout") && report.ends_with("0 errors\n"),
+        "{report}"
+    );
+    println!("{report}");
+
+    for p in [
+        &mut bff,
+        &mut order,
+        &mut command,
+        &mut query,
+        &mut handler,
+        &mut user,
+        &mut product,
+    ] {
+        assert!(
+            p.terminate(Duration::from_secs(15)),
+            "{} ignored SIGTERM:\n{}",
+            p.name,
+            p.log_tail()
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! The real [`Carts`] and [`Catalog`]: gRPC through the Envoys of the cart command side
+//! and of the product service.
+
+use shop_cart::pb as cart;
+use shop_cart::pb::cart_command_service_client::CartCommandServiceClient;
+use shop_kit::{RequestContext, ServiceError};
+use shop_product::pb as product;
+use shop_product::pb::product_service_client::ProductServiceClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use uuid::Uuid;
+
+use crate::checkout::{CartSnapshot, Carts, Catalog, PricedProduct, ResetOutcome};
+
+/// A lazily connected channel: the service starts even if a dependency is not up yet.
+pub fn channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_string())?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(10))
+        .connect_lazy())
+}
+
+/// A dependency's failure as this service's: transient trouble stays retryable.
+fn upstream(service: &str, s: Status) -> ServiceError {
+    match s.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
+            ServiceError::Unavailable(format!("{service}: {}", s.message()))
+        }
+        _ => ServiceError::Internal(format!(
+            "{service} answered {:?}: {}",
+            s.code(),
+            s.message()
+        )),
+    }
+}
+
+fn with_ids<T>(message: T, request_id: &str, correlation_id: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    if let Ok(v) = request_id.parse() {
+        r.metadata_mut().insert("x-request-id", v);
+    }
+    if let Ok(v) = correlation_id.parse() {
+        r.metadata_mut().insert("x-correlation-id", v);
+    }
+    r
+}
+
+#[derive(Clone)]
+pub struct GrpcCarts {
+    command: CartCommandServiceClient<Channel>,
+}
+
+impl GrpcCarts {
+    pub fn new(channel: Channel) -> Self {
+        GrpcCarts {
+            command: CartCommandServiceClient::new(channel),
+        }
+    }
+}
+
+impl Carts for GrpcCarts {
+    async fn load(
+        &self,
+        ctx: &RequestContext,
+        cart_id: Uuid,
+    ) -> Result<Option<CartSnapshot>, ServiceError> {
+        // LoadCart: the cart folded from the event store at its latest version (strong).
+        let request = with_ids(
+            cart::LoadCartRequest {
+                cart_id: cart_id.to_string(),
+            },
+            &ctx.request_id,
+            &ctx.correlation_id,
+        );
+        let response = match self.command.clone().load_cart(request).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == Code::NotFound => return Ok(None),
+            Err(s) => return Err(upstream("cart", s)),
+        };
+        Ok(response.cart.map(|c| CartSnapshot {
+            customer_id: c.customer_id,
+            items: c
+                .items
+                .into_iter()
+                .map(|i| (i.product_id, i.quantity))
+                .collect(),
+            version: response.version,
+        }))
+    }
+
+    async fn reset(
+        &self,
+        correlation_id: &str,
+        cart_id: Uuid,
+        expected_version: i64,
+        commit_id: Uuid,
+    ) -> Result<ResetOutcome, ServiceError> {
+        let request = with_ids(
+            cart::ResetCartRequest {
+                cart_id: cart_id.to_string(),
+                expected_version: Some(expected_version),
+            },
+            &commit_id.to_string(),
+            correlation_id,
+        );
+        match self.command.clone().reset_cart(request).await {
+            Ok(_) => Ok(ResetOutcome::Reset),
+            Err(s) if s.code() == Code::Aborted => Ok(ResetOutcome::Changed(s.message().into())),
+            Err(s) => Err(upstream("cart", s)),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct GrpcCatalog {
+    client: ProductServiceClient<Channel>,
+}
+
+impl GrpcCatalog {
+    pub fn new(channel: Channel) -> Self {
+        GrpcCatalog {
+            client: ProductServiceClient::new(channel),
+        }
+    }
+}
+
+impl Catalog for GrpcCatalog {
+    async fn product(
+        &self,
+        ctx: &RequestContext,
+        id: Uuid,
+    ) -> Result<Option<PricedProduct>, ServiceError> {
+        let request = with_ids(
+            product::GetProductRequest { id: id.to_string() },
+            &format!("{}-{id}", ctx.request_id),
+            &ctx.correlation_id,
+        );
+        match self.client.clone().get_product(request).await {
+            Ok(r) => Ok(r.into_inner().product.map(|p| PricedProduct {
+                name: p.name,
+                price: p.price,
+            })),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(upstream("product", s)),
+        }
+    }
+}
