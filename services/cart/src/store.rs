@@ -166,10 +166,20 @@ pub fn event_to_bson(event: &CartEvent) -> Result<(String, Bson), ServiceError> 
     Ok((kind, payload))
 }
 
-pub fn event_from_bson(kind: &str, payload: &Bson) -> Result<CartEvent, ServiceError> {
+/// Decodes a stored event through the generated decoder, so events written under an
+/// older payload schema are upcast instead of failing.
+fn schema_version(e: &Document) -> Result<u32, ServiceError> {
+    let v = get_i64(e, "schema_version")?;
+    u32::try_from(v).map_err(|_| bad("schema_version"))
+}
+
+pub fn event_from_bson(
+    kind: &str,
+    schema_version: u32,
+    payload: &Bson,
+) -> Result<CartEvent, ServiceError> {
     let data = payload.clone().into_relaxed_extjson();
-    serde_json::from_value(serde_json::json!({ "type": kind, "data": data }))
-        .map_err(|e| bad(format!("event {kind}: {e}")))
+    CartEvent::decode_stored(kind, schema_version, &data)
 }
 
 impl NewCommit {
@@ -250,7 +260,7 @@ impl Commit {
                     correlation_id: correlation_id.clone(),
                     causation_id: causation_id.clone(),
                 },
-                event: event_from_bson(kind, payload)?,
+                event: event_from_bson(kind, schema_version(e)?, payload)?,
             });
         }
         Ok(Commit {

@@ -40,6 +40,8 @@ pub struct Committed {
 #[derive(sqlx::FromRow)]
 struct EventRow {
     version: i64,
+    event_type: String,
+    schema_version: i32,
     payload: String,
     recorded_at: DateTime<Utc>,
 }
@@ -155,7 +157,7 @@ async fn load(
     stream_id: Uuid,
 ) -> Result<(Customer, i64), ServiceError> {
     let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT version, payload::text AS payload, recorded_at FROM events WHERE stream_id = $1 ORDER BY version",
+        "SELECT version, event_type, schema_version, payload::text AS payload, recorded_at FROM events WHERE stream_id = $1 ORDER BY version",
     )
     .bind(stream_id)
     .fetch_all(&mut **tx)
@@ -170,12 +172,17 @@ async fn load(
                 row.version
             )));
         }
-        let event: CustomerEvent = serde_json::from_str(&row.payload).map_err(|e| {
+        let json: serde_json::Value = serde_json::from_str(&row.payload).map_err(|e| {
             ServiceError::Internal(format!(
                 "stream {stream_id} version {}: undecodable event: {e}",
                 row.version
             ))
         })?;
+        let schema_version = u32::try_from(row.schema_version).map_err(|_| {
+            ServiceError::Internal(format!("stream {stream_id}: bad schema version"))
+        })?;
+        // Through the generated decoder: older payload versions are upcast.
+        let event = CustomerEvent::decode_stored(&row.event_type, schema_version, &json)?;
         state.apply_recorded(&event, row.recorded_at);
         version = row.version;
     }
