@@ -3,76 +3,14 @@
 //! `xtask/infra/infra.sh up postgres` starts. No Envoy here: PRODUCT_URL points
 //! straight at the service. If PostgreSQL cannot be started the test fails.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value as Json, json};
-use sqlx::{Connection, Executor, PgConnection};
+use shop_kit::testing::TestDatabase;
 use tower::ServiceExt;
-
-fn infra(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../xtask/infra/infra.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "`xtask/infra/infra.sh {}` failed: PostgreSQL is required for this test\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A fresh database, dropped at the end of the test.
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create() -> Database {
-        infra(&["up", "postgres"]);
-        let admin_url = infra(&["env"])
-            .lines()
-            .find_map(|l| l.strip_prefix("export DATABASE_URL="))
-            .map(|u| u.trim_matches(['\'', '"']).to_string())
-            .expect("DATABASE_URL in `infra.sh env`");
-        let name = format!("bff_it_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to postgres");
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .expect("create database");
-        let (server, _) = admin_url.rsplit_once('/').expect("URL with a database");
-        let url = format!("{server}/{name}");
-        Database {
-            admin_url,
-            name,
-            url,
-        }
-    }
-
-    async fn drop_it(self) {
-        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
-            let _ = admin
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                )))
-                .await;
-        }
-    }
-}
 
 struct Gql {
     router: Router,
@@ -150,7 +88,7 @@ const GET: &str = "query($id: ID!) { getProduct(id: $id) { id name description p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_crud_against_the_real_product_service() {
-    let db = Database::create().await;
+    let db = TestDatabase::create("bff_it").await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(&db.url)
@@ -339,5 +277,5 @@ async fn graphql_crud_against_the_real_product_service() {
 
     service.abort();
     pool.close().await;
-    db.drop_it().await;
+    drop(db);
 }

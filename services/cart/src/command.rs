@@ -365,18 +365,7 @@ impl shop_cart::CartCommandUseCases for CartCommands {
             return Err(ServiceError::not_found("cart", id));
         }
         Ok(pb::LoadCartResponse {
-            cart: Some(pb::Cart {
-                id: id.to_string(),
-                customer_id: state.customer_id.map(|c| c.to_string()),
-                items: state
-                    .items
-                    .iter()
-                    .map(|(p, q)| pb::CartItem {
-                        product_id: p.to_string(),
-                        quantity: *q,
-                    })
-                    .collect(),
-            }),
+            cart: Some(crate::query::cart_pb(id, state.customer_id, &state.items)),
             version,
         })
     }

@@ -6,6 +6,8 @@
 //! just ran a command and wants to see it polls until `version` reaches the version the
 //! command returned (NOT_FOUND until a new cart's first event is projected).
 
+use std::collections::BTreeMap;
+
 use shop_cart::pb;
 use shop_kit::{RequestContext, ServiceError};
 use sqlx::PgPool;
@@ -36,19 +38,23 @@ impl shop_cart::CartQueryUseCases for CartQueries {
             .await?
             .ok_or_else(|| ServiceError::not_found("cart", id))?;
         Ok(pb::ViewCartResponse {
-            cart: Some(pb::Cart {
-                id: id.to_string(),
-                customer_id: view.customer_id.map(|c| c.to_string()),
-                items: view
-                    .items
-                    .iter()
-                    .map(|(p, q)| pb::CartItem {
-                        product_id: p.to_string(),
-                        quantity: *q,
-                    })
-                    .collect(),
-            }),
+            cart: Some(cart_pb(id, view.customer_id, &view.items)),
             version: view.version,
         })
+    }
+}
+
+/// A cart as the proto carries it, for both the read model and the command side.
+pub fn cart_pb(id: Uuid, customer_id: Option<Uuid>, items: &BTreeMap<Uuid, i32>) -> pb::Cart {
+    pb::Cart {
+        id: id.to_string(),
+        customer_id: customer_id.map(|c| c.to_string()),
+        items: items
+            .iter()
+            .map(|(p, q)| pb::CartItem {
+                product_id: p.to_string(),
+                quantity: *q,
+            })
+            .collect(),
     }
 }

@@ -92,3 +92,26 @@ where
         }
     }
 }
+
+/// Connects to PostgreSQL, waiting up to `startup_timeout` for it (a service started with
+/// its database must not crash), then applies the service's generated migrations.
+#[cfg(feature = "postgres")]
+pub async fn postgres(
+    url: &str,
+    max_connections: u32,
+    startup_timeout: Duration,
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<sqlx::PgPool, sqlx::Error> {
+    let pool = retry_until("database", startup_timeout, || {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+    })
+    .await?;
+    migrator
+        .run(&pool)
+        .await
+        .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+    Ok(pool)
+}

@@ -60,22 +60,14 @@ struct Config {
 async fn main() -> anyhow::Result<()> {
     server::init_tracing();
     let config = Config::parse();
-    let pool = server::retry_until(
-        "database",
+    let pool = server::postgres(
+        &config.database_url,
+        config.max_connections,
         Duration::from_secs(config.startup_timeout_secs),
-        || {
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(config.max_connections)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect(&config.database_url)
-        },
+        &user_service::MIGRATOR,
     )
     .await
-    .context("connecting to the database")?;
-    user_service::MIGRATOR
-        .run(&pool)
-        .await
-        .context("applying migrations")?;
+    .context("connecting to the database and applying migrations")?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
