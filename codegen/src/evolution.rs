@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::diag::{Diagnostic, SpecErrors};
 use crate::emit::sql::{self, MigrationError};
+use crate::emit::sqlite;
 use crate::emit::{EmitError, GeneratedFile};
 use crate::ir::*;
 use crate::lock::{self, Lock, LockedField, LockedMessage, LockedMigration};
@@ -145,6 +146,7 @@ pub fn generate(
     };
     let mut errors = Vec::new();
     let mut history: BTreeMap<String, Vec<LockedMigration>> = BTreeMap::new();
+    let mut sqlite_history: BTreeMap<String, Vec<LockedMigration>> = BTreeMap::new();
     let mut preserved = Vec::new();
     let mut migrations = Vec::new();
     if let Some(old) = &old {
@@ -169,6 +171,31 @@ pub fn generate(
                 path: format!("sql/{}/{}", db.name, m.file),
                 sha256: m.sha256.clone(),
             }));
+            let mut slist = locked.sqlite_migrations.clone();
+            if slist.is_empty() {
+                // A lock from before the SQLite dialect: its history starts at the schema
+                // the lock records, numbered like the PostgreSQL one.
+                for (i, m) in list.iter().enumerate() {
+                    let contents = if i == 0 {
+                        sqlite::init(db, &tables)?
+                    } else {
+                        sqlite::placeholder(db, &list[list.len() - 1].file)
+                    };
+                    slist.push(LockedMigration {
+                        file: m.file.clone(),
+                        sha256: lock::sha256(&contents),
+                    });
+                    migrations.push(GeneratedFile {
+                        path: format!("sqlite/{}/{}", db.name, m.file),
+                        contents,
+                    });
+                }
+            } else {
+                preserved.extend(slist.iter().map(|m| Preserved {
+                    path: format!("sqlite/{}/{}", db.name, m.file),
+                    sha256: m.sha256.clone(),
+                }));
+            }
             let number = list
                 .iter()
                 .filter_map(|m| m.file.get(..4)?.parse::<u32>().ok())
@@ -195,6 +222,15 @@ pub fn generate(
                             },
                         );
                     }
+                    let contents = sqlite::migration(db, &tables, &m)?;
+                    slist.push(LockedMigration {
+                        file: m.file.clone(),
+                        sha256: lock::sha256(&contents),
+                    });
+                    migrations.push(GeneratedFile {
+                        path: format!("sqlite/{}/{}", db.name, m.file),
+                        contents,
+                    });
                     list.push(LockedMigration {
                         file: m.file.clone(),
                         sha256: lock::sha256(&m.contents),
@@ -211,6 +247,7 @@ pub fn generate(
                 Err(MigrationError::Emit(e)) => return Err(e.into()),
             }
             history.insert(db.name.clone(), list);
+            sqlite_history.insert(db.name.clone(), slist);
         }
     }
     if !errors.is_empty() {
@@ -232,9 +269,10 @@ pub fn generate(
         .into_iter()
         .filter(|f| {
             // A database with history gets new migrations only, never a fresh init.
-            !history
-                .keys()
-                .any(|db| f.path.starts_with(&format!("sql/{db}/")))
+            !history.keys().any(|db| {
+                f.path.starts_with(&format!("sql/{db}/"))
+                    || f.path.starts_with(&format!("sqlite/{db}/"))
+            })
         })
         .collect();
     for db in &system.databases {
@@ -250,11 +288,22 @@ pub fn generate(
                 })
                 .collect();
             history.insert(db.name.clone(), list);
+            let prefix = format!("sqlite/{}/", db.name);
+            let list = files
+                .iter()
+                .filter_map(|f| {
+                    f.path.strip_prefix(&prefix).map(|file| LockedMigration {
+                        file: file.to_string(),
+                        sha256: lock::sha256(&f.contents),
+                    })
+                })
+                .collect();
+            sqlite_history.insert(db.name.clone(), list);
         }
     }
     files.extend(migrations);
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let lock_text = Lock::of(&system, &history).render();
+    let lock_text = Lock::of(&system, &history, &sqlite_history).render();
     Ok(Generation {
         files,
         preserved,

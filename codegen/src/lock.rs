@@ -237,6 +237,9 @@ pub struct LockedNumber {
 pub struct LockedDatabase {
     /// Every migration written so far, in order: history that is never rewritten.
     pub migrations: Vec<LockedMigration>,
+    /// The SQLite twins of `migrations` (same files under `sqlite/`): history too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sqlite_migrations: Vec<LockedMigration>,
     /// The schema those migrations produce.
     pub tables: Vec<LockedTable>,
 }
@@ -430,7 +433,11 @@ impl Lock {
     }
 
     /// The lock that describes `system`, whose databases the given migrations build.
-    pub fn of(system: &System, migrations: &BTreeMap<String, Vec<LockedMigration>>) -> Lock {
+    pub fn of(
+        system: &System,
+        migrations: &BTreeMap<String, Vec<LockedMigration>>,
+        sqlite_migrations: &BTreeMap<String, Vec<LockedMigration>>,
+    ) -> Lock {
         let entities = system
             .entities
             .iter()
@@ -608,6 +615,10 @@ impl Lock {
                     db.name.clone(),
                     LockedDatabase {
                         migrations: migrations.get(&db.name).cloned().unwrap_or_default(),
+                        sqlite_migrations: sqlite_migrations
+                            .get(&db.name)
+                            .cloned()
+                            .unwrap_or_default(),
                         tables: db.tables.iter().map(LockedTable::of).collect(),
                     },
                 )

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use codegen::lock::Lock;
+
+#[path = "support/sqlite.rs"]
+mod sqlite;
 use codegen::{GenerateError, Generation};
 
 const SPEC: &str = "evo.yaml";
@@ -372,6 +375,7 @@ async fn scenario() {
         for (pool, db) in dbs.into_iter().zip([CATALOG, MEMBER]) {
             migrate(pool, &p.files, db, step).await;
             assert_same_as_fresh(server, pool, spec, db, step).await;
+            sqlite_same_as_fresh(p, spec, db, step).await;
         }
     }
     let dbs = [&catalog_db, &member_db];
@@ -862,15 +866,61 @@ async fn scenario() {
     let again = p.generate(&s7, false).expect("generation");
     assert!(again.report.is_empty(), "{}", again.report);
     assert_eq!(again.lock_text, p.lock.clone().expect("lock"));
+    // Each PostgreSQL migration and its SQLite twin.
     assert_eq!(
         again.preserved.len(),
-        p.migrations(CATALOG).len() + p.migrations(MEMBER).len()
+        2 * (p.migrations(CATALOG).len() + p.migrations(MEMBER).len())
     );
 
     server.drop(CATALOG, catalog_db).await;
     server.drop(MEMBER, member_db).await;
     server.admin.close().await;
     let _ = std::fs::remove_dir_all(scratch());
+}
+
+// ---------------------------------------------------------------------- SQLite
+
+/// The SQLite twins of the migrations so far, applied (those not applied yet) to one
+/// SQLite file per database, give the schema of the current spec's fresh SQLite
+/// `0001_init.sql`.
+async fn sqlite_same_as_fresh(p: &Project, spec: &str, db: &str, step: &str) {
+    let only = |files: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        let prefix = format!("sqlite/{db}/");
+        files
+            .iter()
+            .filter_map(|(path, c)| Some((path.strip_prefix(&prefix)?.to_string(), c.clone())))
+            .collect()
+    };
+    let dir = scratch().join("sqlite");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let migrated = sqlite::open(&dir.join(format!("{db}.sqlite"))).await;
+    sqlite::migrate(
+        &migrated,
+        &only(&p.files),
+        &dir.join(format!("{step}-{db}")),
+    )
+    .await;
+    let system = codegen::load(Path::new(SPEC), spec).unwrap_or_else(|e| panic!("{e}"));
+    let fresh_files: BTreeMap<String, String> = codegen::emit::sqlite::emit(&system)
+        .expect("sqlite")
+        .into_iter()
+        .map(|f| (f.path, f.contents))
+        .collect();
+    let fresh = sqlite::open(&dir.join(format!("{step}-{db}-fresh.sqlite"))).await;
+    sqlite::migrate(
+        &fresh,
+        &only(&fresh_files),
+        &dir.join(format!("{step}-{db}-fresh")),
+    )
+    .await;
+    let (got, want) = (
+        sqlite::schema(&migrated).await,
+        sqlite::schema(&fresh).await,
+    );
+    migrated.close().await;
+    fresh.close().await;
+    assert!(!want.is_empty(), "{step}: {db}: an empty SQLite schema");
+    assert_eq!(got, want, "{step}: {db} on SQLite differs from a fresh one");
 }
 
 // ---------------------------------------------------------------------- the report alone

@@ -14,6 +14,7 @@ pub mod mongo;
 pub mod proto;
 pub mod rust;
 pub mod sql;
+pub mod sqlite;
 
 /// One output file, its path relative to the output folder (`generated/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,7 @@ pub fn all(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
     files.extend(proto::emit(system)?);
     files.extend(graphql::emit(system)?);
     files.extend(sql::emit(system)?);
+    files.extend(sqlite::emit(system)?);
     files.extend(mongo::emit(system)?);
     files.extend(rust::emit(system)?);
     files.extend(envoy::emit(system)?);

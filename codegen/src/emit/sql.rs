@@ -85,17 +85,17 @@ impl DatabaseView {
 
 /// A constraint or index of a table, named the way PostgreSQL would name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct SqlObject {
+pub(crate) struct SqlObject {
     /// Unquoted, already shortened to PostgreSQL's limit.
-    name: String,
-    index: bool,
+    pub(crate) name: String,
+    pub(crate) index: bool,
     /// What follows the name: `PRIMARY KEY (id)`, `CHECK (...)`, or for an index
     /// `ON table (columns)`.
-    def: String,
+    pub(crate) def: String,
 }
 
 /// Every constraint, then every index of `t`, in the order `CREATE TABLE` lists them.
-fn objects(t: &Table) -> Vec<SqlObject> {
+pub(crate) fn objects(t: &Table) -> Vec<SqlObject> {
     let constraint = |name: String, def: String| SqlObject {
         name: short_name(&name),
         index: false,
@@ -526,7 +526,7 @@ fn trimmed(doc: &Option<String>) -> Option<&str> {
 }
 
 /// `old` as it looks after `RENAME COLUMN from TO to` for each pair of `map`.
-fn rename_columns(old: &Table, map: &[(String, String)]) -> Table {
+pub(crate) fn rename_columns(old: &Table, map: &[(String, String)]) -> Table {
     let r = |n: &String| {
         map.iter()
             .find(|(from, _)| from == n)
@@ -639,7 +639,7 @@ fn slug(steps: &[Step]) -> String {
     out
 }
 
-fn index_columns(ix: &[IndexColumn]) -> String {
+pub(crate) fn index_columns(ix: &[IndexColumn]) -> String {
     ix.iter()
         .map(|c| {
             if c.descending {
@@ -652,12 +652,12 @@ fn index_columns(ix: &[IndexColumn]) -> String {
         .join(", ")
 }
 
-fn list(cols: &[String]) -> String {
+pub(crate) fn list(cols: &[String]) -> String {
     cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
 }
 
 /// One CHECK expression from several, each parenthesised when there are more.
-fn conjunction(checks: &[String]) -> String {
+pub(crate) fn conjunction(checks: &[String]) -> String {
     match checks {
         [one] => one.clone(),
         many => many
@@ -669,7 +669,7 @@ fn conjunction(checks: &[String]) -> String {
 }
 
 /// An identifier, quoted only when it has to be (not lower_snake, or a reserved word).
-fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     let plain = name
         .chars()
         .next()
@@ -686,12 +686,12 @@ fn ident(name: &str) -> String {
 }
 
 /// A string literal.
-fn literal(s: &str) -> String {
+pub(crate) fn literal(s: &str) -> String {
     format!("'{}'", s.trim().replace('\'', "''"))
 }
 
 /// `name`, shortened with a hash to fit PostgreSQL's limit, so that it stays unique.
-fn short_name(name: &str) -> String {
+pub(crate) fn short_name(name: &str) -> String {
     if name.len() <= MAX_IDENT {
         return name.to_string();
     }
