@@ -249,5 +249,16 @@ fn grpc_routes(system: &System, d: &Deployable) -> Vec<Route> {
         retry: false,
         per_try_timeout: "0s",
     });
+    if !d.grpc_services.is_empty() {
+        // So that grpcurl and other reflection clients work through the proxy too.
+        routes.push(Route {
+            path: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo".into(),
+            comment: "server reflection: a bidirectional stream, no timeout, never retried".into(),
+            timeout: "0s",
+            grpc_timeout: false,
+            retry: false,
+            per_try_timeout: "0s",
+        });
+    }
     routes
 }
