@@ -7,6 +7,7 @@
 //! - [`projection`]: the PostgreSQL read model and the event handler.
 //! - [`query`]: ViewCart from the read model.
 //! - [`subscriber`]: consumes `user.events`.
+//! - [`tail`]: the event handler without Kafka (tails the store from a checkpoint).
 //! - [`rebuild`]: replays the store into fresh tables and swaps them in.
 
 pub mod aggregate;
@@ -18,6 +19,7 @@ pub mod rebuild;
 pub mod relay;
 pub mod store;
 pub mod subscriber;
+pub mod tail;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ pub use query::CartQueries;
 pub use relay::{Relay, RelayConfig};
 pub use store::EventStore;
 pub use subscriber::SubscriberConfig;
+pub use tail::{StoreTailer, TailConfig};
 
 use shop_kit::server;
 use tonic::transport::server::TcpIncoming;

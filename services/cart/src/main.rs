@@ -6,7 +6,8 @@
 //!   subscriber (unless `SUBSCRIBER=false`).
 //! - `query`: `CartQueryService` on 127.0.0.1:50104 over the PostgreSQL read model.
 //! - `event-handler`: projects `cart.events` into the read model; gRPC health on
-//!   127.0.0.1:50105.
+//!   127.0.0.1:50105. With `--events-from store` (`EVENTS_FROM=store`) it needs no
+//!   Kafka: it tails the event store from its own checkpoint (see `tail`).
 //! - `rebuild`: replays the event store into fresh read-model tables, swaps them in and
 //!   prints the events per second.
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cart_service::{
     CartCommands, CartQueries, EventStore, GrpcCatalog, HandlerConfig, Projector, Relay,
-    RelayConfig, SubscriberConfig,
+    RelayConfig, StoreTailer, SubscriberConfig, TailConfig,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use shop_kit::server;
@@ -29,6 +30,15 @@ enum Role {
     Command,
     Query,
     EventHandler,
+}
+
+/// Where the event handler takes the events from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EventsFrom {
+    /// The cart topic (published by the relay).
+    Kafka,
+    /// The event store itself, from the handler's own checkpoint (no Kafka).
+    Store,
 }
 
 #[derive(Subcommand, Debug)]
@@ -105,6 +115,12 @@ struct Config {
     /// Static membership of the event handler in its group (e.g. the pod name).
     #[arg(long, env = "CONSUMER_INSTANCE_ID")]
     consumer_instance_id: Option<String>,
+    /// Event handler: `kafka` (the cart topic) or `store` (tail the event store).
+    #[arg(long, env = "EVENTS_FROM", value_enum, default_value_t = EventsFrom::Kafka)]
+    events_from: EventsFrom,
+    /// Checkpoint name of the store-tailing event handler.
+    #[arg(long, env = "PROJECTION_CHECKPOINT", default_value = "projection")]
+    projection_checkpoint: String,
     #[arg(long, env = "STARTUP_TIMEOUT_SECS", default_value_t = 30)]
     startup_timeout_secs: u64,
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
@@ -258,6 +274,25 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             pool.close().await;
+        }
+        Role::EventHandler if config.events_from == EventsFrom::Store => {
+            let store = config.event_store().await?;
+            let (_, pool) = config.read_db().await?;
+            let tailer = StoreTailer::new(
+                store,
+                Projector::new(pool.clone()),
+                TailConfig {
+                    name: config.projection_checkpoint.clone(),
+                    poll_interval: Duration::from_millis(config.relay_poll_ms.max(1)),
+                    batch_size: config.relay_batch.max(1),
+                    gap_timeout: Duration::from_millis(config.relay_gap_timeout_ms),
+                    ..TailConfig::default()
+                },
+            );
+            background.push(tokio::spawn(tailer.run(stop_rx.clone())));
+            let listen = config.listen();
+            tracing::info!(%listen, "cart event handler (store) serving health");
+            cart_service::serve_health(incoming(listen)?, wait_stop(stop_rx.clone())).await?;
         }
         Role::EventHandler => {
             let (_, pool) = config.read_db().await?;

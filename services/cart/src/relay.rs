@@ -81,18 +81,141 @@ pub struct Relay {
     producer: FutureProducer,
     config: RelayConfig,
     owner: String,
-    /// The hole the relay is waiting on, and since when.
+    reader: PrefixReader,
+}
+
+/// Reads the event store after a named checkpoint over a CONTIGUOUS prefix of positions
+/// and handles holes (see the module docs). Shared by the relay and the store-tailing
+/// event handler (`tail`): each has its own checkpoint document.
+pub struct PrefixReader {
+    store: EventStore,
+    name: String,
+    batch_size: i64,
+    gap_timeout: Duration,
+    /// `alert` field of the ERROR line when a hole is given up.
+    alert: &'static str,
+    /// The hole the reader is waiting on, and since when.
     gap: Option<(i64, Instant)>,
+}
+
+/// The contiguous prefix after a checkpoint.
+#[derive(Debug, Clone)]
+pub struct Prefix {
+    pub checkpoint: i64,
+    /// `checkpoint + 1, + 2, …` without holes.
+    pub commits: Vec<Commit>,
+    /// The first missing position, when a later commit was read.
+    pub hole: Option<i64>,
+}
+
+impl PrefixReader {
+    pub fn new(
+        store: EventStore,
+        name: impl Into<String>,
+        batch_size: i64,
+        gap_timeout: Duration,
+        alert: &'static str,
+    ) -> PrefixReader {
+        PrefixReader {
+            store,
+            name: name.into(),
+            batch_size,
+            gap_timeout,
+            alert,
+            gap: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The stored checkpoint and the contiguous prefix of commits after it.
+    pub async fn read(&self) -> Result<Prefix, ServiceError> {
+        let checkpoint = self.store.checkpoint(&self.name).await?;
+        let mut commits = self.store.read_after(checkpoint, self.batch_size).await?;
+        let hole = (checkpoint + 1..)
+            .zip(commits.iter())
+            .position(|(next, c)| c.position != next);
+        let hole = hole.map(|i| {
+            commits.truncate(i);
+            checkpoint + 1 + i as i64
+        });
+        Ok(Prefix {
+            checkpoint,
+            commits,
+            hole,
+        })
+    }
+
+    /// Moves the checkpoint forward (never back) to `position`: call it only once every
+    /// commit up to `position` was fully handled.
+    pub async fn save(&self, position: i64) -> Result<(), ServiceError> {
+        self.store.save_checkpoint(&self.name, position).await
+    }
+
+    /// After the whole prefix was handled and its checkpoint saved: the hole that
+    /// stopped it, if any. Returns the position still waited for, and the new
+    /// checkpoint when a hole outlived `gap_timeout` and was given up.
+    pub async fn settle_hole(
+        &mut self,
+        hole: Option<i64>,
+    ) -> Result<(Option<i64>, Option<i64>), ServiceError> {
+        let mut waiting_for = None;
+        let mut skipped_to = None;
+        self.gap = match (hole, self.gap) {
+            (None, _) => None,
+            (Some(missing), _) if self.store.at(missing).await?.is_some() => {
+                // The read raced an insert; the next round picks it up.
+                None
+            }
+            (Some(missing), Some((since_pos, since))) if since_pos == missing => {
+                if since.elapsed() >= self.gap_timeout {
+                    tracing::error!(
+                        alert = self.alert,
+                        reader = %self.name,
+                        position = missing,
+                        waited_ms = since.elapsed().as_millis() as u64,
+                        "ALERT: position {missing} is still missing while later commits exist; \
+                         skipping it (recorded under `skipped` in the checkpoint)"
+                    );
+                    self.store.save_checkpoint(&self.name, missing).await?;
+                    self.store.record_skipped(&self.name, missing).await?;
+                    skipped_to = Some(missing);
+                    None
+                } else {
+                    waiting_for = Some(missing);
+                    Some((since_pos, since))
+                }
+            }
+            (Some(missing), _) => {
+                tracing::warn!(
+                    reader = %self.name,
+                    position = missing,
+                    "hole in the commit positions: waiting for it"
+                );
+                waiting_for = Some(missing);
+                Some((missing, Instant::now()))
+            }
+        };
+        Ok((waiting_for, skipped_to))
+    }
 }
 
 impl Relay {
     pub fn new(store: EventStore, config: RelayConfig) -> anyhow::Result<Relay> {
         Ok(Relay {
             producer: crate::kafka::producer(&config.brokers, config.delivery_timeout)?,
+            reader: PrefixReader::new(
+                store.clone(),
+                config.name.clone(),
+                config.batch_size,
+                config.gap_timeout,
+                "cart_relay_gap_skipped",
+            ),
             store,
             owner: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7()),
             config,
-            gap: None,
         })
     }
 
@@ -110,20 +233,12 @@ impl Relay {
     /// One round (the caller holds the lease): publish the contiguous prefix after the
     /// checkpoint, then move the checkpoint over what Kafka acknowledged.
     pub async fn run_once(&mut self) -> anyhow::Result<Round> {
-        let checkpoint = self.store.checkpoint(&self.config.name).await?;
-        let commits = self
-            .store
-            .read_after(checkpoint, self.config.batch_size)
-            .await?;
-        let mut prefix: Vec<&Commit> = Vec::with_capacity(commits.len());
-        let mut hole = None;
-        for (next, c) in (checkpoint + 1..).zip(commits.iter()) {
-            if c.position != next {
-                hole = Some(next);
-                break;
-            }
-            prefix.push(c);
-        }
+        let Prefix {
+            checkpoint,
+            commits,
+            hole,
+        } = self.reader.read().await?;
+        let prefix: Vec<&Commit> = commits.iter().collect();
         let (delivered, failure) = self.publish(&prefix).await;
         let mut round = Round {
             commits: delivered.len(),
@@ -132,9 +247,7 @@ impl Relay {
             waiting_for: None,
         };
         if let Some(last) = delivered.last() {
-            self.store
-                .save_checkpoint(&self.config.name, last.position)
-                .await?;
+            self.reader.save(last.position).await?;
             round.checkpoint = last.position;
         }
         if let Some(e) = failure {
@@ -144,43 +257,11 @@ impl Relay {
                 prefix.len()
             )));
         }
-        self.gap = match (hole, self.gap) {
-            (None, _) => None,
-            (Some(missing), _) if self.store.at(missing).await?.is_some() => {
-                // The read raced an insert; the next round picks it up.
-                None
-            }
-            (Some(missing), Some((since_pos, since))) if since_pos == missing => {
-                if since.elapsed() >= self.config.gap_timeout {
-                    tracing::error!(
-                        alert = "cart_relay_gap_skipped",
-                        position = missing,
-                        waited_ms = since.elapsed().as_millis() as u64,
-                        "ALERT: position {missing} is still missing while later commits exist; \
-                         skipping it (recorded under `skipped` in the checkpoint)"
-                    );
-                    self.store
-                        .save_checkpoint(&self.config.name, missing)
-                        .await?;
-                    self.store
-                        .record_skipped(&self.config.name, missing)
-                        .await?;
-                    round.checkpoint = missing;
-                    None
-                } else {
-                    round.waiting_for = Some(missing);
-                    Some((since_pos, since))
-                }
-            }
-            (Some(missing), _) => {
-                tracing::warn!(
-                    position = missing,
-                    "hole in the commit positions: waiting for it"
-                );
-                round.waiting_for = Some(missing);
-                Some((missing, Instant::now()))
-            }
-        };
+        let (waiting_for, skipped_to) = self.reader.settle_hole(hole).await?;
+        round.waiting_for = waiting_for;
+        if let Some(p) = skipped_to {
+            round.checkpoint = p;
+        }
         Ok(round)
     }
 

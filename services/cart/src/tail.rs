@@ -1,0 +1,175 @@
+//! Event delivery without Kafka: the event handler tails the event store itself
+//! (`cart-service --role event-handler --events-from store`).
+//!
+//! - **Same reading as the relay.** A [`PrefixReader`] reads the commits after the
+//!   tailer's OWN checkpoint document (`checkpoints`, `_id` = `name`, default
+//!   `projection`; the relay's is untouched) over a contiguous prefix of positions, with
+//!   the relay's hole handling (wait for a raced insert, give a hole up after
+//!   `gap_timeout` with the ERROR alert `cart_projection_gap_skipped`).
+//! - **At least once, applied once.** Each event goes through the idempotent
+//!   [`Projector`] (one PostgreSQL transaction, applied only if it is the cart's next
+//!   version). The checkpoint moves (`$max`) only after the read DB committed every
+//!   event up to it, so a crash re-reads at most events the projection skips as
+//!   covered; nothing is lost.
+//! - **Order.** Positions grow with each cart's versions, so events reach the
+//!   projection in version order. An event ahead of the read model (`Gap`: only after a
+//!   hole was given up) stops the round before its commit, raises
+//!   `cart_projection_gap` and is retried with backoff, as in the Kafka mode.
+//! - **Replicas.** No lease: several tailers with the same name are safe (the version
+//!   check makes each event take effect once, the checkpoint cannot move back), only
+//!   redundant.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::projection::{Applied, Projector};
+use crate::relay::{Prefix, PrefixReader, Round, stopped};
+use crate::store::EventStore;
+
+#[derive(Debug, Clone)]
+pub struct TailConfig {
+    /// Checkpoint name.
+    pub name: String,
+    pub poll_interval: Duration,
+    /// Commits per round.
+    pub batch_size: i64,
+    pub gap_timeout: Duration,
+    /// First wait after a failed round (doubles up to `max_backoff`).
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for TailConfig {
+    fn default() -> TailConfig {
+        TailConfig {
+            name: "projection".into(),
+            poll_interval: Duration::from_millis(100),
+            batch_size: 500,
+            gap_timeout: Duration::from_secs(10),
+            backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Projects the event store into the read model from its own checkpoint.
+pub struct StoreTailer {
+    reader: PrefixReader,
+    projector: Projector,
+    config: TailConfig,
+}
+
+impl StoreTailer {
+    pub fn new(store: EventStore, projector: Projector, config: TailConfig) -> StoreTailer {
+        StoreTailer {
+            reader: PrefixReader::new(
+                store,
+                config.name.clone(),
+                config.batch_size,
+                config.gap_timeout,
+                "cart_projection_gap_skipped",
+            ),
+            projector,
+            config,
+        }
+    }
+
+    /// One round: apply the contiguous prefix after the checkpoint, then move the
+    /// checkpoint over the commits whose events all committed in the read DB.
+    pub async fn run_once(&mut self) -> anyhow::Result<Round> {
+        let Prefix {
+            checkpoint,
+            commits,
+            hole,
+        } = self.reader.read().await?;
+        let mut round = Round {
+            checkpoint,
+            ..Round::default()
+        };
+        let mut done = None;
+        let mut failure = None;
+        'commits: for c in &commits {
+            for e in &c.events {
+                match self.projector.apply(&e.meta, &e.event).await {
+                    Ok(Applied::Applied | Applied::Covered) => {}
+                    Ok(Applied::Gap { have }) => {
+                        tracing::error!(alert = "cart_projection_gap", cart_id = %e.meta.stream_id,
+                            version = e.meta.version, have, position = c.position,
+                            "ALERT: event ahead of the read model (a gap): not applied, checkpoint not moved; retrying");
+                        failure = Some(anyhow::anyhow!(
+                            "cart {} version {} ahead of the read model ({have})",
+                            e.meta.stream_id,
+                            e.meta.version
+                        ));
+                        break 'commits;
+                    }
+                    Err(err) => {
+                        failure = Some(anyhow::Error::new(err).context(format!(
+                            "applying cart {} version {}",
+                            e.meta.stream_id, e.meta.version
+                        )));
+                        break 'commits;
+                    }
+                }
+            }
+            done = Some(c.position);
+            round.commits += 1;
+            round.events += c.events.len();
+        }
+        if let Some(position) = done {
+            self.reader.save(position).await?;
+            round.checkpoint = position;
+        }
+        if let Some(e) = failure {
+            return Err(e.context(format!(
+                "{} of {} commits projected",
+                round.commits,
+                commits.len()
+            )));
+        }
+        let (waiting_for, skipped_to) = self.reader.settle_hole(hole).await?;
+        round.waiting_for = waiting_for;
+        if let Some(p) = skipped_to {
+            round.checkpoint = p;
+        }
+        Ok(round)
+    }
+
+    /// Runs until `shutdown` turns true: round, sleep when idle, back off on failures.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        tracing::info!(
+            checkpoint = self.reader.name(),
+            "event handler tailing the event store"
+        );
+        let batch = usize::try_from(self.config.batch_size).unwrap_or(usize::MAX);
+        let mut backoff = self.config.backoff;
+        while !*shutdown.borrow() {
+            let r = tokio::select! {
+                r = self.run_once() => r,
+                () = stopped(&mut shutdown) => break,
+            };
+            let wait = match r {
+                Ok(round) if round.commits >= batch => None,
+                Ok(_) => {
+                    backoff = self.config.backoff;
+                    Some(self.config.poll_interval)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "projection round failed: retrying");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    Some(wait)
+                }
+            };
+            if let Some(wait) = wait {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stopped(&mut shutdown) => break,
+                }
+            }
+        }
+        tracing::info!("event handler stopped");
+        Ok(())
+    }
+}
