@@ -42,20 +42,14 @@ pub async fn serve_command(
     incoming: TcpIncoming,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (health, health_service) = server::health();
-    health
-        .set_service_status(
-            shop_cart::pb::cart_command_service_server::SERVICE_NAME,
-            shop_kit::Serving,
-        )
-        .await;
-    health.set_service_status("", shop_kit::Serving).await;
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(server::reflection(&[shop_cart::FILE_DESCRIPTOR_SET])?)
-        .add_service(shop_cart::cart_command_server(Arc::new(commands)))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+    server::grpc_router(
+        &[shop_cart::pb::cart_command_service_server::SERVICE_NAME],
+        &[shop_cart::FILE_DESCRIPTOR_SET],
+    )
+    .await?
+    .add_service(shop_cart::cart_command_server(Arc::new(commands)))
+    .serve_with_incoming_shutdown(incoming, shutdown)
+    .await?;
     Ok(())
 }
 
@@ -65,20 +59,14 @@ pub async fn serve_query(
     incoming: TcpIncoming,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (health, health_service) = server::health();
-    health
-        .set_service_status(
-            shop_cart::pb::cart_query_service_server::SERVICE_NAME,
-            shop_kit::Serving,
-        )
-        .await;
-    health.set_service_status("", shop_kit::Serving).await;
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(server::reflection(&[shop_cart::FILE_DESCRIPTOR_SET])?)
-        .add_service(shop_cart::cart_query_server(Arc::new(queries)))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+    server::grpc_router(
+        &[shop_cart::pb::cart_query_service_server::SERVICE_NAME],
+        &[shop_cart::FILE_DESCRIPTOR_SET],
+    )
+    .await?
+    .add_service(shop_cart::cart_query_server(Arc::new(queries)))
+    .serve_with_incoming_shutdown(incoming, shutdown)
+    .await?;
     Ok(())
 }
 
@@ -87,10 +75,8 @@ pub async fn serve_health(
     incoming: TcpIncoming,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (health, health_service) = server::health();
-    health.set_service_status("", shop_kit::Serving).await;
-    tonic::transport::Server::builder()
-        .add_service(health_service)
+    server::grpc_router(&[], &[])
+        .await?
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

@@ -7,11 +7,9 @@
 mod context;
 #[cfg(feature = "postgres")]
 pub mod db;
+mod error;
 #[cfg(feature = "server")]
 pub mod server;
-#[cfg(feature = "server")]
-pub use tonic_health::ServingStatus::Serving;
-mod error;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;

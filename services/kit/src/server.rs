@@ -115,3 +115,22 @@ pub async fn postgres(
         .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
     Ok(pool)
 }
+
+/// A gRPC server that already serves health (SERVING for each of `services` and for
+/// "") and reflection over `descriptor_sets`; callers add their own services to it.
+pub async fn grpc_router(
+    services: &[&str],
+    descriptor_sets: &[&'static [u8]],
+) -> Result<tonic::transport::server::Router, tonic_reflection::server::Error> {
+    let (health, health_service) = health();
+    for name in services.iter().copied().chain([""]) {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let mut router = tonic::transport::Server::builder().add_service(health_service);
+    if !descriptor_sets.is_empty() {
+        router = router.add_service(reflection(descriptor_sets)?);
+    }
+    Ok(router)
+}

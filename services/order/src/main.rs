@@ -88,19 +88,13 @@ async fn main() -> anyhow::Result<()> {
         })
     };
 
-    let (health, health_service) = server::health();
-    health
-        .set_service_status(
-            shop_order::pb::order_service_server::SERVICE_NAME,
-            shop_kit::Serving,
-        )
-        .await;
-    health.set_service_status("", shop_kit::Serving).await;
-    let reflection = server::reflection(&[shop_order::FILE_DESCRIPTOR_SET])?;
+    let router = server::grpc_router(
+        &[shop_order::pb::order_service_server::SERVICE_NAME],
+        &[shop_order::FILE_DESCRIPTOR_SET],
+    )
+    .await?;
     tracing::info!(listen = %config.listen, product = %config.product_url, cart = %config.cart_command_url, "order service serving");
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
+    router
         .add_service(shop_order::order_server(orders))
         .serve_with_shutdown(config.listen, server::shutdown_signal())
         .await?;

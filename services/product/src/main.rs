@@ -38,19 +38,13 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("connecting to the database and applying migrations")?;
 
-    let (health, health_service) = server::health();
-    health
-        .set_service_status(
-            shop_product::pb::product_service_server::SERVICE_NAME,
-            shop_kit::Serving,
-        )
-        .await;
-    health.set_service_status("", shop_kit::Serving).await;
-    let reflection = server::reflection(&[shop_product::FILE_DESCRIPTOR_SET])?;
+    let router = server::grpc_router(
+        &[shop_product::pb::product_service_server::SERVICE_NAME],
+        &[shop_product::FILE_DESCRIPTOR_SET],
+    )
+    .await?;
     tracing::info!(listen = %config.listen, "product service serving");
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
+    router
         .add_service(shop_product::product_server(Arc::new(Products::new(
             pool.clone(),
         ))))

@@ -28,20 +28,13 @@ pub async fn serve(
     incoming: TcpIncoming,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (health, health_service) = server::health();
-    health
-        .set_service_status(
-            shop_user::pb::user_service_server::SERVICE_NAME,
-            shop_kit::Serving,
-        )
-        .await;
-    health.set_service_status("", shop_kit::Serving).await;
-    let reflection = server::reflection(&[shop_user::FILE_DESCRIPTOR_SET])?;
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(shop_user::user_server(Arc::new(users)))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+    server::grpc_router(
+        &[shop_user::pb::user_service_server::SERVICE_NAME],
+        &[shop_user::FILE_DESCRIPTOR_SET],
+    )
+    .await?
+    .add_service(shop_user::user_server(Arc::new(users)))
+    .serve_with_incoming_shutdown(incoming, shutdown)
+    .await?;
     Ok(())
 }
