@@ -4,12 +4,16 @@
 //! [`Violations`] before hand-written code sees it, and turns every [`ServiceError`]
 //! into a gRPC status with machine-readable details.
 
+#[cfg(feature = "bus")]
+pub mod bus;
 mod context;
 #[cfg(feature = "postgres")]
 pub mod db;
 mod error;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "sql")]
+pub mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;

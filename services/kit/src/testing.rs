@@ -110,3 +110,40 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// A fresh, empty store of one dialect for a test: a database on the harness's
+/// PostgreSQL, or a SQLite file in a temporary folder. Tests of code written once for
+/// both dialects run against each (`for d in [Dialect::Postgres, Dialect::Sqlite]`).
+pub enum TestStore {
+    Postgres(TestDatabase),
+    Sqlite { dir: tempfile::TempDir, url: String },
+}
+
+impl TestStore {
+    pub async fn create(dialect: crate::sql::Dialect, prefix: &str) -> TestStore {
+        match dialect {
+            crate::sql::Dialect::Postgres => {
+                TestStore::Postgres(TestDatabase::create(prefix).await)
+            }
+            crate::sql::Dialect::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary folder");
+                let url = format!("sqlite://{}/{prefix}.db", dir.path().display());
+                TestStore::Sqlite { dir, url }
+            }
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            TestStore::Postgres(d) => &d.url,
+            TestStore::Sqlite { url, .. } => url,
+        }
+    }
+
+    pub fn dialect(&self) -> crate::sql::Dialect {
+        match self {
+            TestStore::Postgres(_) => crate::sql::Dialect::Postgres,
+            TestStore::Sqlite { .. } => crate::sql::Dialect::Sqlite,
+        }
+    }
+}
