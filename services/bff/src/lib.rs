@@ -103,8 +103,18 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = app(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    serve_on(config, listener, shutdown).await
+}
+
+/// Serves [`app`] on an already bound `listener` (`config.listen` is not used), until
+/// `shutdown` resolves, then drains.
+pub async fn serve_on(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = app(&config)?;
     tracing::info!(
         listen = %listener.local_addr()?,
         product = %config.upstreams.product_url,

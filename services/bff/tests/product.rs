@@ -89,15 +89,13 @@ const GET: &str = "query($id: ID!) { getProduct(id: $id) { id name description p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_crud_against_the_real_product_service() {
     let db = TestDatabase::create("bff_it").await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&db.url)
-        .await
-        .expect("connect to the test database");
-    product_service::MIGRATOR
-        .run(&pool)
-        .await
-        .expect("migrations apply");
+    let store = shop_kit::sql::Db::connect(
+        &db.url,
+        &shop_kit::sql::ConnectOptions::default(),
+        Some(&product_service::MIGRATIONS),
+    )
+    .await
+    .expect("connect to the test database and apply migrations");
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -105,7 +103,7 @@ async fn graphql_crud_against_the_real_product_service() {
     let product_url = format!("http://{}", listener.local_addr().expect("addr"));
     let service = tonic::transport::Server::builder()
         .add_service(shop_product::product_server(Arc::new(
-            product_service::Products::new(pool.clone()),
+            product_service::Products::new(store.clone()),
         )))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let service = tokio::spawn(service);
@@ -276,6 +274,6 @@ async fn graphql_crud_against_the_real_product_service() {
     );
 
     service.abort();
-    pool.close().await;
+    store.close().await;
     drop(db);
 }

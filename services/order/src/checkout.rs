@@ -123,7 +123,7 @@ impl<C: Carts, P: Catalog> Orders<C, P> {
             // version after the order's: answer with that order.
             if cart.version > 0
                 && let Ok(before) = i32::try_from(cart.version - 1)
-                && let Some(order) = store::by_cart(&self.pool, cart_id, before).await?
+                && let Some(order) = store::by_cart(&self.db, cart_id, before).await?
                 && order.status != Status::Cancelled.as_str()
                 && order.customer_id == customer_id.to_string()
             {
@@ -137,7 +137,7 @@ impl<C: Carts, P: Catalog> Orders<C, P> {
             ServiceError::Internal(format!("cart version {} out of range", cart.version))
         })?;
         // A retry of this very checkout: no need to price again.
-        if let Some(order) = store::by_cart(&self.pool, cart_id, version).await? {
+        if let Some(order) = store::by_cart(&self.db, cart_id, version).await? {
             return self.checked_owner(order, customer_id, ctx).await;
         }
         let details = self.price(ctx, &cart).await?;
@@ -154,13 +154,13 @@ impl<C: Carts, P: Catalog> Orders<C, P> {
             status: Status::Pending,
             details,
         };
-        let order = match store::insert(&self.pool, &new).await? {
+        let order = match store::insert(&self.db, &new).await? {
             Some(order) => {
                 tracing::info!(request_id = %ctx.request_id, order_id = %new.id, %cart_id, version, "order pending");
                 order
             }
             // A concurrent attempt inserted it first.
-            None => store::by_cart(&self.pool, cart_id, version)
+            None => store::by_cart(&self.db, cart_id, version)
                 .await?
                 .ok_or_else(|| {
                     ServiceError::Internal(format!("order of cart {cart_id}@{version} vanished"))
@@ -247,7 +247,7 @@ impl<C: Carts, P: Catalog> Orders<C, P> {
                 Status::Cancelled
             }
         };
-        let order = store::finish(&self.pool, id, to).await?;
+        let order = store::finish(&self.db, id, to).await?;
         match Status::parse(&order.status) {
             Some(Status::Placed) => {
                 tracing::info!(request_id = %ctx.request_id, order_id = %id, "order placed");
@@ -266,7 +266,7 @@ impl<C: Carts, P: Catalog> Orders<C, P> {
     pub async fn recover_once(&self, recovery: Recovery) -> Result<usize, ServiceError> {
         let older = chrono::Duration::from_std(recovery.older_than)
             .unwrap_or_else(|_| chrono::Duration::seconds(10));
-        let orders = store::pending(&self.pool, Utc::now() - older, recovery.batch).await?;
+        let orders = store::pending(&self.db, Utc::now() - older, recovery.batch).await?;
         let n = orders.len();
         for order in orders {
             let ctx = RequestContext {

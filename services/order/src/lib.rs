@@ -1,41 +1,201 @@
-//! Orders in PostgreSQL, behind the generated `OrderUseCases` trait. Requests arrive
-//! validated against the spec; this code keeps to storage, paging and the checkout
-//! protocol (see `README.md` and [`checkout`]).
+//! Orders in PostgreSQL or SQLite (chosen by the database URL), behind the generated
+//! `OrderUseCases` trait. Requests arrive validated against the spec; this code keeps to
+//! storage, paging and the checkout protocol (see `README.md` and [`checkout`]). Every
+//! statement is written once, in the SQL both dialects share.
 
 pub mod checkout;
 pub mod clients;
 mod store;
 
-use shop_kit::{RequestContext, ServiceError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use shop_kit::sql::{self, ConnectOptions, Db, Migrations};
+use shop_kit::{RequestContext, ServiceError, server};
 use shop_order::{OrderUseCases, pb};
-use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
 use uuid::Uuid;
 
-pub use checkout::{CartSnapshot, Carts, Catalog, PricedProduct, ResetOutcome};
+pub use checkout::{CartSnapshot, Carts, Catalog, PricedProduct, Recovery, ResetOutcome};
 pub use store::{Status, order_id_for};
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../generated/sql/shop_order");
+use clients::{GrpcCarts, GrpcCatalog, channel};
+
+/// The PostgreSQL migrations (`generated/sql/shop_order`).
+pub static PG: Migrator = sqlx::migrate!("../../generated/sql/shop_order");
+/// The SQLite migrations (`generated/sqlite/shop_order`).
+pub static SQLITE: Migrator = sqlx::migrate!("../../generated/sqlite/shop_order");
+/// Both, for [`Db::connect`]: the URL's dialect picks one.
+pub static MIGRATIONS: Migrations = Migrations {
+    postgres: &PG,
+    sqlite: &SQLITE,
+};
 
 const DEFAULT_PAGE: i64 = 20;
 
+/// The order service's settings: flags and environment of the binary, or a struct
+/// literal in an in-process launcher.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(about = "The shop's order service (gRPC)")]
+pub struct Config {
+    /// Address to serve gRPC on (the binary binds it; [`run`] takes the bound socket).
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:50102")]
+    pub listen: SocketAddr,
+    /// The order database: `postgres://…` or `sqlite://path/to/file.db`; the
+    /// migrations of that dialect (generated/sql or generated/sqlite) run at start.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub max_connections: u32,
+    /// How long to wait for the database at start.
+    #[arg(long, env = "STARTUP_TIMEOUT_SECS", default_value_t = 30)]
+    pub startup_timeout_secs: u64,
+    /// The product service (its Envoy), for prices at checkout.
+    #[arg(long, env = "PRODUCT_URL", default_value = "http://127.0.0.1:50201")]
+    pub product_url: String,
+    /// The cart command side (its Envoy), for LoadCart and ResetCart at checkout.
+    #[arg(
+        long,
+        env = "CART_COMMAND_URL",
+        default_value = "http://127.0.0.1:50203"
+    )]
+    pub cart_command_url: String,
+    /// How often the recovery task completes pending orders.
+    #[arg(long, env = "RECOVERY_INTERVAL_SECS", default_value_t = 5)]
+    pub recovery_interval_secs: u64,
+    /// Pending orders younger than this are left to the checkout placing them.
+    #[arg(long, env = "RECOVERY_AFTER_SECS", default_value_t = 10)]
+    pub recovery_after_secs: u64,
+    /// At most this many pending orders per recovery round.
+    #[arg(long, env = "RECOVERY_BATCH", default_value_t = 100)]
+    pub recovery_batch: i64,
+}
+
+/// Connects to the database (applying migrations), serves gRPC (the order service,
+/// health, reflection) on `incoming` and runs the recovery task, until `stop` turns true
+/// (or its sender is dropped); then stops the recovery task and closes the pool.
+/// Installs no signal handler and no logger: the caller owns the process.
+pub async fn run(
+    config: Config,
+    incoming: TcpIncoming,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let db = Db::connect(
+        &config.database_url,
+        &ConnectOptions {
+            max_connections: config.max_connections,
+            startup_timeout: Duration::from_secs(config.startup_timeout_secs),
+        },
+        Some(&MIGRATIONS),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "connecting to {} and applying migrations",
+            sql::redact(&config.database_url)
+        )
+    })?;
+    let served = serve(&config, db.clone(), incoming, stop).await;
+    db.close().await;
+    served?;
+    tracing::info!("order service stopped");
+    Ok(())
+}
+
+async fn serve(
+    config: &Config,
+    db: Db,
+    incoming: TcpIncoming,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let orders = Arc::new(Orders::new(
+        db.clone(),
+        GrpcCarts::new(channel(&config.cart_command_url).context("CART_COMMAND_URL")?),
+        GrpcCatalog::new(channel(&config.product_url).context("PRODUCT_URL")?),
+    ));
+    let router = server::grpc_router(
+        &[shop_order::pb::order_service_server::SERVICE_NAME],
+        &[shop_order::FILE_DESCRIPTOR_SET],
+    )
+    .await?;
+
+    let recovery = Recovery {
+        older_than: Duration::from_secs(config.recovery_after_secs),
+        batch: config.recovery_batch.max(1),
+    };
+    let every = Duration::from_secs(config.recovery_interval_secs.max(1));
+    let recovering = tokio::spawn(recover_until_stopped(
+        orders.clone(),
+        recovery,
+        every,
+        stop.clone(),
+    ));
+
+    tracing::info!(
+        listen = %config.listen,
+        dialect = ?db.dialect(),
+        product = %config.product_url,
+        cart = %config.cart_command_url,
+        "order service serving"
+    );
+    let mut stop = stop;
+    let served = router
+        .add_service(shop_order::order_server(orders))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    // The server also ends on an error: the recovery task must not outlive it.
+    recovering.abort();
+    let _ = recovering.await;
+    served?;
+    Ok(())
+}
+
+/// The recovery task: a round every `every` until `stop` turns true. A round cut short
+/// by the stop is harmless (completing an order is idempotent).
+async fn recover_until_stopped<C: Carts, P: Catalog>(
+    orders: Arc<Orders<C, P>>,
+    recovery: Recovery,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        tokio::select! {
+            round = orders.recover_once(recovery) => {
+                if let Err(e) = round {
+                    tracing::warn!(error = %e, "recovery round failed");
+                }
+            }
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}
+
 /// The order service: its database, the cart command side and the product catalog.
 pub struct Orders<C, P> {
-    pool: PgPool,
+    db: Db,
     carts: C,
     catalog: P,
 }
 
 impl<C: Carts, P: Catalog> Orders<C, P> {
-    pub fn new(pool: PgPool, carts: C, catalog: P) -> Self {
-        Orders {
-            pool,
-            carts,
-            catalog,
-        }
+    pub fn new(db: Db, carts: C, catalog: P) -> Self {
+        Orders { db, carts, catalog }
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 }
 
@@ -73,7 +233,7 @@ impl<C: Carts, P: Catalog> OrderUseCases for Orders<C, P> {
             status: Status::Placed,
             details,
         };
-        let order = store::insert(&self.pool, &new)
+        let order = store::insert(&self.db, &new)
             .await?
             .ok_or_else(|| ServiceError::Internal(format!("order {id} already existed")))?;
         tracing::info!(request_id = %ctx.request_id, order_id = %id, total = order.total, "order created");
@@ -97,7 +257,7 @@ impl<C: Carts, P: Catalog> OrderUseCases for Orders<C, P> {
         };
         let after = store::decode_token(&request.page_token)?;
         let (orders, next_page_token) =
-            store::page(&self.pool, customer_id, after.as_ref(), limit).await?;
+            store::page(&self.db, customer_id, after.as_ref(), limit).await?;
         Ok(pb::ViewOrdersResponse {
             orders,
             next_page_token,
@@ -110,7 +270,7 @@ impl<C: Carts, P: Catalog> OrderUseCases for Orders<C, P> {
         request: pb::GetOrderRequest,
     ) -> Result<pb::GetOrderResponse, ServiceError> {
         let id = parse_uuid("id", &request.id)?;
-        let order = store::get(&self.pool, id)
+        let order = store::get(&self.db, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("order", id))?;
         Ok(pb::GetOrderResponse { order: Some(order) })

@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
 use chrono::{DateTime, SubsecRound, Utc};
+use shop_kit::sql::{self, Arg, Db};
 use shop_kit::{ServiceError, db};
 use shop_order::pb;
-use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 /// Where an order is in checkout (the `orders.status` column).
@@ -114,7 +114,6 @@ pub fn details_from_request(details: &[pb::OrderDetail]) -> Result<Vec<Detail>, 
     Ok(out)
 }
 
-#[derive(sqlx::FromRow)]
 struct OrderRow {
     id: Uuid,
     customer_id: Uuid,
@@ -125,24 +124,38 @@ struct OrderRow {
     status: String,
 }
 
-#[derive(sqlx::FromRow)]
-struct DetailRow {
-    order_id: Uuid,
-    product_id: Uuid,
-    product_name: String,
-    unit_price: i64,
-    quantity: i32,
+impl OrderRow {
+    fn read(r: &sql::Row) -> Result<OrderRow, sql::Error> {
+        Ok(OrderRow {
+            id: r.uuid("id")?,
+            customer_id: r.uuid("customer_id")?,
+            cart_id: r.uuid("cart_id")?,
+            cart_version: r.i32("cart_version")?,
+            total: r.i64("total")?,
+            placed_at: r.time("placed_at")?,
+            status: r.text("status")?,
+        })
+    }
+
+    fn read_all(rows: &[sql::Row]) -> Result<Vec<OrderRow>, ServiceError> {
+        rows.iter()
+            .map(OrderRow::read)
+            .collect::<Result<_, _>>()
+            .map_err(db::error)
+    }
 }
 
-impl From<DetailRow> for pb::OrderDetail {
-    fn from(d: DetailRow) -> pb::OrderDetail {
+/// Reads one `order_details` row: (order id, the detail).
+fn read_detail(r: &sql::Row) -> Result<(Uuid, pb::OrderDetail), sql::Error> {
+    Ok((
+        r.uuid("order_id")?,
         pb::OrderDetail {
-            product_id: d.product_id.to_string(),
-            product_name: d.product_name,
-            unit_price: d.unit_price,
-            quantity: d.quantity,
-        }
-    }
+            product_id: r.uuid("product_id")?.to_string(),
+            product_name: r.text("product_name")?,
+            unit_price: r.i64("unit_price")?,
+            quantity: r.i32("quantity")?,
+        },
+    ))
 }
 
 fn to_pb(r: OrderRow, details: Vec<pb::OrderDetail>) -> pb::Order {
@@ -160,16 +173,20 @@ fn to_pb(r: OrderRow, details: Vec<pb::OrderDetail>) -> pb::Order {
 
 const ORDER_COLUMNS: &str = "id, customer_id, cart_id, cart_version, total, placed_at, status";
 
+/// Details per multi-row INSERT: 4 parameters a row plus the order id stay far below
+/// either dialect's parameter limit (SQLite 32766, PostgreSQL 65535).
+const DETAILS_PER_INSERT: usize = 500;
+
 /// Inserts the order and its details in one transaction. `None` when an order with the
 /// same id or the same (cart_id, cart_version) already exists (nothing is written then).
-pub async fn insert(pool: &PgPool, o: &NewOrder) -> Result<Option<pb::Order>, ServiceError> {
+pub async fn insert(db: &Db, o: &NewOrder) -> Result<Option<pb::Order>, ServiceError> {
     let total = total_of(&o.details).ok_or_else(|| {
         ServiceError::invalid("details", "the order total does not fit in 64 bits")
     })?;
-    // PostgreSQL keeps microseconds; truncate so the answer equals what a read returns.
+    // Both dialects keep microseconds; truncate so the answer equals what a read returns.
     let placed_at = Utc::now().trunc_subsecs(6);
-    let mut tx = pool.begin().await.map_err(db::error)?;
-    let inserted: Option<Uuid> = sqlx::query_scalar(
+    let mut tx = db.begin().await.map_err(db::error)?;
+    let inserted = sql::query(
         "INSERT INTO orders (id, customer_id, cart_id, cart_version, total, placed_at, status) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
     )
@@ -180,29 +197,37 @@ pub async fn insert(pool: &PgPool, o: &NewOrder) -> Result<Option<pb::Order>, Se
     .bind(total)
     .bind(placed_at)
     .bind(o.status.as_str())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut tx)
     .await
     .map_err(db::error)?;
     if inserted.is_none() {
         tx.rollback().await.map_err(db::error)?;
         return Ok(None);
     }
-    let ids: Vec<Uuid> = o.details.iter().map(|d| d.product_id).collect();
-    let names: Vec<String> = o.details.iter().map(|d| d.product_name.clone()).collect();
-    let prices: Vec<i64> = o.details.iter().map(|d| d.unit_price).collect();
-    let quantities: Vec<i32> = o.details.iter().map(|d| d.quantity).collect();
-    sqlx::query(
-        "INSERT INTO order_details (order_id, product_id, product_name, unit_price, quantity) \
-         SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::bigint[], $5::int[])",
-    )
-    .bind(o.id)
-    .bind(&ids)
-    .bind(&names)
-    .bind(&prices)
-    .bind(&quantities)
-    .execute(&mut *tx)
-    .await
-    .map_err(db::error)?;
+    for chunk in o.details.chunks(DETAILS_PER_INSERT) {
+        // ($1, $2, $3, $4, $5), ($1, $6, $7, $8, $9), …: $1 is the order id.
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("($1, {})", sql::placeholders(2 + 4 * i, 4)))
+            .collect();
+        let args = chunk.iter().flat_map(|d| {
+            [
+                Arg::from(d.product_id),
+                Arg::from(&d.product_name),
+                Arg::from(d.unit_price),
+                Arg::from(d.quantity),
+            ]
+        });
+        sql::query(format!(
+            "INSERT INTO order_details (order_id, product_id, product_name, unit_price, quantity) \
+             VALUES {}",
+            rows.join(", ")
+        ))
+        .bind(o.id)
+        .bind_all(args)
+        .execute(&mut tx)
+        .await
+        .map_err(db::error)?;
+    }
     tx.commit().await.map_err(db::error)?;
     let mut details: Vec<pb::OrderDetail> = o
         .details
@@ -238,25 +263,25 @@ fn sort_details(details: &mut [pb::OrderDetail]) {
 }
 
 /// Loads the orders of `rows` with their details: one query for all the details.
-async fn with_details<'e, E>(ex: E, rows: Vec<OrderRow>) -> Result<Vec<pb::Order>, ServiceError>
-where
-    E: sqlx::Executor<'e, Database = Postgres>,
-{
+async fn with_details(db: &Db, rows: Vec<OrderRow>) -> Result<Vec<pb::Order>, ServiceError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let details: Vec<DetailRow> = sqlx::query_as(
+    // Lowercase hyphenated UUID text sorts like the uuid type, so `product_id` orders
+    // the same on both dialects.
+    let details = sql::query(format!(
         "SELECT order_id, product_id, product_name, unit_price, quantity FROM order_details \
-         WHERE order_id = ANY($1) ORDER BY order_id, product_name, product_id::text",
-    )
-    .bind(&ids)
-    .fetch_all(ex)
+         WHERE order_id IN ({}) ORDER BY order_id, product_name, product_id",
+        sql::placeholders(1, rows.len())
+    ))
+    .bind_all(rows.iter().map(|r| Arg::from(r.id)))
+    .fetch_all(db)
     .await
     .map_err(db::error)?;
     let mut by_order: HashMap<Uuid, Vec<pb::OrderDetail>> = HashMap::new();
-    for d in details {
-        by_order.entry(d.order_id).or_default().push(d.into());
+    for d in &details {
+        let (order_id, detail) = read_detail(d).map_err(db::error)?;
+        by_order.entry(order_id).or_default().push(detail);
     }
     Ok(rows
         .into_iter()
@@ -268,70 +293,71 @@ where
         .collect())
 }
 
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<pb::Order>, ServiceError> {
-    let row: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
-    .map_err(db::error)?;
-    Ok(with_details(pool, row.into_iter().collect()).await?.pop())
+pub async fn get(db: &Db, id: Uuid) -> Result<Option<pb::Order>, ServiceError> {
+    let row = sql::query(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+        .map_err(db::error)?;
+    let rows = OrderRow::read_all(row.as_slice())?;
+    Ok(with_details(db, rows).await?.pop())
 }
 
 /// The order of `cart_id` at `cart_version`, if checkout stored one.
 pub async fn by_cart(
-    pool: &PgPool,
+    db: &Db,
     cart_id: Uuid,
     cart_version: i32,
 ) -> Result<Option<pb::Order>, ServiceError> {
-    let row: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row = sql::query(format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE cart_id = $1 AND cart_version = $2"
-    )))
+    ))
     .bind(cart_id)
     .bind(cart_version)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
     .map_err(db::error)?;
-    Ok(with_details(pool, row.into_iter().collect()).await?.pop())
+    let rows = OrderRow::read_all(row.as_slice())?;
+    Ok(with_details(db, rows).await?.pop())
 }
 
 /// Moves a pending order to `to`; an order that already left `pending` keeps its status.
 /// Returns the order as it now is.
-pub async fn finish(pool: &PgPool, id: Uuid, to: Status) -> Result<pb::Order, ServiceError> {
-    sqlx::query("UPDATE orders SET status = $2 WHERE id = $1 AND status = 'pending'")
+pub async fn finish(db: &Db, id: Uuid, to: Status) -> Result<pb::Order, ServiceError> {
+    sql::query("UPDATE orders SET status = $2 WHERE id = $1 AND status = 'pending'")
         .bind(id)
         .bind(to.as_str())
-        .execute(pool)
+        .execute(db)
         .await
         .map_err(db::error)?;
-    get(pool, id)
+    get(db, id)
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("order {id} vanished")))
 }
 
 /// Pending orders placed before `older_than`, oldest first, at most `limit`.
 pub async fn pending(
-    pool: &PgPool,
+    db: &Db,
     older_than: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<pb::Order>, ServiceError> {
-    let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows = sql::query(format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'pending' AND placed_at < $1 \
          ORDER BY placed_at, id LIMIT $2"
-    )))
+    ))
     .bind(older_than)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
     .map_err(db::error)?;
-    with_details(pool, rows).await
+    let rows = OrderRow::read_all(&rows)?;
+    with_details(db, rows).await
 }
 
 /// Keyset position after which the next page starts: the last (placed_at, id) seen.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct PageToken {
-    /// Microseconds since the epoch (what PostgreSQL keeps).
+    /// Microseconds since the epoch (what both dialects keep).
     at: i64,
     id: Uuid,
 }
@@ -357,27 +383,46 @@ pub fn decode_token(s: &str) -> Result<Option<PageToken>, ServiceError> {
 /// One page of orders, newest first (placed_at desc, then id), optionally of one
 /// customer, and the token of the next page (empty on the last).
 pub async fn page(
-    pool: &PgPool,
+    db: &Db,
     customer_id: Option<Uuid>,
     after: Option<&PageToken>,
     limit: i64,
 ) -> Result<(Vec<pb::Order>, String), ServiceError> {
-    let after_at = after.and_then(|t| DateTime::<Utc>::from_timestamp_micros(t.at));
-    let after_id = after.map(|t| t.id);
+    // Only the conditions that apply, so each shape of the query can use the
+    // (customer_id, placed_at DESC, id) index.
+    let mut conditions = Vec::new();
+    let mut args = Vec::new();
+    if let Some(customer_id) = customer_id {
+        args.push(Arg::from(customer_id));
+        conditions.push(format!("customer_id = ${}", args.len()));
+    }
+    if let Some(t) = after
+        && let Some(at) = DateTime::<Utc>::from_timestamp_micros(t.at)
+    {
+        args.push(Arg::from(at));
+        let at = args.len();
+        args.push(Arg::from(t.id));
+        let id = args.len();
+        conditions.push(format!(
+            "(placed_at < ${at} OR (placed_at = ${at} AND id > ${id}))"
+        ));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {} ", conditions.join(" AND "))
+    };
     // One row more than asked tells whether another page follows.
-    let mut rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders \
-         WHERE ($1::uuid IS NULL OR customer_id = $1) \
-           AND ($2::timestamptz IS NULL OR placed_at < $2 OR (placed_at = $2 AND id > $3)) \
-         ORDER BY placed_at DESC, id LIMIT $4"
-    )))
-    .bind(customer_id)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(limit + 1)
-    .fetch_all(pool)
+    args.push(Arg::from(limit + 1));
+    let rows = sql::query(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders {filter}ORDER BY placed_at DESC, id LIMIT ${}",
+        args.len()
+    ))
+    .bind_all(args)
+    .fetch_all(db)
     .await
     .map_err(db::error)?;
+    let mut rows = OrderRow::read_all(&rows)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     let next = match (more, rows.last()) {
@@ -387,7 +432,7 @@ pub async fn page(
         }),
         _ => String::new(),
     };
-    Ok((with_details(pool, rows).await?, next))
+    Ok((with_details(db, rows).await?, next))
 }
 
 #[cfg(test)]

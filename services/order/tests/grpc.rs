@@ -1,15 +1,17 @@
-//! The order service over real gRPC against a real PostgreSQL, with fake cart and
-//! product services behind the checkout traits.
+//! The order service over real gRPC, on each storage dialect (the harness's real
+//! PostgreSQL and a SQLite file), with fake cart and product services behind the
+//! checkout traits. Every test body runs once per dialect.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use order_service::checkout::Recovery;
 use order_service::{
-    CartSnapshot, Carts, Catalog, MIGRATOR, Orders, PricedProduct, ResetOutcome, order_id_for,
+    CartSnapshot, Carts, Catalog, Config, MIGRATIONS, Orders, PricedProduct, Recovery,
+    ResetOutcome, order_id_for,
 };
-use shop_kit::testing::TestDatabase;
+use shop_kit::sql::{self, ConnectOptions, Db, Dialect};
+use shop_kit::testing::TestStore;
 use shop_kit::{RequestContext, ServiceError};
 use shop_order::pb;
 use shop_order::pb::order_service_client::OrderServiceClient;
@@ -132,22 +134,39 @@ impl Catalog for FakeCatalog {
 
 // ---------------------------------------------------------------- harness
 
+const DIALECTS: [Dialect; 2] = [Dialect::Postgres, Dialect::Sqlite];
+
+/// Runs the test body `$body` (an async fn taking the dialect) once per dialect.
+macro_rules! on_both_dialects {
+    ($name:ident, $body:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            for dialect in DIALECTS {
+                eprintln!("---- on {dialect:?}");
+                $body(dialect).await;
+            }
+        }
+    };
+}
+
 struct Running {
     client: OrderServiceClient<Channel>,
     orders: Arc<Orders<FakeCarts, FakeCatalog>>,
     carts: FakeCarts,
     catalog: FakeCatalog,
-    pool: sqlx::PgPool,
-    _db: TestDatabase,
+    db: Db,
+    _store: TestStore,
 }
 
-async fn start() -> Running {
-    let db = TestDatabase::create("order_test").await;
-    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
-    MIGRATOR.run(&pool).await.expect("migrations apply");
+async fn start(dialect: Dialect) -> Running {
+    let store = TestStore::create(dialect, "order_test").await;
+    let db = Db::connect(store.url(), &ConnectOptions::default(), Some(&MIGRATIONS))
+        .await
+        .expect("connect and migrate");
+    assert_eq!(db.dialect(), dialect);
     let carts = FakeCarts::default();
     let catalog = FakeCatalog::default();
-    let orders = Arc::new(Orders::new(pool.clone(), carts.clone(), catalog.clone()));
+    let orders = Arc::new(Orders::new(db.clone(), carts.clone(), catalog.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -165,8 +184,8 @@ async fn start() -> Running {
         orders,
         carts,
         catalog,
-        pool,
-        _db: db,
+        db,
+        _store: store,
     }
 }
 
@@ -179,23 +198,26 @@ fn detail(product: Uuid, name: &str, price: i64, quantity: i32) -> pb::OrderDeta
     }
 }
 
-async fn counts(pool: &sqlx::PgPool) -> (i64, i64) {
-    let o = sqlx::query_scalar("SELECT count(*) FROM orders")
-        .fetch_one(pool)
+async fn count(db: &Db, table: &'static str) -> i64 {
+    sql::query(format!("SELECT count(*) AS n FROM {table}"))
+        .fetch_one(db)
         .await
-        .expect("count");
-    let d = sqlx::query_scalar("SELECT count(*) FROM order_details")
-        .fetch_one(pool)
-        .await
-        .expect("count");
-    (o, d)
+        .expect("count")
+        .i64("n")
+        .expect("n")
 }
 
-async fn status_of(pool: &sqlx::PgPool, id: Uuid) -> String {
-    sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+async fn counts(db: &Db) -> (i64, i64) {
+    (count(db, "orders").await, count(db, "order_details").await)
+}
+
+async fn status_of(db: &Db, id: Uuid) -> String {
+    sql::query("SELECT status FROM orders WHERE id = $1")
         .bind(id)
-        .fetch_one(pool)
+        .fetch_one(db)
         .await
+        .expect("status")
+        .text("status")
         .expect("status")
 }
 
@@ -216,9 +238,13 @@ fn checkout(cart: Uuid, customer: Uuid) -> pb::CheckoutRequest {
 
 // ---------------------------------------------------------------- CRUD
 
-#[tokio::test]
-async fn create_view_page_and_get_orders() {
-    let mut s = start().await;
+on_both_dialects!(
+    create_view_page_and_get_orders,
+    create_view_page_and_get_orders_on
+);
+
+async fn create_view_page_and_get_orders_on(dialect: Dialect) {
+    let mut s = start(dialect).await;
     let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
     let (tea, bread) = (Uuid::now_v7(), Uuid::now_v7());
     let mut created = Vec::new();
@@ -323,9 +349,10 @@ async fn create_view_page_and_get_orders() {
     assert_eq!(missing.code(), Code::NotFound);
 }
 
-#[tokio::test]
-async fn bad_inputs_change_nothing() {
-    let mut s = start().await;
+on_both_dialects!(bad_inputs_change_nothing, bad_inputs_change_nothing_on);
+
+async fn bad_inputs_change_nothing_on(dialect: Dialect) {
+    let mut s = start(dialect).await;
     let customer = Uuid::now_v7().to_string();
     let p = Uuid::now_v7();
     let cases: Vec<(pb::CreateOrderRequest, &str)> = vec![
@@ -420,14 +447,18 @@ async fn bad_inputs_change_nothing() {
         .await
         .expect_err("bad cart id");
     assert_eq!(violated_fields(&bad_checkout), ["cart_id"]);
-    assert_eq!(counts(&s.pool).await, (0, 0));
+    assert_eq!(counts(&s.db).await, (0, 0));
 }
 
 // ---------------------------------------------------------------- checkout
 
-#[tokio::test]
-async fn checkout_places_an_order_resets_the_cart_and_is_idempotent() {
-    let mut s = start().await;
+on_both_dialects!(
+    checkout_places_an_order_resets_the_cart_and_is_idempotent,
+    checkout_places_an_order_resets_the_cart_and_is_idempotent_on
+);
+
+async fn checkout_places_an_order_resets_the_cart_and_is_idempotent_on(dialect: Dialect) {
+    let mut s = start(dialect).await;
     let (cart, customer) = (Uuid::now_v7(), Uuid::now_v7());
     let tea = s.catalog.add("Tea", 500);
     let jam = s.catalog.add("Jam", 250);
@@ -475,7 +506,7 @@ async fn checkout_places_an_order_resets_the_cart_and_is_idempotent() {
         assert_eq!(again, order);
     }
     assert_eq!(s.carts.with(|c| c.resets_applied), 1);
-    assert_eq!(counts(&s.pool).await, (1, 2));
+    assert_eq!(counts(&s.db).await, (1, 2));
 
     // The order is in the customer's history.
     let history = s
@@ -490,9 +521,16 @@ async fn checkout_places_an_order_resets_the_cart_and_is_idempotent() {
     assert_eq!(history.orders, [order]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_checkouts_of_one_cart_make_one_order() {
-    let s = start().await;
+    for dialect in DIALECTS {
+        eprintln!("---- on {dialect:?}");
+        concurrent_checkouts_of_one_cart_make_one_order_on(dialect).await;
+    }
+}
+
+async fn concurrent_checkouts_of_one_cart_make_one_order_on(dialect: Dialect) {
+    let s = start(dialect).await;
     let (cart, customer) = (Uuid::now_v7(), Uuid::now_v7());
     let tea = s.catalog.add("Tea", 500);
     s.carts.put(cart, customer, &[(tea, 1)], 2);
@@ -510,13 +548,17 @@ async fn concurrent_checkouts_of_one_cart_make_one_order() {
     }
     ids.dedup();
     assert_eq!(ids, [order_id_for(cart, 2).to_string()]);
-    assert_eq!(counts(&s.pool).await, (1, 1));
+    assert_eq!(counts(&s.db).await, (1, 1));
     assert_eq!(s.carts.with(|c| c.resets_applied), 1);
 }
 
-#[tokio::test]
-async fn a_crash_before_the_reset_is_completed_by_recovery() {
-    let mut s = start().await;
+on_both_dialects!(
+    a_crash_before_the_reset_is_completed_by_recovery,
+    a_crash_before_the_reset_is_completed_by_recovery_on
+);
+
+async fn a_crash_before_the_reset_is_completed_by_recovery_on(dialect: Dialect) {
+    let mut s = start(dialect).await;
     let (cart, customer) = (Uuid::now_v7(), Uuid::now_v7());
     let tea = s.catalog.add("Tea", 500);
     s.carts.put(cart, customer, &[(tea, 4)], 1);
@@ -530,7 +572,7 @@ async fn a_crash_before_the_reset_is_completed_by_recovery() {
         .expect_err("cart unreachable");
     assert_eq!(e.code(), Code::Unavailable);
     let id = order_id_for(cart, 1);
-    assert_eq!(status_of(&s.pool, id).await, "pending");
+    assert_eq!(status_of(&s.db, id).await, "pending");
     assert_eq!(s.carts.get(cart).items.len(), 1, "cart not reset yet");
 
     // Recovery leaves young pending orders to their checkout...
@@ -544,7 +586,7 @@ async fn a_crash_before_the_reset_is_completed_by_recovery() {
         .await
         .expect("recovery");
     assert_eq!(young, 0);
-    assert_eq!(status_of(&s.pool, id).await, "pending");
+    assert_eq!(status_of(&s.db, id).await, "pending");
     // ...and completes the old ones.
     let done = s
         .orders
@@ -555,7 +597,7 @@ async fn a_crash_before_the_reset_is_completed_by_recovery() {
         .await
         .expect("recovery");
     assert_eq!(done, 1);
-    assert_eq!(status_of(&s.pool, id).await, "placed");
+    assert_eq!(status_of(&s.db, id).await, "placed");
     let after = s.carts.get(cart);
     assert!(after.items.is_empty());
     assert_eq!(after.version, 2);
@@ -576,9 +618,13 @@ async fn a_crash_before_the_reset_is_completed_by_recovery() {
     assert_eq!(s.carts.with(|c| c.resets_applied), 1);
 }
 
-#[tokio::test]
-async fn a_retry_while_pending_completes_the_same_order() {
-    let mut s = start().await;
+on_both_dialects!(
+    a_retry_while_pending_completes_the_same_order,
+    a_retry_while_pending_completes_the_same_order_on
+);
+
+async fn a_retry_while_pending_completes_the_same_order_on(dialect: Dialect) {
+    let mut s = start(dialect).await;
     let (cart, customer) = (Uuid::now_v7(), Uuid::now_v7());
     let tea = s.catalog.add("Tea", 500);
     s.carts.put(cart, customer, &[(tea, 1)], 7);
@@ -598,12 +644,16 @@ async fn a_retry_while_pending_completes_the_same_order() {
         .expect("order");
     assert_eq!(order.id, order_id_for(cart, 7).to_string());
     assert_eq!(order.status, "placed");
-    assert_eq!(counts(&s.pool).await, (1, 1));
+    assert_eq!(counts(&s.db).await, (1, 1));
 }
 
-#[tokio::test]
-async fn a_cart_changed_before_its_reset_cancels_the_order() {
-    let mut s = start().await;
+on_both_dialects!(
+    a_cart_changed_before_its_reset_cancels_the_order,
+    a_cart_changed_before_its_reset_cancels_the_order_on
+);
+
+async fn a_cart_changed_before_its_reset_cancels_the_order_on(dialect: Dialect) {
+    let mut s = start(dialect).await;
     let (cart, customer) = (Uuid::now_v7(), Uuid::now_v7());
     let tea = s.catalog.add("Tea", 500);
     s.carts.put(cart, customer, &[(tea, 1)], 3);
@@ -614,7 +664,7 @@ async fn a_cart_changed_before_its_reset_cancels_the_order() {
         .await
         .expect_err("cart changed");
     assert_eq!(e.code(), Code::Aborted);
-    assert_eq!(status_of(&s.pool, order_id_for(cart, 3)).await, "cancelled");
+    assert_eq!(status_of(&s.db, order_id_for(cart, 3)).await, "cancelled");
     assert_eq!(s.carts.get(cart).items.len(), 1, "the cart keeps its items");
 
     // Checking out again takes the cart at its new version.
@@ -631,9 +681,13 @@ async fn a_cart_changed_before_its_reset_cancels_the_order() {
     assert_eq!(order.status, "placed");
 }
 
-#[tokio::test]
-async fn empty_carts_and_unknown_products_are_refused() {
-    let mut s = start().await;
+on_both_dialects!(
+    empty_carts_and_unknown_products_are_refused,
+    empty_carts_and_unknown_products_are_refused_on
+);
+
+async fn empty_carts_and_unknown_products_are_refused_on(dialect: Dialect) {
+    let mut s = start(dialect).await;
     let customer = Uuid::now_v7();
 
     // A cart that never existed, and one that is empty.
@@ -674,7 +728,225 @@ async fn empty_carts_and_unknown_products_are_refused() {
         .expect_err("not the owner");
     assert_eq!(e.code(), Code::FailedPrecondition);
 
-    assert_eq!(counts(&s.pool).await, (0, 0));
+    assert_eq!(counts(&s.db).await, (0, 0));
     assert_eq!(s.carts.get(cart).items.len(), 2);
     assert_eq!(s.carts.with(|c| c.resets_applied), 0);
+}
+
+on_both_dialects!(
+    recovery_takes_the_oldest_pending_orders_first,
+    recovery_takes_the_oldest_pending_orders_first_on
+);
+
+async fn recovery_takes_the_oldest_pending_orders_first_on(dialect: Dialect) {
+    let mut s = start(dialect).await;
+    let customer = Uuid::now_v7();
+    let tea = s.catalog.add("Tea", 500);
+    s.carts.with(|c| c.reset_down = true);
+    let mut carts = Vec::new();
+    for version in [3, 1, 2] {
+        let cart = Uuid::now_v7();
+        s.carts.put(cart, customer, &[(tea, 1)], version);
+        s.client
+            .checkout(checkout(cart, customer))
+            .await
+            .expect_err("cart unreachable");
+        carts.push((cart, version));
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    s.carts.with(|c| c.reset_down = false);
+    let all = Recovery {
+        older_than: Duration::ZERO,
+        batch: 1,
+    };
+    // One per round, in the order they were placed.
+    for (round, (cart, version)) in carts.iter().enumerate() {
+        assert_eq!(s.orders.recover_once(all).await.expect("recovery"), 1);
+        for (i, (c, v)) in carts.iter().enumerate() {
+            let expected = if i <= round { "placed" } else { "pending" };
+            assert_eq!(
+                status_of(&s.db, order_id_for(*c, *v)).await,
+                expected,
+                "round {round}, order {i}"
+            );
+        }
+        assert!(s.carts.get(*cart).items.is_empty());
+        assert_eq!(s.carts.get(*cart).version, version + 1);
+    }
+    assert_eq!(s.orders.recover_once(all).await.expect("recovery"), 0);
+    assert_eq!(s.carts.with(|c| c.resets_applied), 3);
+}
+
+on_both_dialects!(
+    an_order_with_many_details_keeps_every_line,
+    an_order_with_many_details_keeps_every_line_on
+);
+
+/// More lines than one multi-row INSERT takes: every line is stored, in one
+/// transaction, and read back in (product name, product id) order.
+async fn an_order_with_many_details_keeps_every_line_on(dialect: Dialect) {
+    let mut s = start(dialect).await;
+    let customer = Uuid::now_v7();
+    let lines: Vec<pb::OrderDetail> = (0..1201)
+        .map(|i| {
+            // Names out of insertion order, two products per name.
+            let name = format!("Product {:04}", (i * 7919) % 601);
+            detail(Uuid::now_v7(), &name, i64::from(i % 50), 1 + i % 99)
+        })
+        .collect();
+    let order = s
+        .client
+        .create_order(pb::CreateOrderRequest {
+            customer_id: customer.to_string(),
+            details: lines.clone(),
+        })
+        .await
+        .expect("created")
+        .into_inner()
+        .order
+        .expect("order");
+    let total: i64 = lines
+        .iter()
+        .map(|d| d.unit_price * i64::from(d.quantity))
+        .sum();
+    assert_eq!(order.total, total);
+    assert_eq!(counts(&s.db).await, (1, 1201));
+    let got = s
+        .client
+        .get_order(pb::GetOrderRequest {
+            id: order.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .order
+        .expect("order");
+    let mut expected = lines;
+    expected.sort_by(|a, b| {
+        (a.product_name.as_str(), a.product_id.as_str())
+            .cmp(&(b.product_name.as_str(), b.product_id.as_str()))
+    });
+    assert_eq!(got.details, expected);
+    assert_eq!(
+        got, order,
+        "the answer of CreateOrder is what a read returns"
+    );
+}
+
+/// The library entry point the binary and the in-process launcher share: it connects
+/// (creating the SQLite file, applying the dialect's migrations), serves the order
+/// service, runs recovery, and returns promptly once `stop` turns true.
+#[tokio::test]
+async fn run_serves_and_recovers_until_stopped() {
+    for dialect in DIALECTS {
+        eprintln!("---- on {dialect:?}");
+        let store = TestStore::create(dialect, "order_run").await;
+
+        // A pending order left by a crash; its cart service is unreachable.
+        let db = Db::connect(store.url(), &ConnectOptions::default(), Some(&MIGRATIONS))
+            .await
+            .expect("connect and migrate");
+        let (cart, pending) = (Uuid::now_v7(), order_id_for(Uuid::nil(), 1));
+        sql::query(
+            "INSERT INTO orders (id, customer_id, cart_id, cart_version, total, placed_at, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(pending)
+        .bind(Uuid::now_v7())
+        .bind(cart)
+        .bind(1_i32)
+        .bind(0_i64)
+        .bind(chrono::Utc::now() - chrono::Duration::hours(1))
+        .bind("pending")
+        .execute(&db)
+        .await
+        .expect("pending order");
+        db.close().await;
+
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let nowhere = format!("http://{}", dead.local_addr().expect("addr"));
+        drop(dead);
+        let incoming =
+            tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().expect("addr"))
+                .expect("bind");
+        let addr = incoming.local_addr().expect("addr");
+        let config = Config {
+            listen: addr,
+            database_url: store.url().to_string(),
+            max_connections: 4,
+            startup_timeout_secs: 10,
+            product_url: nowhere.clone(),
+            cart_command_url: nowhere,
+            recovery_interval_secs: 1,
+            recovery_after_secs: 0,
+            recovery_batch: 10,
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(order_service::run(config, incoming, stop_rx));
+        let mut client = loop {
+            match OrderServiceClient::connect(format!("http://{addr}")).await {
+                Ok(c) => break c,
+                Err(_) if !running.is_finished() => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("the service is not serving: {e}"),
+            }
+        };
+        let made = client
+            .create_order(pb::CreateOrderRequest {
+                customer_id: Uuid::now_v7().to_string(),
+                details: vec![detail(Uuid::now_v7(), "Tea", 500, 2)],
+            })
+            .await
+            .expect("create")
+            .into_inner()
+            .order
+            .expect("order");
+        let got = client
+            .get_order(pb::GetOrderRequest {
+                id: made.id.clone(),
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .order
+            .expect("order");
+        assert_eq!(got, made);
+        // Checkout needs the cart service: unreachable is UNAVAILABLE, nothing stored.
+        let e = client
+            .checkout(checkout(Uuid::now_v7(), Uuid::now_v7()))
+            .await
+            .expect_err("no cart service");
+        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+        // Let recovery try the pending order at least once.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+
+        stop_tx.send(true).expect("stop");
+        tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("run returns soon after stop")
+            .expect("task")
+            .expect("run succeeds");
+        assert!(
+            OrderServiceClient::connect(format!("http://{addr}"))
+                .await
+                .is_err(),
+            "nothing listens after stop"
+        );
+
+        let db = Db::connect(store.url(), &ConnectOptions::default(), None)
+            .await
+            .expect("reopen");
+        assert_eq!(counts(&db).await, (2, 1));
+        assert_eq!(
+            status_of(&db, pending).await,
+            "pending",
+            "recovery cannot place it without the cart service"
+        );
+        assert_eq!(
+            status_of(&db, Uuid::parse_str(&made.id).expect("id")).await,
+            "placed"
+        );
+        db.close().await;
+    }
 }

@@ -1,30 +1,37 @@
-//! The product service over real gRPC against a real PostgreSQL.
+//! The product service over real gRPC, on each storage dialect: the harness's real
+//! PostgreSQL and a SQLite file. Every test body runs once per dialect.
 
 use std::sync::Arc;
 
-use product_service::{MIGRATOR, Products};
-use shop_kit::testing::TestDatabase;
+use product_service::{Config, MIGRATIONS, Products};
+use shop_kit::sql::{self, ConnectOptions, Db, Dialect};
+use shop_kit::testing::TestStore;
 use shop_product::pb;
 use shop_product::pb::product_service_client::ProductServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
+const DIALECTS: [Dialect; 2] = [Dialect::Postgres, Dialect::Sqlite];
+
 struct Running {
     client: ProductServiceClient<Channel>,
-    pool: sqlx::PgPool,
-    _db: TestDatabase,
+    db: Db,
+    _store: TestStore,
 }
 
-async fn start() -> Running {
-    let db = TestDatabase::create("product_test").await;
-    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
-    MIGRATOR.run(&pool).await.expect("migrations apply");
+async fn start(dialect: Dialect) -> Running {
+    eprintln!("---- on {dialect:?}");
+    let store = TestStore::create(dialect, "product_test").await;
+    let db = Db::connect(store.url(), &ConnectOptions::default(), Some(&MIGRATIONS))
+        .await
+        .expect("connect and migrate");
+    assert_eq!(db.dialect(), dialect);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let service = shop_product::product_server(Arc::new(Products::new(pool.clone())));
+    let service = shop_product::product_server(Arc::new(Products::new(db.clone())));
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
@@ -35,8 +42,8 @@ async fn start() -> Running {
         .expect("client");
     Running {
         client,
-        pool,
-        _db: db,
+        db,
+        _store: store,
     }
 }
 
@@ -48,11 +55,23 @@ fn create(name: &str, price: i64) -> pb::CreateProductRequest {
     }
 }
 
-async fn count(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM products")
-        .fetch_one(pool)
+async fn count(db: &Db) -> i64 {
+    sql::query("SELECT count(*) AS n FROM products")
+        .fetch_one(db)
         .await
         .expect("count")
+        .i64("n")
+        .expect("n")
+}
+
+async fn names(db: &Db) -> Vec<String> {
+    sql::query("SELECT name FROM products ORDER BY name")
+        .fetch_all(db)
+        .await
+        .expect("names")
+        .iter()
+        .map(|r| r.text("name").expect("name"))
+        .collect()
 }
 
 fn violated_fields(status: &tonic::Status) -> Vec<String> {
@@ -63,9 +82,44 @@ fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Every page of `page_size`, following the tokens; the pages and the products.
+async fn all_pages(
+    client: &mut ProductServiceClient<Channel>,
+    page_size: i32,
+) -> (usize, Vec<pb::Product>) {
+    let mut products = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = client
+            .view_products(pb::ViewProductsRequest {
+                page_size,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        pages += 1;
+        assert!(page.products.len() <= page_size as usize);
+        products.extend(page.products);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+        assert!(pages < 20, "paging does not end");
+    }
+    (pages, products)
+}
+
 #[tokio::test]
 async fn create_page_get_update_delete() {
-    let mut s = start().await;
+    for dialect in DIALECTS {
+        create_page_get_update_delete_on(dialect).await;
+    }
+}
+
+async fn create_page_get_update_delete_on(dialect: Dialect) {
+    let mut s = start(dialect).await;
     for (name, price) in [
         ("Tea", 500),
         ("Bread", 300),
@@ -85,29 +139,9 @@ async fn create_page_get_update_delete() {
     }
 
     // Pages of 2 in name order, with no gap and no repeat.
-    let mut names = Vec::new();
-    let mut token = String::new();
-    let mut pages = 0;
-    loop {
-        let page = s
-            .client
-            .view_products(pb::ViewProductsRequest {
-                page_size: 2,
-                page_token: token.clone(),
-            })
-            .await
-            .expect("page")
-            .into_inner();
-        pages += 1;
-        assert!(page.products.len() <= 2);
-        names.extend(page.products.into_iter().map(|p| p.name));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-        assert!(pages < 10, "paging does not end");
-    }
-    assert_eq!(names, ["Apple", "Bread", "Coffee", "Dates", "Tea"]);
+    let (pages, listed) = all_pages(&mut s.client, 2).await;
+    let listed: Vec<String> = listed.into_iter().map(|p| p.name).collect();
+    assert_eq!(listed, ["Apple", "Bread", "Coffee", "Dates", "Tea"]);
     assert_eq!(pages, 3);
 
     let all = s
@@ -164,12 +198,48 @@ async fn create_page_get_update_delete() {
         .await
         .expect_err("twice");
     assert_eq!(again.code(), Code::NotFound);
-    assert_eq!(count(&s.pool).await, 4);
+    assert_eq!(count(&s.db).await, 4);
+
+    // Equal names: the id breaks the tie, so keyset pages still neither skip nor repeat.
+    let mut jams = Vec::new();
+    for price in [100, 200, 300] {
+        let p = s
+            .client
+            .create_product(create("Jam", price))
+            .await
+            .expect("jam")
+            .into_inner()
+            .product
+            .expect("product");
+        jams.push(p.id);
+    }
+    jams.sort();
+    for size in [1, 2, 3] {
+        let (_, listed) = all_pages(&mut s.client, size).await;
+        let listed_jams: Vec<String> = listed
+            .iter()
+            .filter(|p| p.name == "Jam")
+            .map(|p| p.id.clone())
+            .collect();
+        assert_eq!(listed_jams, jams, "page size {size}: jams by id");
+        let listed: Vec<&str> = listed.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            listed,
+            ["Apple", "Bread", "Coffee", "Dates", "Jam", "Jam", "Jam"],
+            "page size {size}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn bad_input_is_rejected_by_field_and_changes_nothing() {
-    let mut s = start().await;
+    for dialect in DIALECTS {
+        bad_input_on(dialect).await;
+    }
+}
+
+async fn bad_input_on(dialect: Dialect) {
+    let mut s = start(dialect).await;
     s.client
         .create_product(create("Tea", 500))
         .await
@@ -245,10 +315,77 @@ async fn bad_input_is_rejected_by_field_and_changes_nothing() {
         .expect_err("forged token");
     assert_eq!(violated_fields(&e), ["page_token"]);
 
-    assert_eq!(count(&s.pool).await, 1);
-    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM products")
-        .fetch_all(&s.pool)
-        .await
-        .expect("names");
-    assert_eq!(names, ["Tea"]);
+    assert_eq!(count(&s.db).await, 1);
+    assert_eq!(names(&s.db).await, ["Tea"]);
+}
+
+/// The library entry point the binary and the in-process launcher share: it connects
+/// (creating the SQLite file and applying the dialect's migrations), serves health and
+/// the product service, and returns once `stop` turns true, having closed its pool.
+#[tokio::test]
+async fn run_serves_until_stopped_on_the_url_s_dialect() {
+    for dialect in DIALECTS {
+        eprintln!("---- on {dialect:?}");
+        let store = TestStore::create(dialect, "product_run").await;
+        let incoming =
+            tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().expect("addr"))
+                .expect("bind");
+        let addr = incoming.local_addr().expect("addr");
+        let config = Config {
+            listen: addr,
+            database_url: store.url().to_string(),
+            max_connections: 4,
+            startup_timeout_secs: 10,
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(product_service::run(config, incoming, stop_rx));
+
+        let mut client = loop {
+            match ProductServiceClient::connect(format!("http://{addr}")).await {
+                Ok(c) => break c,
+                Err(_) if !running.is_finished() => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("the service is not serving: {e}"),
+            }
+        };
+        let made = client
+            .create_product(create("Tea", 500))
+            .await
+            .expect("create")
+            .into_inner()
+            .product
+            .expect("product");
+
+        stop_tx.send(true).expect("stop");
+        tokio::time::timeout(std::time::Duration::from_secs(10), running)
+            .await
+            .expect("run returns after stop")
+            .expect("task")
+            .expect("run succeeds");
+        assert!(
+            ProductServiceClient::connect(format!("http://{addr}"))
+                .await
+                .is_err(),
+            "nothing listens after stop"
+        );
+
+        // What it wrote is in the database the URL names.
+        let db = Db::connect(store.url(), &ConnectOptions::default(), None)
+            .await
+            .expect("reopen");
+        let row = sql::query("SELECT id, name, price FROM products")
+            .fetch_one(&db)
+            .await
+            .expect("the product");
+        assert_eq!(row.uuid("id").expect("id").to_string(), made.id);
+        assert_eq!(
+            (
+                row.text("name").expect("name"),
+                row.i64("price").expect("price")
+            ),
+            ("Tea".to_string(), 500)
+        );
+        db.close().await;
+    }
 }
