@@ -1,57 +1,62 @@
 //! The outbox relay: publishes the outbox rows that commands wrote in their transactions
-//! to Kafka, in position order, then marks them published.
+//! to the bus (Kafka, or the embedded log; see [`shop_kit::bus`]), in position order,
+//! then marks them published.
 //!
-//! - At least once: a row is marked only after Kafka acknowledged it (`acks=all`,
-//!   idempotent producer). A crash between the acknowledgement and the mark re-sends
-//!   the row on the next run: a duplicate on the wire, which consumers drop by
-//!   (stream, version); never a loss.
+//! - At least once: a row is marked only after the bus acknowledged it (Kafka: `acks=all`,
+//!   idempotent producer; the log: its append committed). A crash between the
+//!   acknowledgement and the mark re-sends the row on the next run: a duplicate on the
+//!   wire, which consumers drop by (stream, version); never a loss.
 //! - Order: rows are read `WHERE published_at IS NULL ORDER BY position` (no checkpoint
 //!   that a late commit could fall behind), and commands append to the outbox under
 //!   [`crate::store::OUTBOX_APPEND_LOCK`], so positions also become visible in order.
-//!   Within a batch every record is queued before any delivery is awaited; the
-//!   idempotent producer keeps them in order per partition, and only the prefix up to
-//!   the first failed delivery is marked.
-//! - One publisher: [`Lease`] is a session advisory lock on a dedicated connection. A
-//!   relay without it stands by and tries again each poll; the lease ends with the
+//!   A batch is published in order and only its acknowledged prefix is marked
+//!   ([`shop_kit::bus::Published::acknowledged`]).
+//! - One publisher: the relay holds a [`Lease`] ([`Db::try_lease`]: on PostgreSQL a session
+//!   advisory lock on a dedicated connection, on SQLite a lock in this process). A relay
+//!   without it stands by and tries again each poll; on PostgreSQL the lease ends with its
 //!   connection, so a crashed relay's lease passes to the next one.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::{Connection, PgConnection, PgPool};
+use shop_kit::bus::{Bus, Outgoing, Publisher};
+use shop_kit::sql::{self, Db};
 use tokio::sync::watch;
 
-/// Session advisory lock key of the relay lease (per database).
+pub use shop_kit::sql::Lease;
+
+/// Lease key of the relay (per database).
 pub const RELAY_LEASE_LOCK: i64 = 0x7573_6572_5f72_6c79; // "user_rly"
+
+/// Positions marked per UPDATE (well under both dialects' limit on bound parameters).
+const MARK_CHUNK: usize = 500;
 
 /// How the relay runs.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// Kafka bootstrap servers, `host:port[,host:port]`.
-    pub brokers: String,
     /// Wait between polls when the outbox is drained (or while standing by).
     pub poll_interval: Duration,
     /// Rows published per round.
     pub batch_size: i64,
-    /// How long Kafka may take to acknowledge one record before it counts as failed.
+    /// How long the bus may take to acknowledge one record before it counts as failed.
     pub delivery_timeout: Duration,
+    /// Partitions of the topic when the relay creates it (Kafka; the log has one).
+    pub topic_partitions: i32,
 }
 
-impl RelayConfig {
-    pub fn new(brokers: impl Into<String>) -> Self {
+impl Default for RelayConfig {
+    fn default() -> Self {
         RelayConfig {
-            brokers: brokers.into(),
             poll_interval: Duration::from_millis(200),
             batch_size: 100,
             delivery_timeout: Duration::from_secs(30),
+            topic_partitions: 3,
         }
     }
 }
 
-/// One outbox row waiting for Kafka.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// One outbox row waiting for the bus.
+#[derive(Debug, Clone)]
 pub struct OutboxRow {
     pub position: i64,
     pub topic: String,
@@ -59,27 +64,30 @@ pub struct OutboxRow {
     pub payload: Vec<u8>,
 }
 
+/// Tries to take the relay lease of `db`; `None` while another relay holds it.
+pub async fn try_lease(db: &Db) -> anyhow::Result<Option<Lease>> {
+    db.try_lease(RELAY_LEASE_LOCK)
+        .await
+        .context("taking the relay lease")
+}
+
 /// Publishes the outbox of one database.
 pub struct Relay {
-    pool: PgPool,
-    producer: FutureProducer,
+    db: Db,
+    bus: Bus,
+    publisher: Publisher,
     config: RelayConfig,
 }
 
 impl Relay {
-    pub fn new(pool: PgPool, config: RelayConfig) -> anyhow::Result<Relay> {
-        let timeout_ms = config.delivery_timeout.as_millis().max(1).to_string();
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", &timeout_ms)
-            .create()
-            .context("creating the Kafka producer")?;
+    pub fn new(db: Db, bus: &Bus, config: RelayConfig) -> anyhow::Result<Relay> {
+        let publisher = bus
+            .publisher(config.delivery_timeout)
+            .context("creating the bus publisher")?;
         Ok(Relay {
-            pool,
-            producer,
+            db,
+            bus: bus.clone(),
+            publisher,
             config,
         })
     }
@@ -88,58 +96,59 @@ impl Relay {
         &self.config
     }
 
+    /// Creates the events topic unless it exists (Kafka), so consumers can subscribe
+    /// before the first event.
+    pub async fn ensure_topic(&self) -> anyhow::Result<()> {
+        self.bus
+            .ensure_topic(shop_user::TOPIC, self.config.topic_partitions)
+            .await
+            .with_context(|| format!("creating topic {}", shop_user::TOPIC))
+    }
+
     /// The oldest unpublished rows, in position order.
     pub async fn pending(&self) -> anyhow::Result<Vec<OutboxRow>> {
-        sqlx::query_as(
+        let rows = sql::query(
             "SELECT position, topic, message_key, payload FROM outbox \
              WHERE published_at IS NULL ORDER BY position LIMIT $1",
         )
         .bind(self.config.batch_size)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await
-        .context("reading the outbox")
+        .context("reading the outbox")?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    position: r.i64("position")?,
+                    topic: r.text("topic")?,
+                    message_key: r.text("message_key")?,
+                    payload: r.bytes("payload")?,
+                })
+            })
+            .collect::<Result<_, sql::Error>>()
+            .context("decoding outbox rows")
     }
 
-    /// Produces `rows` in order and waits for Kafka's acknowledgements. Returns the
+    /// Publishes `rows` in order and waits for the acknowledgements. Returns the
     /// positions delivered, a prefix of `rows`, and the error that ended it early.
     pub async fn publish(&self, rows: &[OutboxRow]) -> (Vec<i64>, Option<anyhow::Error>) {
-        let mut in_flight = Vec::with_capacity(rows.len());
-        let mut queue_failure = None;
-        for row in rows {
-            let record = FutureRecord::to(&row.topic)
-                .key(row.message_key.as_bytes())
-                .payload(&row.payload);
-            match self.producer.send_result(record) {
-                Ok(delivery) => in_flight.push((row.position, delivery)),
-                Err((e, _)) => {
-                    queue_failure = Some(anyhow::anyhow!(
-                        "queueing outbox position {}: {e}",
-                        row.position
-                    ));
-                    break;
-                }
-            }
-        }
-        let mut delivered = Vec::with_capacity(in_flight.len());
-        let mut failure = None;
-        for (position, delivery) in in_flight {
-            match delivery.await {
-                Ok(Ok(_)) if failure.is_none() => delivered.push(position),
-                // Delivered, but after a record that was not: re-sent next round.
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => {
-                    failure.get_or_insert_with(|| {
-                        anyhow::anyhow!("delivering outbox position {position}: {e}")
-                    });
-                }
-                Err(_) => {
-                    failure.get_or_insert_with(|| {
-                        anyhow::anyhow!("delivering outbox position {position}: producer gone")
-                    });
-                }
-            }
-        }
-        (delivered, failure.or(queue_failure))
+        let batch: Vec<Outgoing<'_>> = rows
+            .iter()
+            .map(|r| Outgoing {
+                topic: &r.topic,
+                key: r.message_key.as_bytes(),
+                payload: &r.payload,
+            })
+            .collect();
+        let published = self.publisher.publish(&batch).await;
+        let acknowledged = published.acknowledged.min(rows.len());
+        let delivered = rows[..acknowledged].iter().map(|r| r.position).collect();
+        let failure = published.error.map(|e| {
+            let at = rows
+                .get(acknowledged)
+                .map_or_else(|| "?".to_string(), |r| r.position.to_string());
+            anyhow::Error::new(e).context(format!("delivering outbox position {at}"))
+        });
+        (delivered, failure)
     }
 
     /// Publishes the pending rows WITHOUT marking them: the first half of a round, and
@@ -153,18 +162,22 @@ impl Relay {
     }
 
     pub async fn mark_published(&self, positions: &[i64]) -> anyhow::Result<()> {
-        if positions.is_empty() {
-            return Ok(());
-        }
-        sqlx::query("UPDATE outbox SET published_at = now() WHERE position = ANY($1)")
-            .bind(positions)
-            .execute(&self.pool)
+        let now = chrono::Utc::now();
+        for chunk in positions.chunks(MARK_CHUNK) {
+            sql::query(format!(
+                "UPDATE outbox SET published_at = $1 WHERE position IN ({})",
+                sql::placeholders(2, chunk.len())
+            ))
+            .bind(now)
+            .bind_all(chunk.iter().map(|p| sql::Arg::from(*p)))
+            .execute(&self.db)
             .await
             .context("marking outbox rows published")?;
+        }
         Ok(())
     }
 
-    /// One round: publish the oldest pending rows, mark what Kafka acknowledged.
+    /// One round: publish the oldest pending rows, mark what the bus acknowledged.
     /// Returns how many rows were published.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let rows = self.pending().await?;
@@ -184,12 +197,22 @@ impl Relay {
         Ok(delivered.len())
     }
 
-    /// Runs until `shutdown` turns true: takes the lease (or stands by), publishes
-    /// rounds while there is work, sleeps `poll_interval` when there is none.
-    pub async fn run(self, database_url: String, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` turns true (or its sender is gone): makes sure the topic
+    /// exists, takes the lease (or stands by), publishes rounds while there is work,
+    /// sleeps `poll_interval` when there is none.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tokio::select! {
+            r = tokio::time::timeout(self.config.delivery_timeout, self.ensure_topic()) => match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "relay: topic not ensured"),
+                Err(_) => tracing::warn!("relay: topic not ensured in time"),
+            },
+            () = stopped(&mut shutdown) => {
+                tracing::info!("relay stopped");
+                return;
+            }
+        }
         let mut lease: Option<Lease> = None;
-        // While another relay holds the lease: the connection we retry on.
-        let mut standby: Option<PgConnection> = None;
         let mut standing_by = false;
         let batch = usize::try_from(self.config.batch_size).unwrap_or(usize::MAX);
         while !*shutdown.borrow() {
@@ -199,33 +222,21 @@ impl Relay {
                 None => None,
             };
             match held {
-                None => {
-                    let conn = match standby.take() {
-                        Some(c) => Ok(c),
-                        None => PgConnection::connect(&database_url)
-                            .await
-                            .context("connecting for the relay lease"),
-                    };
-                    match conn.map(Lease::try_take) {
-                        Ok(attempt) => match attempt.await {
-                            Ok(Ok(l)) => {
-                                tracing::info!("relay lease acquired: publishing the outbox");
-                                lease = Some(l);
-                                standing_by = false;
-                                busy = true;
-                            }
-                            Ok(Err(conn)) => {
-                                if !standing_by {
-                                    tracing::info!("another relay holds the lease: standing by");
-                                    standing_by = true;
-                                }
-                                standby = Some(conn);
-                            }
-                            Err(e) => tracing::warn!(error = %format!("{e:#}"), "relay lease"),
-                        },
-                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "relay lease"),
+                None => match try_lease(&self.db).await {
+                    Ok(Some(l)) => {
+                        tracing::info!("relay lease acquired: publishing the outbox");
+                        lease = Some(l);
+                        standing_by = false;
+                        busy = true;
                     }
-                }
+                    Ok(None) => {
+                        if !standing_by {
+                            tracing::info!("another relay holds the lease: standing by");
+                            standing_by = true;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "relay lease"),
+                },
                 Some(true) => {
                     tokio::select! {
                         r = self.run_once() => match r {
@@ -251,9 +262,6 @@ impl Relay {
         if let Some(l) = lease {
             l.release().await;
         }
-        if let Some(c) = standby {
-            let _ = c.close().await;
-        }
         tracing::info!("relay stopped");
     }
 }
@@ -261,53 +269,4 @@ impl Relay {
 /// Resolves once shutdown is asked for, or its sender is gone.
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-/// The right to publish: `pg_try_advisory_lock` held by one session.
-pub struct Lease {
-    conn: PgConnection,
-}
-
-impl Lease {
-    /// Connects and tries the lock; `None` when another session holds it.
-    pub async fn try_acquire(database_url: &str) -> anyhow::Result<Option<Lease>> {
-        let conn = PgConnection::connect(database_url)
-            .await
-            .context("connecting for the relay lease")?;
-        match Lease::try_take(conn).await? {
-            Ok(lease) => Ok(Some(lease)),
-            Err(conn) => {
-                let _ = conn.close().await;
-                Ok(None)
-            }
-        }
-    }
-
-    /// Tries the lock on `conn`; gives the connection back when another session holds
-    /// it, so a relay standing by polls without reconnecting.
-    pub async fn try_take(mut conn: PgConnection) -> anyhow::Result<Result<Lease, PgConnection>> {
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(RELAY_LEASE_LOCK)
-            .fetch_one(&mut conn)
-            .await
-            .context("taking the relay lease")?;
-        Ok(if got { Ok(Lease { conn }) } else { Err(conn) })
-    }
-
-    /// Whether the session that holds the lock is still there.
-    pub async fn is_held(&mut self) -> bool {
-        sqlx::query("SELECT 1")
-            .execute(&mut self.conn)
-            .await
-            .is_ok()
-    }
-
-    /// Unlocks and disconnects (disconnecting alone would release it too).
-    pub async fn release(mut self) {
-        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(RELAY_LEASE_LOCK)
-            .execute(&mut self.conn)
-            .await;
-        let _ = self.conn.close().await;
-    }
 }

@@ -1,31 +1,39 @@
-//! Commands and queries on PostgreSQL. A command runs in ONE transaction: load the
-//! stream's events, check the expected version, decide, append the new events, update
-//! the state row, write one outbox row per event, commit. A query reads the state row.
+//! Commands and queries on the service's relational store: PostgreSQL or SQLite, by the
+//! URL the service was started with, through one set of statements (see
+//! [`shop_kit::sql`]). A command runs in ONE transaction: load the stream's events, check
+//! the expected version, decide, append the new events, update the state row, write one
+//! outbox row per event, commit. A query reads the state row.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use prost::Message;
+use shop_kit::sql::{self, Db, Tx, ViolationKind};
 use shop_kit::{RequestContext, ServiceError, db};
 use shop_user::{
     CustomerCommand, CustomerEvent, DeleteAccount, EventMeta, RegisterCustomer, UserUseCases,
     decide, pb,
 };
-use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::aggregate::Customer;
 
-/// Advisory lock (transaction scoped) taken by every command just before it writes its
-/// outbox rows, and held until it commits. Outbox positions come from a sequence at
-/// INSERT time, so without it two transactions could commit out of position order (11
+/// Lock (transaction scoped) taken by every command just before it appends, and held
+/// until it commits. Both `events.position` and `outbox.position` are drawn as
+/// `MAX(position) + 1` inside the transaction (SQLite has no sequences; on PostgreSQL the
+/// generated `bigserial` default is simply not used), so without the lock two
+/// transactions could draw the same position, or commit out of position order (11
 /// visible before 10). With it, positions are drawn and committed in one order: the
-/// outbox only ever grows at its end, and a reader that has seen position N will never
-/// later see a smaller one appear.
+/// event table and the outbox only ever grow at their end, gap-free, and a reader that
+/// has seen position N will never later see a smaller one appear.
+///
+/// PostgreSQL: `pg_advisory_xact_lock`. SQLite: every write transaction already holds
+/// the database's single write lock from its start (`BEGIN IMMEDIATE`), which gives the
+/// same guarantee ([`Tx::lock`] is a no-op there).
 pub const OUTBOX_APPEND_LOCK: i64 = 0x7573_6572_5f6f_7574; // "user_out"
 
-/// The use cases of `shop.user.v1.UserService` on one PostgreSQL database.
+/// The use cases of `shop.user.v1.UserService` on one database.
 #[derive(Clone)]
 pub struct Users {
-    pool: PgPool,
+    db: Db,
 }
 
 /// What a successful command left behind.
@@ -37,31 +45,13 @@ pub struct Committed {
     pub events: Vec<(EventMeta, CustomerEvent)>,
 }
 
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    version: i64,
-    event_type: String,
-    schema_version: i32,
-    payload: String,
-    recorded_at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct CustomerRow {
-    id: Uuid,
-    email: String,
-    name: String,
-    registered_at: DateTime<Utc>,
-    version: i64,
-}
-
 impl Users {
-    pub fn new(pool: PgPool) -> Self {
-        Users { pool }
+    pub fn new(db: Db) -> Self {
+        Users { db }
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Runs one command against one stream, atomically. `expected_version`: fail with
@@ -75,7 +65,7 @@ impl Users {
         expected_version: Option<i64>,
         command: &CustomerCommand,
     ) -> Result<Committed, ServiceError> {
-        let mut tx = self.pool.begin().await.map_err(db::error)?;
+        let mut tx = self.db.begin().await.map_err(db::error)?;
         let (state, version) = load(&mut tx, stream_id).await?;
         if let Some(expected) = expected_version
             && expected != version
@@ -92,7 +82,7 @@ impl Users {
                 events: Vec::new(),
             });
         }
-        // PostgreSQL keeps microseconds; truncate so the envelope equals what is stored.
+        // Both dialects keep microseconds; truncate so the envelope equals what is stored.
         let occurred_at = Utc::now().trunc_subsecs(6);
         let mut state = state;
         let mut events = Vec::with_capacity(new_events.len());
@@ -110,23 +100,26 @@ impl Users {
             state.apply_recorded(&event, occurred_at);
             events.push((meta, event));
         }
+        // From here to the commit, appends are serialised (see OUTBOX_APPEND_LOCK). A
+        // concurrent writer of this stream that took the lock first has committed by
+        // now, so our insert meets its row: events_pkey, ABORTED.
+        tx.lock(OUTBOX_APPEND_LOCK).await.map_err(db::error)?;
         for (meta, event) in &events {
             append_event(&mut tx, ctx, meta, event).await?;
         }
         save_state(&mut tx, stream_id, &state, next).await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(OUTBOX_APPEND_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(db::error)?;
         for (meta, event) in &events {
-            sqlx::query("INSERT INTO outbox (topic, message_key, payload) VALUES ($1, $2, $3)")
-                .bind(shop_user::TOPIC)
-                .bind(stream_id.to_string())
-                .bind(event.to_envelope(meta).encode_to_vec())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| write_error(e, stream_id))?;
+            sql::query(
+                "INSERT INTO outbox (position, topic, message_key, payload, created_at) \
+                 VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM outbox), $1, $2, $3, $4)",
+            )
+            .bind(shop_user::TOPIC)
+            .bind(stream_id.to_string())
+            .bind(event.to_envelope(meta).encode_to_vec())
+            .bind(occurred_at)
+            .execute(&mut tx)
+            .await
+            .map_err(|e| write_error(e, stream_id))?;
         }
         tx.commit().await.map_err(|e| write_error(e, stream_id))?;
         tracing::info!(
@@ -145,68 +138,68 @@ impl Users {
 
     /// The state of one stream folded from the event table, with its version.
     pub async fn load_stream(&self, stream_id: Uuid) -> Result<(Customer, i64), ServiceError> {
-        let mut tx = self.pool.begin().await.map_err(db::error)?;
+        let mut tx = self.db.begin().await.map_err(db::error)?;
         let loaded = load(&mut tx, stream_id).await?;
         tx.commit().await.map_err(db::error)?;
         Ok(loaded)
     }
 }
 
-async fn load(
-    tx: &mut Transaction<'static, Postgres>,
-    stream_id: Uuid,
-) -> Result<(Customer, i64), ServiceError> {
-    let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT version, event_type, schema_version, payload::text AS payload, recorded_at FROM events WHERE stream_id = $1 ORDER BY version",
+async fn load(tx: &mut Tx, stream_id: Uuid) -> Result<(Customer, i64), ServiceError> {
+    let rows = sql::query(
+        "SELECT version, event_type, schema_version, payload, recorded_at FROM events \
+         WHERE stream_id = $1 ORDER BY version",
     )
     .bind(stream_id)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await
     .map_err(db::error)?;
     let mut state = Customer::default();
     let mut version = 0;
     for row in rows {
-        if row.version != version + 1 {
+        let row_version = row.i64("version").map_err(db::error)?;
+        if row_version != version + 1 {
             return Err(ServiceError::Internal(format!(
-                "stream {stream_id}: version {} follows {version}",
-                row.version
+                "stream {stream_id}: version {row_version} follows {version}"
             )));
         }
-        let json: serde_json::Value = serde_json::from_str(&row.payload).map_err(|e| {
+        let json = row.json("payload").map_err(|e| {
             ServiceError::Internal(format!(
-                "stream {stream_id} version {}: undecodable event: {e}",
-                row.version
+                "stream {stream_id} version {row_version}: undecodable event: {e}"
             ))
         })?;
-        let schema_version = u32::try_from(row.schema_version).map_err(|_| {
-            ServiceError::Internal(format!("stream {stream_id}: bad schema version"))
-        })?;
+        let schema_version =
+            u32::try_from(row.i64("schema_version").map_err(db::error)?).map_err(|_| {
+                ServiceError::Internal(format!("stream {stream_id}: bad schema version"))
+            })?;
+        let event_type = row.text("event_type").map_err(db::error)?;
+        let recorded_at: DateTime<Utc> = row.time("recorded_at").map_err(db::error)?;
         // Through the generated decoder: older payload versions are upcast.
-        let event = CustomerEvent::decode_stored(&row.event_type, schema_version, &json)?;
-        state.apply_recorded(&event, row.recorded_at);
-        version = row.version;
+        let event = CustomerEvent::decode_stored(&event_type, schema_version, &json)?;
+        state.apply_recorded(&event, recorded_at);
+        version = row_version;
     }
     Ok((state, version))
 }
 
+/// Appends one event at the next position; the caller holds [`OUTBOX_APPEND_LOCK`].
 async fn append_event(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Tx,
     ctx: &RequestContext,
     meta: &EventMeta,
     event: &CustomerEvent,
 ) -> Result<(), ServiceError> {
     let (event_type, schema_version) = event.type_and_version();
-    let payload = serde_json::to_string(event)
+    let payload = serde_json::to_value(event)
         .map_err(|e| ServiceError::Internal(format!("encoding event: {e}")))?;
     let metadata = serde_json::json!({
         "correlation_id": meta.correlation_id,
         "causation_id": meta.causation_id,
         "request_id": ctx.request_id,
-    })
-    .to_string();
-    sqlx::query(
-        "INSERT INTO events (stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb, $8)",
+    });
+    sql::query(
+        "INSERT INTO events (stream_id, version, position, event_id, event_type, schema_version, payload, metadata, recorded_at) \
+         VALUES ($1, $2, (SELECT COALESCE(MAX(position), 0) + 1 FROM events), $3, $4, $5, $6, $7, $8)",
     )
     .bind(meta.stream_id)
     .bind(meta.version)
@@ -216,7 +209,7 @@ async fn append_event(
     .bind(payload)
     .bind(metadata)
     .bind(meta.occurred_at)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(|e| write_error(e, meta.stream_id))?;
     Ok(())
@@ -225,14 +218,14 @@ async fn append_event(
 /// The state row follows the stream: upserted while the customer is live, removed once
 /// the account is deleted (which frees the email for a new registration).
 async fn save_state(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Tx,
     stream_id: Uuid,
     state: &Customer,
     version: i64,
 ) -> Result<(), ServiceError> {
     let result = match (state.is_live(), state.registered_at) {
         (true, Some(registered_at)) => {
-            sqlx::query(
+            sql::query(
                 "INSERT INTO customers (id, email, name, registered_at, version) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name, \
                  registered_at = EXCLUDED.registered_at, version = EXCLUDED.version",
@@ -242,7 +235,7 @@ async fn save_state(
             .bind(&state.name)
             .bind(registered_at)
             .bind(version)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
         }
         (true, None) => {
@@ -251,9 +244,9 @@ async fn save_state(
             )));
         }
         (false, _) => {
-            sqlx::query("DELETE FROM customers WHERE id = $1")
+            sql::query("DELETE FROM customers WHERE id = $1")
                 .bind(stream_id)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await
         }
     };
@@ -262,23 +255,19 @@ async fn save_state(
 }
 
 /// A write failed: a concurrent append to the same stream is a retryable conflict, a
-/// live customer with the same email is ALREADY_EXISTS, the rest as usual.
-fn write_error(e: sqlx::Error, stream_id: Uuid) -> ServiceError {
-    if let sqlx::Error::Database(d) = &e
-        && d.code().as_deref() == Some("23505")
+/// live customer with the same email is ALREADY_EXISTS, the rest as usual. Recognised on
+/// both dialects (PostgreSQL by constraint name, SQLite by its `table.column` list).
+fn write_error(e: sql::Error, stream_id: Uuid) -> ServiceError {
+    if let Some(v) = sql::violation(&e)
+        && v.kind == ViolationKind::Unique
     {
-        match d.constraint() {
-            Some("events_pkey") => {
-                return ServiceError::Conflict(format!(
-                    "customer {stream_id} was changed concurrently; reread and retry"
-                ));
-            }
-            Some("customers_email_key") => {
-                return ServiceError::AlreadyExists(
-                    "a customer with this email already exists".into(),
-                );
-            }
-            _ => {}
+        if v.is("events_pkey", "events", &["stream_id", "version"]) {
+            return ServiceError::Conflict(format!(
+                "customer {stream_id} was changed concurrently; reread and retry"
+            ));
+        }
+        if v.is("customers_email_key", "customers", &["email"]) {
+            return ServiceError::AlreadyExists("a customer with this email already exists".into());
         }
     }
     db::error(e)
@@ -330,22 +319,23 @@ impl UserUseCases for Users {
     ) -> Result<pb::ViewProfileResponse, ServiceError> {
         let id = Uuid::parse_str(&request.customer_id)
             .map_err(|_| ServiceError::invalid("customer_id", "must be a UUID"))?;
-        let row: Option<CustomerRow> = sqlx::query_as(
+        let row = sql::query(
             "SELECT id, email, name, registered_at, version FROM customers WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await
-        .map_err(db::error)?;
-        let row = row.ok_or_else(|| ServiceError::not_found("customer", id))?;
+        .map_err(db::error)?
+        .ok_or_else(|| ServiceError::not_found("customer", id))?;
+        let registered_at = row.time("registered_at").map_err(db::error)?;
         Ok(pb::ViewProfileResponse {
             customer: Some(pb::Customer {
-                id: row.id.to_string(),
-                email: row.email,
-                name: row.name,
-                registered_at: Some(shop_kit::utc_to_timestamp(&row.registered_at)),
+                id: row.uuid("id").map_err(db::error)?.to_string(),
+                email: row.text("email").map_err(db::error)?,
+                name: row.text("name").map_err(db::error)?,
+                registered_at: Some(shop_kit::utc_to_timestamp(&registered_at)),
             }),
-            version: row.version,
+            version: row.i64("version").map_err(db::error)?,
         })
     }
 }

@@ -1,5 +1,6 @@
-//! The user service through its real gRPC server (in-process, ephemeral port) on a real
-//! PostgreSQL: commands, queries, validation, optimistic concurrency.
+//! The user service through its real gRPC server (in-process, ephemeral port), each case
+//! on a real PostgreSQL and on a SQLite file: commands, queries, validation, optimistic
+//! concurrency.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use common::{TestDb, TestServer};
 use prost::Message as _;
+use shop_kit::sql::{self, Dialect};
 use shop_user::pb;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -51,10 +53,9 @@ fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn register_view_delete_view() {
-    let db = TestDb::create().await;
-    let server = TestServer::start(db.pool.clone()).await;
+async fn register_view_delete_view(dialect: Dialect) {
+    let db = TestDb::create(dialect).await;
+    let server = TestServer::start(db.db.clone()).await;
     let mut client = server.client().await;
 
     let registered = client
@@ -80,7 +81,7 @@ async fn register_view_delete_view() {
     assert_eq!(customer.id, id);
     assert_eq!(customer.email, "Ann@example.com", "domain lower-cased");
     assert_eq!(customer.name, "Ann");
-    assert!(customer.registered_at.is_some());
+    let registered_at = customer.registered_at.expect("registered_at");
 
     let deleted = client
         .delete_account(with_request_id(delete(&id, Some(1)), "req-delete"))
@@ -102,30 +103,42 @@ async fn register_view_delete_view() {
 
     // The event table holds both events, gap-free, with their metadata.
     assert_eq!(db.versions(stream).await, [1, 2]);
-    let rows: Vec<(i64, String, i32, String, String)> = sqlx::query_as(
-        "SELECT version, event_type, schema_version, payload::text, metadata::text FROM events WHERE stream_id = $1 ORDER BY version",
+    let rows = sql::query(
+        "SELECT version, event_type, schema_version, payload, metadata, recorded_at FROM events WHERE stream_id = $1 ORDER BY version",
     )
     .bind(stream)
-    .fetch_all(&db.pool)
+    .fetch_all(&db.db)
     .await
     .expect("events");
-    assert_eq!(rows[0].1, "CustomerRegistered");
-    assert_eq!(rows[1].1, "AccountDeleted");
-    assert_eq!(rows[0].2, 1);
-    let payload: serde_json::Value = serde_json::from_str(&rows[0].3).expect("json");
+    assert_eq!(
+        rows[0].text("event_type").expect("type"),
+        "CustomerRegistered"
+    );
+    assert_eq!(rows[1].text("event_type").expect("type"), "AccountDeleted");
+    assert_eq!(rows[0].i32("schema_version").expect("schema version"), 1);
+    let payload = rows[0].json("payload").expect("json");
     assert_eq!(payload["type"], "CustomerRegistered");
     assert_eq!(payload["data"]["email"], "Ann@example.com");
-    let metadata: serde_json::Value = serde_json::from_str(&rows[1].4).expect("json");
+    let metadata = rows[1].json("metadata").expect("json");
     assert_eq!(metadata["causation_id"], "req-delete");
     assert_eq!(metadata["correlation_id"], "req-delete");
 
     // One outbox row per event: topic, key, and the protobuf envelope.
-    let outbox: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+    let outbox: Vec<(String, String, Vec<u8>)> = sql::query(
         "SELECT topic, message_key, payload FROM outbox WHERE published_at IS NULL ORDER BY position",
     )
-    .fetch_all(&db.pool)
+    .fetch_all(&db.db)
     .await
-    .expect("outbox");
+    .expect("outbox")
+    .iter()
+    .map(|r| {
+        (
+            r.text("topic").expect("topic"),
+            r.text("message_key").expect("key"),
+            r.bytes("payload").expect("payload"),
+        )
+    })
+    .collect();
     assert_eq!(outbox.len(), 2);
     let envelopes: Vec<pb::CustomerEvent> = outbox
         .iter()
@@ -146,6 +159,10 @@ async fn register_view_delete_view() {
     ));
     let (meta, event) = shop_user::CustomerEvent::from_envelope(&envelopes[0]).expect("decodes");
     assert_eq!((meta.stream_id, meta.version), (stream, 1));
+    // One time, to the microsecond, in the event row, the envelope and the state row.
+    let recorded_at = rows[0].time("recorded_at").expect("recorded_at");
+    assert_eq!(meta.occurred_at, recorded_at);
+    assert_eq!(shop_kit::utc_to_timestamp(&recorded_at), registered_at);
     assert!(matches!(
         event,
         shop_user::CustomerEvent::CustomerRegistered(_)
@@ -162,10 +179,9 @@ async fn register_view_delete_view() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn taken_email_is_already_exists_even_under_concurrency() {
-    let db = TestDb::create().await;
-    let server = TestServer::start(db.pool.clone()).await;
+async fn taken_email_is_already_exists_even_under_concurrency(dialect: Dialect) {
+    let db = TestDb::create(dialect).await;
+    let server = TestServer::start(db.db.clone()).await;
     let mut client = server.client().await;
     client
         .register_customer(register("bob@example.com", "Bob"))
@@ -208,10 +224,9 @@ async fn taken_email_is_already_exists_even_under_concurrency() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_input_names_the_field_and_changes_nothing() {
-    let db = TestDb::create().await;
-    let server = TestServer::start(db.pool.clone()).await;
+async fn invalid_input_names_the_field_and_changes_nothing(dialect: Dialect) {
+    let db = TestDb::create(dialect).await;
+    let server = TestServer::start(db.db.clone()).await;
     let mut client = server.client().await;
     let live = client
         .register_customer(register("dan@example.com", "Dan"))
@@ -266,10 +281,9 @@ async fn invalid_input_names_the_field_and_changes_nothing() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_customer_and_stale_versions() {
-    let db = TestDb::create().await;
-    let server = TestServer::start(db.pool.clone()).await;
+async fn unknown_customer_and_stale_versions(dialect: Dialect) {
+    let db = TestDb::create(dialect).await;
+    let server = TestServer::start(db.db.clone()).await;
     let mut client = server.client().await;
     let unknown = Uuid::now_v7().to_string();
     let s = client
@@ -318,11 +332,10 @@ async fn unknown_customer_and_stale_versions() {
 /// N concurrent deletes of one stream, all expecting version 1: exactly one wins, the
 /// others get ABORTED (the expected-version check or the events' primary key), and the
 /// stream stays gap-free.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_commands_with_one_expected_version() {
+async fn concurrent_commands_with_one_expected_version(dialect: Dialect) {
     const N: usize = 20;
-    let db = TestDb::create().await;
-    let server = TestServer::start(db.pool.clone()).await;
+    let db = TestDb::create(dialect).await;
+    let server = TestServer::start(db.db.clone()).await;
     let mut client = server.client().await;
     let channel = server.channel().await;
     for round in 0..3 {
@@ -363,11 +376,10 @@ async fn concurrent_commands_with_one_expected_version() {
 
 /// Without an expected version the losers either collide on the primary key (ABORTED)
 /// or load the deleted stream (NOT_FOUND); never a second AccountDeleted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_commands_without_expected_version() {
+async fn concurrent_commands_without_expected_version(dialect: Dialect) {
     const N: usize = 20;
-    let db = TestDb::create().await;
-    let server = TestServer::start(db.pool.clone()).await;
+    let db = TestDb::create(dialect).await;
+    let server = TestServer::start(db.db.clone()).await;
     let mut client = server.client().await;
     let channel = server.channel().await;
     let live = client
@@ -401,10 +413,9 @@ async fn concurrent_commands_without_expected_version() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_is_served_for_the_service_and_the_server() {
-    let db = TestDb::create().await;
-    let server = TestServer::start(db.pool.clone()).await;
+async fn health_is_served_for_the_service_and_the_server(dialect: Dialect) {
+    let db = TestDb::create(dialect).await;
+    let server = TestServer::start(db.db.clone()).await;
     let channel = server.channel().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     for service in ["shop.user.v1.UserService", ""] {
@@ -426,3 +437,13 @@ async fn health_is_served_for_the_service_and_the_server() {
     }
     server.stop().await;
 }
+
+on_both_dialects!(
+    register_view_delete_view,
+    taken_email_is_already_exists_even_under_concurrency,
+    invalid_input_names_the_field_and_changes_nothing,
+    unknown_customer_and_stale_versions,
+    concurrent_commands_with_one_expected_version,
+    concurrent_commands_without_expected_version,
+    health_is_served_for_the_service_and_the_server,
+);

@@ -1,17 +1,22 @@
-//! The outbox relay against real PostgreSQL and Kafka: order per key, at least once
-//! across a crash between publish and mark, one publisher at a time, and outbox
-//! positions that never become visible out of order.
+//! The outbox relay, each case on PostgreSQL + real Kafka and on SQLite + the embedded
+//! bus log: order per key (and by position), at least once across a crash between
+//! publish and mark, one publisher at a time, outbox positions that never become
+//! visible out of order, and the whole service through [`user_service::run`].
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::{TestDb, consume, infra, versions_by_key};
+use clap::Parser as _;
+use common::{Seen, TestDb, consume, versions_by_key};
+use prost::Message as _;
 use shop_kit::RequestContext;
+use shop_kit::sql::{self, Dialect};
 use shop_user::{UserUseCases, pb};
 use tokio::sync::watch;
-use user_service::{Lease, Relay, RelayConfig, Users};
+use tonic::transport::server::TcpIncoming;
+use user_service::{Config, Mode, Relay, RelayConfig, Users};
 
 fn ctx(request_id: &str) -> RequestContext {
     RequestContext {
@@ -24,8 +29,12 @@ fn relay_config() -> RelayConfig {
     RelayConfig {
         poll_interval: Duration::from_millis(50),
         delivery_timeout: Duration::from_secs(10),
-        ..RelayConfig::new(infra().brokers.clone())
+        ..RelayConfig::default()
     }
+}
+
+fn relay(db: &TestDb) -> Relay {
+    Relay::new(db.db.clone(), &db.bus, relay_config()).expect("relay")
 }
 
 async fn register(users: &Users, email: &str) -> String {
@@ -56,17 +65,10 @@ async fn delete(users: &Users, id: &str) {
         .expect("deletes");
 }
 
-async fn unpublished(db: &TestDb) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        .fetch_one(&db.pool)
-        .await
-        .expect("count")
-}
-
 async fn wait_all_published(db: &TestDb, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        let left = unpublished(db).await;
+        let left = db.unpublished().await;
         if left == 0 {
             return;
         }
@@ -78,13 +80,11 @@ async fn wait_all_published(db: &TestDb, timeout: Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relay_task_publishes_each_stream_in_version_order() {
-    let db = TestDb::create().await;
-    let users = Users::new(db.pool.clone());
+async fn relay_task_publishes_each_stream_in_version_order(dialect: Dialect) {
+    let db = TestDb::create(dialect).await;
+    let users = Users::new(db.db.clone());
     let (stop, stopped) = watch::channel(false);
-    let relay = Relay::new(db.pool.clone(), relay_config()).expect("relay");
-    let task = tokio::spawn(relay.run(db.url.clone(), stopped));
+    let task = tokio::spawn(relay(&db).run(stopped));
 
     let a = register(&users, "a@example.com").await;
     let b = register(&users, "b@example.com").await;
@@ -92,18 +92,26 @@ async fn relay_task_publishes_each_stream_in_version_order() {
     wait_all_published(&db, Duration::from_secs(15)).await;
 
     let keys: HashSet<String> = [a.clone(), b.clone()].into();
-    let seen = consume(&keys, Duration::from_secs(15)).await;
+    let seen = consume(&db, &keys, Duration::from_secs(15)).await;
     let by_key = versions_by_key(&seen);
     assert_eq!(by_key[&a], [1, 2], "both events of a, in order, once");
     assert_eq!(by_key[&b], [1]);
-    let (_, first) = seen.iter().find(|(k, _)| k == &a).expect("a's first event");
+    let first = &seen
+        .iter()
+        .find(|s| s.key == a)
+        .expect("a's first event")
+        .event;
     assert!(matches!(
         first.payload,
         Some(pb::customer_event::Payload::CustomerRegistered(ref r)) if r.email == "a@example.com"
     ));
     assert_eq!(first.causation_id, "reg-a@example.com");
     assert_eq!(first.correlation_id, "corr-reg-a@example.com");
-    let (_, last) = seen.iter().rfind(|(k, _)| k == &a).expect("a's last event");
+    let last = &seen
+        .iter()
+        .rfind(|s| s.key == a)
+        .expect("a's last event")
+        .event;
     assert!(matches!(
         last.payload,
         Some(pb::customer_event::Payload::AccountDeleted(_))
@@ -116,31 +124,30 @@ async fn relay_task_publishes_each_stream_in_version_order() {
         .expect("relay task");
 }
 
-/// A relay that dies after Kafka acknowledged a batch but before it marked the rows:
+/// A relay that dies after the bus acknowledged a batch but before it marked the rows:
 /// the next relay sends them again. Duplicates on the wire, nothing lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_between_publish_and_mark_duplicates_but_loses_nothing() {
-    let db = TestDb::create().await;
-    let users = Users::new(db.pool.clone());
+async fn crash_between_publish_and_mark_duplicates_but_loses_nothing(dialect: Dialect) {
+    let db = TestDb::create(dialect).await;
+    let users = Users::new(db.db.clone());
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(register(&users, &format!("crash{i}@example.com")).await);
     }
     delete(&users, &ids[0]).await;
     delete(&users, &ids[2]).await;
-    assert_eq!(unpublished(&db).await, 5);
+    assert_eq!(db.unpublished().await, 5);
 
     // First relay: publishes, then "crashes" before marking.
-    let crashed = Relay::new(db.pool.clone(), relay_config()).expect("relay");
+    let crashed = relay(&db);
     let delivered = crashed.publish_pending().await.expect("published");
-    assert_eq!(delivered.len(), 5);
+    assert_eq!(delivered, db.outbox_positions().await, "all five, in order");
     drop(crashed);
-    assert_eq!(unpublished(&db).await, 5, "nothing marked");
+    assert_eq!(db.unpublished().await, 5, "nothing marked");
 
     // Its successor publishes everything again and marks it.
-    let restarted = Relay::new(db.pool.clone(), relay_config()).expect("relay");
+    let restarted = relay(&db);
     assert_eq!(restarted.run_once().await.expect("round"), 5);
-    assert_eq!(unpublished(&db).await, 0);
+    assert_eq!(db.unpublished().await, 0);
     assert_eq!(
         restarted.run_once().await.expect("round"),
         0,
@@ -148,7 +155,7 @@ async fn crash_between_publish_and_mark_duplicates_but_loses_nothing() {
     );
 
     let keys: HashSet<String> = ids.iter().cloned().collect();
-    let seen = consume(&keys, Duration::from_secs(15)).await;
+    let seen = consume(&db, &keys, Duration::from_secs(15)).await;
     let by_key = versions_by_key(&seen);
     let expected: BTreeMap<String, Vec<i64>> = [
         (ids[0].clone(), vec![1, 2, 1, 2]),
@@ -160,27 +167,28 @@ async fn crash_between_publish_and_mark_duplicates_but_loses_nothing() {
         by_key, expected,
         "each pass in order; every event at least once"
     );
-    let distinct: BTreeSet<(String, i64)> =
-        seen.iter().map(|(k, e)| (k.clone(), e.version)).collect();
+    let distinct: BTreeSet<(String, i64)> = seen
+        .iter()
+        .map(|s| (s.key.clone(), s.event.version))
+        .collect();
     assert_eq!(distinct.len(), 5, "every (stream, version) is there");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_relay_holds_the_lease_and_the_others_stand_by() {
-    let db = TestDb::create().await;
-    let first = Lease::try_acquire(&db.url)
+async fn one_relay_holds_the_lease_and_the_others_stand_by(dialect: Dialect) {
+    let db = TestDb::create(dialect).await;
+    let first = user_service::relay::try_lease(&db.db)
         .await
         .expect("lease query")
         .expect("first takes the lease");
     assert!(
-        Lease::try_acquire(&db.url)
+        user_service::relay::try_lease(&db.db)
             .await
             .expect("lease query")
             .is_none(),
         "second stands by"
     );
     first.release().await;
-    let second = Lease::try_acquire(&db.url)
+    let second = user_service::relay::try_lease(&db.db)
         .await
         .expect("lease query")
         .expect("free again after release");
@@ -188,13 +196,10 @@ async fn one_relay_holds_the_lease_and_the_others_stand_by() {
 
     // Two relay tasks on one outbox: only the lease holder publishes, so each event
     // goes out once.
-    let users = Users::new(db.pool.clone());
+    let users = Users::new(db.db.clone());
     let (stop, stopped) = watch::channel(false);
     let tasks: Vec<_> = (0..2)
-        .map(|_| {
-            let relay = Relay::new(db.pool.clone(), relay_config()).expect("relay");
-            tokio::spawn(relay.run(db.url.clone(), stopped.clone()))
-        })
+        .map(|_| tokio::spawn(relay(&db).run(stopped.clone())))
         .collect();
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -202,7 +207,7 @@ async fn one_relay_holds_the_lease_and_the_others_stand_by() {
     }
     wait_all_published(&db, Duration::from_secs(15)).await;
     let keys: HashSet<String> = ids.iter().cloned().collect();
-    let by_key = versions_by_key(&consume(&keys, Duration::from_secs(15)).await);
+    let by_key = versions_by_key(&consume(&db, &keys, Duration::from_secs(15)).await);
     assert_eq!(by_key.len(), 5);
     assert!(by_key.values().all(|v| v == &[1]), "{by_key:?}");
     stop.send(true).expect("relays listening");
@@ -215,15 +220,14 @@ async fn one_relay_holds_the_lease_and_the_others_stand_by() {
 }
 
 /// Many writers commit while a reader tails the outbox by checkpoint (`position >
-/// last seen`). Because commands append to the outbox under one advisory lock, a
-/// position never becomes visible after a larger one, so the checkpoint never skips a
-/// row (the hazard of a bigserial drawn before a late commit).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_checkpoint_reader_never_skips_a_late_commit() {
+/// last seen`). Because commands append to the outbox under one lock, a position never
+/// becomes visible after a larger one, so the checkpoint never skips a row (the hazard
+/// of a position drawn before a late commit). Positions are also gap-free.
+async fn a_checkpoint_reader_never_skips_a_late_commit(dialect: Dialect) {
     const WRITERS: usize = 8;
     const PER_WRITER: usize = 15;
-    let db = TestDb::create().await;
-    let users = Users::new(db.pool.clone());
+    let db = TestDb::create(dialect).await;
+    let users = Users::new(db.db.clone());
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let users = users.clone();
@@ -237,7 +241,7 @@ async fn a_checkpoint_reader_never_skips_a_late_commit() {
             })
         })
         .collect();
-    let pool = db.pool.clone();
+    let pool = db.db.clone();
     let writers_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let done = writers_done.clone();
     let reader = tokio::spawn(async move {
@@ -247,13 +251,15 @@ async fn a_checkpoint_reader_never_skips_a_late_commit() {
         loop {
             // Read once more after the writers finished: then everything is committed.
             let last_round = done.load(std::sync::atomic::Ordering::SeqCst);
-            let batch: Vec<i64> = sqlx::query_scalar(
-                "SELECT position FROM outbox WHERE position > $1 ORDER BY position",
-            )
-            .bind(checkpoint)
-            .fetch_all(&pool)
-            .await
-            .expect("tail");
+            let batch: Vec<i64> =
+                sql::query("SELECT position FROM outbox WHERE position > $1 ORDER BY position")
+                    .bind(checkpoint)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("tail")
+                    .iter()
+                    .map(|r| r.i64("position").expect("position"))
+                    .collect();
             if let Some(last) = batch.last() {
                 checkpoint = *last;
             }
@@ -268,10 +274,207 @@ async fn a_checkpoint_reader_never_skips_a_late_commit() {
     }
     writers_done.store(true, std::sync::atomic::Ordering::SeqCst);
     let seen = reader.await.expect("reader");
-    let all: Vec<i64> = sqlx::query_scalar("SELECT position FROM outbox ORDER BY position")
-        .fetch_all(&db.pool)
-        .await
-        .expect("outbox");
-    assert_eq!(all.len(), WRITERS * (PER_WRITER + PER_WRITER.div_ceil(2)));
+    let all = db.outbox_positions().await;
+    let total = WRITERS * (PER_WRITER + PER_WRITER.div_ceil(2));
+    assert_eq!(all.len(), total);
     assert_eq!(seen, all, "the tailing reader saw every row, in order");
+    assert_eq!(
+        all,
+        (1..=total as i64).collect::<Vec<_>>(),
+        "outbox positions are 1..=n"
+    );
+    let events: Vec<i64> = sql::query("SELECT position FROM events ORDER BY position")
+        .fetch_all(&db.db)
+        .await
+        .expect("events")
+        .iter()
+        .map(|r| r.i64("position").expect("position"))
+        .collect();
+    assert_eq!(
+        events,
+        (1..=total as i64).collect::<Vec<_>>(),
+        "event positions are 1..=n"
+    );
+}
+
+/// Writers commit concurrently while a relay runs: every event reaches the bus exactly
+/// once (no crash here), and each partition carries its events in outbox position order
+/// (the embedded log has one partition: the whole outbox, in order).
+async fn relay_publishes_every_event_once_in_position_order(dialect: Dialect) {
+    const WRITERS: usize = 4;
+    const PER_WRITER: usize = 10;
+    let db = TestDb::create(dialect).await;
+    let users = Users::new(db.db.clone());
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(relay(&db).run(stopped));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let users = users.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..PER_WRITER {
+                    let id = register(&users, &format!("order{w}-{i}@example.com")).await;
+                    if i % 3 == 0 {
+                        delete(&users, &id).await;
+                    }
+                    ids.push(id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut keys = HashSet::new();
+    for w in writers {
+        keys.extend(w.await.expect("writer"));
+    }
+    wait_all_published(&db, Duration::from_secs(30)).await;
+
+    // (stream, version) -> outbox position, from the envelopes the outbox holds.
+    let mut position_of = HashMap::new();
+    for r in sql::query("SELECT position, payload FROM outbox ORDER BY position")
+        .fetch_all(&db.db)
+        .await
+        .expect("outbox")
+    {
+        let e = pb::CustomerEvent::decode(r.bytes("payload").expect("payload").as_slice())
+            .expect("envelope");
+        position_of.insert(
+            (e.customer_id, e.version),
+            r.i64("position").expect("position"),
+        );
+    }
+    let total = WRITERS * (PER_WRITER + PER_WRITER.div_ceil(3));
+    assert_eq!(position_of.len(), total);
+
+    let seen: Vec<Seen> = consume(&db, &keys, Duration::from_secs(30)).await;
+    let mut by_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for s in &seen {
+        let p = position_of[&(s.key.clone(), s.event.version)];
+        by_partition.entry(s.partition).or_default().push(p);
+    }
+    let mut all: Vec<i64> = by_partition.values().flatten().copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        db.outbox_positions().await,
+        "every outbox row published exactly once"
+    );
+    for (partition, positions) in &by_partition {
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "partition {partition} in position order: {positions:?}"
+        );
+    }
+    if dialect == Dialect::Sqlite {
+        assert_eq!(by_partition.len(), 1, "the log has one partition");
+    }
+
+    stop.send(true).expect("relay listening");
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("relay stops within 5 s")
+        .expect("relay task");
+}
+
+/// The launcher's entry point: `run` migrates, serves gRPC on the listener it is given,
+/// relays to the bus its configuration names (PostgreSQL: through the `KAFKA_BROKERS`
+/// fallback; SQLite: an explicit `sqlite://` bus URL), and returns once `stop` flips.
+async fn run_serves_relays_and_stops(dialect: Dialect) {
+    let db = TestDb::create(dialect).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding an ephemeral port");
+    let addr = listener.local_addr().expect("local addr");
+    let (bus_url, kafka_brokers) = match dialect {
+        Dialect::Postgres => (None, db.bus_url.clone()),
+        Dialect::Sqlite => (Some(db.bus_url.clone()), "127.0.0.1:1".to_string()),
+    };
+    let config = Config {
+        mode: Mode::Serve,
+        listen: addr,
+        database_url: db.url.clone(),
+        max_connections: 5,
+        bus_url,
+        kafka_brokers,
+        topic_partitions: 3,
+        relay: true,
+        relay_poll_ms: 50,
+        relay_batch: 100,
+        startup_timeout_secs: 30,
+        shutdown_timeout_secs: 5,
+    };
+    let (stop, stopped) = watch::channel(false);
+    let service = tokio::spawn(user_service::run(
+        config,
+        TcpIncoming::from(listener),
+        stopped,
+    ));
+    let mut client = pb::user_service_client::UserServiceClient::new(common::connect(addr).await);
+    let id = client
+        .register_customer(pb::RegisterCustomerRequest {
+            email: "run@example.com".into(),
+            name: "Run".into(),
+            expected_version: None,
+        })
+        .await
+        .expect("registers")
+        .into_inner()
+        .customer_id;
+    let profile = client
+        .view_profile(pb::ViewProfileRequest {
+            customer_id: id.clone(),
+        })
+        .await
+        .expect("views")
+        .into_inner();
+    assert_eq!(profile.customer.expect("customer").email, "run@example.com");
+    wait_all_published(&db, Duration::from_secs(15)).await;
+    let seen = consume(&db, &[id.clone()].into(), Duration::from_secs(15)).await;
+    assert_eq!(versions_by_key(&seen)[&id], [1]);
+
+    stop.send(true).expect("service listening");
+    tokio::time::timeout(Duration::from_secs(10), service)
+        .await
+        .expect("run returns within 10 s of the stop")
+        .expect("service task")
+        .expect("service ran cleanly");
+    assert!(
+        client
+            .view_profile(pb::ViewProfileRequest { customer_id: id })
+            .await
+            .is_err(),
+        "no longer serving"
+    );
+}
+
+on_both_dialects!(
+    relay_task_publishes_each_stream_in_version_order,
+    crash_between_publish_and_mark_duplicates_but_loses_nothing,
+    one_relay_holds_the_lease_and_the_others_stand_by,
+    a_checkpoint_reader_never_skips_a_late_commit,
+    relay_publishes_every_event_once_in_position_order,
+    run_serves_relays_and_stops,
+);
+
+#[test]
+fn the_bus_url_falls_back_to_the_kafka_brokers() {
+    let parse = |args: &[&str]| {
+        let mut all = vec!["user-service", "--database-url", "sqlite://x/user.db"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).expect("parses")
+    };
+    let c = parse(&["--kafka-brokers", "k1:9092,k2:9092", "--bus-url", ""]);
+    assert_eq!(c.bus_url(), "k1:9092,k2:9092", "an empty BUS_URL is unset");
+    let c = parse(&[
+        "--kafka-brokers",
+        "k1:9092",
+        "--bus-url",
+        "sqlite://data/bus.db",
+    ]);
+    assert_eq!(c.bus_url(), "sqlite://data/bus.db");
+    assert_eq!(c.mode, Mode::Serve);
+    let c = parse(&["relay", "--relay", "false", "--bus-url", "kafka://k:1"]);
+    assert_eq!(c.mode, Mode::Relay);
+    assert!(c.runs_relay(), "relay mode relays whatever --relay says");
+    assert_eq!(c.bus_url(), "kafka://k:1");
 }

@@ -1,128 +1,117 @@
-//! Shared by the integration tests: real PostgreSQL and Kafka from the repository's
-//! infra harness, a fresh database per test, the gRPC server on an ephemeral port, and
-//! a Kafka reader. Nothing here skips: missing infrastructure fails the test.
+//! Shared by the integration tests, which run the same cases on both configurations of
+//! the service: PostgreSQL + real Kafka (started by the repository's infra harness, a
+//! fresh database per test), and SQLite + the embedded bus log (files in a temporary
+//! folder per test). The gRPC server runs on an ephemeral port. Nothing here skips:
+//! missing infrastructure fails the test.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use shop_kit::bus::Bus;
+use shop_kit::sql::{self, ConnectOptions, Db, Dialect};
+use shop_kit::testing::{TestStore, infra_up, infra_var};
 use shop_user::pb;
 use shop_user::pb::user_service_client::UserServiceClient;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::transport::server::TcpIncoming;
 
-pub struct Infra {
-    /// The maintenance database, where test databases are created and dropped.
-    pub admin_url: String,
-    pub brokers: String,
-}
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Starts (or finds running) PostgreSQL and Kafka once per test binary.
-pub fn infra() -> &'static Infra {
-    static INFRA: OnceLock<Infra> = OnceLock::new();
-    INFRA.get_or_init(|| {
-        let root = repo_root();
-        let up = Command::new("bash")
-            .args(["xtask/infra/infra.sh", "up", "postgres", "kafka"])
-            .current_dir(&root)
-            .output()
-            .expect("running xtask/infra/infra.sh up postgres kafka");
-        assert!(
-            up.status.success(),
-            "xtask/infra/infra.sh up postgres kafka failed ({}):\n{}\n{}",
-            up.status,
-            String::from_utf8_lossy(&up.stdout),
-            String::from_utf8_lossy(&up.stderr)
-        );
-        let env = Command::new("bash")
-            .args(["xtask/infra/infra.sh", "env"])
-            .current_dir(&root)
-            .output()
-            .expect("running xtask/infra/infra.sh env");
-        assert!(env.status.success(), "infra.sh env failed");
-        let text = String::from_utf8_lossy(&env.stdout);
-        let var = |name: &str| {
-            text.lines()
-                .filter_map(|l| l.trim().strip_prefix("export "))
-                .filter_map(|l| l.split_once('='))
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.trim_matches(|c| c == '"' || c == '\'').to_string())
-                .unwrap_or_else(|| panic!("infra.sh env prints no {name}:\n{text}"))
-        };
-        Infra {
-            admin_url: var("DATABASE_URL"),
-            brokers: var("KAFKA_BOOTSTRAP_SERVERS"),
+/// Generates `mod $name { postgres, sqlite }`: one test per dialect running
+/// `$name(Dialect)`.
+#[macro_export]
+macro_rules! on_both_dialects {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_kafka() {
+                super::$name(shop_kit::sql::Dialect::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_embedded_bus() {
+                super::$name(shop_kit::sql::Dialect::Sqlite).await
+            }
         }
+    )*};
+}
+
+/// Kafka's bootstrap servers, once PostgreSQL and Kafka are up (once per test binary).
+pub fn brokers() -> &'static str {
+    static BROKERS: OnceLock<String> = OnceLock::new();
+    BROKERS.get_or_init(|| {
+        infra_up(&["postgres", "kafka"]);
+        infra_var("KAFKA_BOOTSTRAP_SERVERS")
     })
 }
 
-/// A fresh, migrated database, dropped when this value is (even when the test fails).
+/// A fresh, migrated store and the bus of its configuration: PostgreSQL + Kafka, or a
+/// SQLite file + the embedded log next to it. Dropped (database, files) with this value.
 pub struct TestDb {
-    pub name: String,
+    pub db: Db,
+    pub bus: Bus,
     pub url: String,
-    pub pool: PgPool,
+    pub bus_url: String,
+    /// Last: dropping it drops the database (PostgreSQL) or deletes the files (SQLite).
+    pub store: TestStore,
 }
 
 impl TestDb {
-    pub async fn create() -> TestDb {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let infra = infra();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos();
-        let name = format!(
-            "user_test_{}_{}_{}",
-            std::process::id(),
-            nanos % 1_000_000_000_000,
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut admin = PgConnection::connect(&infra.admin_url)
+    pub async fn create(dialect: Dialect) -> TestDb {
+        let bus_url_for_pg = match dialect {
+            Dialect::Postgres => Some(brokers().to_string()),
+            Dialect::Sqlite => None,
+        };
+        let store = TestStore::create(dialect, "user_test").await;
+        let bus_url = match (&store, bus_url_for_pg) {
+            (TestStore::Sqlite { dir, .. }, _) => {
+                format!("sqlite://{}/bus.db", dir.path().display())
+            }
+            (TestStore::Postgres(_), Some(brokers)) => brokers,
+            (TestStore::Postgres(_), None) => unreachable!("a PostgreSQL store has Kafka"),
+        };
+        let url = store.url().to_string();
+        let db = Db::connect(
+            &url,
+            &ConnectOptions {
+                max_connections: 30,
+                startup_timeout: Duration::from_secs(30),
+            },
+            Some(&user_service::MIGRATIONS),
+        )
+        .await
+        .expect("connecting to the test database and migrating it");
+        assert_eq!(db.dialect(), dialect);
+        let bus = Bus::connect(&bus_url).await.expect("connecting to the bus");
+        TestDb {
+            db,
+            bus,
+            url,
+            bus_url,
+            store,
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect()
+    }
+
+    pub async fn scalar(&self, statement: &str) -> i64 {
+        sql::query(statement.to_string())
+            .fetch_one(&self.db)
             .await
-            .expect("connecting to the maintenance database");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .expect("creating the test database");
-        let _ = admin.close().await;
-        let (base, _) = infra
-            .admin_url
-            .rsplit_once('/')
-            .expect("DATABASE_URL ends in /<database>");
-        let url = format!("{base}/{name}");
-        let pool = PgPoolOptions::new()
-            .max_connections(30)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&url)
-            .await
-            .expect("connecting to the test database");
-        user_service::MIGRATOR
-            .run(&pool)
-            .await
-            .expect("applying migrations");
-        TestDb { name, url, pool }
+            .expect("query")
+            .i64("n")
+            .expect("n")
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-            .fetch_one(&self.pool)
+        self.scalar(&format!("SELECT COUNT(*) AS n FROM {table}"))
             .await
-            .expect("counting rows")
     }
 
     /// (events, customers, outbox) row counts.
@@ -135,38 +124,30 @@ impl TestDb {
     }
 
     pub async fn versions(&self, stream: uuid::Uuid) -> Vec<i64> {
-        sqlx::query_scalar("SELECT version FROM events WHERE stream_id = $1 ORDER BY version")
+        sql::query("SELECT version FROM events WHERE stream_id = $1 ORDER BY version")
             .bind(stream)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await
             .expect("reading versions")
+            .iter()
+            .map(|r| r.i64("version").expect("version"))
+            .collect()
     }
-}
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let admin_url = infra().admin_url.clone();
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime: do the async work on a thread of its own.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let mut admin = PgConnection::connect(&admin_url).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await?;
-                admin.close().await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}: {dropped:?}", self.name);
-        }
+    /// Every outbox position, in order.
+    pub async fn outbox_positions(&self) -> Vec<i64> {
+        sql::query("SELECT position FROM outbox ORDER BY position")
+            .fetch_all(&self.db)
+            .await
+            .expect("outbox")
+            .iter()
+            .map(|r| r.i64("position").expect("position"))
+            .collect()
+    }
+
+    pub async fn unpublished(&self) -> i64 {
+        self.scalar("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
+            .await
     }
 }
 
@@ -178,14 +159,14 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start(pool: PgPool) -> TestServer {
+    pub async fn start(db: Db) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding an ephemeral port");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(user_service::serve(
-            user_service::Users::new(pool),
+            user_service::Users::new(db),
             TcpIncoming::from(listener),
             async move {
                 let _ = stopped.await;
@@ -199,21 +180,7 @@ impl TestServer {
     }
 
     pub async fn channel(&self) -> Channel {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match Channel::from_shared(format!("http://{}", self.addr))
-                .expect("uri")
-                .connect()
-                .await
-            {
-                Ok(c) => return c,
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!("server not up yet: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("cannot connect to the test server: {e}"),
-            }
-        }
+        connect(self.addr).await
     }
 
     pub async fn client(&self) -> UserServiceClient<Channel> {
@@ -234,17 +201,83 @@ impl TestServer {
     }
 }
 
-/// Reads the events topic from the beginning of every partition up to its current end
-/// (the high watermark when called: everything Kafka has acknowledged so far) and
-/// returns the messages whose key is in `keys`, in the order read, decoded as
+/// A channel to the server at `addr`, retried for 5 s while it starts.
+pub async fn connect(addr: std::net::SocketAddr) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+        {
+            Ok(c) => return c,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("server not up yet: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot connect to the test server: {e}"),
+        }
+    }
+}
+
+/// One message of the events topic as read back from the bus.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub partition: i32,
+    pub key: String,
+    pub event: pb::CustomerEvent,
+}
+
+/// Reads the events topic of `db`'s bus from the beginning up to its current end
+/// (everything the bus has acknowledged so far) and returns the messages whose key is
+/// in `keys`, in the order read (per partition: the order of the partition), decoded as
 /// `pb::CustomerEvent`. Fails if the end is not reached within `timeout`.
-pub async fn consume(
-    keys: &HashSet<String>,
-    timeout: Duration,
-) -> Vec<(String, pb::CustomerEvent)> {
-    let infra = infra();
+///
+/// Kafka (shared by every test): each partition up to its high watermark, assigned
+/// directly. The embedded log (one per test): a fresh [`Bus::subscriber`] group reading
+/// as many messages as the log holds.
+pub async fn consume(db: &TestDb, keys: &HashSet<String>, timeout: Duration) -> Vec<Seen> {
+    let raw = match &db.bus {
+        Bus::Kafka { brokers } => consume_kafka(brokers, timeout).await,
+        Bus::Log(log) => {
+            let end = log.len(shop_user::TOPIC).await.expect("log length");
+            let mut sub = db
+                .bus
+                .subscriber(
+                    &format!("user-test-{}", uuid::Uuid::now_v7()),
+                    None,
+                    &[shop_user::TOPIC],
+                )
+                .await
+                .expect("subscribing to the log");
+            let mut raw = Vec::new();
+            for expected_offset in 0..end {
+                let m = tokio::time::timeout(timeout, sub.recv())
+                    .await
+                    .expect("the log is read to its end in time")
+                    .expect("receiving from the log");
+                assert_eq!(m.offset, expected_offset, "the log is gap-free");
+                raw.push((m.partition, m.key, m.payload));
+            }
+            raw
+        }
+    };
+    raw.into_iter()
+        .filter_map(|(partition, key, payload)| {
+            let key = String::from_utf8_lossy(&key).into_owned();
+            keys.contains(&key).then(|| Seen {
+                partition,
+                event: pb::CustomerEvent::decode(payload.as_slice())
+                    .expect("a protobuf CustomerEvent"),
+                key,
+            })
+        })
+        .collect()
+}
+
+async fn consume_kafka(brokers: &str, timeout: Duration) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &infra.brokers)
+        .set("bootstrap.servers", brokers)
         .set("group.id", format!("user-test-{}", uuid::Uuid::now_v7()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -296,21 +329,20 @@ pub async fn consume(
             Err(_) => continue,
             Ok(Err(e)) => eprintln!("consumer: {e}"),
             Ok(Ok(m)) => {
-                if unread
-                    .get(&m.partition())
-                    .is_some_and(|end| m.offset() + 1 >= *end)
-                {
+                let Some(end) = unread.get(&m.partition()).copied() else {
+                    continue;
+                };
+                if m.offset() >= end {
+                    continue;
+                }
+                if m.offset() + 1 >= end {
                     unread.remove(&m.partition());
                 }
-                let key = m
-                    .key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-                    .unwrap_or_default();
-                if keys.contains(&key) {
-                    let event = pb::CustomerEvent::decode(m.payload().unwrap_or_default())
-                        .expect("a protobuf CustomerEvent");
-                    seen.push((key, event));
-                }
+                seen.push((
+                    m.partition(),
+                    m.key().unwrap_or_default().to_vec(),
+                    m.payload().unwrap_or_default().to_vec(),
+                ));
             }
         }
     }
@@ -318,13 +350,11 @@ pub async fn consume(
 }
 
 /// The versions of each key's events, in the order they were read.
-pub fn versions_by_key(
-    seen: &[(String, pb::CustomerEvent)],
-) -> std::collections::BTreeMap<String, Vec<i64>> {
+pub fn versions_by_key(seen: &[Seen]) -> std::collections::BTreeMap<String, Vec<i64>> {
     let mut m = std::collections::BTreeMap::<String, Vec<i64>>::new();
-    for (k, e) in seen {
-        assert_eq!(&e.customer_id, k, "message key is the stream id");
-        m.entry(k.clone()).or_default().push(e.version);
+    for s in seen {
+        assert_eq!(s.event.customer_id, s.key, "message key is the stream id");
+        m.entry(s.key.clone()).or_default().push(s.event.version);
     }
     m
 }
