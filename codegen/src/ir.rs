@@ -614,6 +614,10 @@ pub enum DatabaseKind {
     EventsAndState,
     /// CQRS+ES read model: projected state tables and projection checkpoints.
     ReadModel,
+    /// CQRS+ES event store in SQL (the relational form of the document event store):
+    /// commits, checkpoints, leases. Not a PostgreSQL database of the deploy targets,
+    /// which run the document store.
+    EventStore,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

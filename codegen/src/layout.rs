@@ -236,7 +236,109 @@ fn databases(system: &System) -> Vec<Database> {
             tables,
         });
     }
+    // The relational twin of each document event store (same database name): what a
+    // CQRS service uses when its event store URL is `postgres://` or `sqlite://`.
+    for store in event_stores(system) {
+        out.push(Database {
+            name: store.database,
+            service: store.service,
+            kind: DatabaseKind::EventStore,
+            tables: event_store_tables(),
+        });
+    }
     out
+}
+
+/// The event store's tables (the relational form of its collections): one row per
+/// commit with a gap-free global `position`, reader checkpoints (and the positions a
+/// reader gave up), and leases of singleton readers.
+fn event_store_tables() -> Vec<Table> {
+    let col = |name: &str, sql_type: SqlType, nullable: bool, default: Option<&str>| Column {
+        name: name.into(),
+        sql_type,
+        nullable,
+        default: default.map(str::to_string),
+        checks: Vec::new(),
+        doc: None,
+        renamed_from: None,
+    };
+    let checked = |c: Column, check: &str| Column {
+        checks: vec![check.into()],
+        ..c
+    };
+    let table = |name: &str, doc: &str, columns: Vec<Column>, primary_key: &[&str]| Table {
+        name: name.into(),
+        doc: Some(doc.into()),
+        columns,
+        primary_key: primary_key.iter().map(|c| c.to_string()).collect(),
+        unique: Vec::new(),
+        indexes: Vec::new(),
+        foreign_keys: Vec::new(),
+        checks: Vec::new(),
+    };
+    let mut commits = table(
+        "commits",
+        "One row per command: position is the global, gap-free order (max + 1, assigned under the store's write lock); events holds the command's events.",
+        vec![
+            checked(
+                col("position", SqlType::BigInt, false, None),
+                "position >= 1",
+            ),
+            col("stream_id", SqlType::Uuid, false, None),
+            checked(
+                col("commit_seq", SqlType::BigInt, false, None),
+                "commit_seq >= 1",
+            ),
+            col("commit_id", SqlType::Uuid, false, None),
+            checked(
+                col("rev_from", SqlType::BigInt, false, None),
+                "rev_from >= 1",
+            ),
+            col("rev_to", SqlType::BigInt, false, None),
+            col("events", SqlType::Jsonb, false, None),
+            col("metadata", SqlType::Jsonb, false, Some("'{}'::jsonb")),
+            col("committed_at", SqlType::TimestampTz, false, Some("now()")),
+        ],
+        &["position"],
+    );
+    commits.unique = vec![
+        vec!["stream_id".into(), "commit_seq".into()],
+        vec!["stream_id".into(), "commit_id".into()],
+    ];
+    let checkpoints = table(
+        "checkpoints",
+        "Per reader (relay, projection): the last position it has fully handled.",
+        vec![
+            col("reader", SqlType::Text, false, None),
+            checked(
+                col("position", SqlType::BigInt, false, None),
+                "position >= 0",
+            ),
+            col("updated_at", SqlType::TimestampTz, false, Some("now()")),
+        ],
+        &["reader"],
+    );
+    let skipped = table(
+        "skipped_positions",
+        "Positions a reader gave up waiting for (an alert's audit trail).",
+        vec![
+            col("reader", SqlType::Text, false, None),
+            col("position", SqlType::BigInt, false, None),
+            col("skipped_at", SqlType::TimestampTz, false, Some("now()")),
+        ],
+        &["reader", "position"],
+    );
+    let leases = table(
+        "leases",
+        "Who may run a singleton reader (the relay) and until when.",
+        vec![
+            col("name", SqlType::Text, false, None),
+            col("owner", SqlType::Text, false, None),
+            col("expires_at", SqlType::TimestampTz, false, None),
+        ],
+        &["name"],
+    );
+    vec![commits, checkpoints, skipped, leases]
 }
 
 fn table_name(entity: &str) -> String {

@@ -95,6 +95,23 @@ fn golden_sql() {
     expect_file!["snapshots/sql.txt"].assert_eq(&bundle(&run(sql::emit, &mini())));
 }
 
+/// The SQL form of the event store, both dialects (the event store's database only).
+#[test]
+fn golden_event_store_sql() {
+    let system = mini();
+    let stores: Vec<String> = system
+        .event_stores
+        .iter()
+        .map(|s| s.database.clone())
+        .collect();
+    assert!(!stores.is_empty(), "the mini spec has an event store");
+    let mut files = run(sql::emit, &system);
+    files.extend(run(codegen::emit::sqlite::emit, &system));
+    files.retain(|f| stores.iter().any(|db| f.path.contains(&format!("/{db}/"))));
+    assert_eq!(files.len(), 2 * stores.len(), "one init per dialect");
+    expect_file!["snapshots/event_store_sql.txt"].assert_eq(&bundle(&files));
+}
+
 #[test]
 fn golden_mongo() {
     expect_file!["snapshots/mongo.txt"].assert_eq(&bundle(&run(mongo::emit, &mini())));
@@ -1039,6 +1056,55 @@ async fn check_shop_rules(pool: &sqlx::PgPool, db: &str) {
                     .await
                 ),
                 "carts_version_check"
+            );
+        }
+        "shop_cart_events" => {
+            let commit = |position: i64, seq: i64, commit_id: &str| {
+                format!(
+                    "INSERT INTO commits (position, stream_id, commit_seq, commit_id, rev_from, rev_to, events) VALUES \
+                     ({position}, '00000000-0000-0000-0000-000000000001', {seq}, '{commit_id}', {seq}, {seq}, '[]')"
+                )
+            };
+            let c1 = "00000000-0000-0000-0000-0000000000c1";
+            let c2 = "00000000-0000-0000-0000-0000000000c2";
+            exec(pool, &commit(1, 1, c1)).await.expect("a first commit");
+            // Optimistic concurrency: one commit per (stream, commit_seq).
+            assert_eq!(
+                violated(exec(pool, &commit(2, 1, c2)).await),
+                "commits_stream_id_commit_seq_key"
+            );
+            // Idempotency: one commit per (stream, commit_id).
+            assert_eq!(
+                violated(exec(pool, &commit(2, 2, c1)).await),
+                "commits_stream_id_commit_id_key"
+            );
+            // One commit per position.
+            assert_eq!(
+                violated(exec(pool, &commit(1, 2, c2)).await),
+                "commits_pkey"
+            );
+            assert_eq!(
+                violated(exec(pool, &commit(0, 2, c2)).await),
+                "commits_position_check"
+            );
+            exec(pool, &commit(2, 2, c2))
+                .await
+                .expect("the next commit");
+            exec(
+                pool,
+                "INSERT INTO checkpoints (reader, position) VALUES ('relay', 2)",
+            )
+            .await
+            .expect("a checkpoint");
+            assert_eq!(
+                violated(
+                    exec(
+                        pool,
+                        "INSERT INTO checkpoints (reader, position) VALUES ('tail', -1)"
+                    )
+                    .await
+                ),
+                "checkpoints_position_check"
             );
         }
         other => panic!("no rules written for database {other}: add them"),

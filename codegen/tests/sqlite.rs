@@ -245,6 +245,85 @@ fn the_shop_migrations_apply_and_enforce_the_spec() {
             "a payload that is not JSON",
             "CHECK constraint failed",
         );
+        // The event store in SQL: one row per commit, the concurrency and idempotency
+        // keys, and a position per commit.
+        let events = &pools["shop_cart_events"];
+        assert_eq!(
+            columns(events, "commits").await,
+            [
+                "position",
+                "stream_id",
+                "commit_seq",
+                "commit_id",
+                "rev_from",
+                "rev_to",
+                "events",
+                "metadata",
+                "committed_at"
+            ]
+        );
+        let commit = |position: i64, seq: i64, commit_id: &str| {
+            format!(
+                "INSERT INTO commits (position, stream_id, commit_seq, commit_id, rev_from, rev_to, events) \
+                 VALUES ({position}, '{O1}', {seq}, '{commit_id}', {seq}, {seq}, '[]')"
+            )
+        };
+        exec(events, &commit(1, 1, P1)).await.expect("a first commit");
+        assert_eq!(
+            count(
+                events,
+                "SELECT count(*) FROM commits WHERE metadata = '{}' AND committed_at LIKE '____-__-__T__:__:__.___Z'"
+            )
+            .await,
+            1,
+            "defaults"
+        );
+        rejected(
+            exec(events, &commit(2, 1, P2)).await,
+            "the same commit_seq twice",
+            "UNIQUE constraint failed: commits.stream_id, commits.commit_seq",
+        );
+        rejected(
+            exec(events, &commit(2, 2, P1)).await,
+            "the same commit id twice",
+            "UNIQUE constraint failed: commits.stream_id, commits.commit_id",
+        );
+        rejected(
+            exec(events, &commit(1, 2, P2)).await,
+            "the same position twice",
+            "UNIQUE constraint failed: commits.position",
+        );
+        rejected(
+            exec(events, &commit(0, 2, P2)).await,
+            "position 0",
+            "commits_position_check",
+        );
+        rejected(
+            exec(
+                events,
+                &format!(
+                    "INSERT INTO commits (position, stream_id, commit_seq, commit_id, rev_from, rev_to, events) \
+                     VALUES (2, '{O1}', 2, '{P2}', 2, 2, 'not json')"
+                ),
+            )
+            .await,
+            "events that are not JSON",
+            "CHECK constraint failed",
+        );
+        exec(events, &commit(2, 2, P2)).await.expect("the next commit");
+        exec(
+            events,
+            "INSERT INTO leases (name, owner, expires_at) VALUES ('relay', 'a', '2026-01-01T00:00:00.000000Z')",
+        )
+        .await
+        .expect("a lease");
+        exec(
+            events,
+            "INSERT INTO skipped_positions (reader, position) VALUES ('relay', 7)",
+        )
+        .await
+        .expect("a skipped position");
+
         for pool in pools.values() {
             pool.close().await;
         }

@@ -44,7 +44,7 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         path: COMPOSE_FILE.into(),
         contents: compose,
     }];
-    if !system.databases.is_empty() {
+    if !postgres_databases(system).is_empty() {
         files.push(GeneratedFile {
             path: POSTGRES_INIT.into(),
             contents: postgres_init(system)?,
@@ -53,12 +53,25 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
     Ok(files)
 }
 
+/// The databases the deploy targets create in PostgreSQL: all but the SQL form of an
+/// event store (compose and Kubernetes run the document event store).
+pub(crate) fn postgres_databases(system: &System) -> Vec<&crate::ir::Database> {
+    system
+        .databases
+        .iter()
+        .filter(|d| d.kind != crate::ir::DatabaseKind::EventStore)
+        .collect()
+}
+
 /// `CREATE DATABASE` for every database; shared by compose and Kubernetes.
 pub(crate) fn postgres_init(system: &System) -> Result<String, EmitError> {
     let mut ctx = tera::Context::new();
     ctx.insert("header", &header("--"));
     ctx.insert("system", &system.name);
-    let names: Vec<&str> = system.databases.iter().map(|d| d.name.as_str()).collect();
+    let names: Vec<&str> = postgres_databases(system)
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
     ctx.insert("databases", &names);
     render(
         "compose/postgres-init.sql.tera",
@@ -172,7 +185,7 @@ fn http_check(port: u16, path: &str, pattern: &str) -> Vec<String> {
 impl ComposeView {
     fn new(system: &System) -> Self {
         let user = postgres_user(system).to_string();
-        let postgres = !system.databases.is_empty();
+        let postgres = !postgres_databases(system).is_empty();
         let mongodb = !system.event_stores.is_empty();
         let kafka = !system.topics.is_empty();
         let kafka_init = system

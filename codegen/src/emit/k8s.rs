@@ -43,7 +43,7 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         "k8s/namespace.yaml.tera",
         include_str!("../../../templates/k8s/namespace.yaml.tera"),
     )?;
-    if !system.databases.is_empty() {
+    if !compose::postgres_databases(system).is_empty() {
         file(
             format!("{BASE}/postgres.yaml"),
             "k8s/postgres.yaml.tera",
@@ -81,7 +81,7 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
             )?,
         });
     }
-    if !system.databases.is_empty() {
+    if !compose::postgres_databases(system).is_empty() {
         files.push(GeneratedFile {
             path: format!("{BASE}/postgres-init.sql"),
             contents: compose::postgres_init(system)?,
@@ -142,7 +142,7 @@ fn context(system: &System) -> Result<tera::Context, EmitError> {
     let base = Base {
         header: header("#"),
         namespace: &system.name,
-        postgres: !system.databases.is_empty(),
+        postgres: !compose::postgres_databases(system).is_empty(),
         postgres_user: postgres_user(system),
         mongodb: !system.event_stores.is_empty(),
         kafka: !system.topics.is_empty(),

@@ -73,6 +73,9 @@ impl DatabaseView {
             DatabaseKind::Crud => "the CRUD tables",
             DatabaseKind::EventsAndState => "the event table, the state tables and the outbox",
             DatabaseKind::ReadModel => "the read model projected from the event store",
+            DatabaseKind::EventStore => {
+                "the event store (one row per commit, reader checkpoints, leases)"
+            }
         };
         Ok(DatabaseView {
             header: header("--"),

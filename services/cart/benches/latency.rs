@@ -69,7 +69,10 @@ async fn main() {
         .await
         .expect("event store");
     store.ensure_indexes().await.expect("indexes");
-    cart_service::kafka::ensure_topic(&brokers, &topic, 3)
+    shop_kit::bus::Bus::connect(&brokers)
+        .await
+        .expect("kafka")
+        .ensure_topic(&topic, 3)
         .await
         .expect("topic");
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -77,9 +80,11 @@ async fn main() {
         .connect(&db.url)
         .await
         .expect("read db");
-    cart_service::projection::prepare(&pool)
+    cart_service::projection::connect(&db.url, &Default::default())
         .await
-        .expect("read model");
+        .expect("read model")
+        .close()
+        .await;
 
     let env = [
         ("MONGO_URL", mongo_url.clone()),
@@ -247,6 +252,8 @@ async fn main() {
         batch.push(commit.to_document(position).expect("doc"));
         if batch.len() == 1000 {
             store
+                .mongo()
+                .expect("mongo")
                 .commits()
                 .insert_many(std::mem::take(&mut batch))
                 .await
@@ -254,7 +261,13 @@ async fn main() {
         }
     }
     if !batch.is_empty() {
-        store.commits().insert_many(batch).await.expect("seed");
+        store
+            .mongo()
+            .expect("mongo")
+            .commits()
+            .insert_many(batch)
+            .await
+            .expect("seed");
     }
     println!(
         "\nrebuild: {position} events in the store ({} carts)",
@@ -281,5 +294,5 @@ async fn main() {
     }
     rates.sort_by(f64::total_cmp);
     println!("rebuild throughput (median of 3): {:.0} events/s", rates[1]);
-    let _ = store.database().drop().await;
+    let _ = store.mongo().expect("mongo").database().drop().await;
 }

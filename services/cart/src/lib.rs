@@ -1,18 +1,21 @@
 //! The cart service (CQRS + event sourcing) behind the generated `shop-cart` traits.
 //!
+//! - [`app`]: the process: [`Config`] (flags and environment) and [`run`] (one role).
 //! - [`aggregate`]: the hand-written `Cart` aggregate (state, fold, decisions).
-//! - [`store`]: the event store on the MongoDB wire (one document per commit).
+//! - [`store`]: the event store, one record per commit: on the MongoDB wire or in SQL
+//!   (PostgreSQL or SQLite), by URL.
 //! - [`command`]: the command use cases and the account-deletion subscription.
-//! - [`relay`]: publishes the store to Kafka (lease, checkpoint, contiguous positions).
-//! - [`projection`]: the PostgreSQL read model and the event handler.
+//! - [`relay`]: publishes the store to the bus (Kafka or the embedded log; lease,
+//!   checkpoint, contiguous positions).
+//! - [`projection`]: the read model (PostgreSQL or SQLite) and the event handler.
 //! - [`query`]: ViewCart from the read model.
 //! - [`subscriber`]: consumes `user.events`.
-//! - [`tail`]: the event handler without Kafka (tails the store from a checkpoint).
-//! - [`rebuild`]: replays the store into fresh tables and swaps them in.
+//! - [`tail`]: the event handler without a bus (tails the store from a checkpoint).
+//! - [`rebuild`]: replays the store and replaces the read model in one transaction.
 
 pub mod aggregate;
+pub mod app;
 pub mod command;
-pub mod kafka;
 pub mod projection;
 pub mod query;
 pub mod rebuild;
@@ -25,6 +28,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use aggregate::Cart;
+pub use app::{Config, EventsFrom, Role, Task, run};
 pub use command::{CartCommands, Executed, FixedCatalog, GrpcCatalog, ProductCatalog};
 pub use projection::{Applied, HandlerConfig, Projector};
 pub use query::CartQueries;

@@ -1,13 +1,14 @@
-//! The read model in PostgreSQL and the event handler that projects into it.
+//! The read model (PostgreSQL, or an embedded SQLite file: by the scheme of its URL,
+//! statements written once for both) and the event handler that projects into it.
 //!
 //! Tables: the generated `carts (id, customer_id, version)` and `cart_items`, plus one
 //! hand-written table, `cart_deletions (id, version)`: a deleted cart's row goes away
 //! (its items cascade) and its last version stays here, so a duplicate of an older
 //! event cannot bring the cart back.
 //!
-//! Applying one event is ONE transaction: lock the three tables in a fixed order
-//! (ROW EXCLUSIVE: writers do not block each other, a rebuild's swap waits for them) and
-//! the cart (a transaction advisory lock on its id), read its version, then:
+//! Applying one event is ONE transaction: take the read model's lock ([`READ_MODEL_LOCK`]
+//! with `Tx::lock`: a transaction advisory lock on PostgreSQL; SQLite's write lock is
+//! already held), so appliers and a rebuild take turns; read the cart's version, then:
 //! - `version <= stored`: covered (a duplicate): nothing to do;
 //! - `version == stored + 1`: apply, store the new version, commit;
 //! - `version > stored + 1`: a gap: roll back, report it; the consumer does not commit
@@ -21,30 +22,58 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prost::Message as _;
-use rdkafka::Offset;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message as _};
 use shop_cart::{CartEvent, EventMeta, pb};
+use shop_kit::bus::{Bus, Received, Subscriber};
+use shop_kit::sql::{self, ConnectOptions, Db, Dialect, Migrations};
 use shop_kit::{ServiceError, db};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::migrate::Migrator;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::relay::stopped;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../generated/sql/shop_cart_read");
+pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../generated/sql/shop_cart_read");
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../generated/sqlite/shop_cart_read");
 
-/// The hand-written part of the read model (see the module docs).
-pub const DELETIONS_SQL: &str = "CREATE TABLE IF NOT EXISTS cart_deletions (\n    id      uuid NOT NULL,\n    version bigint NOT NULL,\n    CONSTRAINT cart_deletions_pkey PRIMARY KEY (id),\n    CONSTRAINT cart_deletions_version_check CHECK (version > 0)\n)";
+/// The generated migrations of the read model, per dialect.
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: &POSTGRES_MIGRATOR,
+    sqlite: &SQLITE_MIGRATOR,
+};
 
-/// The read model's tables, in the order every writer locks them.
+/// The hand-written part of the read model (see the module docs), in the types the
+/// generated tables use on each dialect (uuid / 36-char TEXT).
+pub fn deletions_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => {
+            "CREATE TABLE IF NOT EXISTS cart_deletions (\n    id      uuid NOT NULL,\n    version bigint NOT NULL,\n    CONSTRAINT cart_deletions_pkey PRIMARY KEY (id),\n    CONSTRAINT cart_deletions_version_check CHECK (version > 0)\n)"
+        }
+        Dialect::Sqlite => {
+            "CREATE TABLE IF NOT EXISTS cart_deletions (\n    id      TEXT NOT NULL CHECK (length(id) = 36),\n    version INTEGER NOT NULL CONSTRAINT cart_deletions_version_check CHECK (version > 0),\n    CONSTRAINT cart_deletions_pkey PRIMARY KEY (id)\n) STRICT"
+        }
+    }
+}
+
+/// The read model's tables.
 pub const TABLES: [&str; 3] = ["carts", "cart_items", "cart_deletions"];
 
+/// The key every writer of the read model locks ([`sql::Tx::lock`]) for its
+/// transaction: appliers and a rebuild take turns.
+pub const READ_MODEL_LOCK: i64 = 0x6361_7274_7072_6f6a;
+
 /// Applies the generated migrations and the hand-written table.
-pub async fn prepare(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await?;
-    sqlx::query(DELETIONS_SQL).execute(pool).await?;
+pub async fn prepare(db: &Db) -> anyhow::Result<()> {
+    db.migrate(&MIGRATIONS).await?;
+    sql::query(deletions_sql(db.dialect())).execute(db).await?;
     Ok(())
+}
+
+/// Connects to the read database `url` names (`postgres://…` or `sqlite://path`) and
+/// prepares it.
+pub async fn connect(url: &str, options: &ConnectOptions) -> anyhow::Result<Db> {
+    let db = Db::connect(url, options, None).await?;
+    prepare(&db).await?;
+    Ok(db)
 }
 
 /// A cart as the read model holds it.
@@ -56,31 +85,38 @@ pub struct CartView {
     pub items: BTreeMap<Uuid, i32>,
 }
 
-/// (customer_id, version, product_id, quantity) of one cart row joined with an item.
-type ViewRow = (Option<Uuid>, i64, Option<Uuid>, Option<i32>);
-
 /// One cart from the read model; `None` when it was never projected or is deleted.
-pub async fn load_view<'e, E>(executor: E, id: Uuid) -> Result<Option<CartView>, ServiceError>
-where
-    E: sqlx::PgExecutor<'e>,
-{
+pub async fn load_view<'a>(
+    on: impl sql::Executor<'a>,
+    id: Uuid,
+) -> Result<Option<CartView>, ServiceError> {
     // One statement: the cart and its items from the same snapshot.
-    let rows: Vec<ViewRow> = sqlx::query_as(
+    let rows = sql::query(
         "SELECT c.customer_id, c.version, i.product_id, i.quantity \
          FROM carts c LEFT JOIN cart_items i ON i.cart_id = c.id \
          WHERE c.id = $1 ORDER BY i.product_id",
     )
     .bind(id)
-    .fetch_all(executor)
+    .fetch_all(on)
     .await
     .map_err(db::error)?;
-    let Some((customer_id, version, _, _)) = rows.first().copied() else {
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let items = rows
-        .iter()
-        .filter_map(|(_, _, p, q)| Some(((*p)?, (*q)?)))
-        .collect();
+    let customer_id = first.opt_uuid("customer_id").map_err(db::error)?;
+    let version = first.i64("version").map_err(db::error)?;
+    let mut items = BTreeMap::new();
+    for r in &rows {
+        if let (Some(p), Some(q)) = (
+            r.opt_uuid("product_id").map_err(db::error)?,
+            r.opt_i64("quantity").map_err(db::error)?,
+        ) {
+            items.insert(
+                p,
+                i32::try_from(q).map_err(|e| ServiceError::Internal(e.to_string()))?,
+            );
+        }
+    }
     Ok(Some(CartView {
         id,
         customer_id,
@@ -90,11 +126,15 @@ where
 }
 
 /// The version at which a cart was deleted, if it was.
-pub async fn deleted_at(pool: &PgPool, id: Uuid) -> Result<Option<i64>, ServiceError> {
-    sqlx::query_scalar("SELECT version FROM cart_deletions WHERE id = $1")
+pub async fn deleted_at<'a>(
+    on: impl sql::Executor<'a>,
+    id: Uuid,
+) -> Result<Option<i64>, ServiceError> {
+    sql::query("SELECT version FROM cart_deletions WHERE id = $1")
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(on)
         .await
+        .and_then(|r| r.map(|r| r.i64("version")).transpose())
         .map_err(db::error)
 }
 
@@ -110,41 +150,19 @@ pub enum Applied {
     },
 }
 
-/// Advisory lock key of one cart.
-fn cart_lock_key(id: Uuid) -> i64 {
-    let (hi, lo) = id.as_u64_pair();
-    (hi ^ lo ^ 0x6361_7274_7072_6f6a) as i64
-}
-
-/// Locks the read model's tables in [`TABLES`] order, so that writers and a rebuild's
-/// swap never deadlock.
-pub async fn lock_tables(
-    tx: &mut Transaction<'_, Postgres>,
-    mode: &str,
-) -> Result<(), ServiceError> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "LOCK TABLE {} IN {mode} MODE",
-        TABLES.join(", ")
-    )))
-    .execute(&mut **tx)
-    .await
-    .map_err(db::error)?;
-    Ok(())
-}
-
 /// Projects events into the read model.
 #[derive(Clone)]
 pub struct Projector {
-    pool: PgPool,
+    db: Db,
 }
 
 impl Projector {
-    pub fn new(pool: PgPool) -> Projector {
-        Projector { pool }
+    pub fn new(db: Db) -> Projector {
+        Projector { db }
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Applies one event if it is the cart's next version (see the module docs).
@@ -154,88 +172,82 @@ impl Projector {
         event: &CartEvent,
     ) -> Result<Applied, ServiceError> {
         let id = meta.stream_id;
-        let mut tx = self.pool.begin().await.map_err(db::error)?;
-        lock_tables(&mut tx, "ROW EXCLUSIVE").await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(cart_lock_key(id))
-            .execute(&mut *tx)
-            .await
-            .map_err(db::error)?;
-        let deleted: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM cart_deletions WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db::error)?;
+        let mut tx = self.db.begin().await.map_err(db::error)?;
+        tx.lock(READ_MODEL_LOCK).await.map_err(db::error)?;
+        let deleted = deleted_at(&mut tx, id).await?;
         if let Some(at) = deleted {
             if meta.version > at {
                 tracing::error!(cart_id = %id, version = meta.version, deleted_at = at,
                     "event after the cart's deletion: ignored");
             }
+            let _ = tx.rollback().await;
             return Ok(Applied::Covered);
         }
-        let stored: Option<i64> = sqlx::query_scalar("SELECT version FROM carts WHERE id = $1")
+        let stored = sql::query("SELECT version FROM carts WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await
+            .and_then(|r| r.map(|r| r.i64("version")).transpose())
             .map_err(db::error)?;
         let have = stored.unwrap_or(0);
         if meta.version <= have {
+            let _ = tx.rollback().await;
             return Ok(Applied::Covered);
         }
         if meta.version > have + 1 {
+            let _ = tx.rollback().await;
             return Ok(Applied::Gap { have });
         }
         if stored.is_none() {
-            sqlx::query("INSERT INTO carts (id, customer_id, version) VALUES ($1, NULL, 0)")
+            sql::query("INSERT INTO carts (id, customer_id, version) VALUES ($1, NULL, 0)")
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await
                 .map_err(db::error)?;
         }
         let q = match event {
-            CartEvent::ProductAdded(e) => sqlx::query(
+            CartEvent::ProductAdded(e) => sql::query(
                 "INSERT INTO cart_items (cart_id, product_id, quantity) VALUES ($1, $2, $3) \
-                 ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = cart_items.quantity + EXCLUDED.quantity",
+                 ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = cart_items.quantity + excluded.quantity",
             )
             .bind(id)
             .bind(e.product_id)
             .bind(e.quantity),
             CartEvent::ProductRemoved(e) => {
-                sqlx::query("DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2")
+                sql::query("DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2")
                     .bind(id)
                     .bind(e.product_id)
             }
-            CartEvent::ProductQuantityChanged(e) => sqlx::query(
+            CartEvent::ProductQuantityChanged(e) => sql::query(
                 "INSERT INTO cart_items (cart_id, product_id, quantity) VALUES ($1, $2, $3) \
-                 ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = EXCLUDED.quantity",
+                 ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = excluded.quantity",
             )
             .bind(id)
             .bind(e.product_id)
             .bind(e.quantity),
             CartEvent::CartReset(_) => {
-                sqlx::query("DELETE FROM cart_items WHERE cart_id = $1").bind(id)
+                sql::query("DELETE FROM cart_items WHERE cart_id = $1").bind(id)
             }
             CartEvent::CartDeleted(_) => {
-                sqlx::query("INSERT INTO cart_deletions (id, version) VALUES ($1, $2)")
+                sql::query("INSERT INTO cart_deletions (id, version) VALUES ($1, $2)")
                     .bind(id)
                     .bind(meta.version)
             }
             CartEvent::CustomerAssigned(e) => {
-                sqlx::query("UPDATE carts SET customer_id = $2 WHERE id = $1")
+                sql::query("UPDATE carts SET customer_id = $2 WHERE id = $1")
                     .bind(id)
                     .bind(e.customer_id)
             }
         };
-        q.execute(&mut *tx).await.map_err(db::error)?;
+        q.execute(&mut tx).await.map_err(db::error)?;
         let last = if matches!(event, CartEvent::CartDeleted(_)) {
-            sqlx::query("DELETE FROM carts WHERE id = $1").bind(id)
+            sql::query("DELETE FROM carts WHERE id = $1").bind(id)
         } else {
-            sqlx::query("UPDATE carts SET version = $2 WHERE id = $1")
+            sql::query("UPDATE carts SET version = $2 WHERE id = $1")
                 .bind(id)
                 .bind(meta.version)
         };
-        last.execute(&mut *tx).await.map_err(db::error)?;
+        last.execute(&mut tx).await.map_err(db::error)?;
         tx.commit().await.map_err(db::error)?;
         Ok(Applied::Applied)
     }
@@ -243,10 +255,9 @@ impl Projector {
 
 #[derive(Debug, Clone)]
 pub struct HandlerConfig {
-    pub brokers: String,
     pub topic: String,
     pub group: String,
-    /// Static group membership (see `kafka::consumer`).
+    /// Static group membership on Kafka (see `shop_kit::bus::Bus::subscriber`).
     pub instance_id: Option<String>,
     /// First wait before a message that could not be applied is read again (doubles up
     /// to `max_backoff`).
@@ -254,10 +265,9 @@ pub struct HandlerConfig {
     pub max_backoff: Duration,
 }
 
-impl HandlerConfig {
-    pub fn new(brokers: impl Into<String>) -> HandlerConfig {
+impl Default for HandlerConfig {
+    fn default() -> HandlerConfig {
         HandlerConfig {
-            brokers: brokers.into(),
             topic: shop_cart::TOPIC.to_string(),
             group: "cart-event-handler".into(),
             instance_id: None,
@@ -274,11 +284,11 @@ enum Outcome {
     Retry,
 }
 
-async fn handle(projector: &Projector, m: &BorrowedMessage<'_>) -> Outcome {
-    let envelope = match pb::CartEvent::decode(m.payload().unwrap_or_default()) {
+async fn handle(projector: &Projector, m: &Received) -> Outcome {
+    let envelope = match pb::CartEvent::decode(m.payload.as_slice()) {
         Ok(e) => e,
         Err(e) => {
-            tracing::error!(alert = "cart_event_undecodable", partition = m.partition(), offset = m.offset(),
+            tracing::error!(alert = "cart_event_undecodable", partition = m.partition, offset = m.offset,
                 error = %e, "ALERT: undecodable message on the cart topic: skipped (rebuild repairs the read model)");
             return Outcome::Commit;
         }
@@ -286,7 +296,7 @@ async fn handle(projector: &Projector, m: &BorrowedMessage<'_>) -> Outcome {
     let (meta, event) = match CartEvent::from_envelope(&envelope) {
         Ok(x) => x,
         Err(e) => {
-            tracing::error!(alert = "cart_event_undecodable", partition = m.partition(), offset = m.offset(),
+            tracing::error!(alert = "cart_event_undecodable", partition = m.partition, offset = m.offset,
                 error = %e, "ALERT: malformed cart event: skipped (rebuild repairs the read model)");
             return Outcome::Commit;
         }
@@ -302,7 +312,7 @@ async fn handle(projector: &Projector, m: &BorrowedMessage<'_>) -> Outcome {
         }
         Ok(Applied::Gap { have }) => {
             tracing::error!(alert = "cart_projection_gap", cart_id = %meta.stream_id, version = meta.version, have,
-                partition = m.partition(), offset = m.offset(),
+                partition = m.partition, offset = m.offset,
                 "ALERT: event ahead of the read model (a gap): not applied, offset not committed; retrying");
             Outcome::Retry
         }
@@ -314,19 +324,23 @@ async fn handle(projector: &Projector, m: &BorrowedMessage<'_>) -> Outcome {
     }
 }
 
-/// Consumes the cart topic in group `group` and projects every event, until `shutdown`.
+/// Consumes the cart topic of `bus` in group `group` and projects every event, until
+/// `shutdown`. The offset is committed after the read DB committed; a message that
+/// could not be applied is read again (seek back) after a backoff.
 pub async fn run_event_handler(
     projector: Projector,
+    bus: Bus,
     config: HandlerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = crate::kafka::consumer(
-        &config.brokers,
-        &config.group,
-        config.instance_id.as_deref(),
-    )?;
-    consumer.subscribe(&[&config.topic])?;
-    tracing::info!(topic = %config.topic, group = %config.group, "event handler consuming");
+    let mut consumer: Subscriber = bus
+        .subscriber(
+            &config.group,
+            config.instance_id.as_deref(),
+            &[&config.topic],
+        )
+        .await?;
+    tracing::info!(topic = %config.topic, group = %config.group, bus = ?bus, "event handler consuming");
     let mut backoff = config.backoff;
     loop {
         let m = tokio::select! {
@@ -347,28 +361,21 @@ pub async fn run_event_handler(
         match handle(&projector, &m).await {
             Outcome::Commit => {
                 backoff = config.backoff;
-                if let Err(e) = consumer.commit_message(&m, CommitMode::Async) {
+                if let Err(e) = consumer.commit(&m).await {
                     // Not fatal: the message comes again and is skipped as covered.
                     tracing::warn!(error = %e, "offset commit failed");
                 }
             }
             Outcome::Retry => {
-                let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
-                drop(m);
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = stopped(&mut shutdown) => break,
                 }
                 backoff = (backoff * 2).min(config.max_backoff);
-                if let Err(e) = consumer.seek(
-                    &topic,
-                    partition,
-                    Offset::Offset(offset),
-                    Duration::from_secs(5),
-                ) {
+                if let Err(e) = consumer.seek(&m).await {
                     // The partition may have moved to another replica; it resumes from
                     // the committed offset, which is before this message.
-                    tracing::warn!(error = %e, partition, offset, "seek back failed");
+                    tracing::warn!(error = %e, partition = m.partition, offset = m.offset, "seek back failed");
                 }
             }
         }

@@ -9,20 +9,20 @@
 use std::collections::BTreeMap;
 
 use shop_cart::pb;
+use shop_kit::sql::Db;
 use shop_kit::{RequestContext, ServiceError};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::projection::load_view;
 
 #[derive(Clone)]
 pub struct CartQueries {
-    pool: PgPool,
+    db: Db,
 }
 
 impl CartQueries {
-    pub fn new(pool: PgPool) -> CartQueries {
-        CartQueries { pool }
+    pub fn new(db: Db) -> CartQueries {
+        CartQueries { db }
     }
 }
 
@@ -34,7 +34,7 @@ impl shop_cart::CartQueryUseCases for CartQueries {
     ) -> Result<pb::ViewCartResponse, ServiceError> {
         let id = Uuid::parse_str(&request.cart_id)
             .map_err(|_| ServiceError::invalid("cart_id", "must be a UUID"))?;
-        let view = load_view(&self.pool, id)
+        let view = load_view(&self.db, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("cart", id))?;
         Ok(pb::ViewCartResponse {

@@ -2,27 +2,27 @@
 //!
 //! 1. Fold every commit in position order (a contiguous prefix, see `relay`) into
 //!    per-cart states in memory, up to position P1.
-//! 2. Create fresh tables in a new schema by running the generated migrations there
-//!    (plus `cart_deletions`), and bulk-insert the states.
-//! 3. In ONE transaction: lock the live tables (EXCLUSIVE: readers go on, the event
-//!    handler waits), fold the commits after P1 up to the store's max P2 (read after the
-//!    lock: every event the handler applied before the lock is at or below it), rewrite
-//!    the carts they touched, then swap: the live tables move to a scratch schema, the
-//!    fresh ones into `public`; drop the old ones; commit.
+//! 2. In ONE transaction on the read database (PostgreSQL or SQLite, the same
+//!    statements): take the read model's lock (`projection::READ_MODEL_LOCK`, which
+//!    every applier takes: the event handler waits, readers go on with the old rows),
+//!    fold the commits after P1 up to the store's max P2 (read after the lock: every
+//!    event the handler applied before the lock is at or below it), delete every row of
+//!    the three tables and insert the folded states (multi-row `VALUES`), commit.
 //!
-//! The event handler resumes on the new tables: what it sees at or below P2 is covered,
-//! what comes after applies.
+//! Readers see the old read model until the commit and the new one after it (MVCC on
+//! PostgreSQL, WAL snapshots on SQLite): the replacement is atomic, like the schema
+//! swap it replaces, without dialect-specific DDL. The event handler resumes on the
+//! new rows: what it sees at or below P2 is covered, what comes after applies.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use shop_cart::CartAggregate;
-use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
+use shop_kit::sql::{self, Arg, Db, Tx};
 use uuid::Uuid;
 
 use crate::aggregate::Cart;
-use crate::projection::{DELETIONS_SQL, MIGRATOR, TABLES, lock_tables};
+use crate::projection::READ_MODEL_LOCK;
 use crate::store::{Commit, EventStore};
 
 /// What a rebuild did.
@@ -103,72 +103,60 @@ impl Folded {
     }
 }
 
-async fn write_carts(
-    tx: &mut Transaction<'_, Postgres>,
-    schema: &str,
-    folded: &Folded,
-    ids: &[Uuid],
+/// Rows per multi-row `INSERT … VALUES` (3 values each: well under both dialects'
+/// parameter limits).
+const CHUNK: usize = 500;
+
+async fn insert_rows(
+    tx: &mut Tx,
+    table: &str,
+    columns: &str,
+    rows: Vec<Vec<Arg>>,
 ) -> anyhow::Result<()> {
-    for chunk in ids.chunks(5000) {
-        let (mut c_id, mut c_customer, mut c_version) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut i_cart, mut i_product, mut i_quantity) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut d_id, mut d_version) = (Vec::new(), Vec::new());
-        for id in chunk {
-            let Some((state, version)) = folded.carts.get(id) else {
-                continue;
-            };
-            if state.deleted {
-                d_id.push(*id);
-                d_version.push(*version);
-            } else if state.exists {
-                c_id.push(*id);
-                c_customer.push(state.customer_id);
-                c_version.push(*version);
-                for (p, q) in &state.items {
-                    i_cart.push(*id);
-                    i_product.push(*p);
-                    i_quantity.push(*q);
-                }
-            }
-        }
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {schema}.carts (id, customer_id, version) \
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[])"
-        )))
-        .bind(&c_id)
-        .bind(&c_customer)
-        .bind(&c_version)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {schema}.cart_items (cart_id, product_id, quantity) \
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int[])"
-        )))
-        .bind(&i_cart)
-        .bind(&i_product)
-        .bind(&i_quantity)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {schema}.cart_deletions (id, version) \
-             SELECT * FROM UNNEST($1::uuid[], $2::bigint[])"
-        )))
-        .bind(&d_id)
-        .bind(&d_version)
-        .execute(&mut **tx)
-        .await?;
+    for chunk in rows.chunks(CHUNK) {
+        let width = chunk.first().map(Vec::len).unwrap_or(0);
+        let values = (0..chunk.len())
+            .map(|i| format!("({})", sql::placeholders(i * width + 1, width)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sql::query(format!("INSERT INTO {table} ({columns}) VALUES {values}"))
+            .bind_all(chunk.iter().flatten().cloned())
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(())
 }
 
-/// Rebuilds the read model of `database_url` from `store` (see the module docs).
-pub async fn rebuild(
-    store: &EventStore,
-    pool: &PgPool,
-    database_url: &str,
-) -> anyhow::Result<RebuildReport> {
+/// Writes the folded state of every cart into the (emptied) tables.
+async fn write_carts(tx: &mut Tx, folded: &Folded) -> anyhow::Result<()> {
+    let mut ids: Vec<&Uuid> = folded.carts.keys().collect();
+    ids.sort();
+    let (mut carts, mut items, mut deletions) = (Vec::new(), Vec::new(), Vec::new());
+    for id in ids {
+        let (state, version) = &folded.carts[id];
+        if state.deleted {
+            deletions.push(vec![Arg::from(*id), Arg::from(*version)]);
+        } else if state.exists {
+            carts.push(vec![
+                Arg::from(*id),
+                Arg::from(state.customer_id),
+                Arg::from(*version),
+            ]);
+            for (p, q) in &state.items {
+                items.push(vec![Arg::from(*id), Arg::from(*p), Arg::from(*q)]);
+            }
+        }
+    }
+    insert_rows(tx, "carts", "id, customer_id, version", carts).await?;
+    insert_rows(tx, "cart_items", "cart_id, product_id, quantity", items).await?;
+    insert_rows(tx, "cart_deletions", "id, version", deletions).await?;
+    Ok(())
+}
+
+/// Rebuilds the read model in `db` from `store` (see the module docs).
+pub async fn rebuild(store: &EventStore, db: &Db) -> anyhow::Result<RebuildReport> {
     let started = Instant::now();
-    crate::projection::prepare(pool).await?;
+    crate::projection::prepare(db).await?;
     let mut folded = Folded::default();
     let mut touched = BTreeSet::new();
     folded.catch_up(store, None, &mut touched).await?;
@@ -178,80 +166,18 @@ pub async fn rebuild(
         "rebuild: store folded"
     );
 
-    // Fresh tables from the generated migrations, in a schema of their own.
-    let schema = format!("cart_rebuild_{}", Uuid::now_v7().simple());
-    let scratch = format!("cart_replaced_{}", Uuid::now_v7().simple());
-    {
-        let mut conn = PgConnection::connect(database_url)
-            .await
-            .context("connecting for the new tables")?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut conn)
-            .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("SET search_path TO {schema}")))
-            .execute(&mut conn)
-            .await?;
-        MIGRATOR
-            .run(&mut conn)
-            .await
-            .context("creating the new tables")?;
-        sqlx::query(DELETIONS_SQL).execute(&mut conn).await?;
-        let _ = conn.close().await;
-    }
-    let ids: Vec<Uuid> = folded.carts.keys().copied().collect();
-    let mut tx = pool.begin().await?;
-    write_carts(&mut tx, &schema, &folded, &ids).await?;
-    tx.commit().await?;
-
-    // Catch up under the lock, then swap.
-    let mut tx = pool.begin().await?;
-    lock_tables(&mut tx, "EXCLUSIVE").await?;
+    // Catch up under the read model's lock, then replace the rows in the same
+    // transaction: readers see the old rows until it commits.
+    let mut tx = db.begin().await?;
+    tx.lock(READ_MODEL_LOCK).await?;
     let until = store.max_position().await?;
-    let mut late = BTreeSet::new();
-    folded.catch_up(store, Some(until), &mut late).await?;
-    let late: Vec<Uuid> = late.into_iter().collect();
-    for table in ["cart_items", "cart_deletions"] {
-        let column = if table == "cart_items" {
-            "cart_id"
-        } else {
-            "id"
-        };
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {schema}.{table} WHERE {column} = ANY($1)"
-        )))
-        .bind(&late)
-        .execute(&mut *tx)
-        .await?;
-    }
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM {schema}.carts WHERE id = ANY($1)"
-    )))
-    .bind(&late)
-    .execute(&mut *tx)
-    .await?;
-    write_carts(&mut tx, &schema, &folded, &late).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {scratch}")))
-        .execute(&mut *tx)
-        .await?;
-    for t in TABLES {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "ALTER TABLE public.{t} SET SCHEMA {scratch}"
-        )))
-        .execute(&mut *tx)
-        .await?;
-    }
-    for t in TABLES {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "ALTER TABLE {schema}.{t} SET SCHEMA public"
-        )))
-        .execute(&mut *tx)
-        .await?;
-    }
-    for s in [&scratch, &schema] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {s} CASCADE")))
-            .execute(&mut *tx)
+    folded.catch_up(store, Some(until), &mut touched).await?;
+    for t in ["cart_items", "cart_deletions", "carts"] {
+        sql::query(format!("DELETE FROM {t}"))
+            .execute(&mut tx)
             .await?;
     }
+    write_carts(&mut tx, &folded).await?;
     tx.commit().await?;
     let report = RebuildReport {
         commits: folded.commits,

@@ -1,10 +1,11 @@
-//! The relay: tails the event store by position and publishes every event to Kafka
-//! (`cart.events`, key = cart id, value = protobuf `pb::CartEvent`), then stores its
-//! checkpoint. Nothing is published from the command path.
+//! The relay: tails the event store by position and publishes every event to the bus
+//! (`shop_kit::bus`: Kafka, or the embedded log; topic `cart.events`, key = cart id,
+//! value = protobuf `pb::CartEvent`), then stores its checkpoint. Nothing is published
+//! from the command path.
 //!
 //! - **At least once, in order.** A round reads the commits after the checkpoint in
-//!   position order, queues all their events on an idempotent `acks=all` producer,
-//!   awaits every delivery, and only then moves the checkpoint (`$max`) to the last
+//!   position order, publishes all their events (Kafka: an idempotent `acks=all`
+//!   producer), awaits every acknowledgement, and only then moves the checkpoint (`$max`) to the last
 //!   commit whose events were all acknowledged. A crash in between re-sends: duplicates
 //!   on the wire, which the event handler skips by (cart, version); never a loss.
 //!   Positions grow with each cart's versions, so each cart's events reach its
@@ -28,15 +29,14 @@
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use shop_kit::ServiceError;
+use shop_kit::bus::{Bus, Outgoing, Publisher};
 use tokio::sync::watch;
 
 use crate::store::{Commit, EventStore};
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    pub brokers: String,
     pub topic: String,
     /// Lease and checkpoint name.
     pub name: String,
@@ -49,10 +49,9 @@ pub struct RelayConfig {
     pub delivery_timeout: Duration,
 }
 
-impl RelayConfig {
-    pub fn new(brokers: impl Into<String>) -> RelayConfig {
+impl Default for RelayConfig {
+    fn default() -> RelayConfig {
         RelayConfig {
-            brokers: brokers.into(),
             topic: shop_cart::TOPIC.to_string(),
             name: "relay".into(),
             poll_interval: Duration::from_millis(100),
@@ -78,7 +77,7 @@ pub struct Round {
 
 pub struct Relay {
     store: EventStore,
-    producer: FutureProducer,
+    publisher: Publisher,
     config: RelayConfig,
     owner: String,
     reader: PrefixReader,
@@ -203,9 +202,11 @@ impl PrefixReader {
 }
 
 impl Relay {
-    pub fn new(store: EventStore, config: RelayConfig) -> anyhow::Result<Relay> {
+    /// A relay from `store` to the cart topic on `bus` (Kafka: an idempotent `acks=all`
+    /// producer; the embedded log: durable appends).
+    pub fn new(store: EventStore, bus: &Bus, config: RelayConfig) -> anyhow::Result<Relay> {
         Ok(Relay {
-            producer: crate::kafka::producer(&config.brokers, config.delivery_timeout)?,
+            publisher: bus.publisher(config.delivery_timeout)?,
             reader: PrefixReader::new(
                 store.clone(),
                 config.name.clone(),
@@ -265,46 +266,47 @@ impl Relay {
         Ok(round)
     }
 
-    /// Queues every event of `commits` in order and awaits the deliveries. Returns the
-    /// prefix of commits whose events were all acknowledged, and what stopped it.
+    /// Publishes every event of `commits` in order and awaits the acknowledgements.
+    /// Returns the prefix of commits whose events were all acknowledged, and what
+    /// stopped it.
     async fn publish<'a>(
         &self,
         commits: &[&'a Commit],
     ) -> (Vec<&'a Commit>, Option<anyhow::Error>) {
-        let mut in_flight = Vec::new();
-        let mut queue_failure = None;
-        let mut first_failed = commits.len();
-        'queue: for (i, c) in commits.iter().enumerate() {
-            let key = c.stream_id.to_string();
+        let keys: Vec<String> = commits.iter().map(|c| c.stream_id.to_string()).collect();
+        let mut payloads = Vec::new();
+        // (commit index) of every message, in order.
+        let mut owner = Vec::new();
+        for (i, c) in commits.iter().enumerate() {
             for e in &c.events {
-                let payload = e.event.to_envelope(&e.meta).encode_to_vec();
-                let record = FutureRecord::to(&self.config.topic)
-                    .key(key.as_bytes())
-                    .payload(&payload);
-                match self.producer.send_result(record) {
-                    Ok(delivery) => in_flight.push((i, delivery)),
-                    Err((e, _)) => {
-                        first_failed = i;
-                        queue_failure =
-                            Some(anyhow::anyhow!("queueing position {}: {e}", c.position));
-                        break 'queue;
-                    }
-                }
+                payloads.push(e.event.to_envelope(&e.meta).encode_to_vec());
+                owner.push(i);
             }
         }
-        // `first_failed`: the first commit not fully delivered; all before it were.
-        let mut failure = queue_failure;
-        for (i, delivery) in in_flight {
-            let failed = match delivery.await {
-                Ok(Ok(_)) => None,
-                Ok(Err((e, _))) => Some(anyhow::anyhow!("delivering: {e}")),
-                Err(_) => Some(anyhow::anyhow!("delivering: producer gone")),
-            };
-            if let Some(e) = failed {
-                first_failed = first_failed.min(i);
-                failure.get_or_insert(e);
-            }
-        }
+        let batch: Vec<Outgoing<'_>> = payloads
+            .iter()
+            .zip(&owner)
+            .map(|(payload, &i)| Outgoing {
+                topic: &self.config.topic,
+                key: keys[i].as_bytes(),
+                payload,
+            })
+            .collect();
+        let published = self.publisher.publish(&batch).await;
+        // The first commit not fully acknowledged; all before it were.
+        let first_failed = owner
+            .get(published.acknowledged)
+            .copied()
+            .unwrap_or(commits.len());
+        let failure = published.error.map(|e| {
+            anyhow::anyhow!(
+                "publishing position {}: {e}",
+                commits
+                    .get(first_failed)
+                    .map(|c| c.position)
+                    .unwrap_or_default()
+            )
+        });
         (commits[..first_failed].to_vec(), failure)
     }
 

@@ -10,10 +10,8 @@
 use std::time::Duration;
 
 use prost::Message as _;
-use rdkafka::Offset;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message as _;
 use shop_cart::CartSubscriptions;
+use shop_kit::bus::Bus;
 use shop_kit::{RequestContext, ServiceError};
 use shop_user::CustomerEvent;
 use tokio::sync::watch;
@@ -23,16 +21,14 @@ use crate::relay::stopped;
 
 #[derive(Debug, Clone)]
 pub struct SubscriberConfig {
-    pub brokers: String,
     pub topic: String,
     pub group: String,
     pub backoff: Duration,
 }
 
-impl SubscriberConfig {
-    pub fn new(brokers: impl Into<String>) -> SubscriberConfig {
+impl Default for SubscriberConfig {
+    fn default() -> SubscriberConfig {
         SubscriberConfig {
-            brokers: brokers.into(),
             topic: shop_user::TOPIC.to_string(),
             group: "cart-command-user-events".into(),
             backoff: Duration::from_millis(500),
@@ -78,15 +74,18 @@ pub async fn on_user_event(
     Ok(done)
 }
 
-/// Consumes the user topic until `shutdown`.
+/// Consumes the user topic of `bus` until `shutdown`: commits a message after its
+/// commands ran, reads it again (seek back) after a backoff when they failed.
 pub async fn run_subscriber(
     commands: CartCommands,
+    bus: Bus,
     config: SubscriberConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = crate::kafka::consumer(&config.brokers, &config.group, None)?;
-    consumer.subscribe(&[&config.topic])?;
-    tracing::info!(topic = %config.topic, group = %config.group, "user-events subscriber consuming");
+    let mut consumer = bus
+        .subscriber(&config.group, None, &[&config.topic])
+        .await?;
+    tracing::info!(topic = %config.topic, group = %config.group, bus = ?bus, "user-events subscriber consuming");
     loop {
         let m = tokio::select! {
             m = consumer.recv() => m,
@@ -103,7 +102,7 @@ pub async fn run_subscriber(
                 continue;
             }
         };
-        let result = match shop_user::pb::CustomerEvent::decode(m.payload().unwrap_or_default()) {
+        let result = match shop_user::pb::CustomerEvent::decode(m.payload.as_slice()) {
             Ok(envelope) => on_user_event(&commands, &envelope).await,
             Err(e) => {
                 tracing::error!(alert = "user_event_undecodable", error = %e, "ALERT: undecodable user event: skipped");
@@ -112,24 +111,17 @@ pub async fn run_subscriber(
         };
         match result {
             Ok(_) => {
-                if let Err(e) = consumer.commit_message(&m, CommitMode::Async) {
+                if let Err(e) = consumer.commit(&m).await {
                     tracing::warn!(error = %e, "offset commit failed");
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "user event not handled: retrying");
-                let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
-                drop(m);
                 tokio::select! {
                     () = tokio::time::sleep(config.backoff) => {}
                     () = stopped(&mut shutdown) => break,
                 }
-                if let Err(e) = consumer.seek(
-                    &topic,
-                    partition,
-                    Offset::Offset(offset),
-                    Duration::from_secs(5),
-                ) {
+                if let Err(e) = consumer.seek(&m).await {
                     tracing::warn!(error = %e, "seek back failed");
                 }
             }

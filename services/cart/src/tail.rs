@@ -1,4 +1,4 @@
-//! Event delivery without Kafka: the event handler tails the event store itself
+//! Event delivery without a bus: the event handler tails the event store itself
 //! (`cart-service --role event-handler --events-from store`).
 //!
 //! - **Same reading as the relay.** A [`PrefixReader`] reads the commits after the
@@ -7,7 +7,7 @@
 //!   the relay's hole handling (wait for a raced insert, give a hole up after
 //!   `gap_timeout` with the ERROR alert `cart_projection_gap_skipped`).
 //! - **At least once, applied once.** Each event goes through the idempotent
-//!   [`Projector`] (one PostgreSQL transaction, applied only if it is the cart's next
+//!   [`Projector`] (one read-model transaction, applied only if it is the cart's next
 //!   version). The checkpoint moves (`$max`) only after the read DB committed every
 //!   event up to it, so a crash re-reads at most events the projection skips as
 //!   covered; nothing is lost.

@@ -140,7 +140,10 @@ async fn killed_relay_and_event_handler_lose_nothing() {
     let db = ReadDb::create().await;
     let topic = unique("cart-test-crash");
     let brokers = infra().brokers.clone();
-    cart_service::kafka::ensure_topic(&brokers, &topic, 3)
+    shop_kit::bus::Bus::connect(&brokers)
+        .await
+        .expect("kafka")
+        .ensure_topic(&topic, 3)
         .await
         .expect("topic");
     let common = vec![

@@ -1,6 +1,8 @@
-//! The read model on a real PostgreSQL: idempotent projection that stops at gaps, the
-//! ViewCart contract, the event handler on Kafka, account deletion from `user.events`,
-//! and the rebuild from the event store.
+//! The read model on a real PostgreSQL and on SQLite: idempotent projection that stops
+//! at gaps, the ViewCart contract, the event handler on the bus, account deletion from
+//! `user.events`, and the rebuild from the event store. The whole pipeline runs twice:
+//! production backends (FerretDB, Kafka, PostgreSQL) and embedded ones (SQLite event
+//! store, SQLite bus log, SQLite read model).
 
 mod common;
 
@@ -14,13 +16,13 @@ use cart_service::{
 };
 use common::{ReadDb, TestStore, ctx, infra, read_model_diff, unique, wait_read_model_matches};
 use prost::Message as _;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use shop_cart::{
     AddProduct, AssignCustomer, CartCommand, CartDeleted, CartEvent, CartQueryUseCases, CartReset,
     EventMeta, ProductAdded, ProductQuantityChanged, ResetCart, pb,
 };
 use shop_kit::ServiceError;
+use shop_kit::bus::{Bus, Outgoing};
+use shop_kit::sql::{self, Dialect};
 use uuid::Uuid;
 
 fn meta(cart: Uuid, version: i64) -> EventMeta {
@@ -36,7 +38,13 @@ fn meta(cart: Uuid, version: i64) -> EventMeta {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projection_applies_each_version_once_and_stops_at_gaps() {
-    let db = ReadDb::create().await;
+    for d in [Dialect::Postgres, Dialect::Sqlite] {
+        projection_applies_each_version_once_and_stops_at_gaps_on(d).await;
+    }
+}
+
+async fn projection_applies_each_version_once_and_stops_at_gaps_on(d: Dialect) {
+    let db = ReadDb::create_in(d).await;
     let p = Projector::new(db.pool.clone());
     let (cart, product) = (Uuid::now_v7(), Uuid::now_v7());
     let added = CartEvent::ProductAdded(ProductAdded {
@@ -97,7 +105,13 @@ async fn projection_applies_each_version_once_and_stops_at_gaps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn view_cart_is_not_found_until_projected_and_after_deletion() {
-    let db = ReadDb::create().await;
+    for d in [Dialect::Postgres, Dialect::Sqlite] {
+        view_cart_is_not_found_until_projected_and_after_deletion_on(d).await;
+    }
+}
+
+async fn view_cart_is_not_found_until_projected_and_after_deletion_on(d: Dialect) {
+    let db = ReadDb::create_in(d).await;
     let p = Projector::new(db.pool.clone());
     let q = CartQueries::new(db.pool.clone());
     let (cart, product) = (Uuid::now_v7(), Uuid::now_v7());
@@ -141,11 +155,7 @@ async fn view_cart_is_not_found_until_projected_and_after_deletion() {
     ));
 }
 
-async fn produce_account_deleted(topic: &str, customer: Uuid, event_id: Uuid) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &infra().brokers)
-        .create()
-        .expect("producer");
+async fn produce_account_deleted(bus: &Bus, topic: &str, customer: Uuid, event_id: Uuid) {
     let envelope = shop_user::CustomerEvent::AccountDeleted(shop_user::AccountDeleted {})
         .to_envelope(&shop_user::EventMeta {
             event_id,
@@ -157,37 +167,57 @@ async fn produce_account_deleted(topic: &str, customer: Uuid, event_id: Uuid) {
         });
     let payload = envelope.encode_to_vec();
     let key = customer.to_string();
-    producer
-        .send(
-            FutureRecord::to(topic).key(&key).payload(&payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("produced");
+    let published = bus
+        .publisher(Duration::from_secs(10))
+        .expect("publisher")
+        .publish(&[Outgoing {
+            topic,
+            key: key.as_bytes(),
+            payload: &payload,
+        }])
+        .await;
+    assert_eq!(published.acknowledged, 1, "{:?}", published.error);
 }
 
-/// The whole pipeline in one process: commands, relay, event handler, and the
-/// `user.events` subscriber. An AccountDeleted delivered twice deletes that customer's
-/// carts once, the read model follows, and a rebuild gives the same read model.
+/// The whole pipeline in one process on Kafka, FerretDB and PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_deletion_and_rebuild_through_the_pipeline() {
     let t = TestStore::create().await;
     let db = ReadDb::create().await;
+    let bus = Bus::connect(&infra().brokers).await.expect("kafka");
+    pipeline(t, db, bus).await;
+}
+
+/// The same pipeline embedded: SQLite event store, SQLite bus log, SQLite read model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_deletion_and_rebuild_through_the_embedded_pipeline() {
+    let t = TestStore::create_sql(Dialect::Sqlite).await;
+    let db = ReadDb::create_in(Dialect::Sqlite).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bus = Bus::connect(&format!("sqlite://{}/bus.db", dir.path().display()))
+        .await
+        .expect("embedded bus");
+    assert!(matches!(bus, Bus::Log(_)));
+    pipeline(t, db, bus).await;
+}
+
+/// Commands, relay, event handler and the `user.events` subscriber in one process. An
+/// AccountDeleted delivered twice deletes that customer's carts once, the read model
+/// follows, and a rebuild gives the same read model.
+async fn pipeline(t: TestStore, db: ReadDb, bus: Bus) {
     let (cart_topic, user_topic) = (unique("cart-test-events"), unique("cart-test-users"));
-    let brokers = infra().brokers.clone();
     for topic in [&cart_topic, &user_topic] {
-        cart_service::kafka::ensure_topic(&brokers, topic, 2)
-            .await
-            .expect("topic");
+        bus.ensure_topic(topic, 2).await.expect("topic");
     }
     let cmds = CartCommands::new(t.store.clone(), Arc::new(FixedCatalog(None)));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let relay = Relay::new(
         t.store.clone(),
+        &bus,
         RelayConfig {
             topic: cart_topic.clone(),
             poll_interval: Duration::from_millis(20),
-            ..RelayConfig::new(brokers.clone())
+            ..RelayConfig::default()
         },
     )
     .expect("relay");
@@ -197,19 +227,21 @@ async fn account_deletion_and_rebuild_through_the_pipeline() {
     })];
     tasks.push(tokio::spawn(cart_service::projection::run_event_handler(
         Projector::new(db.pool.clone()),
+        bus.clone(),
         HandlerConfig {
             topic: cart_topic.clone(),
             group: unique("cart-test-handler"),
-            ..HandlerConfig::new(brokers.clone())
+            ..HandlerConfig::default()
         },
         stop.subscribe(),
     )));
     tasks.push(tokio::spawn(cart_service::subscriber::run_subscriber(
         cmds.clone(),
+        bus.clone(),
         SubscriberConfig {
             topic: user_topic.clone(),
             group: unique("cart-test-users"),
-            ..SubscriberConfig::new(brokers.clone())
+            ..SubscriberConfig::default()
         },
         stop.subscribe(),
     )));
@@ -249,8 +281,8 @@ async fn account_deletion_and_rebuild_through_the_pipeline() {
     wait_read_model_matches(&t.store, &db.pool, Duration::from_secs(30)).await;
 
     let event_id = Uuid::now_v7();
-    produce_account_deleted(&user_topic, customer, event_id).await;
-    produce_account_deleted(&user_topic, customer, event_id).await;
+    produce_account_deleted(&bus, &user_topic, customer, event_id).await;
+    produce_account_deleted(&bus, &user_topic, customer, event_id).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (a, _, _) = cmds.load(carts[0]).await.expect("load");
@@ -262,7 +294,7 @@ async fn account_deletion_and_rebuild_through_the_pipeline() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A later, distinct delivery of the same fact changes nothing either.
-    produce_account_deleted(&user_topic, customer, Uuid::now_v7()).await;
+    produce_account_deleted(&bus, &user_topic, customer, Uuid::now_v7()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for cart in &carts[..2] {
         let (_, version, commits) = cmds.load(*cart).await.expect("load");
@@ -285,12 +317,12 @@ async fn account_deletion_and_rebuild_through_the_pipeline() {
     assert_eq!(load_view(&db.pool, carts[0]).await.expect("view"), None);
 
     // Rebuild: damage the read model, replay the store, the same read model again.
-    sqlx::query("DELETE FROM cart_items")
+    sql::query("DELETE FROM cart_items")
         .execute(&db.pool)
         .await
         .expect("damage");
     assert!(!read_model_diff(&t.store, &db.pool).await.is_empty());
-    let report = cart_service::rebuild::rebuild(&t.store, &db.pool, db.url())
+    let report = cart_service::rebuild::rebuild(&t.store, &db.pool)
         .await
         .expect("rebuild");
     assert_eq!(report.carts, 4);
@@ -298,7 +330,7 @@ async fn account_deletion_and_rebuild_through_the_pipeline() {
     assert!(report.events_per_second() > 0.0);
     let diff = read_model_diff(&t.store, &db.pool).await;
     assert!(diff.is_empty(), "{diff:?}");
-    // The event handler goes on writing into the swapped-in tables.
+    // The event handler goes on writing into the rebuilt tables.
     let add = CartCommand::AddProduct(AddProduct {
         cart_id: carts[3],
         product_id: Uuid::from_u128(99),

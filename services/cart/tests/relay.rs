@@ -15,6 +15,7 @@ use common::{TestStore, all_commits, consume_all, ctx, infra, unique};
 use rand::{Rng, SeedableRng};
 use shop_cart::{AddProduct, CartCommand, CartEvent, EventMeta, ProductAdded};
 use shop_kit::ServiceError;
+use shop_kit::bus::Bus;
 use uuid::Uuid;
 
 fn config(topic: &str) -> RelayConfig {
@@ -25,15 +26,17 @@ fn config(topic: &str) -> RelayConfig {
         lease_ttl: Duration::from_secs(2),
         gap_timeout: Duration::from_secs(30),
         delivery_timeout: Duration::from_secs(10),
-        ..RelayConfig::new(infra().brokers.clone())
+        ..RelayConfig::default()
     }
+}
+
+async fn kafka() -> Bus {
+    Bus::connect(&infra().brokers).await.expect("kafka")
 }
 
 async fn topic() -> String {
     let t = unique("cart-test-relay");
-    cart_service::kafka::ensure_topic(&infra().brokers, &t, 3)
-        .await
-        .expect("topic");
+    kafka().await.ensure_topic(&t, 3).await.expect("topic");
     t
 }
 
@@ -79,7 +82,7 @@ async fn assert_published_in_order(t: &TestStore, topic: &str) {
 async fn parallel_writers_never_make_the_relay_miss_a_commit() {
     let t = TestStore::create().await;
     let topic = topic().await;
-    let relay = Relay::new(t.store.clone(), config(&topic)).expect("relay");
+    let relay = Relay::new(t.store.clone(), &kafka().await, config(&topic)).expect("relay");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let relay_task = tokio::spawn(relay.run(stopped));
 
@@ -162,9 +165,9 @@ fn raw_commit(cart: Uuid, seq: i64) -> NewCommit {
 async fn a_late_commit_is_waited_for_not_skipped() {
     let t = TestStore::create().await;
     let topic = topic().await;
-    let mut relay = Relay::new(t.store.clone(), config(&topic)).expect("relay");
+    let mut relay = Relay::new(t.store.clone(), &kafka().await, config(&topic)).expect("relay");
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-    let commits = t.store.commits();
+    let commits = t.store.mongo().expect("mongo").commits();
     commits
         .insert_one(raw_commit(a, 1).to_document(1).expect("doc"))
         .await
@@ -213,9 +216,9 @@ async fn a_hole_older_than_the_timeout_is_skipped_and_recorded() {
         gap_timeout: Duration::from_millis(300),
         ..config(&topic)
     };
-    let mut relay = Relay::new(t.store.clone(), cfg).expect("relay");
+    let mut relay = Relay::new(t.store.clone(), &kafka().await, cfg).expect("relay");
     let a = Uuid::now_v7();
-    let commits = t.store.commits();
+    let commits = t.store.mongo().expect("mongo").commits();
     for (seq, position) in [(1, 1), (2, 3)] {
         commits
             .insert_one(raw_commit(a, seq).to_document(position).expect("doc"))
@@ -239,8 +242,8 @@ async fn one_relay_holds_the_lease_until_it_expires() {
         lease_ttl: Duration::from_millis(800),
         ..config(&topic)
     };
-    let first = Relay::new(t.store.clone(), cfg.clone()).expect("relay");
-    let second = Relay::new(t.store.clone(), cfg).expect("relay");
+    let first = Relay::new(t.store.clone(), &kafka().await, cfg.clone()).expect("relay");
+    let second = Relay::new(t.store.clone(), &kafka().await, cfg).expect("relay");
     assert!(first.lease().await.expect("lease"));
     assert!(!second.lease().await.expect("lease"), "held by the first");
     assert!(first.lease().await.expect("renew"), "renewed by its holder");

@@ -1,4 +1,5 @@
-//! The command side on the real MongoDB-wire server (FerretDB): one commit per command,
+//! The command side on every event store backend (the real MongoDB-wire server
+//! FerretDB, PostgreSQL, SQLite): one commit per command,
 //! idempotent retries, optimistic concurrency reported as retryable, and many
 //! concurrent commands on one cart ending in the fold of the stored events.
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 use cart_service::command::commit_id;
 use cart_service::store::{Appended, NewCommit, StoredEvent};
 use cart_service::{CartCommands, FixedCatalog};
-use common::{TestStore, ctx, store_fold};
+use common::{BACKENDS, TestStore, ctx, store_fold};
 use rand::{Rng, SeedableRng};
 use shop_cart::pb::cart_command_service_client::CartCommandServiceClient;
 use shop_cart::{AddProduct, CartCommand, CartEvent, CartReset, EventMeta, pb};
@@ -35,7 +36,13 @@ fn add(cart: Uuid, product: Uuid, quantity: i32) -> CartCommand {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_command_is_answered_with_its_first_result() {
-    let t = TestStore::create().await;
+    for b in BACKENDS {
+        eprintln!("a_retried_command_is_answered_with_its_first_result: {b:?}");
+        a_retried_command_is_answered_with_its_first_result_on(TestStore::on(b).await).await;
+    }
+}
+
+async fn a_retried_command_is_answered_with_its_first_result_on(t: TestStore) {
     let cmds = commands(&t);
     let (cart, product) = (Uuid::now_v7(), Uuid::now_v7());
     let first = cmds
@@ -92,7 +99,13 @@ fn event(cart: Uuid, version: i64, e: CartEvent) -> StoredEvent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_versions_conflict_and_a_commit_round_trips() {
-    let t = TestStore::create().await;
+    for b in BACKENDS {
+        eprintln!("stale_versions_conflict_and_a_commit_round_trips: {b:?}");
+        stale_versions_conflict_and_a_commit_round_trips_on(TestStore::on(b).await).await;
+    }
+}
+
+async fn stale_versions_conflict_and_a_commit_round_trips_on(t: TestStore) {
     let cmds = commands(&t).with_conflict_retries(0);
     let (cart, product) = (Uuid::now_v7(), Uuid::now_v7());
     cmds.execute(&ctx("a"), "a", Some(0), &add(cart, product, 1))
@@ -161,7 +174,14 @@ async fn products_must_exist() {
 /// commit, and the versions, commits and positions add up to the fold of the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commands_on_one_cart_end_in_the_fold_of_the_store() {
-    let t = TestStore::create().await;
+    for b in BACKENDS {
+        eprintln!("concurrent_commands_on_one_cart_end_in_the_fold_of_the_store: {b:?}");
+        concurrent_commands_on_one_cart_end_in_the_fold_of_the_store_on(TestStore::on(b).await)
+            .await;
+    }
+}
+
+async fn concurrent_commands_on_one_cart_end_in_the_fold_of_the_store_on(t: TestStore) {
     let cmds = commands(&t).with_conflict_retries(0);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -10,48 +10,12 @@
 
 use std::time::{Duration, Instant};
 
+use e2e::ops::*;
 use e2e::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const BFF_EDGE: &str = "http://127.0.0.1:50200";
 const CART_COMMAND_EDGE: &str = "http://127.0.0.1:50203";
-
-const CREATE: &str =
-    "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }";
-const PRODUCTS: &str = "query { viewProducts(first: 50) { nodes { id name price } } }";
-const REGISTER: &str = "mutation($input: RegisterCustomerInput!) { registerCustomer(input: $input) { customerId version } }";
-const ADD: &str =
-    "mutation($input: AddProductInput!) { addProduct(input: $input) { cartId version } }";
-const CHANGE: &str = "mutation($input: ChangeProductQuantityInput!) { changeProductQuantity(input: $input) { cartId version } }";
-const REMOVE: &str =
-    "mutation($input: RemoveProductInput!) { removeProduct(input: $input) { cartId version } }";
-const VIEW: &str = "query($id: ID!) { viewCart(cartId: $id) { id customerId version items { productId quantity product { name price } } } }";
-const CHECKOUT: &str = "mutation($input: CheckoutInput!) { checkout(input: $input) { id customerId cartId cartVersion total status details { productId productName unitPrice quantity } } }";
-const ORDERS: &str = "query($id: ID!) { viewOrders(customerId: $id, first: 10) { nodes { id total status cartVersion details { productName unitPrice quantity } } pageInfo { hasNextPage } } }";
-const DELETE_ACCOUNT: &str =
-    "mutation($input: DeleteAccountInput!) { deleteAccount(input: $input) { customerId version } }";
-
-/// Polls viewCart until the read model reached `version`.
-async fn view_at(gql: &Graphql, cart: &str, version: i64) -> Value {
-    let started = Instant::now();
-    loop {
-        let v = gql.run(VIEW, json!({ "id": cart })).await;
-        let c = &v["data"]["viewCart"];
-        if c["version"].as_i64().is_some_and(|have| have >= version) {
-            assert!(v.get("errors").is_none_or(|e| e.is_null()), "{v:#}");
-            return c.clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "cart {cart} never reached version {version}: {v:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn version(d: &Value, field: &str) -> i64 {
-    d[field]["version"].as_i64().expect("version")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_journey_with_checkout_through_envoy() {
@@ -256,19 +220,10 @@ async fn customer_journey_with_checkout_through_envoy() {
     assert_eq!(version(&d, "removeProduct"), 6);
     let c = view_at(&gql, &cart, 6).await;
     assert_eq!(c["customerId"], json!(customer));
-    let mut lines: Vec<(String, i64)> = c["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|i| {
-            (
-                i["product"]["name"].as_str().expect("name").to_string(),
-                i["quantity"].as_i64().expect("quantity"),
-            )
-        })
-        .collect();
-    lines.sort();
-    assert_eq!(lines, [("Anpan".to_string(), 2), ("Matcha".to_string(), 3)]);
+    assert_eq!(
+        cart_lines(&c),
+        [("Anpan".to_string(), 2), ("Matcha".to_string(), 3)]
+    );
 
     // Check out: the order holds the cart at version 6, priced by the product service.
     let checkout = json!({ "input": { "cartId": cart, "customerId": customer } });

@@ -133,10 +133,31 @@ impl Db {
         Ok(db)
     }
 
+    /// Applies the migrations of this dialect. PostgreSQL serialises concurrent
+    /// migrators with sqlx's advisory lock; SQLite has none, so migrators of one file in
+    /// this process (a launcher starting a service's roles together) take turns here.
     pub async fn migrate(&self, migrations: &Migrations) -> Result<(), Error> {
         let result = match self {
             Db::Postgres(p) => migrations.postgres.run(p).await,
-            Db::Sqlite(p) => migrations.sqlite.run(p).await,
+            Db::Sqlite(p) => {
+                type Locks = std::sync::Mutex<
+                    std::collections::HashMap<
+                        std::path::PathBuf,
+                        std::sync::Arc<tokio::sync::Mutex<()>>,
+                    >,
+                >;
+                static MIGRATING: std::sync::OnceLock<Locks> = std::sync::OnceLock::new();
+                let file = p.connect_options().get_filename().to_path_buf();
+                let lock = MIGRATING
+                    .get_or_init(Default::default)
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .entry(file)
+                    .or_default()
+                    .clone();
+                let _turn = lock.lock().await;
+                migrations.sqlite.run(p).await
+            }
         };
         result.map_err(|e| Error::Migrate(Box::new(e)))
     }

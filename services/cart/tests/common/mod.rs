@@ -1,7 +1,8 @@
 //! Shared by the integration tests: the real PostgreSQL, Kafka and FerretDB of the
 //! repository's infra harness (started here; a missing server fails, never skips), a
-//! fresh Mongo database, PostgreSQL database and Kafka topic per test, and the check
-//! that the read model equals the fold of the event store.
+//! fresh event store (Mongo database, PostgreSQL database or SQLite file), read
+//! database (PostgreSQL or SQLite) and Kafka topic per test, and the check that the
+//! read model equals the fold of the event store.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,9 +18,8 @@ use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use shop_cart::{CartAggregate, pb};
 use shop_kit::RequestContext;
-use shop_kit::testing::{TestDatabase, infra_up, infra_var};
-use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use shop_kit::sql::{self, ConnectOptions, Db, Dialect};
+use shop_kit::testing::{self, infra_up, infra_var};
 use uuid::Uuid;
 
 pub struct Infra {
@@ -50,13 +50,17 @@ pub fn ctx(request_id: &str) -> RequestContext {
     }
 }
 
-/// A Mongo database of its own, dropped with this value.
+/// An event store of its own: a Mongo database (dropped with this value), or the SQL
+/// store in a fresh PostgreSQL database or SQLite file.
 pub struct TestStore {
     pub name: String,
     pub store: EventStore,
+    /// The SQL store's database, kept alive (and removed) with this value.
+    pub sql: Option<testing::TestStore>,
 }
 
 impl TestStore {
+    /// On the MongoDB wire (FerretDB).
     pub async fn create() -> TestStore {
         let infra = infra();
         let name = unique("cart_test");
@@ -64,12 +68,44 @@ impl TestStore {
             .await
             .expect("connecting to the event store");
         store.ensure_indexes().await.expect("creating the indexes");
-        TestStore { name, store }
+        TestStore {
+            name,
+            store,
+            sql: None,
+        }
+    }
+
+    /// In SQL: a fresh PostgreSQL database of the harness, or a SQLite file.
+    pub async fn create_sql(dialect: Dialect) -> TestStore {
+        if dialect == Dialect::Postgres {
+            infra();
+        }
+        let db = testing::TestStore::create(dialect, "cart_events").await;
+        let store = EventStore::connect_with(
+            db.url(),
+            "ignored",
+            &ConnectOptions {
+                max_connections: 20,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("connecting to the SQL event store");
+        assert!(store.sql().is_some(), "{} is a SQL store", db.url());
+        store.ensure_indexes().await.expect("preparing the store");
+        TestStore {
+            name: db.url().to_string(),
+            store,
+            sql: Some(db),
+        }
     }
 }
 
 impl Drop for TestStore {
     fn drop(&mut self) {
+        if self.sql.is_some() {
+            return;
+        }
         let (url, name) = (infra().mongo_url.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -86,30 +122,58 @@ impl Drop for TestStore {
     }
 }
 
+/// Where a test's event store lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Mongo,
+    Postgres,
+    Sqlite,
+}
+
+/// Every event store backend: the store's contract tests run on each.
+pub const BACKENDS: [Backend; 3] = [Backend::Mongo, Backend::Postgres, Backend::Sqlite];
+
+impl TestStore {
+    pub async fn on(backend: Backend) -> TestStore {
+        match backend {
+            Backend::Mongo => TestStore::create().await,
+            Backend::Postgres => TestStore::create_sql(Dialect::Postgres).await,
+            Backend::Sqlite => TestStore::create_sql(Dialect::Sqlite).await,
+        }
+    }
+}
+
 /// A fresh read database with the read model's tables.
 pub struct ReadDb {
-    pub db: TestDatabase,
-    pub pool: PgPool,
+    pub db: testing::TestStore,
+    pub pool: Db,
 }
 
 impl ReadDb {
+    /// On the harness's PostgreSQL.
     pub async fn create() -> ReadDb {
-        infra();
-        let db = TestDatabase::create("cart_test").await;
-        let pool = PgPoolOptions::new()
-            .max_connections(20)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&db.url)
-            .await
-            .expect("connecting to the read database");
-        cart_service::projection::prepare(&pool)
-            .await
-            .expect("preparing the read model");
+        ReadDb::create_in(Dialect::Postgres).await
+    }
+
+    pub async fn create_in(dialect: Dialect) -> ReadDb {
+        if dialect == Dialect::Postgres {
+            infra();
+        }
+        let db = testing::TestStore::create(dialect, "cart_read").await;
+        let pool = cart_service::projection::connect(
+            db.url(),
+            &ConnectOptions {
+                max_connections: 20,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("preparing the read model");
         ReadDb { db, pool }
     }
 
     pub fn url(&self) -> &str {
-        &self.db.url
+        self.db.url()
     }
 }
 
@@ -160,12 +224,13 @@ pub async fn store_fold(store: &EventStore) -> BTreeMap<Uuid, (Cart, i64)> {
 }
 
 /// Differences between the read model and the fold of the store (empty: equal).
-pub async fn read_model_diff(store: &EventStore, pool: &PgPool) -> Vec<String> {
+pub async fn read_model_diff(store: &EventStore, pool: &Db) -> Vec<String> {
     let folded = store_fold(store).await;
     let mut diff = Vec::new();
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM carts")
+    let rows: i64 = sql::query("SELECT count(*) AS n FROM carts")
         .fetch_one(pool)
         .await
+        .and_then(|r| r.i64("n"))
         .expect("count");
     let live = folded.values().filter(|(c, _)| c.is_live()).count() as i64;
     if rows != live {
@@ -202,7 +267,7 @@ pub async fn read_model_diff(store: &EventStore, pool: &PgPool) -> Vec<String> {
 }
 
 /// Waits until the read model equals the fold of the store, or fails with the diff.
-pub async fn wait_read_model_matches(store: &EventStore, pool: &PgPool, timeout: Duration) {
+pub async fn wait_read_model_matches(store: &EventStore, pool: &Db, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
         let diff = read_model_diff(store, pool).await;

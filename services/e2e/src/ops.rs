@@ -1,0 +1,62 @@
+//! The GraphQL operations of the customer journey, shared by the journeys.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::Graphql;
+
+pub const CREATE: &str =
+    "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }";
+pub const PRODUCTS: &str = "query { viewProducts(first: 50) { nodes { id name price } } }";
+pub const REGISTER: &str = "mutation($input: RegisterCustomerInput!) { registerCustomer(input: $input) { customerId version } }";
+pub const ADD: &str =
+    "mutation($input: AddProductInput!) { addProduct(input: $input) { cartId version } }";
+pub const CHANGE: &str = "mutation($input: ChangeProductQuantityInput!) { changeProductQuantity(input: $input) { cartId version } }";
+pub const REMOVE: &str =
+    "mutation($input: RemoveProductInput!) { removeProduct(input: $input) { cartId version } }";
+pub const VIEW: &str = "query($id: ID!) { viewCart(cartId: $id) { id customerId version items { productId quantity product { name price } } } }";
+pub const CHECKOUT: &str = "mutation($input: CheckoutInput!) { checkout(input: $input) { id customerId cartId cartVersion total status details { productId productName unitPrice quantity } } }";
+pub const ORDERS: &str = "query($id: ID!) { viewOrders(customerId: $id, first: 10) { nodes { id total status cartVersion details { productName unitPrice quantity } } pageInfo { hasNextPage } } }";
+pub const DELETE_ACCOUNT: &str =
+    "mutation($input: DeleteAccountInput!) { deleteAccount(input: $input) { customerId version } }";
+
+/// Polls viewCart until the read model reached `version`.
+pub async fn view_at(gql: &Graphql, cart: &str, version: i64) -> Value {
+    let started = Instant::now();
+    loop {
+        let v = gql.run(VIEW, serde_json::json!({ "id": cart })).await;
+        let c = &v["data"]["viewCart"];
+        if c["version"].as_i64().is_some_and(|have| have >= version) {
+            assert!(v.get("errors").is_none_or(|e| e.is_null()), "{v:#}");
+            return c.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "cart {cart} never reached version {version}: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `data.<field>.version` of a command's answer.
+pub fn version(d: &Value, field: &str) -> i64 {
+    d[field]["version"].as_i64().expect("version")
+}
+
+/// (product name, quantity) of each line of a viewed cart, sorted.
+pub fn cart_lines(cart: &Value) -> Vec<(String, i64)> {
+    let mut lines: Vec<(String, i64)> = cart["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["product"]["name"].as_str().expect("name").to_string(),
+                i["quantity"].as_i64().expect("quantity"),
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
