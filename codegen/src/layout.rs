@@ -229,6 +229,9 @@ fn databases(system: &System) -> Vec<Database> {
         if kind == DatabaseKind::EventsAndState {
             tables.push(outbox_table());
         }
+        if kind == DatabaseKind::ReadModel {
+            tables.push(deletions_table(&svc.entity));
+        }
         out.push(Database {
             name: database_name(&system.name, svc),
             service: svc.name.clone(),
@@ -247,6 +250,44 @@ fn databases(system: &System) -> Vec<Database> {
         });
     }
     out
+}
+
+/// Tombstones of a read model: the streams a delete event removed from the view and the
+/// version it was deleted at, so that an older event arriving late (a redelivery) cannot
+/// bring a deleted row back.
+fn deletions_table(entity: &str) -> Table {
+    Table {
+        name: format!("{}_deletions", names::snake(entity)),
+        doc: Some(
+            "Streams deleted from this view, at the version of their delete event: a late, older event cannot bring them back."
+                .into(),
+        ),
+        columns: vec![
+            Column {
+                name: "id".into(),
+                sql_type: SqlType::Uuid,
+                nullable: false,
+                default: None,
+                checks: Vec::new(),
+                doc: None,
+                renamed_from: None,
+            },
+            Column {
+                name: "version".into(),
+                sql_type: SqlType::BigInt,
+                nullable: false,
+                default: None,
+                checks: vec!["version > 0".into()],
+                doc: None,
+                renamed_from: None,
+            },
+        ],
+        primary_key: vec!["id".into()],
+        unique: Vec::new(),
+        indexes: Vec::new(),
+        foreign_keys: Vec::new(),
+        checks: Vec::new(),
+    }
 }
 
 /// The event store's tables (the relational form of its collections): one row per

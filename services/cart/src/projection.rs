@@ -1,8 +1,8 @@
 //! The read model (PostgreSQL, or an embedded SQLite file: by the scheme of its URL,
 //! statements written once for both) and the event handler that projects into it.
 //!
-//! Tables: the generated `carts (id, customer_id, version)` and `cart_items`, plus one
-//! hand-written table, `cart_deletions (id, version)`: a deleted cart's row goes away
+//! Tables (all generated): `carts (id, customer_id, version)`, `cart_items`, and the
+//! read model's tombstones, `cart_deletions (id, version)`: a deleted cart's row goes away
 //! (its items cascade) and its last version stays here, so a duplicate of an older
 //! event cannot bring the cart back.
 //!
@@ -24,7 +24,7 @@ use std::time::Duration;
 use prost::Message as _;
 use shop_cart::{CartEvent, EventMeta, pb};
 use shop_kit::bus::{Bus, Received, Subscriber};
-use shop_kit::sql::{self, ConnectOptions, Db, Dialect, Migrations};
+use shop_kit::sql::{self, ConnectOptions, Db, Migrations};
 use shop_kit::{ServiceError, db};
 use sqlx::migrate::Migrator;
 use tokio::sync::watch;
@@ -41,19 +41,6 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &SQLITE_MIGRATOR,
 };
 
-/// The hand-written part of the read model (see the module docs), in the types the
-/// generated tables use on each dialect (uuid / 36-char TEXT).
-pub fn deletions_sql(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => {
-            "CREATE TABLE IF NOT EXISTS cart_deletions (\n    id      uuid NOT NULL,\n    version bigint NOT NULL,\n    CONSTRAINT cart_deletions_pkey PRIMARY KEY (id),\n    CONSTRAINT cart_deletions_version_check CHECK (version > 0)\n)"
-        }
-        Dialect::Sqlite => {
-            "CREATE TABLE IF NOT EXISTS cart_deletions (\n    id      TEXT NOT NULL CHECK (length(id) = 36),\n    version INTEGER NOT NULL CONSTRAINT cart_deletions_version_check CHECK (version > 0),\n    CONSTRAINT cart_deletions_pkey PRIMARY KEY (id)\n) STRICT"
-        }
-    }
-}
-
 /// The read model's tables.
 pub const TABLES: [&str; 3] = ["carts", "cart_items", "cart_deletions"];
 
@@ -61,10 +48,10 @@ pub const TABLES: [&str; 3] = ["carts", "cart_items", "cart_deletions"];
 /// transaction: appliers and a rebuild take turns.
 pub const READ_MODEL_LOCK: i64 = 0x6361_7274_7072_6f6a;
 
-/// Applies the generated migrations and the hand-written table.
+/// Applies the generated migrations (the view's tables and its `cart_deletions`
+/// tombstones).
 pub async fn prepare(db: &Db) -> anyhow::Result<()> {
     db.migrate(&MIGRATIONS).await?;
-    sql::query(deletions_sql(db.dialect())).execute(db).await?;
     Ok(())
 }
 

@@ -60,3 +60,37 @@ pub fn cart_lines(cart: &Value) -> Vec<(String, i64)> {
     lines.sort();
     lines
 }
+
+/// A short load of the whole journey with checkout through `graphql_url` (the
+/// `loadgen` binary at `loadgen`); zero errors tolerated. CI runs a 5-second smoke
+/// load of 4 customers; `LOAD_CUSTOMERS` / `LOAD_SECONDS` make it the longer runs
+/// recorded in BENCHMARKS.md. Returns the report.
+pub async fn smoke_load(loadgen: &'static str, graphql_url: String) -> String {
+    let load = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(loadgen)
+            .args(["--url", &graphql_url, "--products", "5", "--checkout"])
+            .args([
+                "--customers",
+                &std::env::var("LOAD_CUSTOMERS").unwrap_or_else(|_| "4".into()),
+            ])
+            .args([
+                "--duration",
+                &std::env::var("LOAD_SECONDS").unwrap_or_else(|_| "5".into()),
+            ])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("loadgen runs");
+    let report = String::from_utf8_lossy(&load.stdout).to_string();
+    assert!(
+        load.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert!(
+        report.contains("checkout") && report.ends_with("0 errors\n"),
+        "{report}"
+    );
+    report
+}

@@ -273,6 +273,11 @@ async fn journey_on_embedded_storage_survives_a_crash_and_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Many customers at once on the SQLite files: zero errors.
+    let report = smoke_load(env!("CARGO_BIN_EXE_loadgen"), banner.graphql.clone()).await;
+    println!("{report}");
+
     let status = shop.interrupt(Duration::from_secs(30));
     assert!(status.is_some_and(|s| s.success()), "{}", shop.log_tail());
 }

@@ -306,40 +306,7 @@ async fn customer_journey_with_checkout_through_envoy() {
     assert_eq!(d["viewOrders"]["nodes"].as_array().map(Vec::len), Some(1));
 
     // A short smoke load of the whole journey with checkout: zero errors tolerated.
-    let load = tokio::task::spawn_blocking(|| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-            .args([
-                "--url",
-                &format!("{BFF_EDGE}/graphql"),
-                "--products",
-                "5",
-                "--checkout",
-            ])
-            // CI runs a 5-second smoke load; LOAD_CUSTOMERS / LOAD_SECONDS make it the longer
-            // run recorded in BENCHMARKS.md.
-            .args([
-                "--customers",
-                &std::env::var("LOAD_CUSTOMERS").unwrap_or_else(|_| "4".into()),
-            ])
-            .args([
-                "--duration",
-                &std::env::var("LOAD_SECONDS").unwrap_or_else(|_| "5".into()),
-            ])
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("loadgen runs");
-    let report = String::from_utf8_lossy(&load.stdout);
-    assert!(
-        load.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&load.stderr)
-    );
-    assert!(
-        report.contains("checkout") && report.ends_with("0 errors\n"),
-        "{report}"
-    );
+    let report = smoke_load(env!("CARGO_BIN_EXE_loadgen"), format!("{BFF_EDGE}/graphql")).await;
     println!("{report}");
 
     for p in [
