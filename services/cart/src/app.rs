@@ -41,7 +41,9 @@ pub enum Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EventsFrom {
     /// The cart topic on the bus (published by the relay): Kafka or the embedded log.
-    Kafka,
+    /// `kafka`, its name before the bus had two adapters, still works.
+    #[value(alias = "kafka")]
+    Bus,
     /// The event store itself, from the handler's own checkpoint (no bus).
     Store,
 }
@@ -132,7 +134,7 @@ pub struct Config {
     pub consumer_instance_id: Option<String>,
     /// Event handler: `kafka` (the cart topic on the bus, Kafka or embedded) or `store`
     /// (tail the event store).
-    #[arg(long, env = "EVENTS_FROM", value_enum, default_value_t = EventsFrom::Kafka)]
+    #[arg(long, env = "EVENTS_FROM", value_enum, default_value_t = EventsFrom::Bus)]
     pub events_from: EventsFrom,
     /// Checkpoint name of the store-tailing event handler.
     #[arg(long, env = "PROJECTION_CHECKPOINT", default_value = "projection")]
@@ -173,7 +175,7 @@ impl Default for Config {
             user_events_group: "cart-command-user-events".into(),
             consumer_group: "cart-event-handler".into(),
             consumer_instance_id: None,
-            events_from: EventsFrom::Kafka,
+            events_from: EventsFrom::Bus,
             projection_checkpoint: "projection".into(),
             startup_timeout_secs: 30,
             shutdown_timeout_secs: 10,
@@ -428,6 +430,19 @@ async fn serve_role(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_from_kafka_still_means_the_bus() {
+        for (flag, want) in [
+            ("kafka", EventsFrom::Bus),
+            ("bus", EventsFrom::Bus),
+            ("store", EventsFrom::Store),
+        ] {
+            let c =
+                Config::try_parse_from(["cart-service", "--events-from", flag]).expect("parses");
+            assert_eq!(c.events_from, want, "{flag}");
+        }
+    }
 
     #[test]
     fn the_default_is_what_the_flags_default_to() {
