@@ -121,8 +121,8 @@ pub(crate) fn container_env(d: &Deployable, upstream_host: impl Fn(&str) -> Stri
     }
     if !d.produces.is_empty() || !d.consumes.is_empty() {
         env.push(var(
-            "KAFKA_BROKERS",
-            format!("{KAFKA_HOST}:{}", ports::KAFKA),
+            "BUS_URL",
+            format!("kafka://{KAFKA_HOST}:{}", ports::KAFKA),
         ));
     }
     for up in &d.upstreams {
