@@ -43,8 +43,21 @@ fn init_logs() {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     init_logs();
+    match run().await {
+        Ok(()) => {
+            println!("The shop stopped cleanly.");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let Command::Up(up) = Cli::parse().command;
     let options = shop::UpOptions {
         data: up.data,
@@ -60,7 +73,5 @@ async fn main() -> anyhow::Result<()> {
         }
         println!("Ctrl-C stops it.");
     })
-    .await?;
-    println!("The shop stopped cleanly.");
-    Ok(())
+    .await
 }
