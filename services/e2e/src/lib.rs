@@ -6,8 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod ops;
+pub mod stack;
 
 pub use shop_kit::testing::{TestDatabase, infra_up, infra_var, repo_root};
+pub use stack::Stack;
 
 /// A child process stopped (SIGTERM, then SIGKILL) when dropped; its output goes to a
 /// log file under `target/e2e-logs/` that failures point at.

@@ -15,6 +15,8 @@ pub const ADD: &str =
 pub const CHANGE: &str = "mutation($input: ChangeProductQuantityInput!) { changeProductQuantity(input: $input) { cartId version } }";
 pub const REMOVE: &str =
     "mutation($input: RemoveProductInput!) { removeProduct(input: $input) { cartId version } }";
+pub const RESET: &str =
+    "mutation($input: ResetCartInput!) { resetCart(input: $input) { cartId version } }";
 pub const VIEW: &str = "query($id: ID!) { viewCart(cartId: $id) { id customerId version items { productId quantity product { name price } } } }";
 pub const CHECKOUT: &str = "mutation($input: CheckoutInput!) { checkout(input: $input) { id customerId cartId cartVersion total status details { productId productName unitPrice quantity } } }";
 pub const ORDERS: &str = "query($id: ID!) { viewOrders(customerId: $id, first: 10) { nodes { id total status cartVersion details { productName unitPrice quantity } } pageInfo { hasNextPage } } }";
@@ -23,13 +25,18 @@ pub const DELETE_ACCOUNT: &str =
 
 /// Polls viewCart until the read model reached `version`.
 pub async fn view_at(gql: &Graphql, cart: &str, version: i64) -> Value {
+    view_at_timed(gql, cart, version).await.0
+}
+
+/// [`view_at`], and how long the command took to become visible (from the first poll).
+pub async fn view_at_timed(gql: &Graphql, cart: &str, version: i64) -> (Value, Duration) {
     let started = Instant::now();
     loop {
         let v = gql.run(VIEW, serde_json::json!({ "id": cart })).await;
         let c = &v["data"]["viewCart"];
         if c["version"].as_i64().is_some_and(|have| have >= version) {
             assert!(v.get("errors").is_none_or(|e| e.is_null()), "{v:#}");
-            return c.clone();
+            return (c.clone(), started.elapsed());
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),

@@ -6,8 +6,6 @@ use std::time::Duration;
 use e2e::*;
 use serde_json::json;
 
-const BFF_EDGE: &str = "http://127.0.0.1:50200";
-
 const CREATE: &str = "mutation($input: CreateProductInput!) { createProduct(input: $input) { id name price description } }";
 const PAGE: &str = "query($first: Int, $after: String) { viewProducts(first: $first, after: $after) { nodes { id name price } pageInfo { endCursor hasNextPage } } }";
 
@@ -37,60 +35,8 @@ async fn product_names(gql: &Graphql) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn products_and_customers_through_envoy() {
-    let _ports = lock_ports();
-    build_binaries(&["product-service", "user-service", "bff"]);
-    infra_up(&["postgres", "kafka", "envoy"]);
-    let product_db = TestDatabase::create("e2e_product").await;
-    let user_db = TestDatabase::create("e2e_user").await;
-    let bin = bin_dir();
-    let kafka = infra_var("KAFKA_BOOTSTRAP_SERVERS");
-
-    let mut product = spawn(
-        "product",
-        &bin.join("product-service"),
-        &[],
-        &[
-            ("LISTEN_ADDR", "127.0.0.1:50101".into()),
-            ("DATABASE_URL", product_db.url.clone()),
-        ],
-    );
-    let mut user = spawn(
-        "user",
-        &bin.join("user-service"),
-        &[],
-        &[
-            ("LISTEN_ADDR", "127.0.0.1:50106".into()),
-            ("DATABASE_URL", user_db.url.clone()),
-            ("KAFKA_BROKERS", kafka),
-        ],
-    );
-    let mut bff = spawn(
-        "bff",
-        &bin.join("bff"),
-        &[],
-        &[
-            ("LISTEN_ADDR", "127.0.0.1:50100".into()),
-            ("PRODUCT_URL", "http://127.0.0.1:50201".into()),
-            ("USER_URL", "http://127.0.0.1:50206".into()),
-            ("ORDER_URL", "http://127.0.0.1:50202".into()),
-            ("CART_COMMAND_URL", "http://127.0.0.1:50203".into()),
-            ("CART_QUERY_URL", "http://127.0.0.1:50204".into()),
-        ],
-    );
-    let mut envoys = [envoy("bff"), envoy("product"), envoy("user")];
-    {
-        let [a, b, c] = &mut envoys;
-        let mut all: Vec<&mut Process> = vec![&mut product, &mut user, &mut bff, a, b, c];
-        wait_http_ok(
-            &format!("{BFF_EDGE}/healthz"),
-            Duration::from_secs(60),
-            &mut all,
-        )
-        .await;
-    }
-    wait_envoy_healthy(50301, "product", Duration::from_secs(30)).await;
-    wait_envoy_healthy(50306, "user", Duration::from_secs(30)).await;
-    let gql = Graphql::new(format!("{BFF_EDGE}/graphql"));
+    let stack = Stack::start(&["product", "user", "bff"]).await;
+    let gql = stack.graphql();
 
     // Products: create, page through in a stable order.
     let mut ids = Vec::new();
@@ -106,7 +52,7 @@ async fn products_and_customers_through_envoy() {
         ids.push(d["createProduct"]["id"].as_str().expect("id").to_string());
     }
     assert_eq!(
-        product_names(&gql).await,
+        product_names(gql).await,
         ["Anpan", "Daifuku", "Matcha", "Soba", "Yuzu"]
     );
     let d = gql
@@ -160,7 +106,7 @@ async fn products_and_customers_through_envoy() {
         .await;
     assert_eq!(code, "QUERY_TOO_DEEP", "{err}");
     assert_eq!(
-        product_names(&gql).await.len(),
+        product_names(gql).await.len(),
         5,
         "bad inputs changed nothing"
     );
@@ -205,16 +151,10 @@ async fn products_and_customers_through_envoy() {
     assert_eq!(code, "NOT_FOUND");
 
     // A short smoke load through the same stack: zero errors tolerated.
-    let load = tokio::task::spawn_blocking(|| {
+    let url = stack.graphql_url();
+    let load = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-            .args([
-                "--url",
-                &format!("{BFF_EDGE}/graphql"),
-                "--customers",
-                "4",
-                "--duration",
-                "5",
-            ])
+            .args(["--url", &url, "--customers", "4", "--duration", "5"])
             .args(["--products", "5", "--no-cart"])
             .output()
     })
@@ -234,12 +174,5 @@ async fn products_and_customers_through_envoy() {
     println!("{report}");
 
     // Graceful shutdown on SIGTERM.
-    for p in [&mut bff, &mut user, &mut product] {
-        assert!(
-            p.terminate(Duration::from_secs(10)),
-            "{} ignored SIGTERM:\n{}",
-            p.name,
-            p.log_tail()
-        );
-    }
+    stack.stop_within(Duration::from_secs(10));
 }

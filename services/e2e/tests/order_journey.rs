@@ -14,142 +14,20 @@ use e2e::ops::*;
 use e2e::*;
 use serde_json::json;
 
-const BFF_EDGE: &str = "http://127.0.0.1:50200";
-const CART_COMMAND_EDGE: &str = "http://127.0.0.1:50203";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_journey_with_checkout_through_envoy() {
-    let _ports = lock_ports();
-    build_binaries(&[
-        "product-service",
-        "user-service",
-        "cart-service",
-        "order-service",
-        "bff",
-    ]);
-    infra_up(&["postgres", "kafka", "mongo", "envoy"]);
-    let product_db = TestDatabase::create("e2e_product").await;
-    let user_db = TestDatabase::create("e2e_user").await;
-    let cart_db = TestDatabase::create("e2e_cart_read").await;
-    let order_db = TestDatabase::create("e2e_order").await;
-    let run = format!(
-        "{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default()
-    );
-    let bin = bin_dir();
-    let kafka = infra_var("KAFKA_BOOTSTRAP_SERVERS");
-    // The user service publishes to its fixed topic; the cart listens there (its own
-    // group per run) so that deleting the account deletes the cart.
-    let cart_env = |role: &str, port: u16| {
-        vec![
-            ("ROLE", role.to_string()),
-            ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
-            ("MONGO_URL", infra_var("MONGO_URL")),
-            ("MONGO_DATABASE", format!("e2e_cart_{run}")),
-            ("DATABASE_URL", cart_db.url.clone()),
-            ("KAFKA_BROKERS", kafka.clone()),
-            ("CART_TOPIC", format!("e2e-cart-events-{run}")),
-            ("USER_EVENTS_GROUP", format!("e2e-cart-users-{run}")),
-            ("CONSUMER_GROUP", format!("e2e-cart-handler-{run}")),
-            ("PRODUCT_URL", "http://127.0.0.1:50201".into()),
-        ]
-    };
-
-    let mut product = spawn(
+    let stack = Stack::start(&[
         "product",
-        &bin.join("product-service"),
-        &[],
-        &[
-            ("LISTEN_ADDR", "127.0.0.1:50101".into()),
-            ("DATABASE_URL", product_db.url.clone()),
-        ],
-    );
-    let mut user = spawn(
         "user",
-        &bin.join("user-service"),
-        &[],
-        &[
-            ("LISTEN_ADDR", "127.0.0.1:50106".into()),
-            ("DATABASE_URL", user_db.url.clone()),
-            ("KAFKA_BROKERS", kafka.clone()),
-        ],
-    );
-    let cart_bin = bin.join("cart-service");
-    let mut command = spawn("cart-command", &cart_bin, &[], &cart_env("command", 50103));
-    let mut query = spawn("cart-query", &cart_bin, &[], &cart_env("query", 50104));
-    let mut handler = spawn(
+        "cart-command",
+        "cart-query",
         "cart-event-handler",
-        &cart_bin,
-        &[],
-        &cart_env("event-handler", 50105),
-    );
-    let mut order = spawn(
         "order",
-        &bin.join("order-service"),
-        &[],
-        &[
-            ("LISTEN_ADDR", "127.0.0.1:50102".into()),
-            ("DATABASE_URL", order_db.url.clone()),
-            ("PRODUCT_URL", "http://127.0.0.1:50201".into()),
-            ("CART_COMMAND_URL", CART_COMMAND_EDGE.into()),
-            ("RECOVERY_INTERVAL_SECS", "1".into()),
-        ],
-    );
-    let mut bff = spawn(
         "bff",
-        &bin.join("bff"),
-        &[],
-        &[
-            ("LISTEN_ADDR", "127.0.0.1:50100".into()),
-            ("PRODUCT_URL", "http://127.0.0.1:50201".into()),
-            ("USER_URL", "http://127.0.0.1:50206".into()),
-            ("ORDER_URL", "http://127.0.0.1:50202".into()),
-            ("CART_COMMAND_URL", CART_COMMAND_EDGE.into()),
-            ("CART_QUERY_URL", "http://127.0.0.1:50204".into()),
-        ],
-    );
-    let mut envoys = [
-        envoy("bff"),
-        envoy("product"),
-        envoy("user"),
-        envoy("cart-command"),
-        envoy("cart-query"),
-        envoy("cart-event-handler"),
-        envoy("order"),
-    ];
-    {
-        let mut all: Vec<&mut Process> = vec![
-            &mut product,
-            &mut user,
-            &mut command,
-            &mut query,
-            &mut handler,
-            &mut order,
-            &mut bff,
-        ];
-        all.extend(envoys.iter_mut());
-        wait_http_ok(
-            &format!("{BFF_EDGE}/healthz"),
-            Duration::from_secs(90),
-            &mut all,
-        )
-        .await;
-    }
-    for (admin, cluster) in [
-        (50301, "product"),
-        (50306, "user"),
-        (50303, "cart-command"),
-        (50304, "cart-query"),
-        (50305, "cart-event-handler"),
-        (50302, "order"),
-    ] {
-        wait_envoy_healthy(admin, cluster, Duration::from_secs(60)).await;
-    }
-    let gql = Graphql::new(format!("{BFF_EDGE}/graphql"));
+    ])
+    .await;
+    let gql = stack.graphql();
+    let run = stack.run();
 
     // Browse.
     for (name, price) in [("Matcha", 1200), ("Anpan", 180), ("Soba", 650)] {
@@ -188,7 +66,7 @@ async fn customer_journey_with_checkout_through_envoy() {
     // AssignCustomer is internal (gRPC only): the cart is this customer's from now on.
     let mut cart_commands =
         shop_cart::pb::cart_command_service_client::CartCommandServiceClient::connect(
-            CART_COMMAND_EDGE,
+            stack.edge("cart-command"),
         )
         .await
         .expect("cart command client");
@@ -218,7 +96,7 @@ async fn customer_journey_with_checkout_through_envoy() {
         )
         .await;
     assert_eq!(version(&d, "removeProduct"), 6);
-    let c = view_at(&gql, &cart, 6).await;
+    let c = view_at(gql, &cart, 6).await;
     assert_eq!(c["customerId"], json!(customer));
     assert_eq!(
         cart_lines(&c),
@@ -256,7 +134,7 @@ async fn customer_journey_with_checkout_through_envoy() {
     assert_eq!(again, placed, "a retried checkout returns the same order");
 
     // The cart is empty (reset at version 7), the order is in the history.
-    let c = view_at(&gql, &cart, 7).await;
+    let c = view_at(gql, &cart, 7).await;
     assert_eq!(c["items"], json!([]));
     assert_eq!(c["version"], json!(7));
     let d = gql.ok(ORDERS, json!({ "id": customer })).await;
@@ -306,23 +184,8 @@ async fn customer_journey_with_checkout_through_envoy() {
     assert_eq!(d["viewOrders"]["nodes"].as_array().map(Vec::len), Some(1));
 
     // A short smoke load of the whole journey with checkout: zero errors tolerated.
-    let report = smoke_load(env!("CARGO_BIN_EXE_loadgen"), format!("{BFF_EDGE}/graphql")).await;
+    let report = smoke_load(env!("CARGO_BIN_EXE_loadgen"), stack.graphql_url()).await;
     println!("{report}");
 
-    for p in [
-        &mut bff,
-        &mut order,
-        &mut command,
-        &mut query,
-        &mut handler,
-        &mut user,
-        &mut product,
-    ] {
-        assert!(
-            p.terminate(Duration::from_secs(15)),
-            "{} ignored SIGTERM:\n{}",
-            p.name,
-            p.log_tail()
-        );
-    }
+    stack.stop();
 }
