@@ -10,6 +10,8 @@ mod context;
 #[cfg(feature = "postgres")]
 pub mod db;
 mod error;
+#[cfg(any(feature = "server", feature = "sql"))]
+mod retry;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "sql")]

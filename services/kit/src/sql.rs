@@ -65,6 +65,25 @@ pub struct ConnectOptions {
     pub startup_timeout: Duration,
 }
 
+impl ConnectOptions {
+    /// A service's settings: pool size and how long to wait for the server at start.
+    pub fn new(max_connections: u32, startup_timeout_secs: u64) -> ConnectOptions {
+        ConnectOptions {
+            max_connections,
+            startup_timeout: Duration::from_secs(startup_timeout_secs),
+        }
+    }
+}
+
+/// A service could not open its database; names the URL (without its password).
+#[derive(Debug, thiserror::Error)]
+#[error("connecting to {url} and applying migrations")]
+pub struct OpenError {
+    pub url: String,
+    #[source]
+    pub source: Error,
+}
+
 impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
@@ -88,7 +107,7 @@ impl Db {
     ) -> Result<Db, Error> {
         let db = match Dialect::of_url(url) {
             Some(Dialect::Postgres) => {
-                let pool = retry_until("database", options.startup_timeout, || {
+                let pool = crate::retry::retry_until("database", options.startup_timeout, || {
                     PgPoolOptions::new()
                         .max_connections(options.max_connections)
                         .acquire_timeout(Duration::from_secs(5))
@@ -136,6 +155,21 @@ impl Db {
     /// Applies the migrations of this dialect. PostgreSQL serialises concurrent
     /// migrators with sqlx's advisory lock; SQLite has none, so migrators of one file in
     /// this process (a launcher starting a service's roles together) take turns here.
+    /// [`Db::connect`] with the service's migrations, for a service's start: the error
+    /// says which database (password redacted).
+    pub async fn open(
+        url: &str,
+        options: &ConnectOptions,
+        migrations: &Migrations,
+    ) -> Result<Db, OpenError> {
+        Db::connect(url, options, Some(migrations))
+            .await
+            .map_err(|source| OpenError {
+                url: redact(url),
+                source,
+            })
+    }
+
     pub async fn migrate(&self, migrations: &Migrations) -> Result<(), Error> {
         let result = match self {
             Db::Postgres(p) => migrations.postgres.run(p).await,
@@ -718,26 +752,6 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
-    }
-}
-
-async fn retry_until<T, F, Fut>(what: &str, timeout: Duration, mut connect: F) -> Result<T, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match connect().await {
-            Ok(v) => return Ok(v),
-            Err(e) if tokio::time::Instant::now() + delay < deadline => {
-                tracing::warn!(error = %e, "{what} not ready, retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => return Err(e),
-        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use shop_kit::sql::{self, ConnectOptions, Db, Migrations};
+use shop_kit::sql::{ConnectOptions, Db, Migrations};
 use shop_kit::{RequestContext, ServiceError, server};
 use shop_order::{OrderUseCases, pb};
 use sqlx::migrate::Migrator;
@@ -84,21 +84,12 @@ pub async fn run(
     incoming: TcpIncoming,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let db = Db::connect(
+    let db = Db::open(
         &config.database_url,
-        &ConnectOptions {
-            max_connections: config.max_connections,
-            startup_timeout: Duration::from_secs(config.startup_timeout_secs),
-        },
-        Some(&MIGRATIONS),
+        &ConnectOptions::new(config.max_connections, config.startup_timeout_secs),
+        &MIGRATIONS,
     )
-    .await
-    .with_context(|| {
-        format!(
-            "connecting to {} and applying migrations",
-            sql::redact(&config.database_url)
-        )
-    })?;
+    .await?;
     let served = serve(&config, db.clone(), incoming, stop).await;
     db.close().await;
     served?;

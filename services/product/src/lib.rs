@@ -4,9 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
 use base64::Engine;
 use chrono::{DateTime, SubsecRound, Utc};
 use shop_kit::sql::{self, ConnectOptions, Db, Migrations};
@@ -56,21 +54,12 @@ pub async fn run(
     incoming: TcpIncoming,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let db = Db::connect(
+    let db = Db::open(
         &config.database_url,
-        &ConnectOptions {
-            max_connections: config.max_connections,
-            startup_timeout: Duration::from_secs(config.startup_timeout_secs),
-        },
-        Some(&MIGRATIONS),
+        &ConnectOptions::new(config.max_connections, config.startup_timeout_secs),
+        &MIGRATIONS,
     )
-    .await
-    .with_context(|| {
-        format!(
-            "connecting to {} and applying migrations",
-            sql::redact(&config.database_url)
-        )
-    })?;
+    .await?;
     let router = server::grpc_router(
         &[shop_product::pb::product_service_server::SERVICE_NAME],
         &[shop_product::FILE_DESCRIPTOR_SET],

@@ -142,16 +142,12 @@ async fn run_with(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let serving = incoming.filter(|_| config.mode == Mode::Serve);
-    let db = Db::connect(
+    let db = Db::open(
         &config.database_url,
-        &ConnectOptions {
-            max_connections: config.max_connections,
-            startup_timeout: Duration::from_secs(config.startup_timeout_secs),
-        },
-        Some(&MIGRATIONS),
+        &ConnectOptions::new(config.max_connections, config.startup_timeout_secs),
+        &MIGRATIONS,
     )
-    .await
-    .context("connecting to the database and applying migrations")?;
+    .await?;
 
     // The relay stops after the server (in-flight commands get published), on a channel
     // of its own so that it also stops when the server fails.
