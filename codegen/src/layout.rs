@@ -5,9 +5,11 @@ use crate::ir::*;
 use crate::names;
 
 /// Local ports are `BASE + index` in deployable order: the app, its Envoy, its admin.
-const LOCAL_APP_BASE: u16 = 50100;
-const LOCAL_ENVOY_BASE: u16 = 50200;
-const LOCAL_ADMIN_BASE: u16 = 50300;
+/// Below Linux's ephemeral range (32768-60999), so an outgoing connection never takes
+/// one as its source port before the service binds it.
+const LOCAL_APP_BASE: u16 = 20100;
+const LOCAL_ENVOY_BASE: u16 = 20200;
+const LOCAL_ADMIN_BASE: u16 = 20300;
 
 pub fn derive(system: &mut System) {
     system.databases = databases(system);

@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Where the BFF listens (the `bff` cluster of `generated/envoy/local/bff.yaml`).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50100";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:20100";
 /// The Envoy of each upstream deployable (`generated/envoy/local/<name>.yaml`).
-pub const DEFAULT_PRODUCT_URL: &str = "http://127.0.0.1:50201";
-pub const DEFAULT_ORDER_URL: &str = "http://127.0.0.1:50202";
-pub const DEFAULT_CART_COMMAND_URL: &str = "http://127.0.0.1:50203";
-pub const DEFAULT_CART_QUERY_URL: &str = "http://127.0.0.1:50204";
-pub const DEFAULT_USER_URL: &str = "http://127.0.0.1:50206";
+pub const DEFAULT_PRODUCT_URL: &str = "http://127.0.0.1:20201";
+pub const DEFAULT_ORDER_URL: &str = "http://127.0.0.1:20202";
+pub const DEFAULT_CART_COMMAND_URL: &str = "http://127.0.0.1:20203";
+pub const DEFAULT_CART_QUERY_URL: &str = "http://127.0.0.1:20204";
+pub const DEFAULT_USER_URL: &str = "http://127.0.0.1:20206";
 
 pub const DEFAULT_MAX_DEPTH: usize = 10;
 pub const DEFAULT_MAX_COMPLEXITY: usize = 500;
@@ -95,7 +95,7 @@ impl Default for UpstreamConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 50100)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 20100)),
             upstreams: UpstreamConfig::default(),
             limits: Limits::default(),
         }

@@ -299,7 +299,7 @@ mod tests {
                 json!({"code": "FAILED_PRECONDITION"}),
             ),
             (
-                Status::unavailable("tcp connect error: 10.1.2.3:50201"),
+                Status::unavailable("tcp connect error: 10.1.2.3:20201"),
                 json!({"code": "UNAVAILABLE", "retryable": true}),
             ),
             (

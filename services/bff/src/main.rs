@@ -1,4 +1,4 @@
-//! The BFF binary: `bff --listen 127.0.0.1:50100 --product-url http://127.0.0.1:50201 …`
+//! The BFF binary: `bff --listen 127.0.0.1:20100 --product-url http://127.0.0.1:20201 …`
 //! (every flag also reads its environment variable: `LISTEN_ADDR`, `PRODUCT_URL`, …).
 
 use clap::Parser;

@@ -62,7 +62,7 @@ pub struct Config {
     /// Which process to run.
     #[arg(long, env = "ROLE", value_enum, default_value_t = Role::Command)]
     pub role: Role,
-    /// gRPC address; defaults to the role's local port (50103, 50104, 50105).
+    /// gRPC address; defaults to the role's local port (20103, 20104, 20105).
     #[arg(long, env = "LISTEN_ADDR")]
     pub listen: Option<SocketAddr>,
     /// The event store (command role, store-tailing event handler, rebuild):
@@ -97,7 +97,7 @@ pub struct Config {
     #[arg(long, env = "USER_TOPIC", default_value = shop_user::TOPIC)]
     pub user_topic: String,
     /// The product service (its Envoy), asked whether an added product exists.
-    #[arg(long, env = "PRODUCT_URL", default_value = "http://127.0.0.1:50201")]
+    #[arg(long, env = "PRODUCT_URL", default_value = "http://127.0.0.1:20201")]
     pub product_url: String,
     #[arg(long, env = "PRODUCT_TIMEOUT_MS", default_value_t = 3000)]
     pub product_timeout_ms: u64,
@@ -163,7 +163,7 @@ impl Default for Config {
             cart_topic: shop_cart::TOPIC.into(),
             cart_topic_partitions: 3,
             user_topic: shop_user::TOPIC.into(),
-            product_url: "http://127.0.0.1:50201".into(),
+            product_url: "http://127.0.0.1:20201".into(),
             product_timeout_ms: 3000,
             relay: true,
             relay_name: "relay".into(),
@@ -187,9 +187,9 @@ impl Config {
     /// The gRPC address: `--listen`, else the role's local port.
     pub fn listen(&self) -> SocketAddr {
         let port = match self.role {
-            Role::Command => 50103,
-            Role::Query => 50104,
-            Role::EventHandler => 50105,
+            Role::Command => 20103,
+            Role::Query => 20104,
+            Role::EventHandler => 20105,
         };
         self.listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)))

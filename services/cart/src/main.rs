@@ -1,12 +1,12 @@
 //! `cart-service --role command|query|event-handler` (or `ROLE=…`), and
 //! `cart-service rebuild`.
 //!
-//! - `command`: `CartCommandService` on 127.0.0.1:50103 over the event store, plus the
+//! - `command`: `CartCommandService` on 127.0.0.1:20103 over the event store, plus the
 //!   relay to the bus (unless `RELAY=false`) and the `user.events` subscriber (unless
 //!   `SUBSCRIBER=false`).
-//! - `query`: `CartQueryService` on 127.0.0.1:50104 over the read model.
+//! - `query`: `CartQueryService` on 127.0.0.1:20104 over the read model.
 //! - `event-handler`: projects `cart.events` into the read model; gRPC health on
-//!   127.0.0.1:50105. With `--events-from store` (`EVENTS_FROM=store`) it needs no
+//!   127.0.0.1:20105. With `--events-from store` (`EVENTS_FROM=store`) it needs no
 //!   bus: it tails the event store from its own checkpoint (see `tail`).
 //! - `rebuild`: replays the event store into the read model and prints the events per
 //!   second.

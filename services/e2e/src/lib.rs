@@ -121,21 +121,7 @@ pub fn lock_ports() -> PortsLock {
         path.display(),
         std::io::Error::last_os_error()
     );
-    reserve_local_ports();
     PortsLock { _file: file }
-}
-
-/// The generated local ports (app 501xx, Envoy 502xx, admin 503xx) lie inside Linux's
-/// ephemeral range, so an outgoing connection can take one as its source port and a
-/// service then fails to bind it. Reserving them stops that; it needs root, so where it
-/// is not allowed the tests go on without it (`.ci/run` reserves them as well).
-fn reserve_local_ports() {
-    const RESERVED: &str = "50100-50399";
-    let path = "/proc/sys/net/ipv4/ip_local_reserved_ports";
-    let current = std::fs::read_to_string(path).unwrap_or_default();
-    if !current.contains(RESERVED) {
-        let _ = std::fs::write(path, RESERVED);
-    }
 }
 
 fn log_dir() -> PathBuf {

@@ -319,7 +319,7 @@ impl Stack {
         format!("{}/graphql", self.edge("bff"))
     }
 
-    /// The URL of `deployable`'s Envoy (`http://127.0.0.1:502xx`).
+    /// The URL of `deployable`'s Envoy (`http://127.0.0.1:202xx`).
     pub fn edge(&self, deployable: &str) -> String {
         edge_url(deployable)
     }
@@ -412,6 +412,6 @@ mod tests {
     #[test]
     fn ports_of_the_bff() {
         let p = local_ports("bff");
-        assert_eq!((p.app, p.edge, p.admin), (50100, 50200, 50300));
+        assert_eq!((p.app, p.edge, p.admin), (20100, 20200, 20300));
     }
 }

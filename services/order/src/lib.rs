@@ -43,7 +43,7 @@ const DEFAULT_PAGE: i64 = 20;
 #[command(about = "The shop's order service (gRPC)")]
 pub struct Config {
     /// Address to serve gRPC on (the binary binds it; [`run`] takes the bound socket).
-    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:50102")]
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:20102")]
     pub listen: SocketAddr,
     /// The order database: `postgres://…` or `sqlite://path/to/file.db`; the
     /// migrations of that dialect (generated/sql or generated/sqlite) run at start.
@@ -55,13 +55,13 @@ pub struct Config {
     #[arg(long, env = "STARTUP_TIMEOUT_SECS", default_value_t = 30)]
     pub startup_timeout_secs: u64,
     /// The product service (its Envoy), for prices at checkout.
-    #[arg(long, env = "PRODUCT_URL", default_value = "http://127.0.0.1:50201")]
+    #[arg(long, env = "PRODUCT_URL", default_value = "http://127.0.0.1:20201")]
     pub product_url: String,
     /// The cart command side (its Envoy), for LoadCart and ResetCart at checkout.
     #[arg(
         long,
         env = "CART_COMMAND_URL",
-        default_value = "http://127.0.0.1:50203"
+        default_value = "http://127.0.0.1:20203"
     )]
     pub cart_command_url: String,
     /// How often the recovery task completes pending orders.

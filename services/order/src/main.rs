@@ -1,4 +1,4 @@
-//! The order service: `order-service --listen 127.0.0.1:50102 --database-url postgres://…`
+//! The order service: `order-service --listen 127.0.0.1:20102 --database-url postgres://…`
 //! (or `--database-url sqlite://data/order.db`).
 
 use clap::Parser;

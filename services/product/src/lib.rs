@@ -33,7 +33,7 @@ const DEFAULT_PAGE: i64 = 20;
 #[command(about = "The shop's product service (gRPC)")]
 pub struct Config {
     /// Address to serve gRPC on (the binary binds it; [`run`] takes the bound socket).
-    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:50101")]
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:20101")]
     pub listen: SocketAddr,
     /// The product database: `postgres://…` or `sqlite://path/to/file.db`; the
     /// migrations of that dialect (generated/sql or generated/sqlite) run at start.

@@ -1,4 +1,4 @@
-//! The product service: `product-service --listen 127.0.0.1:50101 --database-url postgres://…`
+//! The product service: `product-service --listen 127.0.0.1:20101 --database-url postgres://…`
 //! (or `--database-url sqlite://data/product.db`).
 
 use clap::Parser;

@@ -58,7 +58,7 @@ pub struct Config {
     pub mode: Mode,
     /// Address to serve gRPC on (the local port of deployable `user`). Used by the
     /// binary to bind; [`run`] serves on the listener it is given.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:50106")]
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:20106")]
     pub listen: SocketAddr,
     /// The user database: `postgres://…` or `sqlite://path/user.db`; the migrations of
     /// that dialect (generated/sql or generated/sqlite /shop_user) run at start.

@@ -23,12 +23,12 @@ struct Args {
 
 fn usage() -> &'static str {
     "usage: loadgen [--url URL] [--customers N] [--duration SECS] [--products N] [--no-cart] [--checkout]\n\
-     defaults: --url http://127.0.0.1:50200/graphql --customers 8 --duration 30 --products 20"
+     defaults: --url http://127.0.0.1:20200/graphql --customers 8 --duration 30 --products 20"
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
-        url: "http://127.0.0.1:50200/graphql".into(),
+        url: "http://127.0.0.1:20200/graphql".into(),
         customers: 8,
         duration: Duration::from_secs(30),
         products: 20,
