@@ -302,15 +302,7 @@ pub fn migration(
             continue;
         };
         let tn = ident(&new.name);
-        let map: Vec<(String, String)> = new
-            .columns
-            .iter()
-            .filter_map(|c| {
-                let from = c.renamed_from.as_ref()?;
-                let has = |n: &str| before.columns.iter().any(|b| b.name == n);
-                (has(from) && !has(&c.name)).then(|| (from.clone(), c.name.clone()))
-            })
-            .collect();
+        let map = column_renames(before, new);
         for (from, to) in &map {
             renames.push(format!(
                 "ALTER TABLE {tn} RENAME COLUMN {} TO {};",
@@ -710,6 +702,19 @@ fn fnv1a(s: &str) -> u32 {
     s.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
+}
+
+/// The columns `new` renames from `before` (`renamed_from` naming a column that is
+/// there and whose new name is not yet): (old name, new name).
+pub(crate) fn column_renames(before: &Table, new: &Table) -> Vec<(String, String)> {
+    new.columns
+        .iter()
+        .filter_map(|c| {
+            let from = c.renamed_from.as_ref()?;
+            let has = |n: &str| before.columns.iter().any(|b| b.name == n);
+            (has(from) && !has(&c.name)).then(|| (from.clone(), c.name.clone()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

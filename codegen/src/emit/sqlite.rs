@@ -201,15 +201,7 @@ pub fn migration(db: &Database, old: &[Table], m: &sql::Migration) -> Result<Str
             continue;
         };
         let tn = ident(&new.name);
-        let map: Vec<(String, String)> = new
-            .columns
-            .iter()
-            .filter_map(|c| {
-                let from = c.renamed_from.as_ref()?;
-                let has = |n: &str| before.columns.iter().any(|b| b.name == n);
-                (has(from) && !has(&c.name)).then(|| (from.clone(), c.name.clone()))
-            })
-            .collect();
+        let map = sql::column_renames(before, new);
         let renamed = sql::rename_columns(before, &map);
         if needs_rebuild(before, &renamed, new, &map) {
             // Dropping the old table would delete (or refuse to delete) the rows of the

@@ -282,7 +282,7 @@ pub async fn rebuild(config: &Config) -> anyhow::Result<RebuildReport> {
 }
 
 async fn wait_stop(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
+    server::stopped(&mut stop).await;
 }
 
 /// Serves `config.role` on `incoming` until `stop` turns true, with its background tasks

@@ -16,8 +16,6 @@
 
 use clap::Parser;
 use shop_kit::server;
-use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 
 use cart_service::{Config, Task};
 
@@ -40,13 +38,6 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let listen = config.listen();
-    let incoming =
-        TcpIncoming::bind(listen).map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        server::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    cart_service::run(config, incoming, stop_rx).await
+    let incoming = server::bind(config.listen())?;
+    cart_service::run(config, incoming, server::stop_on_signal()).await
 }

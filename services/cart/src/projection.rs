@@ -23,14 +23,12 @@ use std::time::Duration;
 
 use prost::Message as _;
 use shop_cart::{CartEvent, EventMeta, pb};
-use shop_kit::bus::{Bus, Received, Subscriber};
+use shop_kit::bus::{Backoff, Bus, Handled, Handler, Received, Subscriber};
 use shop_kit::sql::{self, ConnectOptions, Db, Migrations};
 use shop_kit::{ServiceError, db};
 use sqlx::migrate::Migrator;
 use tokio::sync::watch;
 use uuid::Uuid;
-
-use crate::relay::stopped;
 
 pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../generated/sql/shop_cart_read");
 pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../generated/sqlite/shop_cart_read");
@@ -264,20 +262,22 @@ impl Default for HandlerConfig {
     }
 }
 
-enum Outcome {
-    /// Done with this message: commit its offset.
-    Commit,
-    /// Read it again later: do not commit, seek back.
-    Retry,
+/// The event handler's part of the bus loop: apply, then commit or read again.
+struct ProjectFromBus(Projector);
+
+impl Handler for ProjectFromBus {
+    async fn handle(&mut self, m: &Received) -> Handled {
+        handle(&self.0, m).await
+    }
 }
 
-async fn handle(projector: &Projector, m: &Received) -> Outcome {
+async fn handle(projector: &Projector, m: &Received) -> Handled {
     let envelope = match pb::CartEvent::decode(m.payload.as_slice()) {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(alert = "cart_event_undecodable", partition = m.partition, offset = m.offset,
                 error = %e, "ALERT: undecodable message on the cart topic: skipped (rebuild repairs the read model)");
-            return Outcome::Commit;
+            return Handled::Done;
         }
     };
     let (meta, event) = match CartEvent::from_envelope(&envelope) {
@@ -285,28 +285,28 @@ async fn handle(projector: &Projector, m: &Received) -> Outcome {
         Err(e) => {
             tracing::error!(alert = "cart_event_undecodable", partition = m.partition, offset = m.offset,
                 error = %e, "ALERT: malformed cart event: skipped (rebuild repairs the read model)");
-            return Outcome::Commit;
+            return Handled::Done;
         }
     };
     match projector.apply(&meta, &event).await {
         Ok(Applied::Applied) => {
             tracing::debug!(cart_id = %meta.stream_id, version = meta.version, "event applied");
-            Outcome::Commit
+            Handled::Done
         }
         Ok(Applied::Covered) => {
             tracing::debug!(cart_id = %meta.stream_id, version = meta.version, "duplicate skipped");
-            Outcome::Commit
+            Handled::Done
         }
         Ok(Applied::Gap { have }) => {
             tracing::error!(alert = "cart_projection_gap", cart_id = %meta.stream_id, version = meta.version, have,
                 partition = m.partition, offset = m.offset,
                 "ALERT: event ahead of the read model (a gap): not applied, offset not committed; retrying");
-            Outcome::Retry
+            Handled::Retry
         }
         Err(e) => {
             tracing::warn!(cart_id = %meta.stream_id, version = meta.version, error = %e,
                 "applying the event failed: retrying");
-            Outcome::Retry
+            Handled::Retry
         }
     }
 }
@@ -328,45 +328,13 @@ pub async fn run_event_handler(
         )
         .await?;
     tracing::info!(topic = %config.topic, group = %config.group, bus = ?bus, "event handler consuming");
-    let mut backoff = config.backoff;
-    loop {
-        let m = tokio::select! {
-            m = consumer.recv() => m,
-            () = stopped(&mut shutdown) => break,
-        };
-        let m = match m {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "consumer error");
-                tokio::select! {
-                    () = tokio::time::sleep(config.backoff) => {}
-                    () = stopped(&mut shutdown) => break,
-                }
-                continue;
-            }
-        };
-        match handle(&projector, &m).await {
-            Outcome::Commit => {
-                backoff = config.backoff;
-                if let Err(e) = consumer.commit(&m).await {
-                    // Not fatal: the message comes again and is skipped as covered.
-                    tracing::warn!(error = %e, "offset commit failed");
-                }
-            }
-            Outcome::Retry => {
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = stopped(&mut shutdown) => break,
-                }
-                backoff = (backoff * 2).min(config.max_backoff);
-                if let Err(e) = consumer.seek(&m).await {
-                    // The partition may have moved to another replica; it resumes from
-                    // the committed offset, which is before this message.
-                    tracing::warn!(error = %e, partition = m.partition, offset = m.offset, "seek back failed");
-                }
-            }
-        }
-    }
+    let backoff = Backoff {
+        initial: config.backoff,
+        max: config.max_backoff,
+    };
+    consumer
+        .consume(&mut shutdown, backoff, &mut ProjectFromBus(projector))
+        .await;
     tracing::info!("event handler stopped");
     Ok(())
 }

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use shop_kit::ServiceError;
 use shop_kit::bus::{Bus, Outgoing, Publisher};
+use shop_kit::server::stopped;
 use tokio::sync::watch;
 
 use crate::store::{Commit, EventStore};
@@ -358,8 +359,4 @@ impl Relay {
         }
         tracing::info!("relay stopped");
     }
-}
-
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
 }

@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use prost::Message as _;
 use shop_cart::CartSubscriptions;
-use shop_kit::bus::Bus;
+use shop_kit::bus::{Backoff, Bus, Handled, Handler, Received};
 use shop_kit::{RequestContext, ServiceError};
 use shop_user::CustomerEvent;
 use tokio::sync::watch;
 
 use crate::command::CartCommands;
-use crate::relay::stopped;
 
 #[derive(Debug, Clone)]
 pub struct SubscriberConfig {
@@ -74,6 +73,28 @@ pub async fn on_user_event(
     Ok(done)
 }
 
+/// The subscription's part of the bus loop: decode, run the commands, commit or retry.
+struct DeleteCartsOf(CartCommands);
+
+impl Handler for DeleteCartsOf {
+    async fn handle(&mut self, m: &Received) -> Handled {
+        let result = match shop_user::pb::CustomerEvent::decode(m.payload.as_slice()) {
+            Ok(envelope) => on_user_event(&self.0, &envelope).await,
+            Err(e) => {
+                tracing::error!(alert = "user_event_undecodable", error = %e, "ALERT: undecodable user event: skipped");
+                Ok(0)
+            }
+        };
+        match result {
+            Ok(_) => Handled::Done,
+            Err(e) => {
+                tracing::warn!(error = %e, "user event not handled: retrying");
+                Handled::Retry
+            }
+        }
+    }
+}
+
 /// Consumes the user topic of `bus` until `shutdown`: commits a message after its
 /// commands ran, reads it again (seek back) after a backoff when they failed.
 pub async fn run_subscriber(
@@ -86,47 +107,13 @@ pub async fn run_subscriber(
         .subscriber(&config.group, None, &[&config.topic])
         .await?;
     tracing::info!(topic = %config.topic, group = %config.group, bus = ?bus, "user-events subscriber consuming");
-    loop {
-        let m = tokio::select! {
-            m = consumer.recv() => m,
-            () = stopped(&mut shutdown) => break,
-        };
-        let m = match m {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "consumer error");
-                tokio::select! {
-                    () = tokio::time::sleep(config.backoff) => {}
-                    () = stopped(&mut shutdown) => break,
-                }
-                continue;
-            }
-        };
-        let result = match shop_user::pb::CustomerEvent::decode(m.payload.as_slice()) {
-            Ok(envelope) => on_user_event(&commands, &envelope).await,
-            Err(e) => {
-                tracing::error!(alert = "user_event_undecodable", error = %e, "ALERT: undecodable user event: skipped");
-                Ok(0)
-            }
-        };
-        match result {
-            Ok(_) => {
-                if let Err(e) = consumer.commit(&m).await {
-                    tracing::warn!(error = %e, "offset commit failed");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "user event not handled: retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(config.backoff) => {}
-                    () = stopped(&mut shutdown) => break,
-                }
-                if let Err(e) = consumer.seek(&m).await {
-                    tracing::warn!(error = %e, "seek back failed");
-                }
-            }
-        }
-    }
+    let backoff = Backoff {
+        initial: config.backoff,
+        max: config.backoff,
+    };
+    consumer
+        .consume(&mut shutdown, backoff, &mut DeleteCartsOf(commands))
+        .await;
     tracing::info!("user-events subscriber stopped");
     Ok(())
 }

@@ -24,8 +24,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::projection::{Applied, Projector};
-use crate::relay::{Prefix, PrefixReader, Round, stopped};
+use crate::relay::{Prefix, PrefixReader, Round};
 use crate::store::EventStore;
+use shop_kit::server::stopped;
 
 #[derive(Debug, Clone)]
 pub struct TailConfig {

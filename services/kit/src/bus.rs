@@ -295,6 +295,80 @@ impl Subscriber {
     }
 }
 
+/// What a handler made of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Done: commit it.
+    Done,
+    /// Not now: read it again after a backoff.
+    Retry,
+}
+
+/// How long to wait before reading a message again: `initial`, doubling on every
+/// further retry up to `max`, back to `initial` after a message is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+/// What [`Subscriber::consume`] hands each message to.
+pub trait Handler {
+    fn handle(&mut self, m: &Received) -> impl std::future::Future<Output = Handled> + Send;
+}
+
+impl Subscriber {
+    /// Hands every message to `handler` until `stop` turns true (or its sender is gone):
+    /// commits after [`Handled::Done`]; after [`Handled::Retry`] waits and seeks back, so
+    /// nothing after it is read first. A receive error waits `backoff.initial`.
+    pub async fn consume(
+        &mut self,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+        backoff: Backoff,
+        handler: &mut impl Handler,
+    ) {
+        let mut wait = backoff.initial;
+        loop {
+            let m = tokio::select! {
+                m = self.recv() => m,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff.initial) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    continue;
+                }
+            };
+            match handler.handle(&m).await {
+                Handled::Done => {
+                    wait = backoff.initial;
+                    if let Err(e) = self.commit(&m).await {
+                        // Not fatal: the message comes again; handlers are idempotent.
+                        tracing::warn!(error = %e, "offset commit failed");
+                    }
+                }
+                Handled::Retry => {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    wait = (wait * 2).min(backoff.max);
+                    if let Err(e) = self.seek(&m).await {
+                        // The partition may have moved to another member; it resumes
+                        // from the committed offset, which is before this message.
+                        tracing::warn!(error = %e, partition = m.partition, offset = m.offset, "seek back failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
 const LOG_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS bus_messages (
         topic       TEXT NOT NULL,

@@ -67,6 +67,32 @@ pub fn reflection(
 
 pub use crate::retry::retry_until;
 
+/// Resolves once `stop` turns true, or once its sender is gone (nobody can ask any more).
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// A stop flag that turns true on SIGTERM or Ctrl-C: what a service binary hands to its
+/// library's `run`.
+pub fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Binds the gRPC listener; the error names the address.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tonic::transport::server::TcpIncoming> {
+    tonic::transport::server::TcpIncoming::bind(addr).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("binding {addr}: {e}"),
+        )
+    })
+}
+
 /// Connects to PostgreSQL, waiting up to `startup_timeout` for it (a service started with
 /// its database must not crash), then applies the service's generated migrations.
 #[cfg(feature = "postgres")]

@@ -137,7 +137,7 @@ async fn serve(
     let served = router
         .add_service(shop_order::order_server(orders))
         .serve_with_incoming_shutdown(incoming, async move {
-            let _ = stop.wait_for(|s| *s).await;
+            server::stopped(&mut stop).await;
         })
         .await;
     // The server also ends on an error: the recovery task must not outlive it.
@@ -160,7 +160,7 @@ async fn recover_until_stopped<C: Carts, P: Catalog>(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => break,
+            () = server::stopped(&mut stop) => break,
         }
         tokio::select! {
             round = orders.recover_once(recovery) => {
@@ -168,7 +168,7 @@ async fn recover_until_stopped<C: Carts, P: Catalog>(
                     tracing::warn!(error = %e, "recovery round failed");
                 }
             }
-            _ = stop.wait_for(|s| *s) => break,
+            () = server::stopped(&mut stop) => break,
         }
     }
 }

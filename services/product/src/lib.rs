@@ -71,7 +71,7 @@ pub async fn run(
             db.clone(),
         ))))
         .serve_with_incoming_shutdown(incoming, async move {
-            let _ = stop.wait_for(|s| *s).await;
+            server::stopped(&mut stop).await;
         })
         .await;
     db.close().await;

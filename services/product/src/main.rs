@@ -4,19 +4,11 @@
 use clap::Parser;
 use product_service::{Config, run};
 use shop_kit::server;
-use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     server::init_tracing();
     let config = Config::parse();
-    let incoming = TcpIncoming::bind(config.listen)
-        .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        server::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    run(config, incoming, stop_rx).await
+    let incoming = server::bind(config.listen)?;
+    run(config, incoming, server::stop_on_signal()).await
 }

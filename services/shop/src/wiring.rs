@@ -154,7 +154,7 @@ pub fn spawn(
     tasks.spawn(named(
         "bff",
         bff::serve_on(bff, graphql, async move {
-            let _ = bff_stop.wait_for(|s| *s).await;
+            shop_kit::server::stopped(&mut bff_stop).await;
         }),
     ));
     Ok(())

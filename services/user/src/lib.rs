@@ -204,7 +204,7 @@ async fn run_with(
 
 /// Resolves once `stop` turns true, or its sender is gone.
 async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
+    server::stopped(&mut stop).await;
 }
 
 /// Serves `shop.user.v1.UserService` with health (serving for it and for "") and

@@ -8,23 +8,16 @@
 
 use clap::Parser;
 use shop_kit::server;
-use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 use user_service::{Config, Mode};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     server::init_tracing();
     let config = Config::parse();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        server::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
+    let stop_rx = server::stop_on_signal();
     match config.mode {
         Mode::Serve => {
-            let incoming = TcpIncoming::bind(config.listen)
-                .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
+            let incoming = server::bind(config.listen)?;
             tracing::info!(listen = %config.listen, "user service starting");
             user_service::run(config, incoming, stop_rx).await
         }

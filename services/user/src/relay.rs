@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shop_kit::bus::{Bus, Outgoing, Publisher};
+use shop_kit::server::stopped;
 use shop_kit::sql::{self, Db};
 use tokio::sync::watch;
 
@@ -264,9 +265,4 @@ impl Relay {
         }
         tracing::info!("relay stopped");
     }
-}
-
-/// Resolves once shutdown is asked for, or its sender is gone.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }

@@ -91,14 +91,7 @@ fn from_bson_datetime(t: bson::DateTime) -> DateTime<Utc> {
 
 /// `CartEvent` as `(type, payload document)`: the payload is the serde form of the event.
 pub fn event_to_bson(event: &CartEvent) -> Result<(String, Bson), ServiceError> {
-    let json = serde_json::to_value(event)
-        .map_err(|e| ServiceError::Internal(format!("encoding event: {e}")))?;
-    let kind = json
-        .get("type")
-        .and_then(|t| t.as_str())
-        .ok_or_else(|| ServiceError::Internal("event without a type".into()))?
-        .to_string();
-    let data = json.get("data").cloned().unwrap_or(serde_json::json!({}));
+    let (kind, data) = super::event_to_json(event)?;
     let payload =
         bson::to_bson(&data).map_err(|e| ServiceError::Internal(format!("encoding event: {e}")))?;
     Ok((kind, payload))
