@@ -1,11 +1,12 @@
 //! Generation against the spec lock: safe spec evolution.
 //!
 //! The lock is applied to the freshly lowered IR (proto numbers pinned by name, removed
-//! ones reserved, event schema versions counted), so every emitter sees the pinned
-//! numbers. The new spec is then compared with the lock for what breaks clients or
-//! data, and each database gets one new migration from the schema its existing
-//! migrations produce to the one the spec describes. Existing migrations are history:
-//! never regenerated, only listed with their checksum.
+//! ones reserved, event schema versions counted, port slots pinned by deployable name),
+//! so every emitter sees the pinned numbers and ports. The new spec is then compared
+//! with the lock for what breaks clients or data, and each database gets one new
+//! migration from the schema its existing migrations produce to the one the spec
+//! describes. Existing migrations are history: never regenerated, only listed with
+//! their checksum.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -16,6 +17,7 @@ use crate::emit::sql::{self, MigrationError};
 use crate::emit::sqlite;
 use crate::emit::{EmitError, GeneratedFile};
 use crate::ir::*;
+use crate::layout;
 use crate::lock::{self, Lock, LockedField, LockedMessage, LockedMigration};
 use crate::names;
 
@@ -250,6 +252,7 @@ pub fn generate(
             sqlite_history.insert(db.name.clone(), slist);
         }
     }
+    errors.extend(pin_slots(&mut system, old.as_ref()));
     if !errors.is_empty() {
         let mut d = crate::diag::Diagnostics::default();
         for e in errors {
@@ -303,7 +306,11 @@ pub fn generate(
     }
     files.extend(migrations);
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let lock_text = Lock::of(&system, &history, &sqlite_history).render();
+    let mut lock = Lock::of(&system, &history, &sqlite_history);
+    if let Some(old) = &old {
+        lock.retire_deployables(old);
+    }
+    let lock_text = lock.render();
     Ok(Generation {
         files,
         preserved,
@@ -355,7 +362,57 @@ fn apply(system: &mut System, lock: &Lock) {
         }
     }
     // Tables follow the entities' (now pinned) field order.
-    crate::layout::derive(system);
+    layout::derive(system);
+    // So do GraphQL object fields. What could fail here failed in lowering already.
+    let _ = crate::graphql_model::derive(system);
+}
+
+/// Gives every deployable the port slot the lock pins to its name; a new one gets the
+/// highest slot ever used + 1, so no port changes hands. Without a lock (or a lock from
+/// before slots), slots follow deployable order, as layout assigned them.
+fn pin_slots(system: &mut System, lock: Option<&Lock>) -> Vec<Diagnostic> {
+    let mut next = lock
+        .and_then(Lock::max_slot)
+        .map_or(0, |s| u32::from(s) + 1);
+    let mut errors = Vec::new();
+    for i in 0..system.deployables.len() {
+        let name = &system.deployables[i].name;
+        let slot = match lock.and_then(|l| l.deployables.get(name)) {
+            Some(l) => u32::from(l.slot),
+            None => {
+                next += 1;
+                next - 1
+            }
+        };
+        match u16::try_from(slot)
+            .ok()
+            .filter(|s| *s < layout::LOCAL_SLOTS)
+        {
+            Some(slot) => {
+                let d = &mut system.deployables[i];
+                d.slot = slot;
+                d.local = layout::local_ports(slot);
+            }
+            None => errors.push(slot_error(system, &system.deployables[i], slot)),
+        }
+    }
+    errors
+}
+
+fn slot_error(system: &System, d: &Deployable, slot: u32) -> Diagnostic {
+    let span = system
+        .services
+        .iter()
+        .find(|s| s.name == d.service)
+        .map_or(Span { line: 1, column: 1 }, |s| s.span);
+    Diagnostic {
+        span,
+        message: format!(
+            "deployable `{}` would get port slot {slot}, but there are {} local port slots: the lock keeps every slot ever used",
+            d.name,
+            layout::LOCAL_SLOTS
+        ),
+    }
 }
 
 /// Whether a field of proto type `old` may keep its number as `new` (same encoding).

@@ -30,6 +30,8 @@ pub struct System {
     pub entities: Vec<Entity>,
     pub services: Vec<Service>,
     pub bff: Bff,
+    /// The GraphQL API the BFF serves, decided from `bff` (see `graphql_model`).
+    pub graphql: GraphqlApi,
     /// Every process that runs, in a fixed order: bff first, then services in spec
     /// order, each service's roles in role order.
     pub deployables: Vec<Deployable>,
@@ -208,6 +210,8 @@ pub struct Relation {
     /// The target's lifetime is bound to this entity (composition).
     pub owned: bool,
     pub on_delete: OnDelete,
+    /// Owned relations: the order the owned items are listed in (empty: their key).
+    pub order_by: Vec<IndexColumn>,
     pub span: Span,
 }
 
@@ -534,6 +538,280 @@ pub struct BffOperation {
     pub span: Span,
 }
 
+/// The BFF's GraphQL API, decided once (`graphql_model`) from the exposed operations:
+/// the SDL and the BFF's generated resolvers are both rendered from it.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct GraphqlApi {
+    /// The `Query` fields (a placeholder `ok` when nothing is exposed as a query).
+    pub queries: Vec<RootField>,
+    pub mutations: Vec<RootField>,
+    /// Every object type but `Query` and `Mutation`, in schema order: entities,
+    /// connections, `PageInfo`, `DeletePayload`, command payloads.
+    pub objects: Vec<ObjectType>,
+    /// Every input type, in schema order: operation inputs, then owned children's.
+    pub inputs: Vec<InputType>,
+    /// The deployables the BFF calls, in first-use order.
+    pub upstreams: Vec<GraphqlUpstream>,
+    /// How relation fields fetch an entity by id: one per entity that an exposed get
+    /// (or an ES query taking just its id) returns.
+    pub lookups: Vec<Lookup>,
+}
+
+impl GraphqlApi {
+    pub fn is_empty(&self) -> bool {
+        self.queries.iter().all(|q| q.call.is_none()) && self.mutations.is_empty()
+    }
+    /// The object type of an entity.
+    pub fn entity(&self, entity: &str) -> Option<&ObjectType> {
+        self.objects
+            .iter()
+            .find(|o| o.source == ObjectSource::Entity(entity.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum GraphqlScalar {
+    Id,
+    String,
+    Int,
+    Boolean,
+    /// Integer minor units, 64-bit.
+    Money,
+    /// RFC 3339, UTC.
+    DateTime,
+}
+
+impl GraphqlScalar {
+    pub fn name(self) -> &'static str {
+        match self {
+            GraphqlScalar::Id => "ID",
+            GraphqlScalar::String => "String",
+            GraphqlScalar::Int => "Int",
+            GraphqlScalar::Boolean => "Boolean",
+            GraphqlScalar::Money => "Money",
+            GraphqlScalar::DateTime => "DateTime",
+        }
+    }
+    pub fn of(ty: &FieldType) -> GraphqlScalar {
+        match ty {
+            FieldType::Uuid | FieldType::Ref(_) => GraphqlScalar::Id,
+            FieldType::String | FieldType::Text | FieldType::Email => GraphqlScalar::String,
+            FieldType::Int => GraphqlScalar::Int,
+            FieldType::Money => GraphqlScalar::Money,
+            FieldType::Timestamp => GraphqlScalar::DateTime,
+            FieldType::Bool => GraphqlScalar::Boolean,
+        }
+    }
+}
+
+/// `Name`, `Name!` or `[Name!]!` (list items are never null).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GraphqlTypeRef {
+    pub name: String,
+    pub list: bool,
+    pub non_null: bool,
+}
+
+impl fmt::Display for GraphqlTypeRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bang = if self.non_null { "!" } else { "" };
+        if self.list {
+            write!(f, "[{}!]{bang}", self.name)
+        } else {
+            write!(f, "{}{bang}", self.name)
+        }
+    }
+}
+
+/// An argument of a field, or a field of an input type.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GraphqlArg {
+    pub name: String,
+    pub doc: Option<String>,
+    pub ty: GraphqlTypeRef,
+}
+
+/// A field of `Query` or `Mutation`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RootField {
+    pub name: String,
+    pub doc: Option<String>,
+    pub args: Vec<GraphqlArg>,
+    pub ty: GraphqlTypeRef,
+    /// The operation it runs; `None` for the placeholder `Query.ok` (always true).
+    pub call: Option<OperationCall>,
+}
+
+/// One RPC a resolver makes: how its request is filled and what becomes of its response.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OperationCall {
+    /// The exposed operation (`ViewOrders`) and its service (`order`).
+    pub operation: String,
+    pub service: String,
+    /// The process that serves it (`cart-query`).
+    pub deployable: String,
+    pub rpc: Rpc,
+    /// Values are read from the fields of the `input` argument, not from the arguments.
+    pub input: bool,
+    /// Every field of the request message, in message order.
+    pub request: Vec<RequestField>,
+    pub output: CallOutput,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RequestField {
+    /// The proto field (`customer_id`), its type and label.
+    pub field: String,
+    pub ty: ProtoType,
+    pub label: Label,
+    pub source: ValueSource,
+}
+
+/// Where a request field's value comes from.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub enum ValueSource {
+    /// An argument (or `input` field) of that name and type; `expectedVersion` too.
+    Arg { name: String, ty: GraphqlTypeRef },
+    /// `first`: the page size, 0 (the service's default) when omitted.
+    PageSize { arg: String },
+    /// `after`: the page token, empty when omitted.
+    PageToken { arg: String },
+    /// A field of the parent object (a relation's foreign key: the parent's `id`).
+    Parent { field: String },
+    /// The key a lookup was asked for.
+    Key,
+    /// Owned children given as input objects: each an `entity` message whose
+    /// read-only fields (`defaults`) are left at their defaults.
+    Children {
+        arg: String,
+        entity: String,
+        ty: GraphqlTypeRef,
+        fields: Vec<RequestField>,
+        defaults: bool,
+    },
+}
+
+/// What a call's response becomes.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub enum CallOutput {
+    /// The entity in response field `field`; an aggregate's `version` comes from the
+    /// response's `version`.
+    Entity {
+        entity: String,
+        field: String,
+        version: bool,
+        absent: Absent,
+    },
+    /// `<Entity>Connection` from the repeated response field `field` and `next_page_token`.
+    Connection { entity: String, field: String },
+    /// `<Op>Payload { <aggregate>Id, version }` from the response's `id` field and `version`.
+    CommandPayload { id: String, id_name: String },
+    /// `DeletePayload { id }` with the request's `key` field.
+    Deleted { key: String },
+    /// `Boolean!`: true once the call succeeded (a custom operation without output).
+    Done,
+}
+
+/// What an absent entity (or NOT_FOUND) means.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub enum Absent {
+    /// Null with a `NOT_FOUND` error naming the request's `key` field (reads).
+    NotFound { key: Option<String> },
+    /// Null without an error (a relation whose target is gone).
+    Null,
+    /// An internal error: the service must send it (writes).
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ObjectType {
+    pub name: String,
+    pub doc: Option<String>,
+    /// Why a relation has no field (`#` lines in the SDL).
+    pub notes: Vec<String>,
+    pub source: ObjectSource,
+    pub fields: Vec<ObjectField>,
+}
+
+/// What an object type's value is made from.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub enum ObjectSource {
+    /// The proto message of the entity.
+    Entity(String),
+    /// Built by the resolver that returns it.
+    Connection(String),
+    PageInfo,
+    DeletePayload,
+    CommandPayload(String),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ObjectField {
+    pub name: String,
+    pub doc: Option<String>,
+    pub args: Vec<GraphqlArg>,
+    pub ty: GraphqlTypeRef,
+    pub resolve: FieldSource,
+}
+
+/// How an object field gets its value.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub enum FieldSource {
+    /// The proto message's field of that name.
+    Message {
+        field: String,
+        scalar: GraphqlScalar,
+    },
+    /// The owned children in the message's field of that name (repeated, or one).
+    Owned { field: String, entity: String },
+    /// The version of the aggregate, from the response that carried it.
+    Version,
+    /// Put in the value by the resolver of the field that returned the object.
+    Built,
+    /// Another call.
+    Relation(RelationCall),
+}
+
+/// A field resolved by another call.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub enum RelationCall {
+    /// The `entity` whose id the parent's `key` field holds, through its lookup.
+    ById { key: String, entity: String },
+    /// A call with the parent's id: a list filtered by it, or a query by it alone.
+    Call(Box<OperationCall>),
+}
+
+/// How relation fields fetch an entity by id: one call per distinct id per request,
+/// run concurrently; NOT_FOUND means gone.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Lookup {
+    pub entity: String,
+    /// The exposed query it uses (`getProduct`).
+    pub field: String,
+    pub call: OperationCall,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InputType {
+    pub name: String,
+    pub doc: Option<String>,
+    pub fields: Vec<GraphqlArg>,
+}
+
+/// A deployable the BFF calls, and how it is configured.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GraphqlUpstream {
+    /// `cart-query`.
+    pub deployable: String,
+    /// The service whose generated crate has its client (`cart`).
+    pub service: String,
+    /// The one proto service the BFF calls there (`CartQueryService`), and its package.
+    pub proto_service: String,
+    pub package: String,
+    /// The environment variable of its URL (`CART_QUERY_URL`).
+    pub env: String,
+}
+
 #[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
 pub enum Role {
     /// The GraphQL gateway.
@@ -567,8 +845,39 @@ pub struct Deployable {
     /// Topics it produces to / consumes from.
     pub produces: Vec<String>,
     pub consumes: Vec<String>,
+    /// The cargo package that builds it, and its binary (see `layout::program`).
+    pub package: String,
+    pub binary: String,
+    /// Command-line arguments: `--role query` for a CQRS process.
+    pub args: Vec<String>,
+    /// What it reads from its environment, in the order deploy files list them.
+    pub settings: Vec<Setting>,
+    /// Its local ports are each base + slot; the spec lock pins the slot by name.
+    pub slot: u16,
     /// Ports on one machine (the `local` target); containers use `ports::*` instead.
     pub local: LocalPorts,
+}
+
+/// One environment variable a deployable reads.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Setting {
+    /// `LISTEN_ADDR`, `DATABASE_URL`, `PRODUCT_URL`.
+    pub env: String,
+    pub kind: SettingKind,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub enum SettingKind {
+    /// The address the process listens on.
+    Listen,
+    /// The URL of the relational database named here.
+    Database(String),
+    /// The URL of the event store named here.
+    EventStore(String),
+    /// The message bus (Kafka, or the embedded log).
+    Bus,
+    /// The URL of the named upstream deployable, through its Envoy.
+    Upstream(String),
 }
 
 #[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]

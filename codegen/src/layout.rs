@@ -1,15 +1,100 @@
 //! What runs where: deployables and their ports, databases and tables, event stores,
 //! topics. Derived from the lowered services; every deploy emitter reads these.
 
+use heck::ToShoutySnakeCase;
+
 use crate::ir::*;
 use crate::names;
 
-/// Local ports are `BASE + index` in deployable order: the app, its Envoy, its admin.
-/// Below Linux's ephemeral range (32768-60999), so an outgoing connection never takes
-/// one as its source port before the service binds it.
+/// Local ports are `BASE + slot`: the app, its Envoy, its admin. Below Linux's ephemeral
+/// range (32768-60999), so an outgoing connection never takes one as its source port
+/// before the service binds it.
 const LOCAL_APP_BASE: u16 = 20100;
 const LOCAL_ENVOY_BASE: u16 = 20200;
 const LOCAL_ADMIN_BASE: u16 = 20300;
+/// Slots per range: one more would give an app an Envoy's port.
+pub const LOCAL_SLOTS: u16 = LOCAL_ENVOY_BASE - LOCAL_APP_BASE;
+
+/// The local ports of port slot `slot`.
+pub fn local_ports(slot: u16) -> LocalPorts {
+    LocalPorts {
+        app: LOCAL_APP_BASE + slot,
+        envoy: LOCAL_ENVOY_BASE + slot,
+        envoy_admin: LOCAL_ADMIN_BASE + slot,
+    }
+}
+
+/// Whether the generator writes the service whole, server included: CRUD without a
+/// `kind: custom` use case (whose behaviour only hand-written code can supply).
+pub fn generated_whole(svc: &Service) -> bool {
+    svc.pattern == Pattern::Crud
+        && svc
+            .operations
+            .iter()
+            .all(|o| o.kind != OperationKind::Custom)
+}
+
+/// The cargo package and the binary that run the deployables of `service` (`None`: the
+/// BFF, `bff` and `bff`). The binary is `<service>-service`; its package is the
+/// generated crate `<system>-<service>` when the service is generated whole, else the
+/// hand-written crate named like the binary.
+pub fn program(system: &str, service: Option<&Service>) -> (String, String) {
+    let Some(svc) = service else {
+        return ("bff".into(), "bff".into());
+    };
+    let kebab = names::kebab(&svc.name);
+    let binary = format!("{kebab}-service");
+    let package = if generated_whole(svc) {
+        format!("{system}-{kebab}")
+    } else {
+        binary.clone()
+    };
+    (package, binary)
+}
+
+/// `PRODUCT_URL` for the deployable `product`, `CART_QUERY_URL` for `cart-query`.
+pub fn upstream_var(deployable: &str) -> String {
+    format!("{}_URL", deployable.to_shouty_snake_case())
+}
+
+/// Command-line arguments: the role of a CQRS process, nothing otherwise.
+fn args(role: Role) -> Vec<String> {
+    let role = match role {
+        Role::Command => "command",
+        Role::Query => "query",
+        Role::EventHandler => "event-handler",
+        Role::Bff | Role::Grpc => return Vec::new(),
+    };
+    vec!["--role".to_string(), role.to_string()]
+}
+
+/// What a deployable reads from its environment, from what it connects to.
+fn settings(d: &Deployable) -> Vec<Setting> {
+    let setting = |env: &str, kind: SettingKind| Setting {
+        env: env.to_string(),
+        kind,
+    };
+    let mut out = vec![setting("LISTEN_ADDR", SettingKind::Listen)];
+    if let Some(db) = d.databases.first() {
+        out.push(setting("DATABASE_URL", SettingKind::Database(db.clone())));
+    }
+    if let Some(store) = &d.event_store {
+        out.push(setting(
+            "EVENT_STORE_URL",
+            SettingKind::EventStore(store.clone()),
+        ));
+    }
+    if !d.produces.is_empty() || !d.consumes.is_empty() {
+        out.push(setting("BUS_URL", SettingKind::Bus));
+    }
+    for up in &d.upstreams {
+        out.push(setting(
+            &upstream_var(up),
+            SettingKind::Upstream(up.clone()),
+        ));
+    }
+    out
+}
 
 pub fn derive(system: &mut System) {
     system.databases = databases(system);
@@ -68,11 +153,12 @@ fn deployables(system: &System) -> Vec<Deployable> {
         event_store: None,
         produces: Vec::new(),
         consumes: Vec::new(),
-        local: LocalPorts {
-            app: 0,
-            envoy: 0,
-            envoy_admin: 0,
-        },
+        package: String::new(),
+        binary: String::new(),
+        args: Vec::new(),
+        settings: Vec::new(),
+        slot: 0,
+        local: local_ports(0),
     });
     for svc in &system.services {
         let mut upstreams: Vec<String> = Vec::new();
@@ -116,11 +202,12 @@ fn deployables(system: &System) -> Vec<Deployable> {
             event_store: None,
             produces: Vec::new(),
             consumes: Vec::new(),
-            local: LocalPorts {
-                app: 0,
-                envoy: 0,
-                envoy_admin: 0,
-            },
+            package: String::new(),
+            binary: String::new(),
+            args: Vec::new(),
+            settings: Vec::new(),
+            slot: 0,
+            local: local_ports(0),
         };
         let k = names::kebab(&svc.name);
         match svc.pattern {
@@ -156,12 +243,13 @@ fn deployables(system: &System) -> Vec<Deployable> {
         }
     }
     for (i, d) in out.iter_mut().enumerate() {
-        let i = i as u16;
-        d.local = LocalPorts {
-            app: LOCAL_APP_BASE + i,
-            envoy: LOCAL_ENVOY_BASE + i,
-            envoy_admin: LOCAL_ADMIN_BASE + i,
-        };
+        let svc = system.services.iter().find(|s| s.name == d.service);
+        (d.package, d.binary) = program(&system.name, svc);
+        d.args = args(d.role);
+        d.settings = settings(d);
+        // Without a lock, slots follow deployable order; the lock pins them by name.
+        d.slot = i as u16;
+        d.local = local_ports(d.slot);
     }
     out
 }

@@ -8,6 +8,7 @@
 pub mod diag;
 pub mod emit;
 mod evolution;
+mod graphql_model;
 pub mod ir;
 mod layout;
 pub mod lock;

@@ -4,8 +4,9 @@
 //! It pins the proto field numbers of every message (and what is reserved), the
 //! payload of every event schema version, the public surface the breaking-change
 //! report compares against (with the spec position of each item, so that a removed
-//! one can still be pointed at), and, per database, the migrations written so far
-//! (file and sha256) and the schema they produce.
+//! one can still be pointed at), per database the migrations written so far (file and
+//! sha256) and the schema they produce, and the port slot of every deployable, by name
+//! (a removed one's stays taken).
 //!
 //! Maps are sorted by name so that reordering the spec changes nothing but positions;
 //! field lists keep their pinned order. The text is YAML written by a small printer
@@ -30,6 +31,9 @@ pub const FORMAT: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub struct Lock {
     pub format: u32,
+    /// Port slots by deployable name; absent in a lock from before ports were pinned.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployables: BTreeMap<String, LockedDeployable>,
     #[serde(default)]
     pub entities: BTreeMap<String, LockedEntity>,
     #[serde(default)]
@@ -71,6 +75,17 @@ impl<'de> Deserialize<'de> for At {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedDeployable {
+    /// Its local ports are each base + slot.
+    pub slot: u16,
+    /// Gone from the spec; the slot stays taken, so no other deployable inherits ports
+    /// that old configurations still point at.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub retired: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -624,8 +639,20 @@ impl Lock {
                 )
             })
             .collect();
+        let deployables = system
+            .deployables
+            .iter()
+            .map(|d| {
+                let slot = LockedDeployable {
+                    slot: d.slot,
+                    retired: false,
+                };
+                (d.name.clone(), slot)
+            })
+            .collect();
         Lock {
             format: FORMAT,
+            deployables,
             entities,
             services,
             graphql,
@@ -634,13 +661,31 @@ impl Lock {
         }
     }
 
+    /// Keeps the slots of `old`'s deployables that are gone, as retired.
+    pub fn retire_deployables(&mut self, old: &Lock) {
+        for (name, d) in &old.deployables {
+            self.deployables
+                .entry(name.clone())
+                .or_insert(LockedDeployable {
+                    retired: true,
+                    ..*d
+                });
+        }
+    }
+
+    /// The highest port slot ever used, retired ones included.
+    pub fn max_slot(&self) -> Option<u16> {
+        self.deployables.values().map(|d| d.slot).max()
+    }
+
     /// The lock's text: a header, then YAML.
     pub fn render(&self) -> String {
         let value = serde_yaml::to_value(self).unwrap_or(serde_yaml::Value::Null);
         let mut out = crate::emit::header("#");
         out.push_str(
-            "# Pins proto field numbers and event schema versions, and records the surface the\n\
-             # breaking-change report compares against and the schema the migrations produce.\n",
+            "# Pins proto field numbers, event schema versions and deployables' port slots, and\n\
+             # records the surface the breaking-change report compares against and the schema\n\
+             # the migrations produce.\n",
         );
         if let serde_yaml::Value::Mapping(m) = &value {
             yaml::map(&mut out, m, 0);

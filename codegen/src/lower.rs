@@ -31,12 +31,18 @@ pub fn lower(raw: &spec::Spec, pos: &Positions, d: &mut Diagnostics) -> System {
         entities,
         services,
         bff,
+        graphql: GraphqlApi::default(),
         deployables: Vec::new(),
         databases: Vec::new(),
         event_stores: Vec::new(),
         topics: Vec::new(),
     };
     crate::layout::derive(&mut system);
+    if d.is_empty()
+        && let Err(e) = crate::graphql_model::derive(&mut system)
+    {
+        d.error(pos.key("bff"), e);
+    }
     system
 }
 
@@ -697,12 +703,37 @@ impl Lowering<'_> {
         } else {
             on_delete
         };
+        let order_by = self.index_columns(&format!("{path}.order_by"), &r.order_by);
+        if !r.order_by.is_empty() && !r.owned {
+            self.d.error(
+                self.pos.key(&format!("{path}.order_by")),
+                format!("`order_by` of relation `{name}`: only an owned relation lists its items in an order; add `owned: true` or remove `order_by`"),
+            );
+            ok = false;
+        }
+        if let Some(target) = self.raw.entities.get(&r.to) {
+            for (j, c) in order_by.iter().enumerate() {
+                if !target.fields.contains_key(&c.field) {
+                    self.d.error(
+                        self.pos.value(&format!("{path}.order_by.{j}")),
+                        format!(
+                            "`order_by` of relation `{name}` names `{}`, which is not a field of {}: expected one of {}",
+                            c.field,
+                            r.to,
+                            list(target.fields.keys())
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
         ok.then(|| Relation {
             name: name.to_string(),
             target: r.to.clone(),
             cardinality: cardinality.unwrap_or(Cardinality { min: 0, max: None }),
             owned: r.owned,
             on_delete,
+            order_by,
             span,
         })
     }

@@ -227,6 +227,12 @@ pub fn service_collisions(name: &str) -> Vec<&'static str> {
     if name == "bff" {
         out.push("the generator (the gateway is called `bff`)");
     }
+    if name == "system" {
+        out.push("the generator (its crate `generated/rust/system` holds the deployables)");
+    }
+    if name == "launcher" {
+        out.push("the generator (its crate `generated/rust/launcher` starts the deployables)");
+    }
     out
 }
 

@@ -146,6 +146,9 @@ pub struct Relation {
     #[serde(default)]
     pub owned: bool,
     pub on_delete: Option<String>,
+    /// Owned relations: the order the owned items are listed in (`[name, id desc]`).
+    #[serde(default)]
+    pub order_by: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

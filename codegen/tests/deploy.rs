@@ -619,15 +619,15 @@ fn check_compose(g: &Generated) {
             build.dockerfile.as_ref().unwrap(),
         );
         assert_eq!(dockerfile, "generated/docker/Dockerfile");
-        let crate_name = if d.role == Role::Bff {
-            "bff".to_string()
-        } else {
-            format!("{}-service", d.service)
-        };
         assert_eq!(
             app.image(),
-            format!("{}/{crate_name}:latest", g.system.name)
+            format!("{}/{}:latest", g.system.name, d.binary)
         );
+        let Some(dc::BuildArgs::KvPair(args)) = &build.args else {
+            panic!("{}: build args as a map", d.name)
+        };
+        assert_eq!(args["CRATE"], d.package, "{}", d.name);
+        assert_eq!(args["BIN"], d.binary, "{}", d.name);
         assert!(envoy.image().starts_with("envoyproxy/envoy:"));
         let published = !envoy.ports.is_empty();
         assert_eq!(

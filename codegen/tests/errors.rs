@@ -438,6 +438,23 @@ fn names_that_collide_with_keywords() {
 }
 
 #[test]
+fn a_service_called_system_is_refused() {
+    // Its crate would take the folder of the generated deployables table.
+    let spec = VALID.replace("  product:\n    pattern", "  system:\n    pattern");
+    let found = errors(&spec);
+    assert_error(
+        &found,
+        &spec,
+        10,
+        "system",
+        &[
+            "service name `system` is reserved in the generator",
+            "generated/rust/system",
+        ],
+    );
+}
+
+#[test]
 fn all_errors_are_reported_at_once_in_order() {
     let spec = VALID
         .replace("{ type: money, min: 0 }", "{ type: decimal }")

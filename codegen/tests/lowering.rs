@@ -67,3 +67,70 @@ fn consistency_is_checked() {
         "{e}"
     );
 }
+
+#[test]
+fn deployables_name_their_package_binary_arguments_and_settings() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("spec/shop.yaml")).expect("spec");
+    let system = codegen::load(Path::new("shop.yaml"), &text).expect("valid");
+    let row = |name: &str| {
+        let d = system
+            .deployables
+            .iter()
+            .find(|d| d.name == name)
+            .expect(name);
+        let settings: Vec<String> = d
+            .settings
+            .iter()
+            .map(|s| format!("{}={:?}", s.env, s.kind))
+            .collect();
+        (
+            d.package.as_str(),
+            d.binary.as_str(),
+            d.args.join(" "),
+            settings,
+        )
+    };
+    // Product is CRUD without a custom use case: generated whole.
+    let (package, binary, args, settings) = row("product");
+    assert_eq!(
+        (package, binary, args.as_str()),
+        ("shop-product", "product-service", "")
+    );
+    assert_eq!(
+        settings,
+        [
+            "LISTEN_ADDR=Listen",
+            "DATABASE_URL=Database(\"shop_product\")"
+        ]
+    );
+    // Order has `Checkout` (custom): its hand-written crate.
+    let (package, binary, _, settings) = row("order");
+    assert_eq!((package, binary), ("order-service", "order-service"));
+    assert_eq!(
+        settings,
+        [
+            "LISTEN_ADDR=Listen",
+            "DATABASE_URL=Database(\"shop_order\")",
+            "PRODUCT_URL=Upstream(\"product\")",
+            "CART_COMMAND_URL=Upstream(\"cart-command\")",
+            "CART_QUERY_URL=Upstream(\"cart-query\")",
+        ]
+    );
+    let (package, binary, args, settings) = row("cart-event-handler");
+    assert_eq!(
+        (package, binary, args.as_str()),
+        ("cart-service", "cart-service", "--role event-handler")
+    );
+    assert_eq!(
+        settings,
+        [
+            "LISTEN_ADDR=Listen",
+            "DATABASE_URL=Database(\"shop_cart_read\")",
+            "EVENT_STORE_URL=EventStore(\"shop_cart_events\")",
+            "BUS_URL=Bus",
+        ]
+    );
+    let (package, binary, args, _) = row("bff");
+    assert_eq!((package, binary, args.as_str()), ("bff", "bff", ""));
+}

@@ -12,8 +12,8 @@
 use serde::Serialize;
 
 use crate::emit::docker::{
-    EnvVar, KAFKA_HOST, MONGODB_HOST, POSTGRES_HOST, args, container_env, container_port,
-    crate_name, database_url, image, is_grpc, postgres_user,
+    EnvVar, KAFKA_HOST, MONGODB_HOST, POSTGRES_HOST, container_env, container_port, image, is_grpc,
+    postgres_url, postgres_user,
 };
 use crate::emit::envoy::{Target, app_cluster, config_path};
 use crate::emit::{EmitError, GeneratedFile, header, render};
@@ -101,7 +101,8 @@ fn healthy(service: &str) -> Dep {
 #[derive(Serialize)]
 struct App {
     name: String,
-    crate_name: String,
+    package: String,
+    binary: String,
     image: String,
     command: Vec<String>,
     env: Vec<EnvVar>,
@@ -249,16 +250,9 @@ impl ComposeView {
 }
 
 fn app(system: &System, d: &Deployable) -> App {
-    let mut env = container_env(d, envoy_service);
-    if let Some(url) = database_url(system, d, postgres_user(system)) {
-        env.insert(
-            1,
-            EnvVar {
-                name: "DATABASE_URL".into(),
-                value: url,
-            },
-        );
-    }
+    let env = container_env(d, envoy_service, |db| {
+        Some(postgres_url(system, db, postgres_user(system)))
+    });
     let mut depends_on = Vec::new();
     if !d.databases.is_empty() {
         depends_on.push(healthy(POSTGRES_HOST));
@@ -285,9 +279,10 @@ fn app(system: &System, d: &Deployable) -> App {
     let config = config_path(Target::Compose, &d.name);
     App {
         name: d.name.clone(),
-        crate_name: crate_name(d),
+        package: d.package.clone(),
+        binary: d.binary.clone(),
         image: image(system, d),
-        command: args(d),
+        command: d.args.clone(),
         env,
         depends_on,
         healthcheck,

@@ -3,14 +3,13 @@
 //! (the `.dockerignore` to use with it; build context = the repository root).
 //!
 //! Also the run conventions that compose and Kubernetes share, so that the two can
-//! never disagree: which crate and image a deployable runs, its arguments, its ports
-//! and its environment.
+//! never disagree: which image a deployable runs, its ports and the values of its
+//! settings (the IR lists them, with its package, binary and arguments).
 
-use heck::ToShoutySnakeCase;
 use serde::Serialize;
 
 use crate::emit::{EmitError, GeneratedFile, header, render};
-use crate::ir::{Deployable, Role, System, ports};
+use crate::ir::{Deployable, Role, SettingKind, System, ports};
 
 pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
     let mut ctx = tera::Context::new();
@@ -18,6 +17,7 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
     ctx.insert("system", &system.name);
     ctx.insert("app_port", &ports::APP);
     ctx.insert("bff_port", &ports::BFF_HTTP);
+    ctx.insert("images", &images(system));
     let dockerfile = render(
         "docker/Dockerfile.tera",
         include_str!("../../../templates/docker/Dockerfile.tera"),
@@ -40,28 +40,33 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
     ])
 }
 
-/// The cargo package (and binary) a deployable runs: `<service>-service`, `bff`.
-pub(crate) fn crate_name(d: &Deployable) -> String {
-    match d.role {
-        Role::Bff => "bff".to_string(),
-        _ => format!("{}-service", d.service),
+/// One image to build: the `CRATE` and `BIN` build args and its tag.
+#[derive(Serialize, PartialEq)]
+struct Image<'a> {
+    package: &'a str,
+    binary: &'a str,
+    tag: String,
+}
+
+/// Every image the deployables run, once each, in deployable order.
+fn images(system: &System) -> Vec<Image<'_>> {
+    let mut out: Vec<Image> = Vec::new();
+    for d in &system.deployables {
+        let i = Image {
+            package: &d.package,
+            binary: &d.binary,
+            tag: image(system, d),
+        };
+        if !out.contains(&i) {
+            out.push(i);
+        }
     }
+    out
 }
 
-/// The image tag compose builds and Kubernetes runs: `<system>/<crate>:latest`.
+/// The image tag compose builds and Kubernetes runs: `<system>/<binary>:latest`.
 pub(crate) fn image(system: &System, d: &Deployable) -> String {
-    format!("{}/{}:latest", system.name, crate_name(d))
-}
-
-/// Command-line arguments: the role of a CQRS process, nothing otherwise.
-pub(crate) fn args(d: &Deployable) -> Vec<String> {
-    let role = match d.role {
-        Role::Command => "command",
-        Role::Query => "query",
-        Role::EventHandler => "event-handler",
-        Role::Bff | Role::Grpc => return Vec::new(),
-    };
-    vec!["--role".to_string(), role.to_string()]
+    format!("{}/{}:latest", system.name, d.binary)
 }
 
 /// Whether the process speaks gRPC on its port (everything but the BFF, event
@@ -77,11 +82,6 @@ pub(crate) fn container_port(d: &Deployable) -> u16 {
     } else {
         ports::BFF_HTTP
     }
-}
-
-/// `PRODUCT_URL` for the deployable `product`, `CART_QUERY_URL` for `cart-query`.
-pub(crate) fn upstream_var(name: &str) -> String {
-    format!("{}_URL", name.to_shouty_snake_case())
 }
 
 /// The PostgreSQL role and password of the dev deployments (compose, minikube).
@@ -108,40 +108,47 @@ fn var(name: &str, value: String) -> EnvVar {
     }
 }
 
-/// The environment of a process in a container, except `DATABASE_URL` (which carries
-/// the password and is built by each target). `upstream_host` maps an upstream
-/// deployable to the host name of its Envoy.
-pub(crate) fn container_env(d: &Deployable, upstream_host: impl Fn(&str) -> String) -> Vec<EnvVar> {
-    let mut env = vec![var("LISTEN_ADDR", format!("0.0.0.0:{}", container_port(d)))];
-    if let Some(store) = &d.event_store {
-        env.push(var(
-            "EVENT_STORE_URL",
-            format!("mongodb://{MONGODB_HOST}:{}/{store}", ports::MONGODB),
-        ));
-    }
-    if !d.produces.is_empty() || !d.consumes.is_empty() {
-        env.push(var(
-            "BUS_URL",
-            format!("kafka://{KAFKA_HOST}:{}", ports::KAFKA),
-        ));
-    }
-    for up in &d.upstreams {
-        env.push(var(
-            &upstream_var(up),
-            format!("http://{}:{}", upstream_host(up), ports::ENVOY),
-        ));
+/// The environment of a process in a container: its settings (`database_url` gives
+/// the value of a database's, or `None` to leave it out), then `RUST_LOG`.
+/// `upstream_host` maps an upstream deployable to the host name of its Envoy.
+pub(crate) fn container_env(
+    d: &Deployable,
+    upstream_host: impl Fn(&str) -> String,
+    database_url: impl Fn(&str) -> Option<String>,
+) -> Vec<EnvVar> {
+    let mut env = Vec::new();
+    for s in &d.settings {
+        let value = match &s.kind {
+            SettingKind::Listen => format!("0.0.0.0:{}", container_port(d)),
+            SettingKind::Database(db) => match database_url(db) {
+                Some(url) => url,
+                None => continue,
+            },
+            SettingKind::EventStore(store) => {
+                format!("mongodb://{MONGODB_HOST}:{}/{store}", ports::MONGODB)
+            }
+            SettingKind::Bus => format!("kafka://{KAFKA_HOST}:{}", ports::KAFKA),
+            SettingKind::Upstream(up) => format!("http://{}:{}", upstream_host(up), ports::ENVOY),
+        };
+        env.push(var(&s.env, value));
     }
     env.push(var("RUST_LOG", "info".to_string()));
     env
 }
 
-/// `postgres://user:password@postgres:5432/<db>` for the deployable's database.
-pub(crate) fn database_url(system: &System, d: &Deployable, password: &str) -> Option<String> {
-    d.databases.first().map(|db| {
-        format!(
-            "postgres://{}:{password}@{POSTGRES_HOST}:{}/{db}",
-            postgres_user(system),
-            ports::POSTGRES
-        )
+/// `postgres://user:password@postgres:5432/<db>`.
+pub(crate) fn postgres_url(system: &System, db: &str, password: &str) -> String {
+    format!(
+        "postgres://{}:{password}@{POSTGRES_HOST}:{}/{db}",
+        postgres_user(system),
+        ports::POSTGRES
+    )
+}
+
+/// The deployable's database setting: its variable and the database's URL.
+pub(crate) fn database_env(system: &System, d: &Deployable, password: &str) -> Option<EnvVar> {
+    d.settings.iter().find_map(|s| match &s.kind {
+        SettingKind::Database(db) => Some(var(&s.env, postgres_url(system, db, password))),
+        _ => None,
     })
 }

@@ -12,7 +12,7 @@
 use serde::Serialize;
 
 use crate::emit::docker::{
-    EnvVar, args, container_env, container_port, database_url, image, is_grpc, postgres_user,
+    EnvVar, container_env, container_port, database_env, image, is_grpc, postgres_user,
 };
 use crate::emit::envoy::k8s_config_file;
 use crate::emit::{EmitError, GeneratedFile, compose, header, render};
@@ -203,7 +203,7 @@ struct Workload {
     port: u16,
     env: Vec<EnvVar>,
     /// `DATABASE_URL`, with `$(POSTGRES_PASSWORD)` for the password from the Secret.
-    database_url: Option<String>,
+    database: Option<EnvVar>,
 }
 
 fn workload(system: &System, d: &Deployable) -> Workload {
@@ -223,11 +223,11 @@ fn workload(system: &System, d: &Deployable) -> Workload {
         component,
         description,
         image: image(system, d),
-        args: args(d),
+        args: d.args.clone(),
         grpc: is_grpc(d),
         port: container_port(d),
         // A Service per deployable, named after it, on its Envoy's port.
-        env: container_env(d, |up| up.to_string()),
-        database_url: database_url(system, d, "$(POSTGRES_PASSWORD)"),
+        env: container_env(d, |up| up.to_string(), |_| None),
+        database: database_env(system, d, "$(POSTGRES_PASSWORD)"),
     }
 }

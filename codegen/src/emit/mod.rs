@@ -5,16 +5,20 @@
 
 use crate::ir::System;
 
+pub mod bff;
 pub mod compose;
+pub mod crud;
 pub mod docker;
 pub mod envoy;
 pub mod graphql;
 pub mod k8s;
+pub mod launcher;
 pub mod mongo;
 pub mod proto;
 pub mod rust;
 pub mod sql;
 pub mod sqlite;
+pub mod system;
 
 /// One output file, its path relative to the output folder (`generated/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +76,7 @@ pub fn all(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
     // Each emitter appends its files here.
     files.extend(proto::emit(system)?);
     files.extend(graphql::emit(system)?);
+    files.extend(bff::emit(system)?);
     files.extend(sql::emit(system)?);
     files.extend(sqlite::emit(system)?);
     files.extend(mongo::emit(system)?);
@@ -80,6 +85,8 @@ pub fn all(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
     files.extend(compose::emit(system)?);
     files.extend(k8s::emit(system)?);
     files.extend(docker::emit(system)?);
+    files.extend(self::system::emit(system)?);
+    files.extend(launcher::emit(system)?);
     let _ = system;
     files.sort_by(|a: &GeneratedFile, b| a.path.cmp(&b.path));
     Ok(files)

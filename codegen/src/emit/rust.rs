@@ -46,6 +46,18 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
             path: format!("{dir}/src/api.rs"),
             contents: print(api(system, svc, &descriptor)?)?,
         });
+        if svc.pattern == Pattern::Crud {
+            out.push(GeneratedFile {
+                path: format!("{dir}/src/crud.rs"),
+                contents: print(super::crud::module(system, svc)?)?,
+            });
+            if !super::crud::needs_hooks(system, svc) {
+                out.push(GeneratedFile {
+                    path: format!("{dir}/src/main.rs"),
+                    contents: print(super::crud::main_rs(system, svc))?,
+                });
+            }
+        }
     }
     Ok(out)
 }
@@ -58,7 +70,7 @@ fn crate_ident(system: &System, svc: &Service) -> proc_macro2::Ident {
     format_ident!("{}", crate_name(system, svc).replace('-', "_"))
 }
 
-fn print(tokens: TokenStream) -> Result<String, EmitError> {
+pub(super) fn print(tokens: TokenStream) -> Result<String, EmitError> {
     let file: syn::File = syn::parse2(tokens)
         .map_err(|e| EmitError::Rust(format!("generated tokens do not parse: {e}")))?;
     Ok(format!(
@@ -134,6 +146,12 @@ fn cargo_toml(system: &System, svc: &Service) -> Result<String, EmitError> {
     ctx.insert("name", &crate_name(system, svc));
     ctx.insert("service", &svc.name);
     ctx.insert("event_sourced", &svc.is_event_sourced());
+    ctx.insert("crud", &(svc.pattern == Pattern::Crud));
+    ctx.insert(
+        "binary",
+        &(svc.pattern == Pattern::Crud && !super::crud::needs_hooks(system, svc))
+            .then(|| format!("{}-service", svc.name.replace('_', "-"))),
+    );
     let deps: BTreeSet<(String, String)> = svc
         .subscriptions
         .iter()
@@ -154,6 +172,7 @@ fn cargo_toml(system: &System, svc: &Service) -> Result<String, EmitError> {
 
 fn lib_rs(svc: &Service) -> Result<String, EmitError> {
     let mut ctx = tera::Context::new();
+    ctx.insert("crud", &(svc.pattern == Pattern::Crud));
     ctx.insert("header", &super::header("//"));
     ctx.insert("service", &svc.name);
     ctx.insert("package", &svc.proto.package);

@@ -1,9 +1,11 @@
 //! The shop's GraphQL gateway (BFF).
 //!
 //! The schema served is the generated SDL (`generated/graphql/schema.graphql`), built at
-//! start into an `async_graphql::dynamic::Schema` (see [`sdl`]); resolvers ([`resolve`])
-//! call the services over gRPC through their Envoy proxies ([`upstream`]), and map
-//! statuses to GraphQL errors with `extensions.code` ([`errors`]).
+//! start into an `async_graphql::dynamic::Schema` (see [`sdl`]) with the generated
+//! resolvers of `shop_bff` (one per root and relation field, from the same IR as the
+//! SDL); they call the services over gRPC through their Envoy proxies and map statuses to
+//! GraphQL errors with `extensions.code` (`shop_kit::graphql`). This crate adds what no
+//! spec decides: HTTP, limits, error codes of rejected operations, configuration.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -12,13 +14,10 @@
 //! ```
 
 pub mod config;
-pub mod convert;
 pub mod errors;
 mod http;
 pub mod limits;
-pub mod resolve;
 pub mod sdl;
-pub mod upstream;
 
 use std::future::Future;
 
@@ -26,7 +25,7 @@ use async_graphql::dynamic::Schema;
 
 pub use config::{Config, Limits, UpstreamConfig};
 pub use sdl::SDL;
-pub use upstream::{RequestScope, Upstreams};
+pub use shop_bff::Upstreams;
 
 /// Why the BFF cannot start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,9 +34,9 @@ pub enum BuildError {
     Sdl(String),
     #[error("the generated SDL uses something this BFF does not support: {0}")]
     Unsupported(String),
-    #[error("no resolver for `{0}`: add one to resolve::registry")]
+    #[error("no resolver for `{0}` in the generated shop_bff::registry: regenerate")]
     MissingResolver(String),
-    #[error("resolve::registry has `{0}`, which is not a field of the SDL")]
+    #[error("shop_bff::registry has `{0}`, which is not a field of the SDL: regenerate")]
     UnknownResolver(String),
     #[error("building the schema failed: {0}")]
     Schema(String),
@@ -49,12 +48,22 @@ pub enum BuildError {
     },
 }
 
-/// The executable schema: the generated SDL with this crate's resolvers, the upstream
+impl From<shop_kit::graphql::UpstreamError> for BuildError {
+    fn from(e: shop_kit::graphql::UpstreamError) -> BuildError {
+        BuildError::Upstream {
+            name: e.name,
+            url: e.url,
+            error: e.error,
+        }
+    }
+}
+
+/// The executable schema: the generated SDL with the generated resolvers, the upstream
 /// clients as schema data, depth and complexity limits, and error codes.
 pub fn schema(upstreams: Upstreams, limits: Limits) -> Result<Schema, BuildError> {
     let sdl = sdl::Sdl::generated()?;
     let builder = Schema::build(&sdl.query, sdl.mutation.as_deref(), None);
-    sdl.register(builder, &resolve::registry())?
+    sdl.register(builder, &shop_bff::registry())?
         .data(upstreams)
         .extension(limits::Policy(limits))
         .finish()
@@ -87,8 +96,9 @@ impl Bff {
         request: impl Into<async_graphql::Request>,
         request_id: impl Into<String>,
     ) -> async_graphql::Response {
-        let scope = RequestScope::new(request_id.into(), &self.upstreams);
-        self.schema.execute(request.into().data(scope)).await
+        let (call, loaders) = self.upstreams.request(request_id);
+        let request = request.into().data(call).data(loaders);
+        self.schema.execute(request).await
     }
 }
 
@@ -117,11 +127,7 @@ pub async fn serve_on(
     let app = app(&config)?;
     tracing::info!(
         listen = %listener.local_addr()?,
-        product = %config.upstreams.product_url,
-        order = %config.upstreams.order_url,
-        cart_command = %config.upstreams.cart_command_url,
-        cart_query = %config.upstreams.cart_query_url,
-        user = %config.upstreams.user_url,
+        upstreams = ?config.upstreams.urls(),
         "bff serving"
     );
     axum::serve(listener, app)

@@ -1,5 +1,6 @@
-//! The BFF binary: `bff --listen 127.0.0.1:20100 --product-url http://127.0.0.1:20201 …`
-//! (every flag also reads its environment variable: `LISTEN_ADDR`, `PRODUCT_URL`, …).
+//! The BFF binary: `bff --listen <addr> --product-url <url> …` (defaults: the spec's
+//! local ports; every flag also reads its environment variable: `LISTEN_ADDR`,
+//! `PRODUCT_URL`, …).
 
 use clap::Parser;
 use shop_kit::server;

@@ -1,8 +1,9 @@
 //! The served schema is built from the generated SDL itself: every type, field,
 //! argument, input field, description and default value comes from
-//! `generated/graphql/schema.graphql` (compiled in). Only behaviour is added here:
-//! resolvers from [`crate::resolve::registry`] keyed by `"Type.field"`, the scalars'
-//! validators, and a default resolver that reads a plain field from its parent's value.
+//! `generated/graphql/schema.graphql` (compiled into `shop_bff`). Only behaviour is
+//! added here: the generated resolvers (`shop_bff::registry`) keyed by `"Type.field"`,
+//! the scalars' validators, and a default resolver that reads a plain field from its
+//! parent's value.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,11 +18,12 @@ use async_graphql::parser::types::{
 };
 use async_graphql::parser::{Positioned, parse_schema};
 
+use shop_kit::graphql::Resolve;
+
 use crate::BuildError;
-use crate::resolve::Resolve;
 
 /// The generated schema, as served.
-pub const SDL: &str = include_str!("../../../generated/graphql/schema.graphql");
+pub const SDL: &str = shop_bff::SDL;
 
 /// The parsed SDL with its root type names.
 pub struct Sdl {
@@ -80,16 +82,18 @@ impl Sdl {
     }
 
     /// The `"Type.field"` keys that must have a resolver: every root field and every
-    /// relation field (one whose description says how it is `resolved with` another
-    /// operation, or one that takes arguments).
+    /// relation field (generated with the SDL: `shop_bff::RELATIONS`).
     pub fn resolver_keys(&self) -> BTreeSet<String> {
-        let mut keys = BTreeSet::new();
+        let mut keys: BTreeSet<String> = shop_bff::RELATIONS
+            .iter()
+            .map(|k| (*k).to_string())
+            .collect();
         for t in &self.types {
-            if let TypeKind::Object(o) = &t.kind {
+            if let TypeKind::Object(o) = &t.kind
+                && self.is_root(&t.name.node)
+            {
                 for f in &o.fields {
-                    if self.is_root(&t.name.node) || is_relation(&f.node) {
-                        keys.insert(format!("{}.{}", t.name.node, f.node.name.node));
-                    }
+                    keys.insert(format!("{}.{}", t.name.node, f.node.name.node));
                 }
             }
         }
@@ -102,6 +106,7 @@ impl Sdl {
         mut builder: SchemaBuilder,
         registry: &BTreeMap<&'static str, Resolve>,
     ) -> Result<SchemaBuilder, BuildError> {
+        let needed = self.resolver_keys();
         let mut used = BTreeSet::new();
         for t in &self.types {
             if t.extend {
@@ -134,7 +139,7 @@ impl Sdl {
                         let resolver = registry.get(key.as_str()).copied();
                         if resolver.is_some() {
                             used.insert(key.clone());
-                        } else if self.is_root(&name) || is_relation(&f.node) {
+                        } else if needed.contains(&key) {
                             return Err(BuildError::MissingResolver(key));
                         }
                         obj = obj.field(field(&key, &f.node, resolver)?);
@@ -180,14 +185,6 @@ impl Sdl {
         }
         Ok(builder)
     }
-}
-
-/// A relation field is resolved by another call; its description says which.
-pub fn is_relation(f: &FieldDefinition) -> bool {
-    !f.arguments.is_empty()
-        || f.description
-            .as_ref()
-            .is_some_and(|d| d.node.contains("resolved with `"))
 }
 
 pub fn type_ref(t: &async_graphql::parser::types::Type) -> TypeRef {
@@ -307,8 +304,8 @@ fn deprecation(
 }
 
 /// The custom scalars this BFF knows how to check. A new scalar in the SDL needs a
-/// line here (and a mapping in `convert`), so it fails the build instead of passing
-/// anything through.
+/// line here (and a mapping in `shop_kit::graphql`), so it fails the build instead of
+/// passing anything through.
 fn scalar(name: &str) -> Result<Scalar, BuildError> {
     match name {
         "Money" => Ok(Scalar::new(name).validator(|v| match v {

@@ -92,7 +92,7 @@ async fn graphql_crud_against_the_real_product_service() {
     let store = shop_kit::sql::Db::connect(
         &db.url,
         &shop_kit::sql::ConnectOptions::default(),
-        Some(&product_service::MIGRATIONS),
+        Some(&shop_product::MIGRATIONS),
     )
     .await
     .expect("connect to the test database and apply migrations");
@@ -103,7 +103,7 @@ async fn graphql_crud_against_the_real_product_service() {
     let product_url = format!("http://{}", listener.local_addr().expect("addr"));
     let service = tonic::transport::Server::builder()
         .add_service(shop_product::product_server(Arc::new(
-            product_service::Products::new(store.clone()),
+            shop_product::ProductCrud::new(store.clone(), Arc::new(())),
         )))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let service = tokio::spawn(service);

@@ -37,6 +37,23 @@ pub enum Role {
     EventHandler,
 }
 
+impl Role {
+    /// The deployable that runs this role: `cart-command`, `cart-query`,
+    /// `cart-event-handler`.
+    pub fn deployable(self) -> &'static str {
+        match self {
+            Role::Command => "cart-command",
+            Role::Query => "cart-query",
+            Role::EventHandler => "cart-event-handler",
+        }
+    }
+}
+
+/// A deployable of the spec on one machine, from the generated table.
+fn local(name: &str) -> &'static shop_system::Deployable {
+    shop_system::deployable(name).unwrap_or_else(|| panic!("no deployable `{name}` in the spec"))
+}
+
 /// Where the event handler takes the events from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EventsFrom {
@@ -62,7 +79,7 @@ pub struct Config {
     /// Which process to run.
     #[arg(long, env = "ROLE", value_enum, default_value_t = Role::Command)]
     pub role: Role,
-    /// gRPC address; defaults to the role's local port (20103, 20104, 20105).
+    /// gRPC address; defaults to the local port of the role's deployable (`cart-query`…).
     #[arg(long, env = "LISTEN_ADDR")]
     pub listen: Option<SocketAddr>,
     /// The event store (command role, store-tailing event handler, rebuild):
@@ -97,7 +114,7 @@ pub struct Config {
     #[arg(long, env = "USER_TOPIC", default_value = shop_user::TOPIC)]
     pub user_topic: String,
     /// The product service (its Envoy), asked whether an added product exists.
-    #[arg(long, env = "PRODUCT_URL", default_value = "http://127.0.0.1:20201")]
+    #[arg(long, env = "PRODUCT_URL", default_value_t = local("product").local_envoy_url())]
     pub product_url: String,
     #[arg(long, env = "PRODUCT_TIMEOUT_MS", default_value_t = 3000)]
     pub product_timeout_ms: u64,
@@ -163,7 +180,7 @@ impl Default for Config {
             cart_topic: shop_cart::TOPIC.into(),
             cart_topic_partitions: 3,
             user_topic: shop_user::TOPIC.into(),
-            product_url: "http://127.0.0.1:20201".into(),
+            product_url: local("product").local_envoy_url(),
             product_timeout_ms: 3000,
             relay: true,
             relay_name: "relay".into(),
@@ -184,15 +201,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The gRPC address: `--listen`, else the role's local port.
+    /// The gRPC address: `--listen`, else the local port of the role's deployable.
     pub fn listen(&self) -> SocketAddr {
-        let port = match self.role {
-            Role::Command => 20103,
-            Role::Query => 20104,
-            Role::EventHandler => 20105,
-        };
         self.listen
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)))
+            .unwrap_or_else(|| local(self.role.deployable()).local_listen())
     }
 
     pub fn startup_timeout(&self) -> Duration {

@@ -1,13 +1,16 @@
 //! `cart-service --role command|query|event-handler` (or `ROLE=…`), and
 //! `cart-service rebuild`.
 //!
-//! - `command`: `CartCommandService` on 127.0.0.1:20103 over the event store, plus the
+//! - `command`: `CartCommandService` over the event store, plus the
 //!   relay to the bus (unless `RELAY=false`) and the `user.events` subscriber (unless
 //!   `SUBSCRIBER=false`).
-//! - `query`: `CartQueryService` on 127.0.0.1:20104 over the read model.
-//! - `event-handler`: projects `cart.events` into the read model; gRPC health on
-//!   127.0.0.1:20105. With `--events-from store` (`EVENTS_FROM=store`) it needs no
-//!   bus: it tails the event store from its own checkpoint (see `tail`).
+//! - `query`: `CartQueryService` over the read model.
+//! - `event-handler`: projects `cart.events` into the read model; gRPC health only.
+//!   With `--events-from store` (`EVENTS_FROM=store`) it needs no bus: it tails the
+//!   event store from its own checkpoint (see `tail`).
+//!
+//! Each role listens on its deployable's local port (`cart-command`, … in
+//! `shop_system`, generated from the spec) unless `--listen` says otherwise.
 //! - `rebuild`: replays the event store into the read model and prints the events per
 //!   second.
 //!

@@ -10,18 +10,21 @@
 //! # }
 //! ```
 //!
-//! The ports come from the generated Envoy configs (`generated/envoy/local/<name>.yaml`:
-//! the admin port, the ingress listener, the app cluster's endpoint); the environment of
-//! each deployable from [`DEPLOYABLES`] and [`Stack::env_of`]. Kafka topics, consumer
-//! groups and the Mongo database carry a suffix unique to the run; every PostgreSQL
-//! database is fresh and dropped with the stack.
+//! Everything comes from the spec's generated table (`shop_system::DEPLOYABLES`):
+//! packages, binaries, arguments, local ports, settings, and from those the databases,
+//! the infrastructure each needs and the start order ([`deployables`]); a service added
+//! to the spec runs here with no change. Kafka topics, consumer groups and the Mongo
+//! database carry a suffix unique to the run where a service reads them
+//! ([`Stack::env_of`]); every PostgreSQL database is fresh and dropped with the stack.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use shop_system::SettingKind;
+
 use crate::{
     Graphql, PortsLock, Process, TestDatabase, bin_dir, build_binaries, envoy, infra_up, infra_var,
-    lock_ports, repo_root, spawn, wait_envoy_healthy, wait_http_ok,
+    lock_ports, spawn, wait_envoy_healthy, wait_http_ok,
 };
 
 /// How long the BFF's edge has to answer `/healthz` once everything is spawned.
@@ -31,138 +34,103 @@ const CLUSTER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long [`Stack::stop`] gives each process to exit on SIGTERM.
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
 
-/// One deployable the stack can run.
+/// One deployable the stack can run: its row of the spec's table and what the harness
+/// derives from it.
 pub struct Deployable {
-    /// As in `generated/envoy/local/<name>.yaml` (and the process's log name).
+    /// As in the spec's table (and the process's log name).
     pub name: &'static str,
-    /// The cargo package that builds `binary`.
-    pub package: &'static str,
-    pub binary: &'static str,
-    /// The PostgreSQL database (prefix) it uses; deployables of one service share it.
-    pub database: Option<&'static str>,
+    /// The PostgreSQL database (prefix) it uses: `e2e_<database>` for the database its
+    /// table row names; deployables of one service share it.
+    pub database: Option<String>,
     /// The harness components it needs besides Envoy (`infra.sh up …`).
-    pub infra: &'static [&'static str],
+    pub infra: Vec<&'static str>,
 }
 
-/// Every deployable, in start order; they stop in reverse (the BFF first, then the
-/// callers before what they call).
-pub const DEPLOYABLES: &[Deployable] = &[
-    Deployable {
-        name: "product",
-        package: "product-service",
-        binary: "product-service",
-        database: Some("e2e_product"),
-        infra: &["postgres"],
-    },
-    Deployable {
-        name: "user",
-        package: "user-service",
-        binary: "user-service",
-        database: Some("e2e_user"),
-        infra: &["postgres", "kafka"],
-    },
-    Deployable {
-        name: "cart-event-handler",
-        package: "cart-service",
-        binary: "cart-service",
-        database: Some("e2e_cart_read"),
-        infra: &["postgres", "kafka", "mongo"],
-    },
-    Deployable {
-        name: "cart-query",
-        package: "cart-service",
-        binary: "cart-service",
-        database: Some("e2e_cart_read"),
-        infra: &["postgres", "kafka", "mongo"],
-    },
-    Deployable {
-        name: "cart-command",
-        package: "cart-service",
-        binary: "cart-service",
-        database: Some("e2e_cart_read"),
-        infra: &["postgres", "kafka", "mongo"],
-    },
-    Deployable {
-        name: "order",
-        package: "order-service",
-        binary: "order-service",
-        database: Some("e2e_order"),
-        infra: &["postgres"],
-    },
-    Deployable {
-        name: "bff",
-        package: "bff",
-        binary: "bff",
-        database: None,
-        infra: &[],
-    },
-];
+/// Every deployable of the spec's table, in start order: what a deployable calls starts
+/// before it (the BFF last), otherwise the table's order. They stop in reverse.
+pub fn deployables() -> &'static [Deployable] {
+    static ALL: std::sync::OnceLock<Vec<Deployable>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        start_order()
+            .into_iter()
+            .map(|d| {
+                let mut database = None;
+                let mut infra = Vec::new();
+                for s in d.settings {
+                    let (component, db) = match s.kind {
+                        SettingKind::Database(db) => ("postgres", Some(db)),
+                        SettingKind::EventStore(_) => ("mongo", None),
+                        SettingKind::Bus => ("kafka", None),
+                        SettingKind::Listen | SettingKind::Upstream(_) => continue,
+                    };
+                    if !infra.contains(&component) {
+                        infra.push(component);
+                    }
+                    if let Some(db) = db {
+                        let bare = db
+                            .strip_prefix(shop_system::SYSTEM)
+                            .and_then(|b| b.strip_prefix('_'))
+                            .unwrap_or(db);
+                        database = Some(format!("e2e_{bare}"));
+                    }
+                }
+                Deployable {
+                    name: d.name,
+                    database,
+                    infra,
+                }
+            })
+            .collect()
+    })
+}
+
+/// The table's rows, each after every upstream it calls.
+fn start_order() -> Vec<&'static shop_system::Deployable> {
+    let mut left: Vec<&'static shop_system::Deployable> = shop_system::DEPLOYABLES.iter().collect();
+    let mut order = Vec::new();
+    while !left.is_empty() {
+        let ready = left
+            .iter()
+            .position(|d| {
+                d.upstreams.iter().all(|u| {
+                    order
+                        .iter()
+                        .any(|o: &&shop_system::Deployable| o.name == *u)
+                })
+            })
+            // A cycle of calls: start the rest in the table's order.
+            .unwrap_or(0);
+        order.push(left.remove(ready));
+    }
+    order
+}
+
+impl Deployable {
+    /// Its row of the spec's table: package, binary, arguments, settings, local ports.
+    pub fn spec(&self) -> &'static shop_system::Deployable {
+        spec(self.name)
+    }
+}
 
 /// The deployable called `name`, or a panic listing the known ones.
 pub fn deployable(name: &str) -> &'static Deployable {
-    DEPLOYABLES
+    deployables()
         .iter()
         .find(|d| d.name == name)
         .unwrap_or_else(|| {
-            let known: Vec<&str> = DEPLOYABLES.iter().map(|d| d.name).collect();
+            let known: Vec<&str> = deployables().iter().map(|d| d.name).collect();
             panic!("unknown deployable {name:?}; known: {known:?}")
         })
 }
 
-/// The local ports of one deployable, as its generated Envoy config assigns them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalPorts {
-    /// Where the process listens (the endpoint of the Envoy's app cluster).
-    pub app: u16,
-    /// The Envoy's ingress listener.
-    pub edge: u16,
-    /// The Envoy's admin interface.
-    pub admin: u16,
-    /// The name of the Envoy's app cluster.
-    pub cluster: String,
-}
-
-/// Reads [`LocalPorts`] from `generated/envoy/local/<deployable>.yaml`: the first
-/// `port_value` after `admin:`, after `listeners:` and after `clusters:`, and the first
-/// cluster's name.
-pub fn local_ports(deployable: &str) -> LocalPorts {
-    let path = repo_root().join(format!("generated/envoy/local/{deployable}.yaml"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    parse_local_ports(&text).unwrap_or_else(|| {
-        panic!(
-            "{} lacks an admin, listener or cluster port",
-            path.display()
-        )
-    })
-}
-
-fn parse_local_ports(text: &str) -> Option<LocalPorts> {
-    let after = |section: &str| text.find(section).map(|at| &text[at + section.len()..]);
-    let port_after = |section: &str| -> Option<u16> {
-        let rest = after(section)?;
-        let at = rest.find("port_value:")? + "port_value:".len();
-        let digits: String = rest[at..]
-            .trim_start()
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    };
-    let clusters = after("\n  clusters:")?;
-    let name_at = clusters.find("- name:")? + "- name:".len();
-    let cluster = clusters[name_at..].lines().next()?.trim();
-    Some(LocalPorts {
-        app: port_after("\n  clusters:")?,
-        edge: port_after("\n  listeners:")?,
-        admin: port_after("\nadmin:")?,
-        cluster: cluster.trim_matches('"').to_string(),
-    })
+/// The row of the spec's table called `name`.
+pub fn spec(name: &str) -> &'static shop_system::Deployable {
+    shop_system::deployable(name).unwrap_or_else(|| panic!("no deployable {name:?} in the spec"))
 }
 
 /// The URL of `deployable`'s local Envoy.
 pub fn edge_url(deployable: &str) -> String {
-    format!("http://127.0.0.1:{}", local_ports(deployable).edge)
+    spec(deployable).local_envoy_url()
 }
 
 /// A running stack; see the module docs. Dropping it stops every process (without
@@ -172,7 +140,7 @@ pub struct Stack {
     apps: Vec<Process>,
     envoys: Vec<Process>,
     /// Per database prefix (see [`Deployable::database`]).
-    databases: BTreeMap<&'static str, TestDatabase>,
+    databases: BTreeMap<String, TestDatabase>,
     run: String,
     graphql: Graphql,
     // Last: released only once everything above is stopped and dropped.
@@ -185,7 +153,7 @@ impl Stack {
     /// databases, spawns each behind its Envoy and waits until the BFF's edge answers
     /// `/healthz` (when the BFF is one of them) and every Envoy sees its app healthy.
     pub async fn start(deployables: &[&str]) -> Stack {
-        let chosen: Vec<&'static Deployable> = DEPLOYABLES
+        let chosen: Vec<&'static Deployable> = self::deployables()
             .iter()
             .filter(|d| deployables.contains(&d.name))
             .collect();
@@ -194,7 +162,7 @@ impl Stack {
         }
         let ports = lock_ports();
 
-        let mut packages: Vec<&str> = chosen.iter().map(|d| d.package).collect();
+        let mut packages: Vec<&str> = chosen.iter().map(|d| d.spec().package).collect();
         packages.sort_unstable();
         packages.dedup();
         build_binaries(&packages);
@@ -209,10 +177,10 @@ impl Stack {
 
         let mut databases = BTreeMap::new();
         for d in &chosen {
-            if let Some(prefix) = d.database
+            if let Some(prefix) = &d.database
                 && !databases.contains_key(prefix)
             {
-                databases.insert(prefix, TestDatabase::create(prefix).await);
+                databases.insert(prefix.clone(), TestDatabase::create(prefix).await);
             }
         }
         let run = format!(
@@ -235,9 +203,10 @@ impl Stack {
         let bin = bin_dir();
         for d in &chosen {
             let env = stack.env_of(d, deployables);
+            let spec = d.spec();
             stack
                 .apps
-                .push(spawn(d.name, &bin.join(d.binary), &[], &env));
+                .push(spawn(d.name, &bin.join(spec.binary), spec.args, &env));
         }
         for d in &chosen {
             stack.envoys.push(envoy(d.name));
@@ -246,53 +215,52 @@ impl Stack {
         stack
     }
 
-    /// The environment of deployable `d` in this stack: its listen address, database,
-    /// event store, Kafka topics and groups (unique to the run), and the Envoys of what
-    /// it calls.
+    /// The environment of deployable `d` in this stack: each setting of its row in the
+    /// spec's table (its listen address, the Envoys of what it calls, its database, the
+    /// event store, the bus), and what keeps one run apart from the others.
     fn env_of(&self, d: &Deployable, deployables: &[&str]) -> Vec<(&'static str, String)> {
-        let ports = local_ports(d.name);
-        let mut env = vec![("LISTEN_ADDR", format!("127.0.0.1:{}", ports.app))];
-        if let Some(prefix) = d.database {
-            env.push(("DATABASE_URL", self.databases[prefix].url.clone()));
+        let spec = d.spec();
+        let mut env = Vec::new();
+        for s in spec.settings {
+            let value = match s.kind {
+                SettingKind::Listen => spec.local_listen().to_string(),
+                SettingKind::Upstream(up) => edge_url(up),
+                SettingKind::Database(_) => match &d.database {
+                    Some(prefix) => self.databases[prefix].url.clone(),
+                    None => continue,
+                },
+                SettingKind::EventStore(_) => infra_var("MONGO_URL"),
+                SettingKind::Bus => infra_var("KAFKA_BOOTSTRAP_SERVERS"),
+            };
+            env.push((s.env, value));
         }
-        if d.infra.contains(&"kafka") {
-            env.push(("KAFKA_BROKERS", infra_var("KAFKA_BOOTSTRAP_SERVERS")));
-        }
+        env.extend(self.isolation(spec.service, deployables));
+        env
+    }
+
+    /// Names unique to this run (topics, consumer groups, the event store's database)
+    /// where a service reads them, and quick recovery for the order service.
+    fn isolation(&self, service: &str, deployables: &[&str]) -> Vec<(&'static str, String)> {
         let run = &self.run;
-        match d.name {
-            "cart-command" | "cart-query" | "cart-event-handler" => {
-                let role = d.name.trim_start_matches("cart-");
-                env.extend([
-                    ("ROLE", role.to_string()),
-                    ("MONGO_URL", infra_var("MONGO_URL")),
+        match service {
+            "cart" => {
+                let mut env = vec![
                     ("MONGO_DATABASE", format!("e2e_cart_{run}")),
                     ("CART_TOPIC", format!("e2e-cart-events-{run}")),
                     ("USER_EVENTS_GROUP", format!("e2e-cart-users-{run}")),
                     ("CONSUMER_GROUP", format!("e2e-cart-handler-{run}")),
-                    ("PRODUCT_URL", edge_url("product")),
-                ]);
+                ];
                 // The user service publishes to its fixed topic; with it in the stack
                 // the cart listens there (its own group per run), so that deleting an
                 // account deletes the cart. Without it, a topic of the run's own.
                 if !deployables.contains(&"user") {
                     env.push(("USER_TOPIC", format!("e2e-user-events-{run}")));
                 }
+                env
             }
-            "order" => env.extend([
-                ("PRODUCT_URL", edge_url("product")),
-                ("CART_COMMAND_URL", edge_url("cart-command")),
-                ("RECOVERY_INTERVAL_SECS", "1".to_string()),
-            ]),
-            "bff" => env.extend([
-                ("PRODUCT_URL", edge_url("product")),
-                ("USER_URL", edge_url("user")),
-                ("ORDER_URL", edge_url("order")),
-                ("CART_COMMAND_URL", edge_url("cart-command")),
-                ("CART_QUERY_URL", edge_url("cart-query")),
-            ]),
-            _ => {}
+            "order" => vec![("RECOVERY_INTERVAL_SECS", "1".to_string())],
+            _ => Vec::new(),
         }
-        env
     }
 
     async fn wait_ready(&mut self, deployables: &[&str]) {
@@ -303,9 +271,10 @@ impl Stack {
             wait_http_ok(&url, READY_TIMEOUT, &mut all).await;
         }
         // The BFF answered through its Envoy already; the others' Envoys must route too.
+        // Each Envoy's app cluster is named after its deployable.
         for app in self.apps.iter().filter(|p| p.name != "bff") {
-            let ports = local_ports(&app.name);
-            wait_envoy_healthy(ports.admin, &ports.cluster, CLUSTER_TIMEOUT).await;
+            let admin = spec(&app.name).local.envoy_admin;
+            wait_envoy_healthy(admin, &app.name, CLUSTER_TIMEOUT).await;
         }
     }
 
@@ -319,7 +288,7 @@ impl Stack {
         format!("{}/graphql", self.edge("bff"))
     }
 
-    /// The URL of `deployable`'s Envoy (`http://127.0.0.1:202xx`).
+    /// The URL of `deployable`'s local Envoy.
     pub fn edge(&self, deployable: &str) -> String {
         edge_url(deployable)
     }
@@ -334,6 +303,7 @@ impl Stack {
     pub fn database_url(&self, deployable_name: &str) -> &str {
         let prefix = deployable(deployable_name)
             .database
+            .as_ref()
             .unwrap_or_else(|| panic!("{deployable_name} has no database"));
         &self
             .databases
@@ -384,34 +354,54 @@ impl Drop for Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo_root;
 
     #[test]
-    fn every_deployable_has_a_generated_envoy_with_distinct_ports() {
-        let mut seen = Vec::new();
-        for d in DEPLOYABLES {
-            let p = local_ports(d.name);
-            assert_eq!(p.cluster, d.name, "{p:?}");
-            for port in [p.app, p.edge, p.admin] {
-                assert!(!seen.contains(&port), "{} reuses {port}", d.name);
-                seen.push(port);
-            }
-        }
-        let generated = std::fs::read_dir(repo_root().join("generated/envoy/local"))
-            .expect("generated/envoy/local")
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".yaml"))
-                    .map(str::to_string)
-            })
-            .count();
-        assert_eq!(generated, DEPLOYABLES.len(), "a deployable without a row");
+    fn the_harness_runs_every_deployable_of_the_spec() {
+        let mut harness: Vec<&str> = deployables().iter().map(|d| d.name).collect();
+        let mut table: Vec<&str> = shop_system::DEPLOYABLES.iter().map(|d| d.name).collect();
+        harness.sort_unstable();
+        table.sort_unstable();
+        assert_eq!(harness, table);
     }
 
+    /// The generated local Envoy of each deployable listens, administers and routes on
+    /// the ports of the table: the first `port_value` after `admin:`, after `listeners:`
+    /// and after `clusters:`, whose first cluster is named after the deployable.
     #[test]
-    fn ports_of_the_bff() {
-        let p = local_ports("bff");
-        assert_eq!((p.app, p.edge, p.admin), (20100, 20200, 20300));
+    fn every_generated_local_envoy_uses_the_tables_ports() {
+        for d in shop_system::DEPLOYABLES {
+            let path = repo_root().join(format!("generated/envoy/local/{}.yaml", d.name));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            let port_after = |section: &str| -> Option<u16> {
+                let rest = &text[text.find(section)? + section.len()..];
+                let at = rest.find("port_value:")? + "port_value:".len();
+                let digits: String = rest[at..]
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().ok()
+            };
+            let ports = (
+                port_after("\nadmin:"),
+                port_after("\n  listeners:"),
+                port_after("\n  clusters:"),
+            );
+            let l = d.local;
+            assert_eq!(
+                ports,
+                (Some(l.envoy_admin), Some(l.envoy), Some(l.app)),
+                "{}",
+                d.name
+            );
+            let clusters = &text[text.find("\n  clusters:").expect("clusters")..];
+            let first = clusters
+                .split("- name:")
+                .nth(1)
+                .and_then(|c| c.lines().next());
+            assert_eq!(first.map(|n| n.trim().trim_matches('"')), Some(d.name));
+        }
     }
 }

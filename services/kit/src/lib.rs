@@ -7,9 +7,15 @@
 #[cfg(feature = "bus")]
 pub mod bus;
 mod context;
+#[cfg(feature = "crud")]
+pub mod crud;
 #[cfg(feature = "postgres")]
 pub mod db;
 mod error;
+#[cfg(feature = "graphql")]
+pub mod graphql;
+#[cfg(feature = "launch")]
+pub mod launch;
 #[cfg(any(feature = "server", feature = "sql"))]
 mod retry;
 #[cfg(feature = "server")]

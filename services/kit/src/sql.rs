@@ -608,7 +608,17 @@ impl Row {
         i32::try_from(v).map_err(|e| decode_error(column, e))
     }
 
+    pub fn opt_i32(&self, column: &str) -> Result<Option<i32>, Error> {
+        self.opt_i64(column)?
+            .map(|v| i32::try_from(v).map_err(|e| decode_error(column, e)))
+            .transpose()
+    }
+
     pub fn bool(&self, column: &str) -> Result<bool, Error> {
+        self.opt_bool(column)?.ok_or_else(|| null(column))
+    }
+
+    pub fn opt_bool(&self, column: &str) -> Result<Option<bool>, Error> {
         match self {
             Row::Postgres(r) => r.try_get(column),
             Row::Sqlite(r) => r.try_get(column),

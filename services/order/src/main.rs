@@ -1,5 +1,6 @@
-//! The order service: `order-service --listen 127.0.0.1:20102 --database-url postgres://…`
-//! (or `--database-url sqlite://data/order.db`).
+//! The order service: `order-service --database-url postgres://…` (or
+//! `--database-url sqlite://data/order.db`), on the local port the spec gives it unless
+//! `--listen` says otherwise.
 
 use clap::Parser;
 use order_service::{Config, run};
@@ -9,6 +10,6 @@ use shop_kit::server;
 async fn main() -> anyhow::Result<()> {
     server::init_tracing();
     let config = Config::parse();
-    let incoming = server::bind(config.listen)?;
+    let incoming = server::bind(config.service.listen)?;
     run(config, incoming, server::stop_on_signal()).await
 }

@@ -1,9 +1,12 @@
-//! The `orders` and `order_details` tables: inserts, reads, keyset pages, status changes.
+//! What checkout reads and writes beyond the generated store: a pending order inserted
+//! at most once per cart version, the order of a cart version, status changes, and the
+//! pending orders recovery completes. Rows map through the generated `Record` of
+//! `pb::Order`, owned lines through the generated `load_order`/`attach_order`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use base64::Engine;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
+use shop_kit::crud::{self, Record};
 use shop_kit::sql::{self, Arg, Db};
 use shop_kit::{ServiceError, db};
 use shop_order::pb;
@@ -114,193 +117,68 @@ pub fn details_from_request(details: &[pb::OrderDetail]) -> Result<Vec<Detail>, 
     Ok(out)
 }
 
-struct OrderRow {
-    id: Uuid,
-    customer_id: Uuid,
-    cart_id: Uuid,
-    cart_version: i32,
-    total: i64,
-    placed_at: DateTime<Utc>,
-    status: String,
-}
-
-impl OrderRow {
-    fn read(r: &sql::Row) -> Result<OrderRow, sql::Error> {
-        Ok(OrderRow {
-            id: r.uuid("id")?,
-            customer_id: r.uuid("customer_id")?,
-            cart_id: r.uuid("cart_id")?,
-            cart_version: r.i32("cart_version")?,
-            total: r.i64("total")?,
-            placed_at: r.time("placed_at")?,
-            status: r.text("status")?,
-        })
-    }
-
-    fn read_all(rows: &[sql::Row]) -> Result<Vec<OrderRow>, ServiceError> {
-        rows.iter()
-            .map(OrderRow::read)
-            .collect::<Result<_, _>>()
-            .map_err(db::error)
-    }
-}
-
-/// Reads one `order_details` row: (order id, the detail).
-fn read_detail(r: &sql::Row) -> Result<(Uuid, pb::OrderDetail), sql::Error> {
-    Ok((
-        r.uuid("order_id")?,
-        pb::OrderDetail {
-            product_id: r.uuid("product_id")?.to_string(),
-            product_name: r.text("product_name")?,
-            unit_price: r.i64("unit_price")?,
-            quantity: r.i32("quantity")?,
-        },
-    ))
-}
-
-fn to_pb(r: OrderRow, details: Vec<pb::OrderDetail>) -> pb::Order {
-    pb::Order {
-        id: r.id.to_string(),
-        customer_id: r.customer_id.to_string(),
-        cart_id: r.cart_id.to_string(),
-        cart_version: r.cart_version,
-        total: r.total,
-        placed_at: Some(shop_kit::utc_to_timestamp(&r.placed_at)),
-        details,
-        status: r.status,
-    }
-}
-
-const ORDER_COLUMNS: &str = "id, customer_id, cart_id, cart_version, total, placed_at, status";
-
-/// Details per multi-row INSERT: 4 parameters a row plus the order id stay far below
-/// either dialect's parameter limit (SQLite 32766, PostgreSQL 65535).
-const DETAILS_PER_INSERT: usize = 500;
-
 /// Inserts the order and its details in one transaction. `None` when an order with the
 /// same id or the same (cart_id, cart_version) already exists (nothing is written then).
 pub async fn insert(db: &Db, o: &NewOrder) -> Result<Option<pb::Order>, ServiceError> {
     let total = total_of(&o.details).ok_or_else(|| {
         ServiceError::invalid("details", "the order total does not fit in 64 bits")
     })?;
-    // Both dialects keep microseconds; truncate so the answer equals what a read returns.
-    let placed_at = Utc::now().trunc_subsecs(6);
+    let record = pb::Order {
+        id: o.id.to_string(),
+        customer_id: o.customer_id.to_string(),
+        cart_id: o.cart_id.to_string(),
+        cart_version: o.cart_version,
+        total,
+        placed_at: crud::timestamp(&crud::now()),
+        status: o.status.as_str().to_string(),
+        details: o.details.iter().map(Detail::to_pb).collect(),
+    };
     let mut tx = db.begin().await.map_err(db::error)?;
-    let inserted = sql::query(
-        "INSERT INTO orders (id, customer_id, cart_id, cart_version, total, placed_at, status) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
-    )
-    .bind(o.id)
-    .bind(o.customer_id)
-    .bind(o.cart_id)
-    .bind(o.cart_version)
-    .bind(total)
-    .bind(placed_at)
-    .bind(o.status.as_str())
-    .fetch_optional(&mut tx)
-    .await
-    .map_err(db::error)?;
-    if inserted.is_none() {
-        tx.rollback().await.map_err(db::error)?;
-        return Ok(None);
+    match crud::insert(&mut tx, &record).await {
+        Ok(()) => {}
+        Err(ServiceError::AlreadyExists(_)) => {
+            tx.rollback().await.map_err(db::error)?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
     }
-    for chunk in o.details.chunks(DETAILS_PER_INSERT) {
-        // ($1, $2, $3, $4, $5), ($1, $6, $7, $8, $9), …: $1 is the order id.
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| format!("($1, {})", sql::placeholders(2 + 4 * i, 4)))
-            .collect();
-        let args = chunk.iter().flat_map(|d| {
-            [
-                Arg::from(d.product_id),
-                Arg::from(&d.product_name),
-                Arg::from(d.unit_price),
-                Arg::from(d.quantity),
-            ]
-        });
-        sql::query(format!(
-            "INSERT INTO order_details (order_id, product_id, product_name, unit_price, quantity) \
-             VALUES {}",
-            rows.join(", ")
-        ))
-        .bind(o.id)
-        .bind_all(args)
-        .execute(&mut tx)
-        .await
-        .map_err(db::error)?;
-    }
+    shop_order::store_order_owned(&mut tx, o.id, &record).await?;
     tx.commit().await.map_err(db::error)?;
-    let mut details: Vec<pb::OrderDetail> = o
-        .details
-        .iter()
-        .map(|d| pb::OrderDetail {
-            product_id: d.product_id.to_string(),
-            product_name: d.product_name.clone(),
-            unit_price: d.unit_price,
-            quantity: d.quantity,
-        })
-        .collect();
-    sort_details(&mut details);
-    Ok(Some(to_pb(
-        OrderRow {
-            id: o.id,
-            customer_id: o.customer_id,
-            cart_id: o.cart_id,
-            cart_version: o.cart_version,
-            total,
-            placed_at,
-            status: o.status.as_str().to_string(),
-        },
-        details,
-    )))
+    shop_order::load_order(db, o.id).await
 }
 
-/// Details are listed by product name, then product id (the same order as the query).
-fn sort_details(details: &mut [pb::OrderDetail]) {
-    details.sort_by(|a, b| {
-        (a.product_name.as_str(), a.product_id.as_str())
-            .cmp(&(b.product_name.as_str(), b.product_id.as_str()))
-    });
-}
-
-/// Loads the orders of `rows` with their details: one query for all the details.
-async fn with_details(db: &Db, rows: Vec<OrderRow>) -> Result<Vec<pb::Order>, ServiceError> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
+impl Detail {
+    fn to_pb(&self) -> pb::OrderDetail {
+        pb::OrderDetail {
+            product_id: self.product_id.to_string(),
+            product_name: self.product_name.clone(),
+            unit_price: self.unit_price,
+            quantity: self.quantity,
+        }
     }
-    // Lowercase hyphenated UUID text sorts like the uuid type, so `product_id` orders
-    // the same on both dialects.
-    let details = sql::query(format!(
-        "SELECT order_id, product_id, product_name, unit_price, quantity FROM order_details \
-         WHERE order_id IN ({}) ORDER BY order_id, product_name, product_id",
-        sql::placeholders(1, rows.len())
+}
+
+/// The orders `where` selects, with their details.
+async fn orders_where(
+    db: &Db,
+    condition: &str,
+    args: Vec<Arg>,
+) -> Result<Vec<pb::Order>, ServiceError> {
+    let rows = sql::query(format!(
+        "SELECT {} FROM orders WHERE {condition}",
+        pb::Order::COLUMNS.join(", ")
     ))
-    .bind_all(rows.iter().map(|r| Arg::from(r.id)))
+    .bind_all(args)
     .fetch_all(db)
     .await
     .map_err(db::error)?;
-    let mut by_order: HashMap<Uuid, Vec<pb::OrderDetail>> = HashMap::new();
-    for d in &details {
-        let (order_id, detail) = read_detail(d).map_err(db::error)?;
-        by_order.entry(order_id).or_default().push(detail);
-    }
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let mut details = by_order.remove(&r.id).unwrap_or_default();
-            sort_details(&mut details);
-            to_pb(r, details)
-        })
-        .collect())
-}
-
-pub async fn get(db: &Db, id: Uuid) -> Result<Option<pb::Order>, ServiceError> {
-    let row = sql::query(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    let mut orders = rows
+        .iter()
+        .map(pb::Order::from_row)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(db::error)?;
-    let rows = OrderRow::read_all(row.as_slice())?;
-    Ok(with_details(db, rows).await?.pop())
+    shop_order::attach_order(db, &mut orders).await?;
+    Ok(orders)
 }
 
 /// The order of `cart_id` at `cart_version`, if checkout stored one.
@@ -309,16 +187,10 @@ pub async fn by_cart(
     cart_id: Uuid,
     cart_version: i32,
 ) -> Result<Option<pb::Order>, ServiceError> {
-    let row = sql::query(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE cart_id = $1 AND cart_version = $2"
-    ))
-    .bind(cart_id)
-    .bind(cart_version)
-    .fetch_optional(db)
-    .await
-    .map_err(db::error)?;
-    let rows = OrderRow::read_all(row.as_slice())?;
-    Ok(with_details(db, rows).await?.pop())
+    let args = vec![Arg::from(cart_id), Arg::from(cart_version)];
+    Ok(orders_where(db, "cart_id = $1 AND cart_version = $2", args)
+        .await?
+        .pop())
 }
 
 /// Moves a pending order to `to`; an order that already left `pending` keeps its status.
@@ -330,7 +202,7 @@ pub async fn finish(db: &Db, id: Uuid, to: Status) -> Result<pb::Order, ServiceE
         .execute(db)
         .await
         .map_err(db::error)?;
-    get(db, id)
+    shop_order::load_order(db, id)
         .await?
         .ok_or_else(|| ServiceError::Internal(format!("order {id} vanished")))
 }
@@ -341,124 +213,18 @@ pub async fn pending(
     older_than: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<pb::Order>, ServiceError> {
-    let rows = sql::query(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'pending' AND placed_at < $1 \
-         ORDER BY placed_at, id LIMIT $2"
-    ))
-    .bind(older_than)
-    .bind(limit)
-    .fetch_all(db)
+    let args = vec![Arg::from(older_than), Arg::from(limit)];
+    orders_where(
+        db,
+        "status = 'pending' AND placed_at < $1 ORDER BY placed_at, id LIMIT $2",
+        args,
+    )
     .await
-    .map_err(db::error)?;
-    let rows = OrderRow::read_all(&rows)?;
-    with_details(db, rows).await
-}
-
-/// Keyset position after which the next page starts: the last (placed_at, id) seen.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct PageToken {
-    /// Microseconds since the epoch (what both dialects keep).
-    at: i64,
-    id: Uuid,
-}
-
-fn encode_token(t: &PageToken) -> String {
-    let json = serde_json::to_vec(t).unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
-}
-
-pub fn decode_token(s: &str) -> Result<Option<PageToken>, ServiceError> {
-    if s.is_empty() {
-        return Ok(None);
-    }
-    let bad = || ServiceError::invalid("page_token", "is not a token this service issued");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| bad())?;
-    let t: PageToken = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    DateTime::<Utc>::from_timestamp_micros(t.at).ok_or_else(bad)?;
-    Ok(Some(t))
-}
-
-/// One page of orders, newest first (placed_at desc, then id), optionally of one
-/// customer, and the token of the next page (empty on the last).
-pub async fn page(
-    db: &Db,
-    customer_id: Option<Uuid>,
-    after: Option<&PageToken>,
-    limit: i64,
-) -> Result<(Vec<pb::Order>, String), ServiceError> {
-    // Only the conditions that apply, so each shape of the query can use the
-    // (customer_id, placed_at DESC, id) index.
-    let mut conditions = Vec::new();
-    let mut args = Vec::new();
-    if let Some(customer_id) = customer_id {
-        args.push(Arg::from(customer_id));
-        conditions.push(format!("customer_id = ${}", args.len()));
-    }
-    if let Some(t) = after
-        && let Some(at) = DateTime::<Utc>::from_timestamp_micros(t.at)
-    {
-        args.push(Arg::from(at));
-        let at = args.len();
-        args.push(Arg::from(t.id));
-        let id = args.len();
-        conditions.push(format!(
-            "(placed_at < ${at} OR (placed_at = ${at} AND id > ${id}))"
-        ));
-    }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {} ", conditions.join(" AND "))
-    };
-    // One row more than asked tells whether another page follows.
-    args.push(Arg::from(limit + 1));
-    let rows = sql::query(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders {filter}ORDER BY placed_at DESC, id LIMIT ${}",
-        args.len()
-    ))
-    .bind_all(args)
-    .fetch_all(db)
-    .await
-    .map_err(db::error)?;
-    let mut rows = OrderRow::read_all(&rows)?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let next = match (more, rows.last()) {
-        (true, Some(last)) => encode_token(&PageToken {
-            at: last.placed_at.timestamp_micros(),
-            id: last.id,
-        }),
-        _ => String::new(),
-    };
-    Ok((with_details(db, rows).await?, next))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_reject_garbage() {
-        let t = PageToken {
-            at: 1_700_000_000_123_456,
-            id: Uuid::now_v7(),
-        };
-        let back = decode_token(&encode_token(&t))
-            .expect("decodes")
-            .expect("some");
-        assert_eq!((back.at, back.id), (t.at, t.id));
-        assert!(decode_token("").expect("empty ok").is_none());
-        assert!(matches!(
-            decode_token("%%%"),
-            Err(ServiceError::InvalidArgument(_))
-        ));
-        assert!(matches!(
-            decode_token("bm9wZQ"),
-            Err(ServiceError::InvalidArgument(_))
-        ));
-    }
 
     #[test]
     fn order_ids_are_deterministic_per_cart_version() {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use order_service::{
-    CartSnapshot, Carts, Catalog, Config, MIGRATIONS, Orders, PricedProduct, Recovery,
+    CartSnapshot, Carts, Catalog, Config, MIGRATIONS, OrderCrud, Orders, PricedProduct, Recovery,
     ResetOutcome, order_id_for,
 };
 use shop_kit::sql::{self, ConnectOptions, Db, Dialect};
@@ -173,7 +173,10 @@ async fn start(dialect: Dialect) -> Running {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(shop_order::order_server(orders.clone()))
+            .add_service(shop_order::order_server(Arc::new(OrderCrud::new(
+                db.clone(),
+                orders.clone(),
+            ))))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     let client = OrderServiceClient::connect(format!("http://{addr}"))
@@ -871,12 +874,15 @@ async fn run_serves_and_recovers_until_stopped() {
                 .expect("bind");
         let addr = incoming.local_addr().expect("addr");
         let config = Config {
-            listen: addr,
-            database_url: store.url().to_string(),
-            max_connections: 4,
-            startup_timeout_secs: 10,
-            product_url: nowhere.clone(),
-            cart_command_url: nowhere,
+            service: shop_order::Config {
+                listen: addr,
+                database_url: store.url().to_string(),
+                max_connections: 4,
+                startup_timeout_secs: 10,
+                product_url: nowhere.clone(),
+                cart_command_url: nowhere.clone(),
+                cart_query_url: nowhere,
+            },
             recovery_interval_secs: 1,
             recovery_after_secs: 0,
             recovery_batch: 10,

@@ -20,7 +20,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tonic::transport::server::TcpIncoming;
 
 pub use wiring::DEPLOYABLES;
 
@@ -70,9 +69,10 @@ impl DataDir {
     }
 }
 
-fn loopback() -> anyhow::Result<TcpIncoming> {
-    TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .map_err(|e| anyhow::anyhow!("binding a loopback port: {e}"))
+async fn loopback() -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("binding a loopback port")
 }
 
 /// Runs the shop until `shutdown` resolves (or a part of it fails), then stops every
@@ -94,15 +94,17 @@ pub async fn up(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
 
-    let mut incoming = BTreeMap::new();
+    let mut listeners = BTreeMap::new();
     let mut grpc = BTreeMap::new();
+    let graphql_addr = graphql.local_addr()?;
+    listeners.insert("bff", graphql);
     for name in DEPLOYABLES.iter().copied().filter(|d| *d != "bff") {
-        let i = loopback()?;
-        grpc.insert(name, i.local_addr()?);
-        incoming.insert(name, i);
+        let l = loopback().await?;
+        grpc.insert(name, l.local_addr()?);
+        listeners.insert(name, l);
     }
     let addresses = Addresses {
-        graphql: graphql.local_addr()?,
+        graphql: graphql_addr,
         grpc,
     };
     wiring::spawn(
@@ -111,8 +113,7 @@ pub async fn up(
             url: &|file| data.url(file),
             addresses: &addresses,
         },
-        incoming,
-        graphql,
+        listeners,
         stop_rx.clone(),
     )?;
 

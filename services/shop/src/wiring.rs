@@ -1,27 +1,39 @@
-//! Each deployable of the spec, configured for embedded storage, on its own loopback
-//! port. The configurations are built in code (not from flags or the environment), so
-//! a `DATABASE_URL` or `KAFKA_BROKERS` exported in the user's shell cannot leak in.
+//! Every deployable of the spec's generated table, configured for embedded storage on
+//! its own loopback port and started through the generated launcher (the same `Config`
+//! and `run` as its binary). Settings are given as flags, so a `DATABASE_URL` or
+//! `KAFKA_BROKERS` exported in the user's shell cannot leak into what the table lists.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use shop_system::{DEPLOYABLES as TABLE, Deployable, SettingKind};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tonic::transport::server::TcpIncoming;
 
 use crate::Addresses;
 
-/// Every deployable `shop up` runs, named as the spec's layout names them (a test
-/// compares this with the spec).
-pub const DEPLOYABLES: &[&str] = &[
-    "bff",
-    "product",
-    "order",
-    "user",
-    "cart-command",
-    "cart-query",
-    "cart-event-handler",
+/// Every deployable `shop up` runs: the names in the spec's generated table.
+pub const DEPLOYABLES: &[&str] = &{
+    let mut names = [""; TABLE.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = TABLE[i].name;
+        i += 1;
+    }
+    names
+};
+
+/// One machine, SQLite files and the embedded log: fewer connections (SQLite serialises
+/// writers), one partition per topic, relays that poll often. Applied to a deployable
+/// only where it reads the setting.
+const TUNING: &[(&str, &str)] = &[
+    ("DATABASE_MAX_CONNECTIONS", "4"),
+    ("STARTUP_TIMEOUT_SECS", "30"),
+    ("RELAY_POLL_MS", "20"),
+    ("CART_TOPIC_PARTITIONS", "1"),
+    ("USER_TOPIC_PARTITIONS", "1"),
 ];
 
 /// Where the embedded shop keeps things and where its parts listen.
@@ -32,131 +44,62 @@ pub struct Embedded<'a> {
 }
 
 impl Embedded<'_> {
-    fn grpc_url(&self, deployable: &str) -> String {
-        format!("http://{}", self.addresses.grpc[deployable])
+    fn address(&self, deployable: &str) -> anyhow::Result<SocketAddr> {
+        if deployable == "bff" {
+            return Ok(self.addresses.graphql);
+        }
+        self.addresses
+            .grpc
+            .get(deployable)
+            .copied()
+            .with_context(|| format!("no address for {deployable}"))
     }
 
-    fn listen(&self, deployable: &str) -> SocketAddr {
-        self.addresses.grpc[deployable]
+    /// The value of each setting `d` lists.
+    fn settings(&self, d: &Deployable) -> anyhow::Result<Vec<(&'static str, String)>> {
+        d.settings
+            .iter()
+            .map(|s| {
+                let value = match s.kind {
+                    SettingKind::Listen => self.address(d.name)?.to_string(),
+                    SettingKind::Database(db) | SettingKind::EventStore(db) => {
+                        (self.url)(&data_file(db))
+                    }
+                    SettingKind::Bus => (self.url)("bus.db"),
+                    SettingKind::Upstream(up) => format!("http://{}", self.address(up)?),
+                };
+                Ok((s.env, value))
+            })
+            .collect()
     }
+}
+
+/// The data folder's file of a database: `shop_cart_read` is `cart-read.db`.
+fn data_file(database: &str) -> String {
+    let bare = database
+        .strip_prefix(shop_system::SYSTEM)
+        .and_then(|d| d.strip_prefix('_'))
+        .unwrap_or(database);
+    format!("{}.db", bare.replace('_', "-"))
 }
 
 type Tasks = JoinSet<(&'static str, anyhow::Result<()>)>;
 
-const STARTUP_TIMEOUT_SECS: u64 = 30;
-/// SQLite serialises writers; a few connections per file are plenty.
-const MAX_CONNECTIONS: u32 = 4;
-
 pub fn spawn(
     tasks: &mut Tasks,
     at: &Embedded<'_>,
-    mut incoming: BTreeMap<&'static str, TcpIncoming>,
-    graphql: tokio::net::TcpListener,
+    mut listeners: BTreeMap<&'static str, TcpListener>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut take = |name: &str| {
-        incoming
-            .remove(name)
-            .with_context(|| format!("no port bound for {name}"))
-    };
-
-    let product = product_service::Config {
-        listen: at.listen("product"),
-        database_url: (at.url)("product.db"),
-        max_connections: MAX_CONNECTIONS,
-        startup_timeout_secs: STARTUP_TIMEOUT_SECS,
-    };
-    tasks.spawn(named(
-        "product",
-        product_service::run(product, take("product")?, stop.clone()),
-    ));
-
-    let order = order_service::Config {
-        listen: at.listen("order"),
-        database_url: (at.url)("order.db"),
-        max_connections: MAX_CONNECTIONS,
-        startup_timeout_secs: STARTUP_TIMEOUT_SECS,
-        product_url: at.grpc_url("product"),
-        cart_command_url: at.grpc_url("cart-command"),
-        recovery_interval_secs: 5,
-        recovery_after_secs: 10,
-        recovery_batch: 100,
-    };
-    tasks.spawn(named(
-        "order",
-        order_service::run(order, take("order")?, stop.clone()),
-    ));
-
-    let user = user_service::Config {
-        mode: user_service::Mode::Serve,
-        listen: at.listen("user"),
-        database_url: (at.url)("user.db"),
-        max_connections: MAX_CONNECTIONS,
-        bus_url: Some((at.url)("bus.db")),
-        kafka_brokers: String::new(),
-        topic_partitions: 1,
-        relay: true,
-        relay_poll_ms: 50,
-        relay_batch: 100,
-        startup_timeout_secs: STARTUP_TIMEOUT_SECS,
-        shutdown_timeout_secs: 10,
-    };
-    tasks.spawn(named(
-        "user",
-        user_service::run(user, take("user")?, stop.clone()),
-    ));
-
-    // The cart: its command side (with the relay to the cart topic and the user-events
-    // subscriber), its query side, and the event handler that projects the cart topic
-    // into the read model: production's shape, every queue on the embedded log.
-    let cart = |role: cart_service::Role, name: &str| cart_service::Config {
-        role,
-        listen: Some(at.listen(name)),
-        event_store_url: Some((at.url)("cart-events.db")),
-        database_url: Some((at.url)("cart-read.db")),
-        bus_url: Some((at.url)("bus.db")),
-        max_connections: MAX_CONNECTIONS,
-        product_url: at.grpc_url("product"),
-        cart_topic_partitions: 1,
-        relay_poll_ms: 20,
-        startup_timeout_secs: STARTUP_TIMEOUT_SECS,
-        ..cart_service::Config::default()
-    };
-    for (role, name) in [
-        (cart_service::Role::Command, "cart-command"),
-        (cart_service::Role::Query, "cart-query"),
-        (cart_service::Role::EventHandler, "cart-event-handler"),
-    ] {
-        let name: &'static str = DEPLOYABLES
-            .iter()
-            .copied()
-            .find(|d| *d == name)
-            .context("a cart deployable")?;
-        tasks.spawn(named(
-            name,
-            cart_service::run(cart(role, name), take(name)?, stop.clone()),
-        ));
+    for d in TABLE {
+        let listener = listeners
+            .remove(d.name)
+            .with_context(|| format!("no port bound for {}", d.name))?;
+        let settings = at.settings(d)?;
+        let running = shop_launcher::start(d.name, &settings, TUNING, listener, stop.clone())
+            .with_context(|| format!("configuring {}", d.name))?;
+        tasks.spawn(named(d.name, running));
     }
-
-    let bff = bff::Config {
-        listen: graphql.local_addr()?,
-        upstreams: bff::UpstreamConfig {
-            product_url: at.grpc_url("product"),
-            order_url: at.grpc_url("order"),
-            cart_command_url: at.grpc_url("cart-command"),
-            cart_query_url: at.grpc_url("cart-query"),
-            user_url: at.grpc_url("user"),
-            ..bff::UpstreamConfig::default()
-        },
-        limits: bff::Limits::default(),
-    };
-    let mut bff_stop = stop.clone();
-    tasks.spawn(named(
-        "bff",
-        bff::serve_on(bff, graphql, async move {
-            shop_kit::server::stopped(&mut bff_stop).await;
-        }),
-    ));
     Ok(())
 }
 
@@ -165,4 +108,47 @@ async fn named(
     run: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> (&'static str, anyhow::Result<()>) {
     (name, run.await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each deployable's own `Config` accepts what the launcher gives it (the futures
+    /// are dropped unpolled: nothing starts).
+    #[tokio::test]
+    async fn every_deployable_takes_its_embedded_settings() {
+        let mut listeners = BTreeMap::new();
+        let mut grpc = BTreeMap::new();
+        for d in TABLE {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            grpc.insert(d.name, l.local_addr().expect("addr"));
+            listeners.insert(d.name, l);
+        }
+        let addresses = Addresses {
+            graphql: grpc["bff"],
+            grpc,
+        };
+        let at = Embedded {
+            url: &|file| format!("sqlite:///nowhere/{file}"),
+            addresses: &addresses,
+        };
+        let (_stop, stopped) = watch::channel(false);
+        for d in TABLE {
+            let settings = at.settings(d).expect("settings");
+            let listener = listeners.remove(d.name).expect("listener");
+            if let Err(e) =
+                shop_launcher::start(d.name, &settings, TUNING, listener, stopped.clone())
+            {
+                panic!("{}: {e:#}", d.name);
+            }
+        }
+    }
+
+    #[test]
+    fn data_files_keep_their_names() {
+        assert_eq!(data_file("shop_product"), "product.db");
+        assert_eq!(data_file("shop_cart_read"), "cart-read.db");
+        assert_eq!(data_file("shop_cart_events"), "cart-events.db");
+    }
 }

@@ -58,7 +58,7 @@ pub struct Config {
     pub mode: Mode,
     /// Address to serve gRPC on (the local port of deployable `user`). Used by the
     /// binary to bind; [`run`] serves on the listener it is given.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:20106")]
+    #[arg(long, env = "LISTEN_ADDR", default_value_t = local_listen())]
     pub listen: SocketAddr,
     /// The user database: `postgres://…` or `sqlite://path/user.db`; the migrations of
     /// that dialect (generated/sql or generated/sqlite /shop_user) run at start.
@@ -92,6 +92,13 @@ pub struct Config {
     /// How long the relay may take to stop after the server stopped.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
+}
+
+/// The local address of deployable `user`, from the spec's generated table.
+fn local_listen() -> SocketAddr {
+    shop_system::deployable("user")
+        .expect("the spec has a deployable `user`")
+        .local_listen()
 }
 
 impl Config {

@@ -14,3 +14,9 @@ pub mod pb;
 mod api;
 
 pub use api::*;
+
+#[rustfmt::skip]
+#[allow(clippy::all, clippy::pedantic)]
+mod crud;
+
+pub use crud::*;

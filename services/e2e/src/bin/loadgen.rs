@@ -21,14 +21,22 @@ struct Args {
     checkout: bool,
 }
 
-fn usage() -> &'static str {
-    "usage: loadgen [--url URL] [--customers N] [--duration SECS] [--products N] [--no-cart] [--checkout]\n\
-     defaults: --url http://127.0.0.1:20200/graphql --customers 8 --duration 30 --products 20"
+fn usage() -> String {
+    format!(
+        "usage: loadgen [--url URL] [--customers N] [--duration SECS] [--products N] [--no-cart] [--checkout]\n\
+         defaults: --url {} --customers 8 --duration 30 --products 20",
+        default_url()
+    )
+}
+
+/// The BFF's GraphQL endpoint through its local Envoy.
+fn default_url() -> String {
+    format!("{}/graphql", e2e::stack::edge_url("bff"))
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
-        url: "http://127.0.0.1:20200/graphql".into(),
+        url: default_url(),
         customers: 8,
         duration: Duration::from_secs(30),
         products: 20,
@@ -58,7 +66,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--no-cart" => a.cart = false,
             "--checkout" => a.checkout = true,
-            "--help" | "-h" => return Err(usage().into()),
+            "--help" | "-h" => return Err(usage()),
             other => return Err(format!("unknown argument {other}\n{}", usage())),
         }
     }

@@ -1,13 +1,13 @@
-//! The product service over real gRPC, on each storage dialect: the harness's real
+//! The product service, generated whole from the spec (`shop_product`: store, use
+//! cases, `run`), over real gRPC on each storage dialect: the harness's real
 //! PostgreSQL and a SQLite file. Every test body runs once per dialect.
 
 use std::sync::Arc;
 
-use product_service::{Config, MIGRATIONS, Products};
 use shop_kit::sql::{self, ConnectOptions, Db, Dialect};
 use shop_kit::testing::TestStore;
-use shop_product::pb;
 use shop_product::pb::product_service_client::ProductServiceClient;
+use shop_product::{Config, MIGRATIONS, ProductCrud, pb};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
@@ -31,7 +31,8 @@ async fn start(dialect: Dialect) -> Running {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let service = shop_product::product_server(Arc::new(Products::new(db.clone())));
+    let service =
+        shop_product::product_server(Arc::new(ProductCrud::new(db.clone(), Arc::new(()))));
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
@@ -338,7 +339,7 @@ async fn run_serves_until_stopped_on_the_url_s_dialect() {
             startup_timeout_secs: 10,
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let running = tokio::spawn(product_service::run(config, incoming, stop_rx));
+        let running = tokio::spawn(shop_product::run(config, incoming, stop_rx));
 
         let mut client = loop {
             match ProductServiceClient::connect(format!("http://{addr}")).await {

@@ -1,0 +1,817 @@
+//! The BFF's generated crate `<system>-bff` under `generated/rust/bff/`, rendered from
+//! the API `graphql_model` decided (`System::graphql`), so it always fits the SDL: a
+//! resolver per Query, Mutation and relation field (`registry`), the proto → GraphQL
+//! converter of each entity, the upstream clients and their configuration (defaults:
+//! each deployable's local Envoy), and one per-request loader per entity that relation
+//! fields fetch by id. The glue they share is `shop_kit::graphql` (`rt` below).
+//!
+//! Rust is built with `quote` and printed by `prettyplease`; `lib.rs` and `Cargo.toml`
+//! come from templates.
+
+use std::collections::BTreeSet;
+
+use heck::ToSnakeCase;
+use proc_macro2::{Ident, TokenStream};
+use quote::{format_ident, quote};
+
+use super::{EmitError, GeneratedFile};
+use crate::ir::*;
+
+const DIR: &str = "rust/bff";
+
+pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
+    if system.graphql.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ctx = tera::Context::new();
+    ctx.insert("header", &super::header("#"));
+    ctx.insert("name", &crate_name(system));
+    ctx.insert("system", &system.name);
+    let deps: Vec<serde_json::Value> = services(system)
+        .iter()
+        .map(|s| serde_json::json!({ "name": super::rust::crate_name(system, s), "dir": s.name }))
+        .collect();
+    ctx.insert("deps", &deps);
+    let cargo_toml = super::render(
+        "rust/bff/Cargo.toml.tera",
+        include_str!("../../../templates/rust/bff/Cargo.toml.tera"),
+        &ctx,
+    )?;
+    ctx.insert("header", &super::header("//"));
+    let lib_rs = super::render(
+        "rust/bff/lib.rs.tera",
+        include_str!("../../../templates/rust/bff/lib.rs.tera"),
+        &ctx,
+    )?;
+    Ok(vec![
+        GeneratedFile {
+            path: format!("{DIR}/Cargo.toml"),
+            contents: cargo_toml,
+        },
+        GeneratedFile {
+            path: format!("{DIR}/src/lib.rs"),
+            contents: lib_rs,
+        },
+        GeneratedFile {
+            path: format!("{DIR}/src/api.rs"),
+            contents: super::rust::print(api(system)?)?,
+        },
+    ])
+}
+
+/// `shop-bff`.
+pub fn crate_name(system: &System) -> String {
+    format!("{}-bff", system.name)
+}
+
+/// The services the BFF calls, in spec order.
+fn services(system: &System) -> Vec<&Service> {
+    let used: BTreeSet<&str> = system
+        .graphql
+        .upstreams
+        .iter()
+        .map(|u| u.service.as_str())
+        .collect();
+    system
+        .services
+        .iter()
+        .filter(|s| used.contains(s.name.as_str()))
+        .collect()
+}
+
+/// `shop_cart`: the generated crate of a service.
+fn crate_ident(system: &System, service: &str) -> Ident {
+    let name = match system.services.iter().find(|s| s.name == service) {
+        Some(svc) => super::rust::crate_name(system, svc),
+        None => format!("{}-{service}", system.name),
+    };
+    format_ident!("{}", name.replace('-', "_"))
+}
+
+fn ident(name: &str) -> Ident {
+    format_ident!("{}", name.to_snake_case())
+}
+
+fn api(system: &System) -> Result<TokenStream, EmitError> {
+    let api = &system.graphql;
+    let doc = format!(
+        " The resolvers of the `{}` BFF's GraphQL API, and what they call.",
+        system.name
+    );
+    let config = config(system)?;
+    let upstreams = upstreams(system);
+    let loaders = loaders(system)?;
+    let registry = registry(api);
+    let by_id = by_id_resolvers(api);
+    let modules = services(system)
+        .into_iter()
+        .map(|s| service_module(system, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(quote! {
+        #![doc = #doc]
+        use std::collections::BTreeMap;
+
+        use shop_kit::graphql as rt;
+
+        /// The schema these resolvers implement (`generated/graphql/schema.graphql`).
+        pub const SDL: &str = include_str!("../../../graphql/schema.graphql");
+
+        #config
+        #upstreams
+        #loaders
+        #registry
+        #by_id
+        #(#modules)*
+    })
+}
+
+// ------------------------------------------------------------------ config, clients
+
+fn deployable<'a>(system: &'a System, name: &str) -> Result<&'a Deployable, EmitError> {
+    system
+        .deployables
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| EmitError::Other(format!("no deployable `{name}`")))
+}
+
+fn config(system: &System) -> Result<TokenStream, EmitError> {
+    let listen = deployable(system, "bff")?.local.app;
+    let mut fields = Vec::new();
+    let mut defaults = Vec::new();
+    let mut urls = Vec::new();
+    for u in &system.graphql.upstreams {
+        let field = format_ident!("{}_url", u.deployable.to_snake_case());
+        let url = format!(
+            "http://127.0.0.1:{}",
+            deployable(system, &u.deployable)?.local.envoy
+        );
+        let doc = format!(
+            " The `{}` deployable (`{}.{}`); its local Envoy by default.",
+            u.deployable, u.package, u.proto_service
+        );
+        let env = &u.env;
+        fields.push(quote! {
+            #[doc = #doc]
+            #[arg(long, env = #env, default_value = #url)]
+            pub #field: String,
+        });
+        defaults.push(quote!(#field: #url.to_string(),));
+        let name = &u.deployable;
+        urls.push(quote!((#name, self.#field.as_str())));
+    }
+    Ok(quote! {
+        /// Where the BFF listens on one machine: its deployable's local app port, behind its Envoy.
+        pub const LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, #listen));
+
+        /// The gRPC endpoints (normally each upstream's Envoy) and how long to wait for them.
+        #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+        pub struct UpstreamConfig {
+            #(#fields)*
+            /// Deadline of one upstream call, sent as `grpc-timeout` too.
+            #[arg(long, env = "UPSTREAM_TIMEOUT_MS", default_value_t = rt::DEFAULT_UPSTREAM_TIMEOUT_MS)]
+            pub timeout_ms: u64,
+            /// How long to wait for a TCP connection to an upstream.
+            #[arg(long, env = "UPSTREAM_CONNECT_TIMEOUT_MS", default_value_t = rt::DEFAULT_CONNECT_TIMEOUT_MS)]
+            pub connect_timeout_ms: u64,
+        }
+
+        impl Default for UpstreamConfig {
+            fn default() -> Self {
+                UpstreamConfig {
+                    #(#defaults)*
+                    timeout_ms: rt::DEFAULT_UPSTREAM_TIMEOUT_MS,
+                    connect_timeout_ms: rt::DEFAULT_CONNECT_TIMEOUT_MS,
+                }
+            }
+        }
+
+        impl UpstreamConfig {
+            pub fn timeouts(&self) -> rt::Timeouts {
+                rt::Timeouts::from_millis(self.timeout_ms, self.connect_timeout_ms)
+            }
+
+            /// Each upstream deployable and its URL.
+            pub fn urls(&self) -> Vec<(&'static str, &str)> {
+                vec![#(#urls),*]
+            }
+        }
+    })
+}
+
+/// `shop_cart::pb::cart_query_service_client::CartQueryServiceClient`.
+fn client_path(system: &System, u: &GraphqlUpstream) -> TokenStream {
+    let krate = crate_ident(system, &u.service);
+    let module = format_ident!("{}_client", u.proto_service.to_snake_case());
+    let client = format_ident!("{}Client", u.proto_service);
+    quote!(#krate::pb::#module::#client)
+}
+
+/// The client over a channel.
+fn client_type(system: &System, u: &GraphqlUpstream) -> TokenStream {
+    let path = client_path(system, u);
+    quote!(#path<tonic::transport::Channel>)
+}
+
+fn upstreams(system: &System) -> TokenStream {
+    let api = &system.graphql;
+    let mut fields = Vec::new();
+    let mut inits = Vec::new();
+    for u in &api.upstreams {
+        let field = ident(&u.deployable);
+        let url = format_ident!("{}_url", u.deployable.to_snake_case());
+        let ty = client_type(system, u);
+        let path = client_path(system, u);
+        let name = &u.deployable;
+        fields.push(quote!(pub #field: #ty,));
+        inits.push(quote!(#field: #path::new(rt::channel(#name, &c.#url, t)?),));
+    }
+    quote! {
+        /// One client per upstream deployable; cloning is cheap (they share the channel).
+        #[derive(Clone, Debug)]
+        pub struct Upstreams {
+            #(#fields)*
+            /// The deadline of each call.
+            pub timeout: std::time::Duration,
+        }
+
+        impl Upstreams {
+            /// Creates the channels without connecting. Must run inside a tokio runtime.
+            pub fn connect_lazy(c: &UpstreamConfig) -> Result<Upstreams, rt::UpstreamError> {
+                let t = c.timeouts();
+                Ok(Upstreams {
+                    #(#inits)*
+                    timeout: t.call,
+                })
+            }
+
+            /// What the resolvers of one GraphQL request share: the metadata of its
+            /// calls and its loaders.
+            pub fn request(&self, request_id: impl Into<String>) -> (rt::Call, Loaders) {
+                let call = rt::Call::new(request_id, Some(self.timeout));
+                let loaders = Loaders::new(self, &call);
+                (call, loaders)
+            }
+        }
+    }
+}
+
+fn loaders(system: &System) -> Result<TokenStream, EmitError> {
+    let api = &system.graphql;
+    let mut fields = Vec::new();
+    let mut inits = Vec::new();
+    for l in &api.lookups {
+        let up = upstream_of(api, &l.call)?;
+        let field = ident(&l.entity);
+        let ty = client_type(system, up);
+        let client = ident(&up.deployable);
+        let module = ident(&l.call.service);
+        let fetch = format_ident!("fetch_{}", l.entity.to_snake_case());
+        let doc = format!(" {} by id, with `{}`.", l.entity, l.field);
+        fields.push(quote!(#[doc = #doc] pub #field: rt::ByKey<#ty>,));
+        inits.push(quote!(#field: rt::loader(u.#client.clone(), call, #module::#fetch),));
+    }
+    let params = if inits.is_empty() {
+        quote!(_: &Upstreams, _: &rt::Call)
+    } else {
+        quote!(u: &Upstreams, call: &rt::Call)
+    };
+    Ok(quote! {
+        /// One GraphQL request's loaders: relation fields fetch by id through them, each
+        /// id once, concurrently.
+        pub struct Loaders {
+            #(#fields)*
+        }
+
+        impl Loaders {
+            pub fn new(#params) -> Loaders {
+                Loaders {
+                    #(#inits)*
+                }
+            }
+        }
+    })
+}
+
+fn upstream_of<'a>(
+    api: &'a GraphqlApi,
+    call: &OperationCall,
+) -> Result<&'a GraphqlUpstream, EmitError> {
+    api.upstreams
+        .iter()
+        .find(|u| u.deployable == call.deployable)
+        .ok_or_else(|| EmitError::Other(format!("no upstream `{}`", call.deployable)))
+}
+
+// ------------------------------------------------------------------ registry
+
+/// Every resolver: `"Type.field"` and its path.
+fn resolvers(api: &GraphqlApi) -> Vec<(String, TokenStream)> {
+    let mut out = Vec::new();
+    for (root, fields) in [("Query", &api.queries), ("Mutation", &api.mutations)] {
+        for f in fields {
+            let path = match &f.call {
+                Some(c) => {
+                    let module = ident(&c.service);
+                    let name = ident(&f.name);
+                    quote!(#module::#name)
+                }
+                None => quote!(query_ok),
+            };
+            out.push((format!("{root}.{}", f.name), path));
+        }
+    }
+    for o in &api.objects {
+        for f in &o.fields {
+            let FieldSource::Relation(r) = &f.resolve else {
+                continue;
+            };
+            let name = relation_fn(o, f);
+            let path = match r {
+                RelationCall::ById { .. } => quote!(#name),
+                RelationCall::Call(c) => {
+                    let module = ident(&c.service);
+                    quote!(#module::#name)
+                }
+            };
+            out.push((format!("{}.{}", o.name, f.name), path));
+        }
+    }
+    out
+}
+
+fn relation_fn(o: &ObjectType, f: &ObjectField) -> Ident {
+    format_ident!("{}_{}", o.name.to_snake_case(), f.name.to_snake_case())
+}
+
+fn registry(api: &GraphqlApi) -> TokenStream {
+    let all = resolvers(api);
+    let n = all.len();
+    let entries = all.iter().map(|(k, p)| quote!((#k, #p)));
+    let relations = all
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| !k.starts_with("Query.") && !k.starts_with("Mutation."));
+    let placeholder = api.queries.iter().any(|q| q.call.is_none()).then(|| {
+        quote! {
+            /// `Query.ok`: GraphQL needs a query; nothing is exposed as one yet.
+            fn query_ok(_: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
+                rt::FieldFuture::Value(Some(rt::FieldValue::value(rt::Value::from(true))))
+            }
+        }
+    });
+    quote! {
+        /// The resolver of every Query and Mutation field and of every relation field,
+        /// by `"Type.field"`. Every other field is read from its parent's value.
+        pub fn registry() -> BTreeMap<&'static str, rt::Resolve> {
+            let entries: [(&'static str, rt::Resolve); #n] = [#(#entries),*];
+            entries.into_iter().collect()
+        }
+
+        /// The relation fields (`"Type.field"`): resolved by another call.
+        pub const RELATIONS: &[&str] = &[#(#relations),*];
+
+        #placeholder
+    }
+}
+
+/// The relation fields that fetch by id, through the request's loaders.
+fn by_id_resolvers(api: &GraphqlApi) -> TokenStream {
+    let mut out = TokenStream::new();
+    for o in &api.objects {
+        for f in &o.fields {
+            let FieldSource::Relation(RelationCall::ById { key, entity }) = &f.resolve else {
+                continue;
+            };
+            let name = relation_fn(o, f);
+            let loader = ident(entity);
+            let doc = format!(" `{}.{}`: the {entity} that `{key}` names.", o.name, f.name);
+            out.extend(quote! {
+                #[doc = #doc]
+                fn #name(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
+                    rt::related::<Loaders, _>(ctx, #key, |l| &l.#loader)
+                }
+            });
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------------ per service
+
+fn service_module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> {
+    let api = &system.graphql;
+    let module = ident(&svc.name);
+    let krate = crate_ident(system, &svc.name);
+    let doc = format!(" The `{}` service (`{}`).", svc.name, svc.proto.package);
+    let mut items = Vec::new();
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let mut named = |name: &Ident| -> Result<(), EmitError> {
+        if names.insert(name.to_string()) {
+            Ok(())
+        } else {
+            Err(EmitError::Other(format!(
+                "two functions `{name}` in the BFF's `{}` module: rename an operation or entity",
+                svc.name
+            )))
+        }
+    };
+    for entity in converted(api, &svc.name) {
+        let (name, tokens) = converter(api, &entity)?;
+        named(&name)?;
+        items.push(tokens);
+    }
+    for l in api.lookups.iter().filter(|l| l.call.service == svc.name) {
+        let (name, tokens) = fetch(system, l)?;
+        named(&name)?;
+        items.push(tokens);
+    }
+    for (root, fields) in [("Query", &api.queries), ("Mutation", &api.mutations)] {
+        for f in fields {
+            let Some(c) = f.call.as_ref().filter(|c| c.service == svc.name) else {
+                continue;
+            };
+            let name = ident(&f.name);
+            named(&name)?;
+            let doc = format!(" `{root}.{}`: `{}`.", f.name, c.operation);
+            items.push(resolver(api, &name, &doc, c)?);
+        }
+    }
+    for o in &api.objects {
+        for f in &o.fields {
+            let FieldSource::Relation(RelationCall::Call(c)) = &f.resolve else {
+                continue;
+            };
+            if c.service != svc.name {
+                continue;
+            }
+            let name = relation_fn(o, f);
+            named(&name)?;
+            let doc = format!(
+                " `{}.{}`: `{}` with this {}'s id.",
+                o.name, f.name, c.operation, o.name
+            );
+            items.push(resolver(api, &name, &doc, c)?);
+        }
+    }
+    Ok(quote! {
+        #[doc = #doc]
+        pub mod #module {
+            use shop_kit::graphql as rt;
+            use #krate::pb;
+
+            #(#items)*
+        }
+    })
+}
+
+/// Every call whose response the module of `service` converts.
+fn calls_of<'a>(api: &'a GraphqlApi, service: &str) -> Vec<&'a OperationCall> {
+    let roots = api
+        .queries
+        .iter()
+        .chain(&api.mutations)
+        .filter_map(|f| f.call.as_ref());
+    let relations = api
+        .objects
+        .iter()
+        .flat_map(|o| &o.fields)
+        .filter_map(|f| match &f.resolve {
+            FieldSource::Relation(RelationCall::Call(c)) => Some(&**c),
+            _ => None,
+        });
+    let lookups = api.lookups.iter().map(|l| &l.call);
+    roots
+        .chain(relations)
+        .chain(lookups)
+        .filter(|c| c.service == service)
+        .collect()
+}
+
+/// The entities whose messages the module of `service` converts, in schema order.
+fn converted(api: &GraphqlApi, service: &str) -> Vec<String> {
+    let mut wanted: Vec<String> = Vec::new();
+    for c in calls_of(api, service) {
+        if let CallOutput::Entity { entity, .. } | CallOutput::Connection { entity, .. } = &c.output
+            && !wanted.contains(entity)
+        {
+            wanted.push(entity.clone());
+        }
+    }
+    let mut i = 0;
+    while i < wanted.len() {
+        if let Some(o) = api.entity(&wanted[i]) {
+            for f in &o.fields {
+                if let FieldSource::Owned { entity, .. } = &f.resolve
+                    && !wanted.contains(entity)
+                {
+                    wanted.push(entity.clone());
+                }
+            }
+        }
+        i += 1;
+    }
+    api.objects
+        .iter()
+        .filter_map(|o| match &o.source {
+            ObjectSource::Entity(e) if wanted.contains(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn has_version(api: &GraphqlApi, entity: &str) -> bool {
+    api.entity(entity)
+        .is_some_and(|o| o.fields.iter().any(|f| f.resolve == FieldSource::Version))
+}
+
+/// `fn cart(m: &pb::Cart, version: i64) -> rt::Result<rt::Value>`.
+fn converter(api: &GraphqlApi, entity: &str) -> Result<(Ident, TokenStream), EmitError> {
+    let o = api
+        .entity(entity)
+        .ok_or_else(|| EmitError::Other(format!("no object type for {entity}")))?;
+    let name = ident(entity);
+    let message = format_ident!("{}", entity);
+    let mut entries = Vec::new();
+    for f in &o.fields {
+        let what = format!("{}.{}", o.name, f.name);
+        let v = match &f.resolve {
+            FieldSource::Message { field, scalar } => {
+                message_value(&format_ident!("{}", field), *scalar, f.ty.non_null, &what)
+            }
+            FieldSource::Owned { field, entity } => {
+                if has_version(api, entity) {
+                    return Err(EmitError::Other(format!(
+                        "{what}: an owned {entity} cannot carry its own version"
+                    )));
+                }
+                let field = format_ident!("{}", field);
+                let conv = ident(entity);
+                if f.ty.list {
+                    quote!(rt::Value::List(rt::list(&m.#field, #conv)?))
+                } else {
+                    quote!(rt::child(m.#field.as_ref(), #conv)?)
+                }
+            }
+            FieldSource::Version => quote!(rt::int(version, #what)?),
+            FieldSource::Built | FieldSource::Relation(_) => continue,
+        };
+        let key = &f.name;
+        entries.push(quote!((#key, #v)));
+    }
+    let version = has_version(api, entity).then(|| quote!(, version: i64));
+    let doc =
+        format!(" The GraphQL object of a `{entity}` message (relation fields resolve later).");
+    Ok((
+        name.clone(),
+        quote! {
+            #[doc = #doc]
+            pub fn #name(m: &pb::#message #version) -> rt::Result<rt::Value> {
+                Ok(rt::object([#(#entries),*]))
+            }
+        },
+    ))
+}
+
+fn message_value(field: &Ident, scalar: GraphqlScalar, non_null: bool, what: &str) -> TokenStream {
+    match (scalar, non_null) {
+        (GraphqlScalar::Id | GraphqlScalar::String, true) => {
+            quote!(rt::Value::from(m.#field.as_str()))
+        }
+        (GraphqlScalar::Id | GraphqlScalar::String, false) => quote!(rt::opt(m.#field.as_deref())),
+        (GraphqlScalar::DateTime, true) => quote!(rt::datetime(m.#field.as_ref(), #what)?),
+        (GraphqlScalar::DateTime, false) => quote!(rt::opt_datetime(m.#field.as_ref(), #what)?),
+        (_, true) => quote!(rt::Value::from(m.#field)),
+        (_, false) => quote!(rt::opt(m.#field)),
+    }
+}
+
+/// A lookup's fetch: one item by id, NOT_FOUND as none.
+fn fetch(system: &System, l: &Lookup) -> Result<(Ident, TokenStream), EmitError> {
+    let api = &system.graphql;
+    let up = upstream_of(api, &l.call)?;
+    let name = format_ident!("fetch_{}", l.entity.to_snake_case());
+    let client = client_type(system, up);
+    let request = request(&l.call)?;
+    let call = rpc_call(&l.call, quote!(call.request(req)));
+    let output = output(api, &l.call)?;
+    let doc = format!(" {} by id, with `{}`.", l.entity, l.field);
+    Ok((
+        name.clone(),
+        quote! {
+            #[doc = #doc]
+            pub(crate) fn #name(mut client: #client, key: String, call: rt::Call) -> rt::BoxFuture<rt::Fetched> {
+                Box::pin(async move {
+                    #request
+                    #call
+                    #output
+                })
+            }
+        },
+    ))
+}
+
+// ------------------------------------------------------------------ resolvers
+
+fn resolver(
+    api: &GraphqlApi,
+    name: &Ident,
+    doc: &str,
+    c: &OperationCall,
+) -> Result<TokenStream, EmitError> {
+    let reads = c.request.iter().any(|f| reads_args(&f.source));
+    let args = match (reads, c.input) {
+        (false, _) => TokenStream::new(),
+        (true, true) => quote!(let mut a = rt::Args::input(&ctx.args)?;),
+        (true, false) => quote!(let mut a = rt::Args::of(&ctx.args);),
+    };
+    let finish = reads.then(|| quote!(a.finish()?;));
+    let request = request(c)?;
+    let key = key_of(c);
+    let up = ident(&upstream_of(api, c)?.deployable);
+    let call = rpc_call(c, quote!(rt::grpc(&ctx, req)));
+    let result = match &c.output {
+        CallOutput::Entity { entity, absent, .. } => {
+            let v = output(api, c)?;
+            let v = quote!(#v?);
+            let kind = entity.to_snake_case();
+            match absent {
+                Absent::NotFound { key: Some(_) } => quote!(rt::found(#kind, &key, #v)),
+                Absent::NotFound { key: None } => quote!(rt::found(#kind, "", #v)),
+                Absent::Null => quote!(rt::maybe(#v)),
+                Absent::Error => quote!(rt::sent(#kind, #v)),
+            }
+        }
+        _ => {
+            let v = output(api, c)?;
+            quote!(rt::value(#v))
+        }
+    };
+    Ok(quote! {
+        #[doc = #doc]
+        pub(crate) fn #name(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
+            rt::FieldFuture::new(async move {
+                #args
+                #request
+                #finish
+                #key
+                let mut client = rt::data::<super::Upstreams>(&ctx)?.#up.clone();
+                #call
+                #result
+            })
+        }
+    })
+}
+
+fn reads_args(s: &ValueSource) -> bool {
+    matches!(
+        s,
+        ValueSource::Arg { .. }
+            | ValueSource::PageSize { .. }
+            | ValueSource::PageToken { .. }
+            | ValueSource::Children { .. }
+    )
+}
+
+/// `let key = req.id.clone();` when the result names the request's key.
+fn key_of(c: &OperationCall) -> TokenStream {
+    let key = match &c.output {
+        CallOutput::Entity {
+            absent: Absent::NotFound { key: Some(k) },
+            ..
+        }
+        | CallOutput::Deleted { key: k } => k,
+        _ => return TokenStream::new(),
+    };
+    let field = format_ident!("{}", key);
+    match c.request.iter().find(|f| &f.field == key).map(|f| f.label) {
+        Some(Label::Required) => quote!(let key = req.#field.clone();),
+        _ => quote!(let key = req.#field.clone().unwrap_or_default();),
+    }
+}
+
+/// `let req = pb::GetProductRequest { .. };`
+fn request(c: &OperationCall) -> Result<TokenStream, EmitError> {
+    let ty = format_ident!("{}", c.rpc.request);
+    let fields = c
+        .request
+        .iter()
+        .map(request_field)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(quote!(let req = pb::#ty { #(#fields)* };))
+}
+
+fn request_field(f: &RequestField) -> Result<TokenStream, EmitError> {
+    let name = format_ident!("{}", f.field);
+    let optional = f.label == Label::Optional;
+    let v = match &f.source {
+        ValueSource::Arg { name: arg, ty } => {
+            let reader = reader(ty.name.as_str(), &f.ty, optional)
+                .ok_or_else(|| EmitError::Other(format!("no reader for `{arg}`: {}", ty)))?;
+            quote!(a.#reader(#arg))
+        }
+        ValueSource::PageSize { arg } => quote!(a.page_size(#arg)),
+        ValueSource::PageToken { arg } => quote!(a.page_token(#arg)),
+        ValueSource::Parent { field } if optional => {
+            quote!(rt::parent_str(ctx.parent_value, #field))
+        }
+        ValueSource::Parent { field } => {
+            quote!(rt::parent_str(ctx.parent_value, #field).unwrap_or_default())
+        }
+        ValueSource::Key if optional => quote!(Some(key)),
+        ValueSource::Key => quote!(key),
+        ValueSource::Children {
+            arg,
+            entity,
+            ty,
+            fields,
+            defaults,
+        } => {
+            let message = format_ident!("{}", entity);
+            let fields = fields
+                .iter()
+                .map(request_field)
+                .collect::<Result<Vec<_>, _>>()?;
+            let read = if ty.list {
+                quote!(each)
+            } else if ty.non_null {
+                quote!(child)
+            } else {
+                quote!(opt_child)
+            };
+            let rest = defaults.then(|| quote!(..Default::default()));
+            quote!(a.#read(#arg, |a| pb::#message { #(#fields)* #rest }))
+        }
+    };
+    Ok(quote!(#name: #v,))
+}
+
+/// The `Args` method that reads a scalar into the proto field's type.
+fn reader(scalar: &str, ty: &ProtoType, optional: bool) -> Option<Ident> {
+    let base = match (scalar, ty) {
+        ("ID", ProtoType::String) => "id",
+        ("String", ProtoType::String) => "string",
+        ("Int", ProtoType::Int32) => "int",
+        ("Int" | "Money", ProtoType::Int64) => "i64",
+        ("Boolean", ProtoType::Bool) => "bool",
+        ("DateTime", ProtoType::Timestamp) => "datetime",
+        _ => return None,
+    };
+    Some(if optional {
+        format_ident!("opt_{base}")
+    } else {
+        format_ident!("{base}")
+    })
+}
+
+/// `let r = rt::ok("product", client.get_product(..).await)?;` (or `let Some(r) =` for
+/// a target that may be gone; no `r` when the response is not read).
+fn rpc_call(c: &OperationCall, request: TokenStream) -> TokenStream {
+    let method = format_ident!("{}", c.rpc.method.to_snake_case());
+    let service = &c.service;
+    let sent = quote!(client.#method(#request).await);
+    match &c.output {
+        CallOutput::Entity {
+            absent: Absent::Null,
+            ..
+        } => quote! {
+            let Some(r) = rt::ok_or_gone(#service, #sent)? else {
+                return Ok(None);
+            };
+        },
+        CallOutput::Deleted { .. } | CallOutput::Done => quote!(rt::ok(#service, #sent)?;),
+        _ => quote!(let r = rt::ok(#service, #sent)?;),
+    }
+}
+
+/// The response as a value: `Result<Option<Value>>` for an entity, else `Value`.
+fn output(api: &GraphqlApi, c: &OperationCall) -> Result<TokenStream, EmitError> {
+    Ok(match &c.output {
+        CallOutput::Entity {
+            entity,
+            field,
+            version,
+            ..
+        } => {
+            let field = format_ident!("{}", field);
+            let conv = ident(entity);
+            let args = if *version && has_version(api, entity) {
+                quote!(&m, r.version)
+            } else {
+                quote!(&m)
+            };
+            quote!(r.#field.map(|m| #conv(#args)).transpose())
+        }
+        CallOutput::Connection { entity, field } => {
+            let field = format_ident!("{}", field);
+            let conv = ident(entity);
+            quote!(rt::connection(rt::list(&r.#field, #conv)?, r.next_page_token))
+        }
+        CallOutput::CommandPayload { id, id_name } => {
+            let id = format_ident!("{}", id);
+            quote!(rt::command_payload(#id_name, &r.#id, r.version)?)
+        }
+        CallOutput::Deleted { .. } => quote!(rt::delete_payload(&key)),
+        CallOutput::Done => quote!(rt::Value::from(true)),
+    })
+}

@@ -1,0 +1,115 @@
+//! The crate `<system>-launcher` under `generated/rust/launcher/`: `start(name, …)`
+//! runs any deployable of the table in the calling process, through the same `Config`
+//! and `run` its binary uses, configured by the settings its table row lists. An
+//! embedded launcher (`shop up`) is then generic: it binds ports, chooses URLs and
+//! calls `start` for every row.
+
+use std::collections::BTreeMap;
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use super::{EmitError, GeneratedFile};
+use crate::ir::{Deployable, Role, System};
+
+/// The folder of the crate under the output folder; no service may be called `launcher`.
+const DIR: &str = "rust/launcher";
+
+pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
+    let mut packages: BTreeMap<&str, String> = BTreeMap::new();
+    for d in &system.deployables {
+        packages.insert(&d.package, package_path(system, d));
+    }
+    let packages: Vec<serde_json::Value> = packages
+        .into_iter()
+        .map(|(name, path)| serde_json::json!({ "name": name, "path": path }))
+        .collect();
+    let mut ctx = tera::Context::new();
+    ctx.insert("header", &super::header("#"));
+    ctx.insert("name", &crate_name(system));
+    ctx.insert("system", &system.name);
+    ctx.insert("table", &super::system::crate_name(system));
+    ctx.insert("packages", &packages);
+    let cargo_toml = super::render(
+        "rust/launcher/Cargo.toml.tera",
+        include_str!("../../../templates/rust/launcher/Cargo.toml.tera"),
+        &ctx,
+    )?;
+    Ok(vec![
+        GeneratedFile {
+            path: format!("{DIR}/Cargo.toml"),
+            contents: cargo_toml,
+        },
+        GeneratedFile {
+            path: format!("{DIR}/src/lib.rs"),
+            contents: super::rust::print(lib(system))?,
+        },
+    ])
+}
+
+/// `shop-launcher`.
+pub fn crate_name(system: &System) -> String {
+    format!("{}-launcher", system.name)
+}
+
+/// Where the package of `d` lives, from this crate: a generated crate beside it, or the
+/// hand-written crate of its service under `services/`.
+fn package_path(system: &System, d: &Deployable) -> String {
+    match system.services.iter().find(|s| s.name == d.service) {
+        Some(s) if d.package == super::rust::crate_name(system, s) => format!("../{}", s.name),
+        _ => format!("../../../services/{}", d.service),
+    }
+}
+
+fn lib(system: &System) -> TokenStream {
+    let table = format_ident!("{}", super::system::crate_name(system).replace('-', "_"));
+    let arms = system.deployables.iter().map(|d| {
+        let name = &d.name;
+        let krate = format_ident!("{}", d.package.replace('-', "_"));
+        let start = match d.role {
+            Role::Bff => quote! {
+                let mut stop = stop;
+                Box::pin(#krate::serve_on(config, listener, async move {
+                    shop_kit::server::stopped(&mut stop).await;
+                }))
+            },
+            _ => quote!(Box::pin(#krate::run(config, listener.into(), stop))),
+        };
+        quote! {
+            #name => {
+                let config: #krate::Config = shop_kit::launch::config(d.binary, d.args, settings, tuning)?;
+                #start
+            }
+        }
+    });
+    let doc = format!(
+        " Starts the deployables of the `{}` system in this process (generated from the spec's deployables).",
+        system.name
+    );
+    quote! {
+        #![doc = #doc]
+        use std::future::Future;
+        use std::pin::Pin;
+
+        /// A started deployable: resolves when it has stopped.
+        pub type Running = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+        /// Starts deployable `name` on `listener` until `stop` turns true. `settings` gives
+        /// a value to every setting its table row lists (environment variable, value);
+        /// `tuning` sets further variables where it reads them.
+        pub fn start(
+            name: &str,
+            settings: &[(&str, String)],
+            tuning: &[(&str, &str)],
+            listener: tokio::net::TcpListener,
+            stop: tokio::sync::watch::Receiver<bool>,
+        ) -> anyhow::Result<Running> {
+            let d = #table::deployable(name)
+                .ok_or_else(|| anyhow::anyhow!("no deployable `{name}` in the spec"))?;
+            Ok(match name {
+                #(#arms)*
+                other => anyhow::bail!("no deployable `{other}` in the spec"),
+            })
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The crate `<system>-system` under `generated/rust/system/`: the table of every
+//! deployable (`DEPLOYABLES`), with what a launcher, a test harness or a deploy file
+//! needs to run it. Dependency-free, so that any crate can read it.
+//!
+//! The table is built with `quote` and printed by `prettyplease`; `lib.rs` and
+//! `Cargo.toml` come from templates.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::quote;
+
+use super::{EmitError, GeneratedFile};
+use crate::ir::{Deployable, Role, SettingKind, System};
+
+/// The folder of the crate under the output folder; no service may be called `system`.
+const DIR: &str = "rust/system";
+
+pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
+    let mut ctx = tera::Context::new();
+    ctx.insert("system", &system.name);
+    ctx.insert("name", &crate_name(system));
+    ctx.insert("header", &super::header("#"));
+    let cargo_toml = super::render(
+        "rust/system/Cargo.toml.tera",
+        include_str!("../../../templates/rust/system/Cargo.toml.tera"),
+        &ctx,
+    )?;
+    ctx.insert("header", &super::header("//"));
+    let lib_rs = super::render(
+        "rust/system/lib.rs.tera",
+        include_str!("../../../templates/rust/system/lib.rs.tera"),
+        &ctx,
+    )?;
+    Ok(vec![
+        GeneratedFile {
+            path: format!("{DIR}/Cargo.toml"),
+            contents: cargo_toml,
+        },
+        GeneratedFile {
+            path: format!("{DIR}/src/lib.rs"),
+            contents: lib_rs,
+        },
+        GeneratedFile {
+            path: format!("{DIR}/src/table.rs"),
+            contents: print(table(system))?,
+        },
+    ])
+}
+
+/// `shop-system`.
+pub fn crate_name(system: &System) -> String {
+    format!("{}-system", system.name)
+}
+
+fn print(tokens: TokenStream) -> Result<String, EmitError> {
+    let file: syn::File = syn::parse2(tokens)
+        .map_err(|e| EmitError::Rust(format!("generated tokens do not parse: {e}")))?;
+    Ok(format!(
+        "{}{}",
+        super::header("//"),
+        prettyplease::unparse(&file)
+    ))
+}
+
+fn table(system: &System) -> TokenStream {
+    let types = types();
+    let name = &system.name;
+    let rows = system.deployables.iter().map(row);
+    quote! {
+        #types
+
+        /// The system's name.
+        pub const SYSTEM: &str = #name;
+
+        /// Every deployable: the BFF, then each service's in spec order.
+        pub static DEPLOYABLES: &[Deployable] = &[#(#rows),*];
+
+        /// The deployable called `name` (`product`, `cart-query`).
+        pub fn deployable(name: &str) -> Option<&'static Deployable> {
+            DEPLOYABLES.iter().find(|d| d.name == name)
+        }
+    }
+}
+
+fn row(d: &Deployable) -> TokenStream {
+    let (name, service, package, binary) = (&d.name, &d.service, &d.package, &d.binary);
+    let role = match d.role {
+        Role::Bff => quote!(Role::Bff),
+        Role::Grpc => quote!(Role::Grpc),
+        Role::Command => quote!(Role::Command),
+        Role::Query => quote!(Role::Query),
+        Role::EventHandler => quote!(Role::EventHandler),
+    };
+    let args = &d.args;
+    let settings = d.settings.iter().map(|s| {
+        let env = &s.env;
+        let kind = match &s.kind {
+            SettingKind::Listen => quote!(SettingKind::Listen),
+            SettingKind::Database(db) => quote!(SettingKind::Database(#db)),
+            SettingKind::EventStore(store) => quote!(SettingKind::EventStore(#store)),
+            SettingKind::Bus => quote!(SettingKind::Bus),
+            SettingKind::Upstream(up) => quote!(SettingKind::Upstream(#up)),
+        };
+        quote!(Setting { env: #env, kind: #kind })
+    });
+    let (upstreams, databases) = (&d.upstreams, &d.databases);
+    let event_store = match &d.event_store {
+        Some(store) => quote!(Some(#store)),
+        None => quote!(None),
+    };
+    let port = Literal::u16_unsuffixed;
+    let (app, envoy, envoy_admin) = (
+        port(d.local.app),
+        port(d.local.envoy),
+        port(d.local.envoy_admin),
+    );
+    quote! {
+        Deployable {
+            name: #name,
+            service: #service,
+            role: #role,
+            package: #package,
+            binary: #binary,
+            args: &[#(#args),*],
+            settings: &[#(#settings),*],
+            upstreams: &[#(#upstreams),*],
+            databases: &[#(#databases),*],
+            event_store: #event_store,
+            local: LocalPorts { app: #app, envoy: #envoy, envoy_admin: #envoy_admin },
+        }
+    }
+}
+
+/// The table's types, the same for every system.
+fn types() -> TokenStream {
+    quote! {
+        /// What a deployable does.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Role {
+            /// The GraphQL gateway (HTTP).
+            Bff,
+            /// A gRPC server: a CRUD or CQS service.
+            Grpc,
+            /// The command side of a CQRS service (gRPC).
+            Command,
+            /// The query side of a CQRS service (gRPC).
+            Query,
+            /// Projects a CQRS service's events; serves gRPC health only.
+            EventHandler,
+        }
+
+        /// What a setting holds.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum SettingKind {
+            /// The address the process listens on.
+            Listen,
+            /// The URL of the relational database named here.
+            Database(&'static str),
+            /// The URL of the event store named here.
+            EventStore(&'static str),
+            /// The message bus: Kafka, or the embedded log.
+            Bus,
+            /// The URL of the named upstream deployable, through its Envoy.
+            Upstream(&'static str),
+        }
+
+        /// An environment variable a deployable reads.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct Setting {
+            pub env: &'static str,
+            pub kind: SettingKind,
+        }
+
+        /// Ports on one machine.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct LocalPorts {
+            /// The process itself (gRPC, or HTTP for the BFF).
+            pub app: u16,
+            /// Its Envoy's listener.
+            pub envoy: u16,
+            /// Its Envoy's admin interface.
+            pub envoy_admin: u16,
+        }
+
+        /// One process, behind its own Envoy.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct Deployable {
+            /// kebab-case, unique: `bff`, `product`, `cart-query`.
+            pub name: &'static str,
+            /// The service it belongs to (`bff` for the gateway).
+            pub service: &'static str,
+            pub role: Role,
+            /// The cargo package that builds `binary`.
+            pub package: &'static str,
+            pub binary: &'static str,
+            /// Command-line arguments it runs with.
+            pub args: &'static [&'static str],
+            /// What it reads from its environment.
+            pub settings: &'static [Setting],
+            /// The deployables it calls, through their Envoys.
+            pub upstreams: &'static [&'static str],
+            pub databases: &'static [&'static str],
+            pub event_store: Option<&'static str>,
+            pub local: LocalPorts,
+        }
+
+        impl Deployable {
+            /// Where it listens on one machine: `127.0.0.1:<app>`.
+            pub fn local_listen(&self) -> std::net::SocketAddr {
+                std::net::SocketAddr::from(([127, 0, 0, 1], self.local.app))
+            }
+
+            /// Its Envoy on one machine: `http://127.0.0.1:<envoy>`.
+            pub fn local_envoy_url(&self) -> String {
+                format!("http://127.0.0.1:{}", self.local.envoy)
+            }
+
+            /// The setting read from the variable `env`.
+            pub fn setting(&self, env: &str) -> Option<&'static Setting> {
+                self.settings.iter().find(|s| s.env == env)
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The runtime of the BFF's generated GraphQL resolvers (`generated/rust/bff`): what
+//! every resolver needs and no spec decides. Arguments read with every violation
+//! collected ([`Args`]), proto values as GraphQL values ([`values`]), calls with the
+//! request's id and deadline, status to error mapping ([`errors`]), and per-request
+//! loaders that batch fetches by id ([`loader`]).
+
+mod args;
+pub mod errors;
+pub mod loader;
+mod resolve;
+mod upstream;
+pub mod values;
+
+pub use args::Args;
+pub use async_graphql::Value;
+pub use async_graphql::dynamic::{FieldFuture, FieldValue, ResolverContext};
+pub use errors::Violation;
+pub use loader::{BoxFuture, ByKey, Fetch, Fetched, KeyLoader, loader, related};
+pub use resolve::{Out, Resolve, data, found, grpc, maybe, ok, ok_or_gone, sent, value};
+pub use upstream::{
+    Call, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_UPSTREAM_TIMEOUT_MS, Timeouts, UpstreamError, channel,
+};
+pub use values::{
+    Result, child, command_payload, connection, datetime, delete_payload, int, list, object, opt,
+    opt_datetime, parent_str,
+};
