@@ -308,7 +308,10 @@ impl<'a> Builder<'a> {
                 let output = CallOutput::CommandPayload { id, id_name };
                 (input, named(&payload, true), output)
             }
-            OperationKind::List | OperationKind::Get | OperationKind::Query => {
+            OperationKind::List
+            | OperationKind::Get
+            | OperationKind::BatchGet
+            | OperationKind::Query => {
                 return Err(format!("`{}` reads: it cannot be a mutation", op.name));
             }
         })
@@ -579,10 +582,20 @@ impl<'a> Builder<'a> {
             };
             let output = self.entity_output(q, &e.name, Absent::Null)?;
             let by_key = |f: &MessageField| (f.name == key).then_some(ValueSource::Key);
+            let batch = q
+                .svc
+                .operations
+                .iter()
+                .find(|o| o.kind == OperationKind::BatchGet && o.output.as_deref() == Some(&e.name))
+                .map(|o| BatchCall {
+                    rpc: o.rpc.clone(),
+                    items: names::plural(&names::snake(&e.name)),
+                });
             out.push(Lookup {
                 entity: e.name.clone(),
                 field: q.bff.field.clone(),
                 call: self.call(q, false, &[], output, &by_key)?,
+                batch,
             });
         }
         Ok(out)

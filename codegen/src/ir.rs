@@ -331,6 +331,9 @@ pub enum OperationKind {
     Delete,
     /// CRUD: hand-written behaviour with declared input and output.
     Custom,
+    /// CRUD: many by id in one call. Not in the spec: generated beside every `get`, for
+    /// callers that resolve many references at once (the BFF's loaders).
+    BatchGet,
     /// ES: appends events.
     Command,
     /// ES: reads state.
@@ -342,7 +345,10 @@ impl OperationKind {
     pub fn is_read(self) -> bool {
         matches!(
             self,
-            OperationKind::List | OperationKind::Get | OperationKind::Query
+            OperationKind::List
+                | OperationKind::Get
+                | OperationKind::BatchGet
+                | OperationKind::Query
         )
     }
 }
@@ -789,6 +795,16 @@ pub struct Lookup {
     /// The exposed query it uses (`getProduct`).
     pub field: String,
     pub call: OperationCall,
+    /// The service's batch get of the entity, when it has one: the loader then fetches
+    /// every id a request gathers in one call instead of one call per id.
+    pub batch: Option<BatchCall>,
+}
+
+/// A `BatchGet…` RPC: `ids` in, the repeated `items` field out.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BatchCall {
+    pub rpc: Rpc,
+    pub items: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

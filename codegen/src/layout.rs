@@ -26,25 +26,43 @@ pub fn local_ports(slot: u16) -> LocalPorts {
 
 /// Whether the generator writes the service whole, server included: CRUD without a
 /// `kind: custom` use case (whose behaviour only hand-written code can supply).
-pub fn generated_whole(svc: &Service) -> bool {
-    svc.pattern == Pattern::Crud
-        && svc
-            .operations
+pub fn generated_whole(svc: &Service, entities: &[Entity]) -> bool {
+    svc.pattern == Pattern::Crud && !needs_rules(svc, entities)
+}
+
+/// Whether a crud service needs hand-written rules: a `kind: custom` use case, or a
+/// computed field of its entity (see [`is_computed`]).
+pub fn needs_rules(svc: &Service, entities: &[Entity]) -> bool {
+    svc.operations
+        .iter()
+        .any(|o| o.kind == OperationKind::Custom)
+        || entities
             .iter()
-            .all(|o| o.kind != OperationKind::Custom)
+            .find(|e| e.name == svc.entity)
+            .is_some_and(|e| e.fields.iter().any(is_computed))
+}
+
+/// A readonly field whose value the spec cannot give (not the id, not a timestamp, no
+/// `default:`, not optional): a hand-written rule computes it.
+pub fn is_computed(f: &Field) -> bool {
+    f.readonly
+        && f.name != "id"
+        && f.ty != FieldType::Timestamp
+        && f.default.is_none()
+        && !f.optional
 }
 
 /// The cargo package and the binary that run the deployables of `service` (`None`: the
 /// BFF, `bff` and `bff`). The binary is `<service>-service`; its package is the
 /// generated crate `<system>-<service>` when the service is generated whole, else the
 /// hand-written crate named like the binary.
-pub fn program(system: &str, service: Option<&Service>) -> (String, String) {
+pub fn program(system: &str, service: Option<&Service>, entities: &[Entity]) -> (String, String) {
     let Some(svc) = service else {
         return ("bff".into(), "bff".into());
     };
     let kebab = names::kebab(&svc.name);
     let binary = format!("{kebab}-service");
-    let package = if generated_whole(svc) {
+    let package = if generated_whole(svc, entities) {
         format!("{system}-{kebab}")
     } else {
         binary.clone()
@@ -244,7 +262,7 @@ fn deployables(system: &System) -> Vec<Deployable> {
     }
     for (i, d) in out.iter_mut().enumerate() {
         let svc = system.services.iter().find(|s| s.name == d.service);
-        (d.package, d.binary) = program(&system.name, svc);
+        (d.package, d.binary) = program(&system.name, svc, &system.entities);
         d.args = args(d.role);
         d.settings = settings(d);
         // Without a lock, slots follow deployable order; the lock pins them by name.

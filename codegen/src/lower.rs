@@ -1126,6 +1126,10 @@ impl Lowering<'_> {
                     operations.push(o);
                 }
             }
+            if let Some(batch) = batch_get(&operations, &entity.name, &main_service) {
+                register_op(self, &batch.name, batch.span);
+                operations.push(batch);
+            }
         } else {
             let deploy_cmd = if pattern == Pattern::CqrsEs {
                 format!("{}-command", names::kebab(name))
@@ -1603,6 +1607,34 @@ impl Lowering<'_> {
         let mutations = lower(self, &g.mutations, "mutations", false);
         Bff { queries, mutations }
     }
+}
+
+/// `BatchGetProducts` beside a crud service's `get`: its entities by id, in one call.
+fn batch_get(operations: &[Operation], entity: &str, proto_service: &str) -> Option<Operation> {
+    let get = operations.iter().find(|o| o.kind == OperationKind::Get)?;
+    let name = format!(
+        "BatchGet{}",
+        names::pascal(&names::plural(&names::snake(entity)))
+    );
+    Some(Operation {
+        name: name.clone(),
+        doc: Some(format!(
+            "Generated beside `{}`: the {entity} items of the given ids that exist, in one call.",
+            get.name
+        )),
+        kind: OperationKind::BatchGet,
+        audience: Audience::Internal,
+        idempotent: true,
+        input: Vec::new(),
+        output: Some(entity.to_string()),
+        emits: Vec::new(),
+        page_size: None,
+        filter: Vec::new(),
+        order_by: Vec::new(),
+        deployable: get.deployable.clone(),
+        rpc: rpc(proto_service, &name),
+        span: get.span,
+    })
 }
 
 fn rpc(service: &str, op: &str) -> Rpc {

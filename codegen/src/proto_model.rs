@@ -146,6 +146,21 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
                 (req, vec![out_msg(&entity.name)])
             }
             OperationKind::Delete => (vec![id_field(1)], Vec::new()),
+            OperationKind::BatchGet => {
+                let mut ids = id_field(1);
+                ids.name = "ids".into();
+                ids.label = Label::Repeated;
+                ids.doc = Some(format!(
+                    "At most {BATCH_GET_MAX} ids; the answer holds the items that exist, in no particular order."
+                ));
+                let items = MessageField::new(
+                    &names::plural(&var(&entity.name)),
+                    ProtoType::Message(entity.name.clone()),
+                    Label::Repeated,
+                    1,
+                );
+                (vec![ids], vec![items])
+            }
             OperationKind::Custom => {
                 let req = o.input.iter().map(|f| b.field(f)).collect();
                 let resp = o.output.as_deref().map(out_msg).into_iter().collect();
@@ -258,6 +273,9 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
         messages: b.messages,
     })
 }
+
+/// The most ids one batch get takes.
+pub const BATCH_GET_MAX: usize = 500;
 
 fn id_field(n: u32) -> MessageField {
     let mut f = MessageField::new("id", ProtoType::String, Label::Required, n);

@@ -269,7 +269,12 @@ fn loaders(system: &System) -> Result<TokenStream, EmitError> {
         let fetch = format_ident!("fetch_{}", l.entity.to_snake_case());
         let doc = format!(" {} by id, with `{}`.", l.entity, l.field);
         fields.push(quote!(#[doc = #doc] pub #field: rt::ByKey<#ty>,));
-        inits.push(quote!(#field: rt::loader(u.#client.clone(), call, #module::#fetch),));
+        let make = if l.batch.is_some() {
+            quote!(rt::batch_loader)
+        } else {
+            quote!(rt::loader)
+        };
+        inits.push(quote!(#field: #make(u.#client.clone(), call, #module::#fetch),));
     }
     let params = if inits.is_empty() {
         quote!(_: &Upstreams, _: &rt::Call)
@@ -586,12 +591,16 @@ fn message_value(field: &Ident, scalar: GraphqlScalar, non_null: bool, what: &st
     }
 }
 
-/// A lookup's fetch: one item by id, NOT_FOUND as none.
+/// A lookup's fetch: with a batch get, every id of a batch in one call; otherwise one
+/// item by id, NOT_FOUND as none.
 fn fetch(system: &System, l: &Lookup) -> Result<(Ident, TokenStream), EmitError> {
     let api = &system.graphql;
     let up = upstream_of(api, &l.call)?;
     let name = format_ident!("fetch_{}", l.entity.to_snake_case());
     let client = client_type(system, up);
+    if let Some(batch) = &l.batch {
+        return Ok((name.clone(), fetch_many(&name, &client, l, batch)));
+    }
     let request = request(&l.call)?;
     let call = rpc_call(&l.call, quote!(call.request(req)));
     let output = output(api, &l.call)?;
@@ -609,6 +618,28 @@ fn fetch(system: &System, l: &Lookup) -> Result<(Ident, TokenStream), EmitError>
             }
         },
     ))
+}
+
+fn fetch_many(name: &Ident, client: &TokenStream, l: &Lookup, batch: &BatchCall) -> TokenStream {
+    let method = format_ident!("{}", batch.rpc.method.to_snake_case());
+    let request = format_ident!("{}", batch.rpc.request);
+    let items = format_ident!("{}", batch.items);
+    let conv = ident(&l.entity);
+    let service = &l.call.service;
+    let doc = format!(
+        " {} by id, every id of a batch in one `{}`.",
+        l.entity, batch.rpc.method
+    );
+    quote! {
+        #[doc = #doc]
+        pub(crate) fn #name(mut client: #client, keys: Vec<String>, call: rt::Call) -> rt::BoxFuture<rt::FetchedMany> {
+            Box::pin(async move {
+                let req = pb::#request { ids: keys };
+                let r = rt::ok(#service, client.#method(call.request(req)).await)?;
+                r.#items.iter().map(|m| Ok((m.id.clone(), #conv(m)?))).collect()
+            })
+        }
+    }
 }
 
 // ------------------------------------------------------------------ resolvers

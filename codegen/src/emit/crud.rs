@@ -14,6 +14,7 @@ use quote::{format_ident, quote};
 
 use super::EmitError;
 use crate::ir::*;
+use crate::layout::is_computed;
 use crate::names;
 
 /// The entity and the owned entities a crud service stores, with their tables.
@@ -78,23 +79,9 @@ fn entity<'a>(system: &'a System, name: &str) -> Option<&'a Entity> {
     system.entities.iter().find(|e| e.name == name)
 }
 
-/// A readonly field whose value the spec cannot give: a hand-written rule computes it.
-fn is_computed(f: &Field) -> bool {
-    f.readonly
-        && f.name != "id"
-        && f.ty != FieldType::Timestamp
-        && f.default.is_none()
-        && !f.optional
-}
-
 /// Whether the service needs hand-written code: a custom use case or a computed field.
 pub fn needs_hooks(system: &System, svc: &Service) -> bool {
-    svc.pattern == Pattern::Crud
-        && (svc
-            .operations
-            .iter()
-            .any(|o| o.kind == OperationKind::Custom)
-            || entity(system, &svc.entity).is_some_and(|e| e.fields.iter().any(is_computed)))
+    svc.pattern == Pattern::Crud && crate::layout::needs_rules(svc, &system.entities)
 }
 
 /// `src/crud.rs` of the service's crate.
@@ -467,6 +454,7 @@ fn operation(m: &Model<'_>, o: &Operation) -> Result<TokenStream, EmitError> {
         OperationKind::Create => create(m, &resp),
         OperationKind::Update => update(m, &resp),
         OperationKind::Delete => delete(m, &resp),
+        OperationKind::BatchGet => batch_get(m, &resp),
         OperationKind::Custom => quote!(self.hooks.#method(&self.db, ctx, request).await),
         OperationKind::Command | OperationKind::Query => {
             return Err(EmitError::Other(format!(
@@ -673,6 +661,18 @@ fn update(m: &Model<'_>, resp: &proc_macro2::Ident) -> TokenStream {
         tx.commit().await.map_err(shop_kit::db::error)?;
         #answer
         Ok(pb::#resp { #out: Some(record) })
+    }
+}
+
+fn batch_get(m: &Model<'_>, resp: &proc_macro2::Ident) -> TokenStream {
+    let (_, attach, _) = support_names(m);
+    let ty = format_ident!("{}", m.entity.name);
+    let items = format_ident!("{}", names::plural(&names::snake(&m.entity.name)));
+    let max = crate::proto_model::BATCH_GET_MAX;
+    quote! {
+        let mut items = crud::get_many::<pb::#ty>(&self.db, &request.ids, #max).await?;
+        #attach(&self.db, &mut items).await?;
+        Ok(pb::#resp { #items: items })
     }
 }
 

@@ -200,6 +200,7 @@ fn kind_name(kind: OperationKind) -> &'static str {
         OperationKind::Update => "update",
         OperationKind::Delete => "delete",
         OperationKind::Custom => "custom",
+        OperationKind::BatchGet => "batch get",
         OperationKind::Command => "command",
         OperationKind::Query => "query",
     }

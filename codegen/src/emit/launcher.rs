@@ -35,6 +35,12 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         include_str!("../../../templates/rust/launcher/Cargo.toml.tera"),
         &ctx,
     )?;
+    ctx.insert("header", &super::header("//"));
+    let lib_rs = super::render(
+        "rust/launcher/lib.rs.tera",
+        include_str!("../../../templates/rust/launcher/lib.rs.tera"),
+        &ctx,
+    )?;
     Ok(vec![
         GeneratedFile {
             path: format!("{DIR}/Cargo.toml"),
@@ -42,7 +48,11 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         },
         GeneratedFile {
             path: format!("{DIR}/src/lib.rs"),
-            contents: super::rust::print(lib(system))?,
+            contents: lib_rs,
+        },
+        GeneratedFile {
+            path: format!("{DIR}/src/launch.rs"),
+            contents: super::rust::print(launch(system))?,
         },
     ])
 }
@@ -61,7 +71,7 @@ fn package_path(system: &System, d: &Deployable) -> String {
     }
 }
 
-fn lib(system: &System) -> TokenStream {
+fn launch(system: &System) -> TokenStream {
     let table = format_ident!("{}", super::system::crate_name(system).replace('-', "_"));
     let arms = system.deployables.iter().map(|d| {
         let name = &d.name;
@@ -82,12 +92,7 @@ fn lib(system: &System) -> TokenStream {
             }
         }
     });
-    let doc = format!(
-        " Starts the deployables of the `{}` system in this process (generated from the spec's deployables).",
-        system.name
-    );
     quote! {
-        #![doc = #doc]
         use std::future::Future;
         use std::pin::Pin;
 

@@ -667,8 +667,24 @@ const CART: &str = "0190a4e4-7d1c-7a51-9d36-5a1e3b0c2f20";
 struct FakeProducts {
     /// (product id, request id) of every GetProduct.
     calls: Mutex<Vec<(String, String)>>,
+    /// (ids, request id) of every BatchGetProducts.
+    batches: Mutex<Vec<(Vec<String>, String)>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+}
+
+fn fake_product(id: &str) -> shop_product::pb::Product {
+    shop_product::pb::Product {
+        name: format!("name of {id}"),
+        id: id.to_string(),
+        description: None,
+        price: 100,
+        created_at: Some(prost_types::Timestamp {
+            seconds: 1_714_555_800,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
 }
 
 fn unused<T>() -> Result<T, ServiceError> {
@@ -700,18 +716,25 @@ impl shop_product::ProductUseCases for FakeProducts {
             return Err(ServiceError::not_found("product", &request.id));
         }
         Ok(shop_product::pb::GetProductResponse {
-            product: Some(shop_product::pb::Product {
-                name: format!("name of {}", request.id),
-                id: request.id,
-                description: None,
-                price: 100,
-                created_at: Some(prost_types::Timestamp {
-                    seconds: 1_714_555_800,
-                    nanos: 0,
-                }),
-                ..Default::default()
-            }),
+            product: Some(fake_product(&request.id)),
         })
+    }
+
+    async fn batch_get_products(
+        &self,
+        ctx: RequestContext,
+        request: shop_product::pb::BatchGetProductsRequest,
+    ) -> Result<shop_product::pb::BatchGetProductsResponse, ServiceError> {
+        if let Ok(mut batches) = self.batches.lock() {
+            batches.push((request.ids.clone(), ctx.request_id));
+        }
+        let products = request
+            .ids
+            .iter()
+            .filter(|id| KNOWN.contains(&id.as_str()))
+            .map(|id| fake_product(id))
+            .collect();
+        Ok(shop_product::pb::BatchGetProductsResponse { products })
     }
 
     async fn create_product(
@@ -830,15 +853,22 @@ async fn cart_items_load_their_products_once_each_concurrently_with_the_request_
         "2024-05-01T09:30:00Z"
     );
 
+    // Five lines, four distinct products: one BatchGetProducts, no GetProduct.
     let calls = products.calls.lock().map(|c| c.clone()).unwrap_or_default();
-    let ids: BTreeSet<&str> = calls.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(calls.len(), 4, "one GetProduct per distinct id: {calls:?}");
-    assert_eq!(ids.len(), 4);
-    assert!(
-        products.max_in_flight.load(Ordering::SeqCst) >= 2,
-        "GetProduct calls ran one after another"
+    assert!(calls.is_empty(), "{calls:?}");
+    let batches = products
+        .batches
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    assert_eq!(batches.len(), 1, "one batch call: {batches:?}");
+    let ids: BTreeSet<&str> = batches[0].0.iter().map(String::as_str).collect();
+    assert_eq!(batches[0].0.len(), 4, "each id once: {batches:?}");
+    assert_eq!(
+        ids,
+        [KNOWN[0], KNOWN[1], KNOWN[2], GONE].into_iter().collect()
     );
-    assert!(calls.iter().all(|(_, rid)| rid == "req-42"), "{calls:?}");
+    assert_eq!(batches[0].1, "req-42");
     let cart_ids = carts
         .request_ids
         .lock()

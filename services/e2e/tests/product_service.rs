@@ -11,6 +11,7 @@ use shop_product::{Config, MIGRATIONS, ProductCrud, pb};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
+use uuid::Uuid;
 
 const DIALECTS: [Dialect; 2] = [Dialect::Postgres, Dialect::Sqlite];
 
@@ -229,6 +230,58 @@ async fn create_page_get_update_delete_on(dialect: Dialect) {
             ["Apple", "Bread", "Coffee", "Dates", "Jam", "Jam", "Jam"],
             "page size {size}"
         );
+    }
+}
+
+/// The generated batch get (what the BFF's loaders call): the products of the ids that
+/// exist, each once; too many ids or a malformed one is the caller's error.
+#[tokio::test]
+async fn batch_get_returns_what_exists_in_one_call() {
+    for dialect in DIALECTS {
+        let mut s = start(dialect).await;
+        let mut ids = Vec::new();
+        for (name, price) in [("Tea", 500), ("Mug", 900), ("Cake", 300)] {
+            let p = s
+                .client
+                .create_product(create(name, price))
+                .await
+                .expect("create")
+                .into_inner()
+                .product
+                .expect("product");
+            ids.push(p.id);
+        }
+        let unknown = Uuid::now_v7().to_string();
+        let asked = vec![ids[0].clone(), ids[2].clone(), unknown, ids[0].clone()];
+        let mut got: Vec<String> = s
+            .client
+            .batch_get_products(pb::BatchGetProductsRequest { ids: asked })
+            .await
+            .expect("batch get")
+            .into_inner()
+            .products
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        got.sort();
+        assert_eq!(got, ["Cake", "Tea"]);
+
+        let too_many = vec![ids[1].clone(); 501];
+        let e = s
+            .client
+            .batch_get_products(pb::BatchGetProductsRequest { ids: too_many })
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let e = s
+            .client
+            .batch_get_products(pb::BatchGetProductsRequest {
+                ids: vec!["not-a-uuid".into()],
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&e), ["ids"]);
     }
 }
 

@@ -138,6 +138,42 @@ pub async fn get<'a, R: Record>(
         .map_err(read_error)
 }
 
+/// The rows of `ids` that exist (each once, in no particular order); more than `max`
+/// ids is the caller's error.
+pub async fn get_many<R: Record>(
+    db: &sql::Db,
+    ids: &[String],
+    max: usize,
+) -> Result<Vec<R>, ServiceError> {
+    if ids.len() > max {
+        return Err(ServiceError::invalid(
+            "ids",
+            format!("at most {max} ids in one call, got {}", ids.len()),
+        ));
+    }
+    let mut unique: Vec<Uuid> = ids
+        .iter()
+        .map(|id| uuid("ids", id))
+        .collect::<Result<_, _>>()?;
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {} FROM {} WHERE id IN ({})",
+        columns(R::COLUMNS),
+        R::TABLE,
+        sql::placeholders(1, unique.len())
+    );
+    let rows = sql::query(sql)
+        .bind_all(unique.into_iter().map(Arg::from))
+        .fetch_all(db)
+        .await
+        .map_err(crate::db::error)?;
+    read_all(&rows)
+}
+
 pub async fn insert<'a, R: Record>(on: impl Executor<'a>, record: &R) -> Result<(), ServiceError> {
     let sql = format!(
         "INSERT INTO {} ({}) VALUES ({})",

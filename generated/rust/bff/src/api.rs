@@ -149,9 +149,9 @@ impl Loaders {
     pub fn new(u: &Upstreams, call: &rt::Call) -> Loaders {
         Loaders {
             customer: rt::loader(u.user.clone(), call, user::fetch_customer),
-            product: rt::loader(u.product.clone(), call, product::fetch_product),
+            product: rt::batch_loader(u.product.clone(), call, product::fetch_product),
             cart: rt::loader(u.cart_query.clone(), call, cart::fetch_cart),
-            order: rt::loader(u.order.clone(), call, order::fetch_order),
+            order: rt::batch_loader(u.order.clone(), call, order::fetch_order),
         }
     }
 }
@@ -229,23 +229,23 @@ pub mod product {
             ]),
         )
     }
-    /// Product by id, with `getProduct`.
+    /// Product by id, every id of a batch in one `BatchGetProducts`.
     pub(crate) fn fetch_product(
         mut client: shop_product::pb::product_service_client::ProductServiceClient<
             tonic::transport::Channel,
         >,
-        key: String,
+        keys: Vec<String>,
         call: rt::Call,
-    ) -> rt::BoxFuture<rt::Fetched> {
+    ) -> rt::BoxFuture<rt::FetchedMany> {
         Box::pin(async move {
-            let req = pb::GetProductRequest { id: key };
-            let Some(r) = rt::ok_or_gone(
-                "product",
-                client.get_product(call.request(req)).await,
-            )? else {
-                return Ok(None);
+            let req = pb::BatchGetProductsRequest {
+                ids: keys,
             };
-            r.product.map(|m| product(&m)).transpose()
+            let r = rt::ok(
+                "product",
+                client.batch_get_products(call.request(req)).await,
+            )?;
+            r.products.iter().map(|m| Ok((m.id.clone(), product(m)?))).collect()
         })
     }
     /// `Query.viewProducts`: `ViewProducts`.
@@ -352,23 +352,20 @@ pub mod order {
             ]),
         )
     }
-    /// Order by id, with `getOrder`.
+    /// Order by id, every id of a batch in one `BatchGetOrders`.
     pub(crate) fn fetch_order(
         mut client: shop_order::pb::order_service_client::OrderServiceClient<
             tonic::transport::Channel,
         >,
-        key: String,
+        keys: Vec<String>,
         call: rt::Call,
-    ) -> rt::BoxFuture<rt::Fetched> {
+    ) -> rt::BoxFuture<rt::FetchedMany> {
         Box::pin(async move {
-            let req = pb::GetOrderRequest { id: key };
-            let Some(r) = rt::ok_or_gone(
-                "order",
-                client.get_order(call.request(req)).await,
-            )? else {
-                return Ok(None);
+            let req = pb::BatchGetOrdersRequest {
+                ids: keys,
             };
-            r.order.map(|m| order(&m)).transpose()
+            let r = rt::ok("order", client.batch_get_orders(call.request(req)).await)?;
+            r.orders.iter().map(|m| Ok((m.id.clone(), order(m)?))).collect()
         })
     }
     /// `Query.viewOrders`: `ViewOrders`.

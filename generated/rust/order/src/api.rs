@@ -5,7 +5,7 @@ use std::sync::Arc;
 use shop_kit::{RequestContext, ServiceError, Validate, Violations};
 use crate::pb;
 /// The encoded `FileDescriptorSet` of this service's proto package, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\x89\x0C\n\x19shop/order/v1/order.proto\x12\rshop.order.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"\x91\x02\n\x05Order\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1F\n\x0Bcustomer_id\x18\x02 \x01(\tR\ncustomerId\x12\x17\n\x07cart_id\x18\x03 \x01(\tR\x06cartId\x12!\n\x0Ccart_version\x18\x04 \x01(\x05R\x0BcartVersion\x12\x14\n\x05total\x18\x05 \x01(\x03R\x05total\x127\n\tplaced_at\x18\x06 \x01(\x0B2\x1A.google.protobuf.TimestampR\x08placedAt\x124\n\x07details\x18\x07 \x03(\x0B2\x1A.shop.order.v1.OrderDetailR\x07details\x12\x16\n\x06status\x18\x08 \x01(\tR\x06status\"\x8A\x01\n\x0BOrderDetail\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12!\n\x0Cproduct_name\x18\x02 \x01(\tR\x0BproductName\x12\x1D\n\nunit_price\x18\x03 \x01(\x03R\tunitPrice\x12\x1A\n\x08quantity\x18\x04 \x01(\x05R\x08quantity\"K\n\x0FCheckoutRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x1F\n\x0Bcustomer_id\x18\x02 \x01(\tR\ncustomerId\"M\n\x10CheckoutResponse\x12/\n\x05order\x18\x01 \x01(\x0B2\x14.shop.order.v1.OrderH\0R\x05order\x88\x01\x01B\x08\n\x06_order\"k\n\x12CreateOrderRequest\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\x124\n\x07details\x18\x02 \x03(\x0B2\x1A.shop.order.v1.OrderDetailR\x07details\"P\n\x13CreateOrderResponse\x12/\n\x05order\x18\x01 \x01(\x0B2\x14.shop.order.v1.OrderH\0R\x05order\x88\x01\x01B\x08\n\x06_order\"\x85\x01\n\x11ViewOrdersRequest\x12$\n\x0Bcustomer_id\x18\x01 \x01(\tH\0R\ncustomerId\x88\x01\x01\x12\x1B\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1D\n\npage_token\x18\x03 \x01(\tR\tpageTokenB\x0E\n\x0C_customer_id\"j\n\x12ViewOrdersResponse\x12,\n\x06orders\x18\x01 \x03(\x0B2\x14.shop.order.v1.OrderR\x06orders\x12&\n\x0Fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"!\n\x0FGetOrderRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"M\n\x10GetOrderResponse\x12/\n\x05order\x18\x01 \x01(\x0B2\x14.shop.order.v1.OrderH\0R\x05order\x88\x01\x01B\x08\n\x06_order2\xD1\x02\n\x0COrderService\x12K\n\x08Checkout\x12\x1E.shop.order.v1.CheckoutRequest\x1A\x1F.shop.order.v1.CheckoutResponse\x12T\n\x0BCreateOrder\x12!.shop.order.v1.CreateOrderRequest\x1A\".shop.order.v1.CreateOrderResponse\x12Q\n\nViewOrders\x12 .shop.order.v1.ViewOrdersRequest\x1A!.shop.order.v1.ViewOrdersResponse\x12K\n\x08GetOrder\x12\x1E.shop.order.v1.GetOrderRequest\x1A\x1F.shop.order.v1.GetOrderResponseb\x06proto3";
+pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xDB\r\n\x19shop/order/v1/order.proto\x12\rshop.order.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"\x91\x02\n\x05Order\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1F\n\x0Bcustomer_id\x18\x02 \x01(\tR\ncustomerId\x12\x17\n\x07cart_id\x18\x03 \x01(\tR\x06cartId\x12!\n\x0Ccart_version\x18\x04 \x01(\x05R\x0BcartVersion\x12\x14\n\x05total\x18\x05 \x01(\x03R\x05total\x127\n\tplaced_at\x18\x06 \x01(\x0B2\x1A.google.protobuf.TimestampR\x08placedAt\x124\n\x07details\x18\x07 \x03(\x0B2\x1A.shop.order.v1.OrderDetailR\x07details\x12\x16\n\x06status\x18\x08 \x01(\tR\x06status\"\x8A\x01\n\x0BOrderDetail\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12!\n\x0Cproduct_name\x18\x02 \x01(\tR\x0BproductName\x12\x1D\n\nunit_price\x18\x03 \x01(\x03R\tunitPrice\x12\x1A\n\x08quantity\x18\x04 \x01(\x05R\x08quantity\"K\n\x0FCheckoutRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x1F\n\x0Bcustomer_id\x18\x02 \x01(\tR\ncustomerId\"M\n\x10CheckoutResponse\x12/\n\x05order\x18\x01 \x01(\x0B2\x14.shop.order.v1.OrderH\0R\x05order\x88\x01\x01B\x08\n\x06_order\"k\n\x12CreateOrderRequest\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\x124\n\x07details\x18\x02 \x03(\x0B2\x1A.shop.order.v1.OrderDetailR\x07details\"P\n\x13CreateOrderResponse\x12/\n\x05order\x18\x01 \x01(\x0B2\x14.shop.order.v1.OrderH\0R\x05order\x88\x01\x01B\x08\n\x06_order\"\x85\x01\n\x11ViewOrdersRequest\x12$\n\x0Bcustomer_id\x18\x01 \x01(\tH\0R\ncustomerId\x88\x01\x01\x12\x1B\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1D\n\npage_token\x18\x03 \x01(\tR\tpageTokenB\x0E\n\x0C_customer_id\"j\n\x12ViewOrdersResponse\x12,\n\x06orders\x18\x01 \x03(\x0B2\x14.shop.order.v1.OrderR\x06orders\x12&\n\x0Fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"!\n\x0FGetOrderRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"M\n\x10GetOrderResponse\x12/\n\x05order\x18\x01 \x01(\x0B2\x14.shop.order.v1.OrderH\0R\x05order\x88\x01\x01B\x08\n\x06_order\")\n\x15BatchGetOrdersRequest\x12\x10\n\x03ids\x18\x01 \x03(\tR\x03ids\"F\n\x16BatchGetOrdersResponse\x12,\n\x06orders\x18\x01 \x03(\x0B2\x14.shop.order.v1.OrderR\x06orders2\xB0\x03\n\x0COrderService\x12K\n\x08Checkout\x12\x1E.shop.order.v1.CheckoutRequest\x1A\x1F.shop.order.v1.CheckoutResponse\x12T\n\x0BCreateOrder\x12!.shop.order.v1.CreateOrderRequest\x1A\".shop.order.v1.CreateOrderResponse\x12Q\n\nViewOrders\x12 .shop.order.v1.ViewOrdersRequest\x1A!.shop.order.v1.ViewOrdersResponse\x12K\n\x08GetOrder\x12\x1E.shop.order.v1.GetOrderRequest\x1A\x1F.shop.order.v1.GetOrderResponse\x12]\n\x0EBatchGetOrders\x12$.shop.order.v1.BatchGetOrdersRequest\x1A%.shop.order.v1.BatchGetOrdersResponseb\x06proto3";
 impl Validate for pb::OrderDetail {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
@@ -91,6 +91,13 @@ impl Validate for pb::GetOrderRequest {
         }
     }
 }
+impl Validate for pb::BatchGetOrdersRequest {
+    fn validate_into(&self, prefix: &str, v: &mut Violations) {
+        for value in &self.ids {
+            v.uuid(shop_kit::validate_path(prefix, "ids"), value);
+        }
+    }
+}
 /// The use cases of `shop.order.v1.OrderService`. Hand-written code implements this; a use case added to the spec shows up as a missing method here.
 pub trait OrderUseCases: Send + Sync + 'static {
     /** CreateOrder + ResetCart for one cart version; retrying it returns the same order.
@@ -125,6 +132,14 @@ pub trait OrderUseCases: Send + Sync + 'static {
         ctx: RequestContext,
         request: pb::GetOrderRequest,
     ) -> impl Future<Output = Result<pb::GetOrderResponse, ServiceError>> + Send;
+    /** Generated beside `GetOrder`: the Order items of the given ids that exist, in one call.
+
+ Kind: BatchGet; audience: Internal; idempotent (retried by Envoy). The request is already validated against the spec.*/
+    fn batch_get_orders(
+        &self,
+        ctx: RequestContext,
+        request: pb::BatchGetOrdersRequest,
+    ) -> impl Future<Output = Result<pb::BatchGetOrdersResponse, ServiceError>> + Send;
 }
 /// Serves a [`OrderUseCases`] as `shop.order.v1.OrderService`: validates, traces, maps errors to statuses.
 pub struct OrderGrpc<T> {
@@ -238,6 +253,36 @@ impl<T: OrderUseCases> pb::order_service_server::OrderService for OrderGrpc<T> {
         let result = async {
             request.validate()?;
             self.inner.get_order(ctx, request).await
+        };
+        match tracing::Instrument::instrument(result, span.clone()).await {
+            Ok(response) => Ok(tonic::Response::new(response)),
+            Err(e) => {
+                span.in_scope(|| match &e {
+                    ServiceError::Internal(cause) => {
+                        tracing::error!(% cause, "internal error")
+                    }
+                    other => {
+                        tracing::info!(
+                            code = ? other.code(), error = % other, "request failed"
+                        )
+                    }
+                });
+                Err(e.into())
+            }
+        }
+    }
+    async fn batch_get_orders(
+        &self,
+        request: tonic::Request<pb::BatchGetOrdersRequest>,
+    ) -> Result<tonic::Response<pb::BatchGetOrdersResponse>, tonic::Status> {
+        let ctx = RequestContext::from_metadata(request.metadata());
+        let request = request.into_inner();
+        let span = tracing::info_span!(
+            "rpc", method = "BatchGetOrders", request_id = % ctx.request_id
+        );
+        let result = async {
+            request.validate()?;
+            self.inner.batch_get_orders(ctx, request).await
         };
         match tracing::Instrument::instrument(result, span.clone()).await {
             Ok(response) => Ok(tonic::Response::new(response)),

@@ -256,6 +256,19 @@ impl<H: OrderHooks> crate::OrderUseCases for OrderCrud<H> {
             order: Some(found),
         })
     }
+    #[allow(unused_variables, unused_mut)]
+    async fn batch_get_orders(
+        &self,
+        ctx: RequestContext,
+        request: pb::BatchGetOrdersRequest,
+    ) -> Result<pb::BatchGetOrdersResponse, ServiceError> {
+        let mut items = crud::get_many::<pb::Order>(&self.db, &request.ids, 500usize)
+            .await?;
+        attach_order(&self.db, &mut items).await?;
+        Ok(pb::BatchGetOrdersResponse {
+            orders: items,
+        })
+    }
 }
 use tonic::transport::server::TcpIncoming;
 /// The PostgreSQL migrations.

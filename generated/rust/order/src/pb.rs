@@ -86,6 +86,17 @@ pub struct GetOrderResponse {
     #[prost(message, optional, tag = "1")]
     pub order: ::core::option::Option<Order>,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BatchGetOrdersRequest {
+    /// At most 500 ids; the answer holds the items that exist, in no particular order.
+    #[prost(string, repeated, tag = "1")]
+    pub ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BatchGetOrdersResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub orders: ::prost::alloc::vec::Vec<Order>,
+}
 /// Generated client implementations.
 pub mod order_service_client {
     #![allow(
@@ -274,6 +285,31 @@ pub mod order_service_client {
                 .insert(GrpcMethod::new("shop.order.v1.OrderService", "GetOrder"));
             self.inner.unary(req, path, codec).await
         }
+        /// Generated beside `GetOrder`: the Order items of the given ids that exist, in one call.
+        pub async fn batch_get_orders(
+            &mut self,
+            request: impl tonic::IntoRequest<super::BatchGetOrdersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::BatchGetOrdersResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shop.order.v1.OrderService/BatchGetOrders",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("shop.order.v1.OrderService", "BatchGetOrders"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -316,6 +352,14 @@ pub mod order_service_server {
             request: tonic::Request<super::GetOrderRequest>,
         ) -> std::result::Result<
             tonic::Response<super::GetOrderResponse>,
+            tonic::Status,
+        >;
+        /// Generated beside `GetOrder`: the Order items of the given ids that exist, in one call.
+        async fn batch_get_orders(
+            &self,
+            request: tonic::Request<super::BatchGetOrdersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::BatchGetOrdersResponse>,
             tonic::Status,
         >;
     }
@@ -560,6 +604,51 @@ pub mod order_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetOrderSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/shop.order.v1.OrderService/BatchGetOrders" => {
+                    #[allow(non_camel_case_types)]
+                    struct BatchGetOrdersSvc<T: OrderService>(pub Arc<T>);
+                    impl<
+                        T: OrderService,
+                    > tonic::server::UnaryService<super::BatchGetOrdersRequest>
+                    for BatchGetOrdersSvc<T> {
+                        type Response = super::BatchGetOrdersResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::BatchGetOrdersRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as OrderService>::batch_get_orders(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = BatchGetOrdersSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

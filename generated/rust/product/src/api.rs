@@ -5,7 +5,7 @@ use std::sync::Arc;
 use shop_kit::{RequestContext, ServiceError, Validate, Violations};
 use crate::pb;
 /// The encoded `FileDescriptorSet` of this service's proto package, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xC1\x0C\n\x1Dshop/product/v1/product.proto\x12\x0Fshop.product.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"\xB5\x01\n\x07Product\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12%\n\x0Bdescription\x18\x03 \x01(\tH\0R\x0Bdescription\x88\x01\x01\x12\x14\n\x05price\x18\x04 \x01(\x03R\x05price\x129\n\ncreated_at\x18\x05 \x01(\x0B2\x1A.google.protobuf.TimestampR\tcreatedAtB\x0E\n\x0C_description\"Q\n\x13ViewProductsRequest\x12\x1B\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1D\n\npage_token\x18\x02 \x01(\tR\tpageToken\"t\n\x14ViewProductsResponse\x124\n\x08products\x18\x01 \x03(\x0B2\x18.shop.product.v1.ProductR\x08products\x12&\n\x0Fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"#\n\x11GetProductRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"Y\n\x12GetProductResponse\x127\n\x07product\x18\x01 \x01(\x0B2\x18.shop.product.v1.ProductH\0R\x07product\x88\x01\x01B\n\n\x08_product\"w\n\x14CreateProductRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12%\n\x0Bdescription\x18\x02 \x01(\tH\0R\x0Bdescription\x88\x01\x01\x12\x14\n\x05price\x18\x03 \x01(\x03R\x05priceB\x0E\n\x0C_description\"\\\n\x15CreateProductResponse\x127\n\x07product\x18\x01 \x01(\x0B2\x18.shop.product.v1.ProductH\0R\x07product\x88\x01\x01B\n\n\x08_product\"\x87\x01\n\x14UpdateProductRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12%\n\x0Bdescription\x18\x03 \x01(\tH\0R\x0Bdescription\x88\x01\x01\x12\x14\n\x05price\x18\x04 \x01(\x03R\x05priceB\x0E\n\x0C_description\"\\\n\x15UpdateProductResponse\x127\n\x07product\x18\x01 \x01(\x0B2\x18.shop.product.v1.ProductH\0R\x07product\x88\x01\x01B\n\n\x08_product\"&\n\x14DeleteProductRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"\x17\n\x15DeleteProductResponse2\xE4\x03\n\x0EProductService\x12[\n\x0CViewProducts\x12$.shop.product.v1.ViewProductsRequest\x1A%.shop.product.v1.ViewProductsResponse\x12U\n\nGetProduct\x12\".shop.product.v1.GetProductRequest\x1A#.shop.product.v1.GetProductResponse\x12^\n\rCreateProduct\x12%.shop.product.v1.CreateProductRequest\x1A&.shop.product.v1.CreateProductResponse\x12^\n\rUpdateProduct\x12%.shop.product.v1.UpdateProductRequest\x1A&.shop.product.v1.UpdateProductResponse\x12^\n\rDeleteProduct\x12%.shop.product.v1.DeleteProductRequest\x1A&.shop.product.v1.DeleteProductResponseb\x06proto3";
+pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xA9\x0E\n\x1Dshop/product/v1/product.proto\x12\x0Fshop.product.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"\xB5\x01\n\x07Product\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12%\n\x0Bdescription\x18\x03 \x01(\tH\0R\x0Bdescription\x88\x01\x01\x12\x14\n\x05price\x18\x04 \x01(\x03R\x05price\x129\n\ncreated_at\x18\x05 \x01(\x0B2\x1A.google.protobuf.TimestampR\tcreatedAtB\x0E\n\x0C_description\"Q\n\x13ViewProductsRequest\x12\x1B\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1D\n\npage_token\x18\x02 \x01(\tR\tpageToken\"t\n\x14ViewProductsResponse\x124\n\x08products\x18\x01 \x03(\x0B2\x18.shop.product.v1.ProductR\x08products\x12&\n\x0Fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"#\n\x11GetProductRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"Y\n\x12GetProductResponse\x127\n\x07product\x18\x01 \x01(\x0B2\x18.shop.product.v1.ProductH\0R\x07product\x88\x01\x01B\n\n\x08_product\"w\n\x14CreateProductRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12%\n\x0Bdescription\x18\x02 \x01(\tH\0R\x0Bdescription\x88\x01\x01\x12\x14\n\x05price\x18\x03 \x01(\x03R\x05priceB\x0E\n\x0C_description\"\\\n\x15CreateProductResponse\x127\n\x07product\x18\x01 \x01(\x0B2\x18.shop.product.v1.ProductH\0R\x07product\x88\x01\x01B\n\n\x08_product\"\x87\x01\n\x14UpdateProductRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12%\n\x0Bdescription\x18\x03 \x01(\tH\0R\x0Bdescription\x88\x01\x01\x12\x14\n\x05price\x18\x04 \x01(\x03R\x05priceB\x0E\n\x0C_description\"\\\n\x15UpdateProductResponse\x127\n\x07product\x18\x01 \x01(\x0B2\x18.shop.product.v1.ProductH\0R\x07product\x88\x01\x01B\n\n\x08_product\"&\n\x14DeleteProductRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"\x17\n\x15DeleteProductResponse\"+\n\x17BatchGetProductsRequest\x12\x10\n\x03ids\x18\x01 \x03(\tR\x03ids\"P\n\x18BatchGetProductsResponse\x124\n\x08products\x18\x01 \x03(\x0B2\x18.shop.product.v1.ProductR\x08products2\xCD\x04\n\x0EProductService\x12[\n\x0CViewProducts\x12$.shop.product.v1.ViewProductsRequest\x1A%.shop.product.v1.ViewProductsResponse\x12U\n\nGetProduct\x12\".shop.product.v1.GetProductRequest\x1A#.shop.product.v1.GetProductResponse\x12^\n\rCreateProduct\x12%.shop.product.v1.CreateProductRequest\x1A&.shop.product.v1.CreateProductResponse\x12^\n\rUpdateProduct\x12%.shop.product.v1.UpdateProductRequest\x1A&.shop.product.v1.UpdateProductResponse\x12^\n\rDeleteProduct\x12%.shop.product.v1.DeleteProductRequest\x1A&.shop.product.v1.DeleteProductResponse\x12g\n\x10BatchGetProducts\x12(.shop.product.v1.BatchGetProductsRequest\x1A).shop.product.v1.BatchGetProductsResponseb\x06proto3";
 impl Validate for pb::ViewProductsRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
@@ -99,6 +99,13 @@ impl Validate for pb::DeleteProductRequest {
         }
     }
 }
+impl Validate for pb::BatchGetProductsRequest {
+    fn validate_into(&self, prefix: &str, v: &mut Violations) {
+        for value in &self.ids {
+            v.uuid(shop_kit::validate_path(prefix, "ids"), value);
+        }
+    }
+}
 /// The use cases of `shop.product.v1.ProductService`. Hand-written code implements this; a use case added to the spec shows up as a missing method here.
 pub trait ProductUseCases: Send + Sync + 'static {
     /** `ViewProducts`
@@ -141,6 +148,14 @@ pub trait ProductUseCases: Send + Sync + 'static {
         ctx: RequestContext,
         request: pb::DeleteProductRequest,
     ) -> impl Future<Output = Result<pb::DeleteProductResponse, ServiceError>> + Send;
+    /** Generated beside `GetProduct`: the Product items of the given ids that exist, in one call.
+
+ Kind: BatchGet; audience: Internal; idempotent (retried by Envoy). The request is already validated against the spec.*/
+    fn batch_get_products(
+        &self,
+        ctx: RequestContext,
+        request: pb::BatchGetProductsRequest,
+    ) -> impl Future<Output = Result<pb::BatchGetProductsResponse, ServiceError>> + Send;
 }
 /// Serves a [`ProductUseCases`] as `shop.product.v1.ProductService`: validates, traces, maps errors to statuses.
 pub struct ProductGrpc<T> {
@@ -284,6 +299,36 @@ impl<T: ProductUseCases> pb::product_service_server::ProductService for ProductG
         let result = async {
             request.validate()?;
             self.inner.delete_product(ctx, request).await
+        };
+        match tracing::Instrument::instrument(result, span.clone()).await {
+            Ok(response) => Ok(tonic::Response::new(response)),
+            Err(e) => {
+                span.in_scope(|| match &e {
+                    ServiceError::Internal(cause) => {
+                        tracing::error!(% cause, "internal error")
+                    }
+                    other => {
+                        tracing::info!(
+                            code = ? other.code(), error = % other, "request failed"
+                        )
+                    }
+                });
+                Err(e.into())
+            }
+        }
+    }
+    async fn batch_get_products(
+        &self,
+        request: tonic::Request<pb::BatchGetProductsRequest>,
+    ) -> Result<tonic::Response<pb::BatchGetProductsResponse>, tonic::Status> {
+        let ctx = RequestContext::from_metadata(request.metadata());
+        let request = request.into_inner();
+        let span = tracing::info_span!(
+            "rpc", method = "BatchGetProducts", request_id = % ctx.request_id
+        );
+        let result = async {
+            request.validate()?;
+            self.inner.batch_get_products(ctx, request).await
         };
         match tracing::Instrument::instrument(result, span.clone()).await {
             Ok(response) => Ok(tonic::Response::new(response)),

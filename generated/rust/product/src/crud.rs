@@ -213,6 +213,19 @@ impl<H: ProductHooks> crate::ProductUseCases for ProductCrud<H> {
         }
         Ok(pb::DeleteProductResponse {})
     }
+    #[allow(unused_variables, unused_mut)]
+    async fn batch_get_products(
+        &self,
+        ctx: RequestContext,
+        request: pb::BatchGetProductsRequest,
+    ) -> Result<pb::BatchGetProductsResponse, ServiceError> {
+        let mut items = crud::get_many::<pb::Product>(&self.db, &request.ids, 500usize)
+            .await?;
+        attach_product(&self.db, &mut items).await?;
+        Ok(pb::BatchGetProductsResponse {
+            products: items,
+        })
+    }
 }
 use tonic::transport::server::TcpIncoming;
 /// The PostgreSQL migrations.

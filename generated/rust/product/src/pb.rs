@@ -78,6 +78,17 @@ pub struct DeleteProductRequest {
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteProductResponse {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BatchGetProductsRequest {
+    /// At most 500 ids; the answer holds the items that exist, in no particular order.
+    #[prost(string, repeated, tag = "1")]
+    pub ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BatchGetProductsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub products: ::prost::alloc::vec::Vec<Product>,
+}
 /// Generated client implementations.
 pub mod product_service_client {
     #![allow(
@@ -297,6 +308,33 @@ pub mod product_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// Generated beside `GetProduct`: the Product items of the given ids that exist, in one call.
+        pub async fn batch_get_products(
+            &mut self,
+            request: impl tonic::IntoRequest<super::BatchGetProductsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::BatchGetProductsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shop.product.v1.ProductService/BatchGetProducts",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("shop.product.v1.ProductService", "BatchGetProducts"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -345,6 +383,14 @@ pub mod product_service_server {
             request: tonic::Request<super::DeleteProductRequest>,
         ) -> std::result::Result<
             tonic::Response<super::DeleteProductResponse>,
+            tonic::Status,
+        >;
+        /// Generated beside `GetProduct`: the Product items of the given ids that exist, in one call.
+        async fn batch_get_products(
+            &self,
+            request: tonic::Request<super::BatchGetProductsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::BatchGetProductsResponse>,
             tonic::Status,
         >;
     }
@@ -634,6 +680,52 @@ pub mod product_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = DeleteProductSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/shop.product.v1.ProductService/BatchGetProducts" => {
+                    #[allow(non_camel_case_types)]
+                    struct BatchGetProductsSvc<T: ProductService>(pub Arc<T>);
+                    impl<
+                        T: ProductService,
+                    > tonic::server::UnaryService<super::BatchGetProductsRequest>
+                    for BatchGetProductsSvc<T> {
+                        type Response = super::BatchGetProductsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::BatchGetProductsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ProductService>::batch_get_products(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = BatchGetProductsSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -1,6 +1,7 @@
 //! Fetches by id for relation fields: per request, the ids asked for while a batch
-//! gathers are fetched with concurrent calls, each id once (there is no batch RPC);
-//! an unknown id is absent.
+//! gathers are fetched each once, in one call where the service has a batch get
+//! (chunks of at most [`BATCH_MAX`] ids), else with concurrent calls; an unknown id is
+//! absent.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -27,10 +28,24 @@ pub type Fetched = async_graphql::Result<Option<Value>>;
 /// Fetches one item by id with a client and the request's call metadata.
 pub type Fetch<C> = fn(C, String, Call) -> BoxFuture<Fetched>;
 
+/// The items of a batch of ids that exist, by id.
+pub type FetchedMany = async_graphql::Result<HashMap<String, Value>>;
+
+/// Fetches many items by id in one call.
+pub type FetchMany<C> = fn(C, Vec<String>, Call) -> BoxFuture<FetchedMany>;
+
+/// The most ids one batch call carries (the generated batch gets take 500).
+pub const BATCH_MAX: usize = 500;
+
+enum Fetcher<C> {
+    One(Fetch<C>),
+    Many(FetchMany<C>),
+}
+
 pub struct KeyLoader<C> {
     client: C,
     call: Call,
-    fetch: Fetch<C>,
+    fetch: Fetcher<C>,
 }
 
 /// A per-request loader.
@@ -45,7 +60,21 @@ pub fn loader<C: Clone + Send + Sync + 'static>(
     let l = KeyLoader {
         client,
         call: call.clone(),
-        fetch,
+        fetch: Fetcher::One(fetch),
+    };
+    DataLoader::with_cache(l, tokio::spawn, HashMapCache::default())
+}
+
+/// A loader for one request that fetches each batch of ids in one call.
+pub fn batch_loader<C: Clone + Send + Sync + 'static>(
+    client: C,
+    call: &Call,
+    fetch: FetchMany<C>,
+) -> ByKey<C> {
+    let l = KeyLoader {
+        client,
+        call: call.clone(),
+        fetch: Fetcher::Many(fetch),
     };
     DataLoader::with_cache(l, tokio::spawn, HashMapCache::default())
 }
@@ -55,8 +84,12 @@ impl<C: Clone + Send + Sync + 'static> Loader<String> for KeyLoader<C> {
     type Error = Infallible;
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Infallible> {
+        let fetch = match self.fetch {
+            Fetcher::One(fetch) => fetch,
+            Fetcher::Many(fetch) => return Ok(self.load_many(fetch, keys).await),
+        };
         let calls = keys.iter().cloned().map(|id| {
-            let fetched = (self.fetch)(self.client.clone(), id.clone(), self.call.clone());
+            let fetched = fetch(self.client.clone(), id.clone(), self.call.clone());
             async move { (id, fetched.await) }
         });
         let results: Vec<_> = futures_util::stream::iter(calls)
@@ -67,6 +100,24 @@ impl<C: Clone + Send + Sync + 'static> Loader<String> for KeyLoader<C> {
             .into_iter()
             .filter_map(|(id, r)| r.transpose().map(|r| (id, r)))
             .collect())
+    }
+}
+
+impl<C: Clone + Send + Sync + 'static> KeyLoader<C> {
+    /// One call per chunk of ids; a failed call fails each of its ids.
+    async fn load_many(
+        &self,
+        fetch: FetchMany<C>,
+        keys: &[String],
+    ) -> HashMap<String, async_graphql::Result<Value>> {
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(BATCH_MAX) {
+            match fetch(self.client.clone(), chunk.to_vec(), self.call.clone()).await {
+                Ok(found) => out.extend(found.into_iter().map(|(id, v)| (id, Ok(v)))),
+                Err(e) => out.extend(chunk.iter().map(|id| (id.clone(), Err(e.clone())))),
+            }
+        }
+        out
     }
 }
 

@@ -15,7 +15,10 @@ pub use args::Args;
 pub use async_graphql::Value;
 pub use async_graphql::dynamic::{FieldFuture, FieldValue, ResolverContext};
 pub use errors::Violation;
-pub use loader::{BoxFuture, ByKey, Fetch, Fetched, KeyLoader, loader, related};
+pub use loader::{
+    BoxFuture, ByKey, Fetch, FetchMany, Fetched, FetchedMany, KeyLoader, batch_loader, loader,
+    related,
+};
 pub use resolve::{Out, Resolve, data, found, grpc, maybe, ok, ok_or_gone, sent, value};
 pub use upstream::{
     Call, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_UPSTREAM_TIMEOUT_MS, Timeouts, UpstreamError, channel,
