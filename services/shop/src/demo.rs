@@ -34,7 +34,7 @@ pub async fn seed_once(data: &Path, product_url: &str) -> anyhow::Result<usize> 
     let existing = client
         .view_products(pb::ViewProductsRequest {
             page_size: 1,
-            page_token: String::new(),
+            ..Default::default()
         })
         .await
         .context("looking at the catalogue")?
@@ -42,12 +42,17 @@ pub async fn seed_once(data: &Path, product_url: &str) -> anyhow::Result<usize> 
     let mut added = 0;
     if existing.products.is_empty() {
         for (name, description, price) in PRODUCTS {
+            // `..Default::default()`: a field the spec adds to products later (optional
+            // or defaulted) stays unset instead of breaking this code.
+            #[allow(clippy::needless_update)]
+            let product = pb::CreateProductRequest {
+                name: (*name).into(),
+                description: Some((*description).into()),
+                price: *price,
+                ..Default::default()
+            };
             client
-                .create_product(pb::CreateProductRequest {
-                    name: (*name).into(),
-                    description: Some((*description).into()),
-                    price: *price,
-                })
+                .create_product(product)
                 .await
                 .with_context(|| format!("adding {name}"))?;
             added += 1;
