@@ -238,10 +238,16 @@ fn a_new_crud_service_answers_graphql_in_shop_up_and_through_envoys() {
     // The deploy files list the new service and build it from its generated crate.
     let compose =
         fs::read_to_string(dir.join("generated/compose/docker-compose.yaml")).expect("compose");
-    assert!(compose.contains("CRATE: shop-supplier"), "compose builds the new service");
+    assert!(
+        compose.contains("CRATE: shop-supplier"),
+        "compose builds the new service"
+    );
     let kustomization =
         fs::read_to_string(dir.join("generated/k8s/base/kustomization.yaml")).expect("k8s");
-    assert!(kustomization.contains("supplier.yaml"), "k8s lists the new service");
+    assert!(
+        kustomization.contains("supplier.yaml"),
+        "k8s lists the new service"
+    );
     let dockerfile =
         fs::read_to_string(dir.join("generated/docker/Dockerfile")).expect("Dockerfile");
     assert!(
