@@ -139,6 +139,27 @@ pub fn database_name(system: &str, service: &Service) -> String {
     }
 }
 
+/// A deployable with nothing decided yet but its name, service and role.
+fn bare(name: String, service: &str, role: Role) -> Deployable {
+    Deployable {
+        name,
+        service: service.to_string(),
+        role,
+        grpc_services: Vec::new(),
+        upstreams: Vec::new(),
+        databases: Vec::new(),
+        event_store: None,
+        produces: Vec::new(),
+        consumes: Vec::new(),
+        package: String::new(),
+        binary: String::new(),
+        args: Vec::new(),
+        settings: Vec::new(),
+        slot: 0,
+        local: local_ports(0),
+    }
+}
+
 fn deployables(system: &System) -> Vec<Deployable> {
     let mut out = Vec::new();
     let grpc_of = |svc: &Service| -> Vec<String> {
@@ -162,21 +183,8 @@ fn deployables(system: &System) -> Vec<Deployable> {
         }
     }
     out.push(Deployable {
-        name: "bff".into(),
-        service: "bff".into(),
-        role: Role::Bff,
-        grpc_services: Vec::new(),
         upstreams: bff_upstreams,
-        databases: Vec::new(),
-        event_store: None,
-        produces: Vec::new(),
-        consumes: Vec::new(),
-        package: String::new(),
-        binary: String::new(),
-        args: Vec::new(),
-        settings: Vec::new(),
-        slot: 0,
-        local: local_ports(0),
+        ..bare("bff".into(), "bff", Role::Bff)
     });
     for svc in &system.services {
         let mut upstreams: Vec<String> = Vec::new();
@@ -210,23 +218,7 @@ fn deployables(system: &System) -> Vec<Deployable> {
             }
             v
         };
-        let base = |name: String, role: Role| Deployable {
-            name,
-            service: svc.name.clone(),
-            role,
-            grpc_services: Vec::new(),
-            upstreams: Vec::new(),
-            databases: Vec::new(),
-            event_store: None,
-            produces: Vec::new(),
-            consumes: Vec::new(),
-            package: String::new(),
-            binary: String::new(),
-            args: Vec::new(),
-            settings: Vec::new(),
-            slot: 0,
-            local: local_ports(0),
-        };
+        let base = |name: String, role: Role| bare(name, &svc.name, role);
         let k = names::kebab(&svc.name);
         match svc.pattern {
             Pattern::Crud | Pattern::CqsEs => {

@@ -76,30 +76,8 @@ fn edited_spec() -> String {
 fn scratch_workspace(dir: &Path) {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir.join("spec")).expect("scratch");
-    let manifest = fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
-    let deps = manifest
-        .split_once("[workspace.dependencies]")
-        .expect("workspace dependencies")
-        .1;
-    fs::write(
-        dir.join("Cargo.toml"),
-        format!(
-            "[workspace]\nresolver = \"3\"\nmembers = [\"generated/rust/product\", \"generated/rust/supplier\", \"probe\"]\n\n\
-             [workspace.package]\nedition = \"2024\"\nlicense = \"MIT\"\npublish = false\n\n\
-             [workspace.dependencies]{deps}"
-        ),
-    )
-    .expect("manifest");
-    fs::copy(root().join("Cargo.lock"), dir.join("Cargo.lock")).expect("lock file");
-    copy_dir(
-        &root().join("services/kit/src"),
-        &dir.join("services/kit/src"),
-    );
-    fs::copy(
-        root().join("services/kit/Cargo.toml"),
-        dir.join("services/kit/Cargo.toml"),
-    )
-    .expect("kit manifest");
+    let members = ["generated/rust/product", "generated/rust/supplier", "probe"];
+    runtime_workspace(dir, &members.map(String::from));
     fs::create_dir_all(dir.join("probe/src")).expect("probe");
     fs::write(
         dir.join("probe/Cargo.toml"),
@@ -118,6 +96,37 @@ fn scratch_workspace(dir: &Path) {
     copy_dir(&root().join("generated"), &dir.join("generated"));
     fs::copy(root().join("spec/shop.lock"), dir.join("spec/shop.lock")).expect("spec lock");
     fs::write(dir.join("spec/shop.yaml"), edited_spec()).expect("spec");
+}
+
+/// A workspace in `dir` of `members` on the repository's runtime (`services/kit`), with
+/// the repository's dependency versions and lock file.
+fn runtime_workspace(dir: &Path, members: &[String]) {
+    let manifest = fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    let deps = manifest
+        .split_once("[workspace.dependencies]")
+        .expect("workspace dependencies")
+        .1;
+    let members: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+    fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[workspace]\nresolver = \"3\"\nmembers = [{}]\n\n\
+             [workspace.package]\nedition = \"2024\"\nlicense = \"MIT\"\npublish = false\n\n\
+             [workspace.dependencies]{deps}",
+            members.join(", ")
+        ),
+    )
+    .expect("manifest");
+    fs::copy(root().join("Cargo.lock"), dir.join("Cargo.lock")).expect("lock file");
+    copy_dir(
+        &root().join("services/kit/src"),
+        &dir.join("services/kit/src"),
+    );
+    fs::copy(
+        root().join("services/kit/Cargo.toml"),
+        dir.join("services/kit/Cargo.toml"),
+    )
+    .expect("kit manifest");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -304,33 +313,9 @@ fn the_rust_generated_for_the_fixture_specs_compiles() {
             .expect("generated crates")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .filter(|name| name != "launcher")
-            .map(|name| format!("\"generated/rust/{name}\""))
+            .map(|name| format!("generated/rust/{name}"))
             .collect();
-        let manifest = fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
-        let deps = manifest
-            .split_once("[workspace.dependencies]")
-            .expect("workspace dependencies")
-            .1;
-        fs::write(
-            dir.join("Cargo.toml"),
-            format!(
-                "[workspace]\nresolver = \"3\"\nmembers = [{}]\n\n\
-                 [workspace.package]\nedition = \"2024\"\nlicense = \"MIT\"\npublish = false\n\n\
-                 [workspace.dependencies]{deps}",
-                crates.join(", ")
-            ),
-        )
-        .expect("manifest");
-        fs::copy(root().join("Cargo.lock"), dir.join("Cargo.lock")).expect("lock file");
-        copy_dir(
-            &root().join("services/kit/src"),
-            &dir.join("services/kit/src"),
-        );
-        fs::copy(
-            root().join("services/kit/Cargo.toml"),
-            dir.join("services/kit/Cargo.toml"),
-        )
-        .expect("kit manifest");
+        runtime_workspace(&dir, &crates);
         run(Command::new(env!("CARGO"))
             .args(["check", "--workspace", "--all-targets"])
             .current_dir(&dir)

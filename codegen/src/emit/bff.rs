@@ -24,7 +24,6 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         return Ok(Vec::new());
     }
     let mut ctx = tera::Context::new();
-    ctx.insert("header", &super::header("#"));
     ctx.insert("name", &crate_name(system));
     ctx.insert("system", &system.name);
     let deps: Vec<serde_json::Value> = services(system)
@@ -32,31 +31,13 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         .map(|s| serde_json::json!({ "name": super::rust::crate_name(system, s), "dir": s.name }))
         .collect();
     ctx.insert("deps", &deps);
-    let cargo_toml = super::render(
-        "rust/bff/Cargo.toml.tera",
-        include_str!("../../../templates/rust/bff/Cargo.toml.tera"),
-        &ctx,
-    )?;
-    ctx.insert("header", &super::header("//"));
-    let lib_rs = super::render(
-        "rust/bff/lib.rs.tera",
-        include_str!("../../../templates/rust/bff/lib.rs.tera"),
-        &ctx,
-    )?;
-    Ok(vec![
-        GeneratedFile {
-            path: format!("{DIR}/Cargo.toml"),
-            contents: cargo_toml,
-        },
-        GeneratedFile {
-            path: format!("{DIR}/src/lib.rs"),
-            contents: lib_rs,
-        },
-        GeneratedFile {
-            path: format!("{DIR}/src/api.rs"),
-            contents: super::rust::print(api(system)?)?,
-        },
-    ])
+    let templates = super::CrateTemplates {
+        dir: DIR,
+        cargo_toml: include_str!("../../../templates/rust/bff/Cargo.toml.tera"),
+        lib_rs: include_str!("../../../templates/rust/bff/lib.rs.tera"),
+        module: "api",
+    };
+    super::crate_files(&templates, &mut ctx, api(system)?)
 }
 
 /// `shop-bff`.

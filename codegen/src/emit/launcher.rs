@@ -25,36 +25,17 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         .map(|(name, path)| serde_json::json!({ "name": name, "path": path }))
         .collect();
     let mut ctx = tera::Context::new();
-    ctx.insert("header", &super::header("#"));
     ctx.insert("name", &crate_name(system));
     ctx.insert("system", &system.name);
     ctx.insert("table", &super::system::crate_name(system));
     ctx.insert("packages", &packages);
-    let cargo_toml = super::render(
-        "rust/launcher/Cargo.toml.tera",
-        include_str!("../../../templates/rust/launcher/Cargo.toml.tera"),
-        &ctx,
-    )?;
-    ctx.insert("header", &super::header("//"));
-    let lib_rs = super::render(
-        "rust/launcher/lib.rs.tera",
-        include_str!("../../../templates/rust/launcher/lib.rs.tera"),
-        &ctx,
-    )?;
-    Ok(vec![
-        GeneratedFile {
-            path: format!("{DIR}/Cargo.toml"),
-            contents: cargo_toml,
-        },
-        GeneratedFile {
-            path: format!("{DIR}/src/lib.rs"),
-            contents: lib_rs,
-        },
-        GeneratedFile {
-            path: format!("{DIR}/src/launch.rs"),
-            contents: super::rust::print(launch(system))?,
-        },
-    ])
+    let templates = super::CrateTemplates {
+        dir: DIR,
+        cargo_toml: include_str!("../../../templates/rust/launcher/Cargo.toml.tera"),
+        lib_rs: include_str!("../../../templates/rust/launcher/lib.rs.tera"),
+        module: "launch",
+    };
+    super::crate_files(&templates, &mut ctx, launch(system))
 }
 
 /// `shop-launcher`.

@@ -46,6 +46,42 @@ pub fn header(comment: &str) -> String {
     )
 }
 
+/// The templates of a generated crate of the framework's own (`generated/rust/<dir>`):
+/// its `Cargo.toml` and `src/lib.rs` (which wraps `src/<module>.rs` out of rustfmt's reach).
+pub struct CrateTemplates {
+    pub dir: &'static str,
+    pub cargo_toml: &'static str,
+    pub lib_rs: &'static str,
+    pub module: &'static str,
+}
+
+/// The files of such a crate: both templates rendered with `ctx` (plus `header`), and the
+/// module's Rust.
+pub fn crate_files(
+    t: &CrateTemplates,
+    ctx: &mut tera::Context,
+    code: proc_macro2::TokenStream,
+) -> Result<Vec<GeneratedFile>, EmitError> {
+    ctx.insert("header", &header("#"));
+    let cargo_toml = render(&format!("{}/Cargo.toml.tera", t.dir), t.cargo_toml, ctx)?;
+    ctx.insert("header", &header("//"));
+    let lib_rs = render(&format!("{}/lib.rs.tera", t.dir), t.lib_rs, ctx)?;
+    Ok(vec![
+        GeneratedFile {
+            path: format!("{}/Cargo.toml", t.dir),
+            contents: cargo_toml,
+        },
+        GeneratedFile {
+            path: format!("{}/src/lib.rs", t.dir),
+            contents: lib_rs,
+        },
+        GeneratedFile {
+            path: format!("{}/src/{}.rs", t.dir, t.module),
+            contents: rust::print(code)?,
+        },
+    ])
+}
+
 /// Renders one tera template. `name` is its path under `templates/`, for messages.
 pub fn render(name: &str, source: &str, context: &tera::Context) -> Result<String, EmitError> {
     let mut tera = tera::Tera::default();

@@ -18,47 +18,18 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
     let mut ctx = tera::Context::new();
     ctx.insert("system", &system.name);
     ctx.insert("name", &crate_name(system));
-    ctx.insert("header", &super::header("#"));
-    let cargo_toml = super::render(
-        "rust/system/Cargo.toml.tera",
-        include_str!("../../../templates/rust/system/Cargo.toml.tera"),
-        &ctx,
-    )?;
-    ctx.insert("header", &super::header("//"));
-    let lib_rs = super::render(
-        "rust/system/lib.rs.tera",
-        include_str!("../../../templates/rust/system/lib.rs.tera"),
-        &ctx,
-    )?;
-    Ok(vec![
-        GeneratedFile {
-            path: format!("{DIR}/Cargo.toml"),
-            contents: cargo_toml,
-        },
-        GeneratedFile {
-            path: format!("{DIR}/src/lib.rs"),
-            contents: lib_rs,
-        },
-        GeneratedFile {
-            path: format!("{DIR}/src/table.rs"),
-            contents: print(table(system))?,
-        },
-    ])
+    let templates = super::CrateTemplates {
+        dir: DIR,
+        cargo_toml: include_str!("../../../templates/rust/system/Cargo.toml.tera"),
+        lib_rs: include_str!("../../../templates/rust/system/lib.rs.tera"),
+        module: "table",
+    };
+    super::crate_files(&templates, &mut ctx, table(system))
 }
 
 /// `shop-system`.
 pub fn crate_name(system: &System) -> String {
     format!("{}-system", system.name)
-}
-
-fn print(tokens: TokenStream) -> Result<String, EmitError> {
-    let file: syn::File = syn::parse2(tokens)
-        .map_err(|e| EmitError::Rust(format!("generated tokens do not parse: {e}")))?;
-    Ok(format!(
-        "{}{}",
-        super::header("//"),
-        prettyplease::unparse(&file)
-    ))
 }
 
 fn table(system: &System) -> TokenStream {
