@@ -1482,6 +1482,16 @@ impl Lowering<'_> {
                             list(entity.fields.iter().map(|f| &f.name))
                         ),
                     );
+                } else if entity.field(&c.field).is_some_and(|f| f.optional) {
+                    // Keyset pages compare the last row's values; NULL compares as
+                    // unknown, so rows after a NULL would never be reached.
+                    self.d.error(
+                        self.pos.value(&format!("{path}.order_by.{j}")),
+                        format!(
+                            "`{op}` orders by `{}`, which is optional: a list's order needs a value in every row (make `{}` required or order by another field)",
+                            c.field, c.field
+                        ),
+                    );
                 } else {
                     order_by.push(c);
                 }

@@ -240,6 +240,30 @@ fn use_case_naming_a_missing_field() {
 }
 
 #[test]
+fn a_list_cannot_order_by_an_optional_field() {
+    let spec = VALID
+        .replace(
+            "      price: { type: money, min: 0 }\n",
+            "      price: { type: money, min: 0 }\n      note: { type: string, optional: true }\n",
+        )
+        .replace(
+            "ViewProducts: { kind: list }",
+            "ViewProducts: { kind: list, order_by: [note, name] }",
+        );
+    let found = errors(&spec);
+    assert_error(
+        &found,
+        &spec,
+        16,
+        "note,",
+        &[
+            "orders by `note`, which is optional",
+            "make `note` required",
+        ],
+    );
+}
+
+#[test]
 fn bad_constraints() {
     let spec = VALID
         .replace(
