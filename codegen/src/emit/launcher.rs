@@ -54,8 +54,15 @@ fn package_path(system: &System, d: &Deployable) -> String {
 
 fn launch(system: &System) -> TokenStream {
     let table = format_ident!("{}", super::system::crate_name(system).replace('-', "_"));
-    let arms = system.deployables.iter().map(|d| {
-        let name = &d.name;
+    // One arm per package: the roles of a CQRS service share their crate's `run`.
+    let mut packages: Vec<(&Deployable, Vec<&str>)> = Vec::new();
+    for d in &system.deployables {
+        match packages.iter_mut().find(|(p, _)| p.package == d.package) {
+            Some((_, names)) => names.push(&d.name),
+            None => packages.push((d, vec![&d.name])),
+        }
+    }
+    let arms = packages.iter().map(|(d, names)| {
         let krate = format_ident!("{}", d.package.replace('-', "_"));
         let start = match d.role {
             Role::Bff => quote! {
@@ -67,7 +74,7 @@ fn launch(system: &System) -> TokenStream {
             _ => quote!(Box::pin(#krate::run(config, listener.into(), stop))),
         };
         quote! {
-            #name => {
+            #(#names)|* => {
                 let config: #krate::Config = shop_kit::launch::config(d.binary, d.args, settings, tuning)?;
                 #start
             }

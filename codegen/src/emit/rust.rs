@@ -410,23 +410,7 @@ fn service_traits(svc: &Service) -> TokenStream {
             });
             glue.push(quote! {
                 async fn #method(&self, request: tonic::Request<pb::#req>) -> Result<tonic::Response<pb::#resp>, tonic::Status> {
-                    let ctx = RequestContext::from_metadata(request.metadata());
-                    let request = request.into_inner();
-                    let span = tracing::info_span!("rpc", method = #method_name, request_id = %ctx.request_id);
-                    let result = async {
-                        request.validate()?;
-                        self.inner.#method(ctx, request).await
-                    };
-                    match tracing::Instrument::instrument(result, span.clone()).await {
-                        Ok(response) => Ok(tonic::Response::new(response)),
-                        Err(e) => {
-                            span.in_scope(|| match &e {
-                                ServiceError::Internal(cause) => tracing::error!(%cause, "internal error"),
-                                other => tracing::info!(code = ?other.code(), error = %other, "request failed"),
-                            });
-                            Err(e.into())
-                        }
-                    }
+                    shop_kit::rpc::serve(#method_name, request, |ctx, request| self.inner.#method(ctx, request)).await
                 }
             });
         }

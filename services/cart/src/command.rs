@@ -62,10 +62,11 @@ pub struct GrpcCatalog {
 
 impl GrpcCatalog {
     pub fn new(url: &str, timeout: Duration) -> anyhow::Result<GrpcCatalog> {
-        let channel = Channel::from_shared(url.to_string())?
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(timeout)
-            .connect_lazy();
+        let timeouts = shop_kit::upstream::Timeouts {
+            call: timeout,
+            connect: Duration::from_secs(1),
+        };
+        let channel = shop_kit::upstream::channel("product", url, timeouts)?;
         Ok(GrpcCatalog {
             client: ProductServiceClient::new(channel),
             timeout,

@@ -18,6 +18,7 @@ pub mod graphql;
 pub mod launch;
 #[cfg(any(feature = "server", feature = "sql"))]
 mod retry;
+pub mod rpc;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "sql")]
@@ -25,6 +26,7 @@ pub mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+pub mod upstream;
 mod validate;
 
 pub use context::RequestContext;

@@ -3,21 +3,24 @@
 
 use shop_cart::pb as cart;
 use shop_cart::pb::cart_command_service_client::CartCommandServiceClient;
+use shop_kit::upstream::Timeouts;
 use shop_kit::{RequestContext, ServiceError};
 use shop_product::pb as product;
 use shop_product::pb::product_service_client::ProductServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
 use crate::checkout::{CartSnapshot, Carts, Catalog, PricedProduct, ResetOutcome};
 
-/// A lazily connected channel: the service starts even if a dependency is not up yet.
-pub fn channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_string())?
-        .connect_timeout(std::time::Duration::from_secs(3))
-        .timeout(std::time::Duration::from_secs(10))
-        .connect_lazy())
+/// A lazily connected channel to deployable `name`: the service starts even if a
+/// dependency is not up yet.
+pub fn channel(name: &str, url: &str) -> anyhow::Result<Channel> {
+    Ok(shop_kit::upstream::channel(
+        name,
+        url,
+        Timeouts::from_millis(10_000, 3_000),
+    )?)
 }
 
 /// A dependency's failure as this service's: transient trouble stays retryable.

@@ -56,8 +56,10 @@ pub async fn run(
     };
     let every = Duration::from_secs(config.recovery_interval_secs.max(1));
     shop_order::run_with(config.service, incoming, stop, |c, db| {
-        let carts = GrpcCarts::new(channel(&c.cart_command_url).context("CART_COMMAND_URL")?);
-        let catalog = GrpcCatalog::new(channel(&c.product_url).context("PRODUCT_URL")?);
+        let carts = GrpcCarts::new(
+            channel("cart-command", &c.cart_command_url).context("CART_COMMAND_URL")?,
+        );
+        let catalog = GrpcCatalog::new(channel("product", &c.product_url).context("PRODUCT_URL")?);
         Ok(Orders::new(db.clone(), carts, catalog).recovering(recovery, every))
     })
     .await

@@ -227,211 +227,78 @@ for CartCommandGrpc<T> {
         &self,
         request: tonic::Request<pb::AddProductRequest>,
     ) -> Result<tonic::Response<pb::AddProductResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "AddProduct", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.add_product(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "AddProduct",
+                request,
+                |ctx, request| self.inner.add_product(ctx, request),
+            )
+            .await
     }
     async fn remove_product(
         &self,
         request: tonic::Request<pb::RemoveProductRequest>,
     ) -> Result<tonic::Response<pb::RemoveProductResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "RemoveProduct", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.remove_product(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "RemoveProduct",
+                request,
+                |ctx, request| self.inner.remove_product(ctx, request),
+            )
+            .await
     }
     async fn change_product_quantity(
         &self,
         request: tonic::Request<pb::ChangeProductQuantityRequest>,
     ) -> Result<tonic::Response<pb::ChangeProductQuantityResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "ChangeProductQuantity", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.change_product_quantity(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "ChangeProductQuantity",
+                request,
+                |ctx, request| self.inner.change_product_quantity(ctx, request),
+            )
+            .await
     }
     async fn reset_cart(
         &self,
         request: tonic::Request<pb::ResetCartRequest>,
     ) -> Result<tonic::Response<pb::ResetCartResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "ResetCart", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.reset_cart(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "ResetCart",
+                request,
+                |ctx, request| self.inner.reset_cart(ctx, request),
+            )
+            .await
     }
     async fn delete_cart(
         &self,
         request: tonic::Request<pb::DeleteCartRequest>,
     ) -> Result<tonic::Response<pb::DeleteCartResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "DeleteCart", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.delete_cart(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "DeleteCart",
+                request,
+                |ctx, request| self.inner.delete_cart(ctx, request),
+            )
+            .await
     }
     async fn assign_customer(
         &self,
         request: tonic::Request<pb::AssignCustomerRequest>,
     ) -> Result<tonic::Response<pb::AssignCustomerResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "AssignCustomer", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.assign_customer(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "AssignCustomer",
+                request,
+                |ctx, request| self.inner.assign_customer(ctx, request),
+            )
+            .await
     }
     async fn load_cart(
         &self,
         request: tonic::Request<pb::LoadCartRequest>,
     ) -> Result<tonic::Response<pb::LoadCartResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "LoadCart", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.load_cart(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "LoadCart",
+                request,
+                |ctx, request| self.inner.load_cart(ctx, request),
+            )
+            .await
     }
 }
 /// The tonic service for `shop.cart.v1.CartCommandService`, ready for `Server::add_service`.
@@ -468,31 +335,12 @@ for CartQueryGrpc<T> {
         &self,
         request: tonic::Request<pb::ViewCartRequest>,
     ) -> Result<tonic::Response<pb::ViewCartResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "ViewCart", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.view_cart(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "ViewCart",
+                request,
+                |ctx, request| self.inner.view_cart(ctx, request),
+            )
+            .await
     }
 }
 /// The tonic service for `shop.cart.v1.CartQueryService`, ready for `Server::add_service`.

@@ -53,25 +53,7 @@ pub fn start(
                 )?;
                 Box::pin(order_service::run(config, listener.into(), stop))
             }
-            "cart-command" => {
-                let config: cart_service::Config = shop_kit::launch::config(
-                    d.binary,
-                    d.args,
-                    settings,
-                    tuning,
-                )?;
-                Box::pin(cart_service::run(config, listener.into(), stop))
-            }
-            "cart-query" => {
-                let config: cart_service::Config = shop_kit::launch::config(
-                    d.binary,
-                    d.args,
-                    settings,
-                    tuning,
-                )?;
-                Box::pin(cart_service::run(config, listener.into(), stop))
-            }
-            "cart-event-handler" => {
+            "cart-command" | "cart-query" | "cart-event-handler" => {
                 let config: cart_service::Config = shop_kit::launch::config(
                     d.binary,
                     d.args,

@@ -155,151 +155,56 @@ impl<T: OrderUseCases> pb::order_service_server::OrderService for OrderGrpc<T> {
         &self,
         request: tonic::Request<pb::CheckoutRequest>,
     ) -> Result<tonic::Response<pb::CheckoutResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "Checkout", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.checkout(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "Checkout",
+                request,
+                |ctx, request| self.inner.checkout(ctx, request),
+            )
+            .await
     }
     async fn create_order(
         &self,
         request: tonic::Request<pb::CreateOrderRequest>,
     ) -> Result<tonic::Response<pb::CreateOrderResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "CreateOrder", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.create_order(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "CreateOrder",
+                request,
+                |ctx, request| self.inner.create_order(ctx, request),
+            )
+            .await
     }
     async fn view_orders(
         &self,
         request: tonic::Request<pb::ViewOrdersRequest>,
     ) -> Result<tonic::Response<pb::ViewOrdersResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "ViewOrders", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.view_orders(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "ViewOrders",
+                request,
+                |ctx, request| self.inner.view_orders(ctx, request),
+            )
+            .await
     }
     async fn get_order(
         &self,
         request: tonic::Request<pb::GetOrderRequest>,
     ) -> Result<tonic::Response<pb::GetOrderResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "GetOrder", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.get_order(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "GetOrder",
+                request,
+                |ctx, request| self.inner.get_order(ctx, request),
+            )
+            .await
     }
     async fn batch_get_orders(
         &self,
         request: tonic::Request<pb::BatchGetOrdersRequest>,
     ) -> Result<tonic::Response<pb::BatchGetOrdersResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "BatchGetOrders", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.batch_get_orders(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "BatchGetOrders",
+                request,
+                |ctx, request| self.inner.batch_get_orders(ctx, request),
+            )
+            .await
     }
 }
 /// The tonic service for `shop.order.v1.OrderService`, ready for `Server::add_service`.

@@ -171,181 +171,67 @@ impl<T: ProductUseCases> pb::product_service_server::ProductService for ProductG
         &self,
         request: tonic::Request<pb::ViewProductsRequest>,
     ) -> Result<tonic::Response<pb::ViewProductsResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "ViewProducts", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.view_products(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "ViewProducts",
+                request,
+                |ctx, request| self.inner.view_products(ctx, request),
+            )
+            .await
     }
     async fn get_product(
         &self,
         request: tonic::Request<pb::GetProductRequest>,
     ) -> Result<tonic::Response<pb::GetProductResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "GetProduct", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.get_product(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "GetProduct",
+                request,
+                |ctx, request| self.inner.get_product(ctx, request),
+            )
+            .await
     }
     async fn create_product(
         &self,
         request: tonic::Request<pb::CreateProductRequest>,
     ) -> Result<tonic::Response<pb::CreateProductResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "CreateProduct", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.create_product(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "CreateProduct",
+                request,
+                |ctx, request| self.inner.create_product(ctx, request),
+            )
+            .await
     }
     async fn update_product(
         &self,
         request: tonic::Request<pb::UpdateProductRequest>,
     ) -> Result<tonic::Response<pb::UpdateProductResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "UpdateProduct", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.update_product(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "UpdateProduct",
+                request,
+                |ctx, request| self.inner.update_product(ctx, request),
+            )
+            .await
     }
     async fn delete_product(
         &self,
         request: tonic::Request<pb::DeleteProductRequest>,
     ) -> Result<tonic::Response<pb::DeleteProductResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "DeleteProduct", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.delete_product(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "DeleteProduct",
+                request,
+                |ctx, request| self.inner.delete_product(ctx, request),
+            )
+            .await
     }
     async fn batch_get_products(
         &self,
         request: tonic::Request<pb::BatchGetProductsRequest>,
     ) -> Result<tonic::Response<pb::BatchGetProductsResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "BatchGetProducts", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.batch_get_products(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "BatchGetProducts",
+                request,
+                |ctx, request| self.inner.batch_get_products(ctx, request),
+            )
+            .await
     }
 }
 /// The tonic service for `shop.product.v1.ProductService`, ready for `Server::add_service`.

@@ -102,91 +102,34 @@ impl<T: UserUseCases> pb::user_service_server::UserService for UserGrpc<T> {
         &self,
         request: tonic::Request<pb::RegisterCustomerRequest>,
     ) -> Result<tonic::Response<pb::RegisterCustomerResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "RegisterCustomer", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.register_customer(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "RegisterCustomer",
+                request,
+                |ctx, request| self.inner.register_customer(ctx, request),
+            )
+            .await
     }
     async fn delete_account(
         &self,
         request: tonic::Request<pb::DeleteAccountRequest>,
     ) -> Result<tonic::Response<pb::DeleteAccountResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "DeleteAccount", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.delete_account(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "DeleteAccount",
+                request,
+                |ctx, request| self.inner.delete_account(ctx, request),
+            )
+            .await
     }
     async fn view_profile(
         &self,
         request: tonic::Request<pb::ViewProfileRequest>,
     ) -> Result<tonic::Response<pb::ViewProfileResponse>, tonic::Status> {
-        let ctx = RequestContext::from_metadata(request.metadata());
-        let request = request.into_inner();
-        let span = tracing::info_span!(
-            "rpc", method = "ViewProfile", request_id = % ctx.request_id
-        );
-        let result = async {
-            request.validate()?;
-            self.inner.view_profile(ctx, request).await
-        };
-        match tracing::Instrument::instrument(result, span.clone()).await {
-            Ok(response) => Ok(tonic::Response::new(response)),
-            Err(e) => {
-                span.in_scope(|| match &e {
-                    ServiceError::Internal(cause) => {
-                        tracing::error!(% cause, "internal error")
-                    }
-                    other => {
-                        tracing::info!(
-                            code = ? other.code(), error = % other, "request failed"
-                        )
-                    }
-                });
-                Err(e.into())
-            }
-        }
+        shop_kit::rpc::serve(
+                "ViewProfile",
+                request,
+                |ctx, request| self.inner.view_profile(ctx, request),
+            )
+            .await
     }
 }
 /// The tonic service for `shop.user.v1.UserService`, ready for `Server::add_service`.

@@ -1,0 +1,48 @@
+//! Channels to other deployables (normally their Envoys), for every service that calls
+//! another: generated BFF resolvers and hand-written rules alike.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+/// How long a call may take (also sent as `grpc-timeout`), and a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub call: Duration,
+    pub connect: Duration,
+}
+
+impl Timeouts {
+    pub fn from_millis(call: u64, connect: u64) -> Timeouts {
+        Timeouts {
+            call: Duration::from_millis(call),
+            connect: Duration::from_millis(connect),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad URL for upstream {name} ({url}): {error}")]
+pub struct UpstreamError {
+    pub name: String,
+    pub url: String,
+    pub error: String,
+}
+
+/// A channel to the deployable `name` that connects on first use (the BFF starts
+/// without its upstreams; a call to a missing one fails with UNAVAILABLE). Must be
+/// created inside a tokio runtime.
+pub fn channel(name: &str, url: &str, t: Timeouts) -> Result<Channel, UpstreamError> {
+    let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| UpstreamError {
+        name: name.to_string(),
+        url: url.to_string(),
+        error: e.to_string(),
+    })?;
+    Ok(endpoint
+        .connect_timeout(t.connect)
+        .timeout(t.call)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(false)
+        .connect_lazy())
+}
