@@ -235,7 +235,16 @@ impl<'a> Builder<'a> {
     fn mutation_fields(&mut self) -> Result<Vec<RootField>, String> {
         let mut fields = Vec::new();
         for e in self.mutations.clone() {
-            let (input, ty, output) = self.mutation_shape(e)?;
+            let (mut input, ty, output) = self.mutation_shape(e)?;
+            if e.op.takes_idempotency_key() {
+                let doc = "Retrying with the same key returns the first attempt's answer instead of \
+                           applying the mutation again. Omit it and every request is a new attempt.";
+                input.push(arg(
+                    "idempotencyKey",
+                    Some(doc.into()),
+                    named("String", false),
+                ));
+            }
             let args = if input.is_empty() {
                 // An input object needs a field: an operation without input takes no argument.
                 Vec::new()

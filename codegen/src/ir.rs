@@ -391,6 +391,18 @@ pub struct Operation {
     pub span: Span,
 }
 
+impl Operation {
+    /// A write that is not safe to repeat takes an optional idempotency key: a retry
+    /// with the same key gets the first answer instead of a second effect.
+    pub fn takes_idempotency_key(&self) -> bool {
+        !self.idempotent
+            && matches!(
+                self.kind,
+                OperationKind::Create | OperationKind::Custom | OperationKind::Command
+            )
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
 pub struct PageSize {
     pub default: u32,

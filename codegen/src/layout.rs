@@ -331,6 +331,7 @@ fn databases(system: &System) -> Vec<Database> {
         }
         if kind == DatabaseKind::ReadModel {
             tables.push(deletions_table(&svc.entity));
+            tables.push(parked_events_table());
         }
         out.push(Database {
             name: database_name(&system.name, svc),
@@ -385,6 +386,46 @@ fn deletions_table(entity: &str) -> Table {
         primary_key: vec!["id".into()],
         unique: Vec::new(),
         indexes: Vec::new(),
+        foreign_keys: Vec::new(),
+        checks: Vec::new(),
+    }
+}
+
+/// Events a read model could not apply (undecodable, or a version gap the event store
+/// cannot fill): kept with the reason instead of blocking the stream or the partition.
+fn parked_events_table() -> Table {
+    let col = |name: &str, sql_type: SqlType, nullable: bool| Column {
+        name: name.into(),
+        sql_type,
+        nullable,
+        default: None,
+        checks: Vec::new(),
+        doc: None,
+        renamed_from: None,
+    };
+    let mut parked_at = col("parked_at", SqlType::TimestampTz, false);
+    parked_at.default = Some("now()".into());
+    Table {
+        name: "parked_events".into(),
+        doc: Some(
+            "Events this view could not apply, with the reason: an alert's audit trail and what `repair` retries."
+                .into(),
+        ),
+        columns: vec![
+            col("id", SqlType::Uuid, false),
+            col("stream_id", SqlType::Uuid, true),
+            col("version", SqlType::BigInt, true),
+            col("source", SqlType::Text, false),
+            col("reason", SqlType::Text, false),
+            col("payload", SqlType::Bytea, false),
+            parked_at,
+        ],
+        primary_key: vec!["id".into()],
+        unique: Vec::new(),
+        indexes: vec![vec![IndexColumn {
+            field: "stream_id".into(),
+            descending: false,
+        }]],
         foreign_keys: Vec::new(),
         checks: Vec::new(),
     }

@@ -182,7 +182,13 @@ const SQL: &[&str] = &[
 ];
 
 /// Names the generator adds itself; a spec field with one of them would collide.
-pub const GENERATED_COLUMNS: &[&str] = &["version", "page_size", "page_token", "expected_version"];
+pub const GENERATED_COLUMNS: &[&str] = &[
+    "version",
+    "page_size",
+    "page_token",
+    "expected_version",
+    "idempotency_key",
+];
 
 /// Which languages reserve `name` as a field/column identifier.
 pub fn field_collisions(name: &str) -> Vec<&'static str> {

@@ -201,6 +201,10 @@ pub fn build(system: &str, svc: &Service, entities: &[Entity]) -> Result<ProtoPa
                 (req, resp)
             }
         };
+        let mut req = req;
+        if o.takes_idempotency_key() {
+            req.push(idempotency_key(req.len() as u32 + 1));
+        }
         b.push(Message::new(&o.rpc.request, None, req))?;
         b.push(Message::new(&o.rpc.response, None, resp))?;
     }
@@ -336,6 +340,32 @@ impl Builder {
         Ok(())
     }
 }
+
+/// The optional key that makes a retried write answer its first result.
+fn idempotency_key(number: u32) -> MessageField {
+    let mut key = MessageField::new(
+        "idempotency_key",
+        ProtoType::String,
+        Label::Optional,
+        number,
+    )
+    .doc(
+        "A retry with the same key (and the same operation) gets the first attempt's answer, \
+         never a second effect. Omitted: every call is a new attempt.",
+    );
+    key.check = Some(Check {
+        ty: FieldType::String,
+        constraints: Constraints {
+            min_len: Some(1),
+            max_len: Some(IDEMPOTENCY_KEY_MAX_LEN),
+            ..Constraints::default()
+        },
+    });
+    key
+}
+
+/// Keys are client-chosen strings: UUIDs, or request ids of the client's own.
+pub const IDEMPOTENCY_KEY_MAX_LEN: u32 = 200;
 
 impl Message {
     pub fn new(name: &str, doc: Option<String>, fields: Vec<MessageField>) -> Message {

@@ -451,7 +451,7 @@ fn operation(m: &Model<'_>, o: &Operation) -> Result<TokenStream, EmitError> {
     let body = match o.kind {
         OperationKind::Get => get(m, &resp),
         OperationKind::List => list(m, o, &resp),
-        OperationKind::Create => create(m, &resp),
+        OperationKind::Create => create(m, o, &resp),
         OperationKind::Update => update(m, &resp),
         OperationKind::Delete => delete(m, &resp),
         OperationKind::BatchGet => batch_get(m, &resp),
@@ -575,13 +575,16 @@ fn fill_call(m: &Model<'_>, created: bool) -> TokenStream {
     }
 }
 
-fn create(m: &Model<'_>, resp: &proc_macro2::Ident) -> TokenStream {
-    let (_, _, store) = support_names(m);
+fn create(m: &Model<'_>, o: &Operation, resp: &proc_macro2::Ident) -> TokenStream {
+    let (load, _, store) = support_names(m);
     let ty = format_ident!("{}", m.entity.name);
     let out = out_field(m);
+    let scope = format!("{}.{}", m.svc.name, o.name);
     let fields = m.entity.fields.iter().map(|f| {
         let name = format_ident!("{}", f.name);
-        if f.readonly || f.name == "id" {
+        if f.name == "id" && o.takes_idempotency_key() {
+            quote!(#name: crud::new_id(#scope, key.as_deref()).to_string())
+        } else if f.readonly || f.name == "id" {
             let v = initial(f);
             quote!(#name: #v)
         } else {
@@ -594,11 +597,26 @@ fn create(m: &Model<'_>, resp: &proc_macro2::Ident) -> TokenStream {
     });
     let fill = fill_call(m, true);
     let answer = answer(m);
+    let (take_key, first_answer) = if o.takes_idempotency_key() {
+        (
+            quote!(let key = request.idempotency_key.clone();),
+            quote! {
+                // A retry: the id derives from the key, the row is the first answer.
+                if key.is_some() && let Some(first) = #load(&self.db, id).await? {
+                    return Ok(pb::#resp { #out: Some(first) });
+                }
+            },
+        )
+    } else {
+        (TokenStream::new(), TokenStream::new())
+    };
     quote! {
+        #take_key
         let now = crud::now();
         let mut record = pb::#ty { #(#fields,)* #(#owned,)* };
         #fill
         let id = crud::uuid("id", &record.id)?;
+        #first_answer
         let mut tx = self.db.begin().await.map_err(shop_kit::db::error)?;
         crud::insert(&mut tx, &record).await?;
         #store(&mut tx, id, &record).await?;

@@ -125,7 +125,7 @@ async fn main() {
             correlation_id: key.clone(),
         };
         commands
-            .execute(&ctx, &key, None, &c)
+            .execute(&ctx, key.as_str(), None, &c)
             .await
             .expect("warm-up");
     }
@@ -171,7 +171,7 @@ async fn main() {
             });
             let started = Instant::now();
             let done = loop {
-                match commands.execute(&ctx, &key, None, &c).await {
+                match commands.execute(&ctx, key.as_str(), None, &c).await {
                     Ok(d) => break d,
                     Err(shop_kit::ServiceError::Conflict(_)) => continue,
                     Err(e) => panic!("{e:?}"),

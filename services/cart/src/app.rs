@@ -69,6 +69,9 @@ pub enum EventsFrom {
 pub enum Task {
     /// Rebuild the read model from the event store and exit.
     Rebuild,
+    /// Apply the parked events that can be applied now (gaps filled from the event
+    /// store), print what is left, and exit.
+    Repair,
 }
 
 #[derive(Parser, Debug, Clone, PartialEq, Eq)]
@@ -293,6 +296,15 @@ pub async fn rebuild(config: &Config) -> anyhow::Result<RebuildReport> {
     report
 }
 
+/// `cart-service repair`: projects the parked events again; (repaired, still parked).
+pub async fn repair(config: &Config) -> anyhow::Result<(u64, u64)> {
+    let store = config.event_store().await?;
+    let db = config.read_db().await?;
+    let report = Projector::new(db.clone()).with_store(store).repair().await;
+    db.close().await;
+    Ok(report?)
+}
+
 async fn wait_stop(mut stop: watch::Receiver<bool>) {
     server::stopped(&mut stop).await;
 }
@@ -400,8 +412,8 @@ async fn serve_role(
             let store = config.event_store().await?;
             let db = config.read_db().await?;
             let tailer = StoreTailer::new(
-                store,
-                Projector::new(db),
+                store.clone(),
+                Projector::new(db).with_store(store),
                 TailConfig {
                     name: config.projection_checkpoint.clone(),
                     poll_interval: Duration::from_millis(config.relay_poll_ms.max(1)),
@@ -416,6 +428,8 @@ async fn serve_role(
         }
         Role::EventHandler => {
             let db = config.read_db().await?;
+            // Gaps are filled from the event store rather than waited for.
+            let store = config.event_store().await?;
             let bus = config
                 .bus(Some((&config.cart_topic, config.cart_topic_partitions)))
                 .await?;
@@ -426,7 +440,7 @@ async fn serve_role(
                 ..HandlerConfig::default()
             };
             background.push(tokio::spawn(crate::projection::run_event_handler(
-                Projector::new(db),
+                Projector::new(db).with_store(store),
                 bus,
                 handler,
                 stop.clone(),

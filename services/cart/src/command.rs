@@ -4,11 +4,15 @@
 //! append ONE commit document. Nothing is published from here (that would be a dual
 //! write): the relay tails the store.
 //!
-//! Idempotency key: the commit id is a UUID v5 of (command name, cart id, request id).
-//! The request id is the caller's `x-request-id` (Envoy keeps one a client sends and
-//! makes one up otherwise). A client that retries with the same `x-request-id` gets the
-//! first attempt's result (its version), never a second effect and never a conflict.
-//! Commands run for another service's event use that event's id instead.
+//! Idempotency key: the request's optional `idempotency_key`. With one, the commit id is
+//! derived from (command name, cart id, key): a client that retries with the same key
+//! gets the first attempt's result (its version), never a second effect and never a
+//! conflict. Without one, every call is a new attempt (two commands in one GraphQL
+//! request both apply). Commands run for another service's event use that event's id.
+//!
+//! A command without `expected_version` that loses a race is decided again on the new
+//! state (up to `conflict_retries` times, with a jittered pause): callers see ABORTED
+//! only when they named a version or the bound is exhausted.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,11 +32,9 @@ use uuid::Uuid;
 use crate::aggregate::Cart;
 use crate::store::{Appended, Commit, EventStore, NewCommit, StoredEvent};
 
-/// Namespace of the commit ids derived from idempotency keys.
-pub const COMMIT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6361_7274_2d63_6f6d_6d69_742d_6964_7321);
-
-/// The commit id of `command` on `cart_id` under idempotency key `key`.
-pub fn commit_id(command: &CartCommand, cart_id: Uuid, key: &str) -> Uuid {
+/// The commit id of `command` on `cart_id`: derived from the caller's idempotency key,
+/// so that a retry finds its first commit; a new id when there is no key.
+pub fn commit_id(command: &CartCommand, cart_id: Uuid, key: Option<&str>) -> Uuid {
     let name = match command {
         CartCommand::AddProduct(_) => "AddProduct",
         CartCommand::RemoveProduct(_) => "RemoveProduct",
@@ -41,10 +43,15 @@ pub fn commit_id(command: &CartCommand, cart_id: Uuid, key: &str) -> Uuid {
         CartCommand::DeleteCart(_) => "DeleteCart",
         CartCommand::AssignCustomer(_) => "AssignCustomer",
     };
-    Uuid::new_v5(
-        &COMMIT_ID_NAMESPACE,
-        format!("{name}/{cart_id}/{key}").as_bytes(),
-    )
+    shop_kit::idempotency::attempt_id(&format!("cart.{name}/{cart_id}"), key)
+}
+
+/// How long to wait before deciding again after losing a race: growing with the
+/// attempt, jittered so that the writers that collided spread out.
+fn conflict_backoff(attempt: u32) -> Duration {
+    let cap_us = 200u64 << attempt.min(8);
+    let jitter = (Uuid::new_v4().as_u128() % u128::from(cap_us.max(1))) as u64;
+    Duration::from_micros(jitter)
 }
 
 /// Whether a product exists (the product service, or a stand-in in tests).
@@ -135,7 +142,7 @@ impl CartCommands {
         CartCommands {
             store,
             catalog,
-            conflict_retries: 2,
+            conflict_retries: 64,
         }
     }
 
@@ -168,14 +175,15 @@ impl CartCommands {
         Ok((state, version, commits))
     }
 
-    /// Runs `command` under the idempotency key `key` (see the module docs).
-    pub async fn execute(
+    /// Runs `command` under the idempotency key `key`, if any (see the module docs).
+    pub async fn execute<'k>(
         &self,
         ctx: &RequestContext,
-        key: &str,
+        key: impl Into<Option<&'k str>>,
         expected_version: Option<i64>,
         command: &CartCommand,
     ) -> Result<Executed, ServiceError> {
+        let key = key.into();
         let retries = if expected_version.is_some() {
             0
         } else {
@@ -184,7 +192,10 @@ impl CartCommands {
         let mut attempt = 0;
         loop {
             match self.execute_once(ctx, key, expected_version, command).await {
-                Err(ServiceError::Conflict(_)) if attempt < retries => attempt += 1,
+                Err(ServiceError::Conflict(_)) if attempt < retries => {
+                    attempt += 1;
+                    tokio::time::sleep(conflict_backoff(attempt)).await;
+                }
                 other => return other,
             }
         }
@@ -193,13 +204,14 @@ impl CartCommands {
     async fn execute_once(
         &self,
         ctx: &RequestContext,
-        key: &str,
+        key: Option<&str>,
         expected_version: Option<i64>,
         command: &CartCommand,
     ) -> Result<Executed, ServiceError> {
         let cart_id = command
             .stream_id()
             .ok_or_else(|| ServiceError::Internal("command without a cart id".into()))?;
+        // Without a key, each attempt (also each decide-again) is new: nothing to find.
         let commit_id = commit_id(command, cart_id, key);
         let (state, version, commits) = self.load(cart_id).await?;
         if let Some(first) = commits.iter().find(|c| c.commit_id == commit_id) {
@@ -280,12 +292,13 @@ impl CartCommands {
     async fn run(
         &self,
         ctx: RequestContext,
+        key: Option<String>,
         expected_version: Option<i64>,
         command: CartCommand,
     ) -> Result<(String, i64), ServiceError> {
         let cart_id = command.stream_id().unwrap_or_default();
         let done = self
-            .execute(&ctx, &ctx.request_id, expected_version, &command)
+            .execute(&ctx, key.as_deref(), expected_version, &command)
             .await?;
         Ok((cart_id.to_string(), done.version))
     }
@@ -298,7 +311,9 @@ impl shop_cart::CartCommandUseCases for CartCommands {
         request: pb::AddProductRequest,
     ) -> Result<pb::AddProductResponse, ServiceError> {
         let c = CartCommand::AddProduct(AddProduct::try_from(&request)?);
-        let (cart_id, version) = self.run(ctx, request.expected_version, c).await?;
+        let (cart_id, version) = self
+            .run(ctx, request.idempotency_key, request.expected_version, c)
+            .await?;
         Ok(pb::AddProductResponse { cart_id, version })
     }
 
@@ -308,7 +323,9 @@ impl shop_cart::CartCommandUseCases for CartCommands {
         request: pb::RemoveProductRequest,
     ) -> Result<pb::RemoveProductResponse, ServiceError> {
         let c = CartCommand::RemoveProduct(RemoveProduct::try_from(&request)?);
-        let (cart_id, version) = self.run(ctx, request.expected_version, c).await?;
+        let (cart_id, version) = self
+            .run(ctx, request.idempotency_key, request.expected_version, c)
+            .await?;
         Ok(pb::RemoveProductResponse { cart_id, version })
     }
 
@@ -318,7 +335,9 @@ impl shop_cart::CartCommandUseCases for CartCommands {
         request: pb::ChangeProductQuantityRequest,
     ) -> Result<pb::ChangeProductQuantityResponse, ServiceError> {
         let c = CartCommand::ChangeProductQuantity(ChangeProductQuantity::try_from(&request)?);
-        let (cart_id, version) = self.run(ctx, request.expected_version, c).await?;
+        let (cart_id, version) = self
+            .run(ctx, request.idempotency_key, request.expected_version, c)
+            .await?;
         Ok(pb::ChangeProductQuantityResponse { cart_id, version })
     }
 
@@ -328,7 +347,9 @@ impl shop_cart::CartCommandUseCases for CartCommands {
         request: pb::ResetCartRequest,
     ) -> Result<pb::ResetCartResponse, ServiceError> {
         let c = CartCommand::ResetCart(ResetCart::try_from(&request)?);
-        let (cart_id, version) = self.run(ctx, request.expected_version, c).await?;
+        let (cart_id, version) = self
+            .run(ctx, request.idempotency_key, request.expected_version, c)
+            .await?;
         Ok(pb::ResetCartResponse { cart_id, version })
     }
 
@@ -338,7 +359,9 @@ impl shop_cart::CartCommandUseCases for CartCommands {
         request: pb::DeleteCartRequest,
     ) -> Result<pb::DeleteCartResponse, ServiceError> {
         let c = CartCommand::DeleteCart(DeleteCart::try_from(&request)?);
-        let (cart_id, version) = self.run(ctx, request.expected_version, c).await?;
+        let (cart_id, version) = self
+            .run(ctx, request.idempotency_key, request.expected_version, c)
+            .await?;
         Ok(pb::DeleteCartResponse { cart_id, version })
     }
 
@@ -348,7 +371,9 @@ impl shop_cart::CartCommandUseCases for CartCommands {
         request: pb::AssignCustomerRequest,
     ) -> Result<pb::AssignCustomerResponse, ServiceError> {
         let c = CartCommand::AssignCustomer(AssignCustomer::try_from(&request)?);
-        let (cart_id, version) = self.run(ctx, request.expected_version, c).await?;
+        let (cart_id, version) = self
+            .run(ctx, request.idempotency_key, request.expected_version, c)
+            .await?;
         Ok(pb::AssignCustomerResponse { cart_id, version })
     }
     /// The cart folded from the event store at its latest version (strongly consistent,

@@ -13,6 +13,7 @@
 //! `shop_system`, generated from the spec) unless `--listen` says otherwise.
 //! - `rebuild`: replays the event store into the read model and prints the events per
 //!   second.
+//! - `repair`: applies the parked events (see `projection`) that can be applied now.
 //!
 //! Backends by URL (see `cart_service::app`): `EVENT_STORE_URL` (else `MONGO_URL`),
 //! `DATABASE_URL`, `BUS_URL` (else `KAFKA_BROKERS`).
@@ -27,6 +28,12 @@ async fn main() -> anyhow::Result<()> {
     server::init_tracing();
     let config = Config::parse();
 
+    if let Some(Task::Repair) = config.task {
+        let (repaired, left) = cart_service::app::repair(&config).await?;
+        println!("parked events: {repaired} applied, {left} still parked");
+        anyhow::ensure!(left == 0, "{left} parked events could not be applied yet");
+        return Ok(());
+    }
     if let Some(Task::Rebuild) = config.task {
         let report = cart_service::app::rebuild(&config).await?;
         println!(

@@ -11,11 +11,15 @@
 //! already held), so appliers and a rebuild take turns; read the cart's version, then:
 //! - `version <= stored`: covered (a duplicate): nothing to do;
 //! - `version == stored + 1`: apply, store the new version, commit;
-//! - `version > stored + 1`: a gap: roll back, report it; the consumer does not commit
-//!   the offset and reads the message again later.
+//! - `version > stored + 1`: a gap: roll back, report it. [`Projector::project`] then
+//!   reads the missing versions from the event store (the source of truth) and applies
+//!   them first; what still cannot be applied (a version the store does not have, an
+//!   undecodable message) goes to `parked_events` with the reason and the ERROR alert
+//!   `cart_event_parked`, and the handler goes on. `cart-service repair` retries them.
 //!
 //! The consumer commits a message's offset only after its transaction committed (or it
-//! was covered). Several replicas in one group are safe: the version check makes each
+//! was covered or parked); a failure of the read database is retried, in memory, on
+//! the same message. Several replicas in one group are safe: the version check makes each
 //! event take effect once, whoever applies it, even while partitions move.
 
 use std::collections::BTreeMap;
@@ -29,6 +33,8 @@ use shop_kit::{ServiceError, db};
 use sqlx::migrate::Migrator;
 use tokio::sync::watch;
 use uuid::Uuid;
+
+use crate::store::EventStore;
 
 pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../generated/sql/shop_cart_read");
 pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../generated/sqlite/shop_cart_read");
@@ -135,15 +141,193 @@ pub enum Applied {
     },
 }
 
+/// What projecting one event did, gaps filled and failures parked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projected {
+    Applied,
+    Covered,
+    /// The read model was behind: versions `from..to` were read from the event store
+    /// and applied before this one.
+    Filled {
+        from: i64,
+        to: i64,
+    },
+    /// Could not be applied (see `parked_events`); the stream's later events park too
+    /// until `repair` or `rebuild`.
+    Parked,
+}
+
 /// Projects events into the read model.
 #[derive(Clone)]
 pub struct Projector {
     db: Db,
+    /// Where a version gap is filled from (the source of truth); without it a gap parks.
+    store: Option<EventStore>,
 }
 
 impl Projector {
     pub fn new(db: Db) -> Projector {
-        Projector { db }
+        Projector { db, store: None }
+    }
+
+    /// Fills version gaps from `store` instead of parking them.
+    pub fn with_store(mut self, store: EventStore) -> Projector {
+        self.store = Some(store);
+        self
+    }
+
+    /// Applies one event; a gap (the read model is behind: an earlier event was lost
+    /// on the way, or the read database lost a commit in a crash) is filled from the
+    /// event store first. What still cannot be applied is parked with the reason and an
+    /// alert, so that it never blocks the streams behind it. `Err` only when the read
+    /// database failed: try again later.
+    pub async fn project(
+        &self,
+        meta: &EventMeta,
+        event: &CartEvent,
+        source: &str,
+    ) -> Result<Projected, ServiceError> {
+        match self.try_project(meta, event).await? {
+            Ok(done) => {
+                if let Projected::Filled { from, to } = done {
+                    tracing::warn!(cart_id = %meta.stream_id, from, to, source,
+                        "read model was behind: missing versions read from the event store");
+                }
+                Ok(done)
+            }
+            Err(reason) => {
+                let payload = event.to_envelope(meta).encode_to_vec();
+                self.park(Some(meta), source, &reason, &payload).await?;
+                Ok(Projected::Parked)
+            }
+        }
+    }
+
+    /// [`Projector::project`] without parking: the inner `Err` says why it cannot apply.
+    async fn try_project(
+        &self,
+        meta: &EventMeta,
+        event: &CartEvent,
+    ) -> Result<Result<Projected, String>, ServiceError> {
+        let have = match self.apply(meta, event).await? {
+            Applied::Applied => return Ok(Ok(Projected::Applied)),
+            Applied::Covered => return Ok(Ok(Projected::Covered)),
+            Applied::Gap { have } => have,
+        };
+        if let Err(reason) = self.fill(meta, have).await? {
+            return Ok(Err(reason));
+        }
+        Ok(match self.apply(meta, event).await? {
+            Applied::Applied => Ok(Projected::Filled {
+                from: have + 1,
+                to: meta.version,
+            }),
+            Applied::Covered => Ok(Projected::Covered),
+            Applied::Gap { have } => Err(format!("version gap: the read model is at {have}")),
+        })
+    }
+
+    /// Applies the stored versions after `have` and before `meta.version`. The inner
+    /// `Err` says why the gap cannot be filled.
+    async fn fill(&self, meta: &EventMeta, have: i64) -> Result<Result<(), String>, ServiceError> {
+        let Some(store) = &self.store else {
+            return Ok(Err(format!(
+                "version gap: the read model is at {have} and no event store is configured to fill it"
+            )));
+        };
+        let commits = store.load(meta.stream_id).await?;
+        let missing = commits
+            .iter()
+            .flat_map(|c| &c.events)
+            .filter(|e| e.meta.version > have && e.meta.version < meta.version);
+        let mut next = have + 1;
+        for e in missing {
+            if e.meta.version != next {
+                break;
+            }
+            match self.apply(&e.meta, &e.event).await? {
+                Applied::Applied | Applied::Covered => next += 1,
+                Applied::Gap { .. } => break,
+            }
+        }
+        if next < meta.version {
+            return Ok(Err(format!(
+                "version gap: the event store has no version {next} of this stream (read model at {})",
+                next - 1
+            )));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Keeps an event this view cannot apply, with the reason, and raises the alert.
+    pub async fn park(
+        &self,
+        meta: Option<&EventMeta>,
+        source: &str,
+        reason: &str,
+        payload: &[u8],
+    ) -> Result<(), ServiceError> {
+        tracing::error!(alert = "cart_event_parked", cart_id = ?meta.map(|m| m.stream_id),
+            version = ?meta.map(|m| m.version), source, reason,
+            "ALERT: event parked (not applied; `cart-service repair` retries it)");
+        sql::query(
+            "INSERT INTO parked_events (id, stream_id, version, source, reason, payload, parked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(meta.map(|m| m.stream_id))
+        .bind(meta.map(|m| m.version))
+        .bind(source)
+        .bind(reason)
+        .bind(payload)
+        .bind(chrono::Utc::now())
+        .execute(&self.db)
+        .await
+        .map_err(db::error)?;
+        Ok(())
+    }
+
+    /// How many events are parked (for the health status and `repair`).
+    pub async fn parked(&self) -> Result<i64, ServiceError> {
+        sql::query("SELECT COUNT(*) AS n FROM parked_events")
+            .fetch_one(&self.db)
+            .await
+            .and_then(|r| r.i64("n"))
+            .map_err(db::error)
+    }
+
+    /// Projects every parked event again (gaps filled from the event store), oldest
+    /// first; removes those that are now applied or covered. Returns (repaired, still
+    /// parked).
+    pub async fn repair(&self) -> Result<(u64, u64), ServiceError> {
+        let rows =
+            sql::query("SELECT id, source, payload FROM parked_events ORDER BY parked_at, id")
+                .fetch_all(&self.db)
+                .await
+                .map_err(db::error)?;
+        let (mut repaired, mut left) = (0, 0);
+        for row in rows {
+            let id = row.uuid("id").map_err(db::error)?;
+            let payload = row.bytes("payload").map_err(db::error)?;
+            let decoded = pb::CartEvent::decode(payload.as_slice())
+                .map_err(|e| e.to_string())
+                .and_then(|e| CartEvent::from_envelope(&e).map_err(|e| e.to_string()));
+            let done = match decoded {
+                Ok((meta, event)) => self.try_project(&meta, &event).await?.is_ok(),
+                Err(_) => false,
+            };
+            if done {
+                sql::query("DELETE FROM parked_events WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.db)
+                    .await
+                    .map_err(db::error)?;
+                repaired += 1;
+            } else {
+                left += 1;
+            }
+        }
+        Ok((repaired, left))
     }
 
     pub fn db(&self) -> &Db {
@@ -272,40 +456,26 @@ impl Handler for ProjectFromBus {
 }
 
 async fn handle(projector: &Projector, m: &Received) -> Handled {
-    let envelope = match pb::CartEvent::decode(m.payload.as_slice()) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(alert = "cart_event_undecodable", partition = m.partition, offset = m.offset,
-                error = %e, "ALERT: undecodable message on the cart topic: skipped (rebuild repairs the read model)");
-            return Handled::Done;
-        }
+    let source = format!("{} partition {} offset {}", m.topic, m.partition, m.offset);
+    let decoded = pb::CartEvent::decode(m.payload.as_slice())
+        .map_err(|e| format!("undecodable message: {e}"))
+        .and_then(|e| {
+            CartEvent::from_envelope(&e).map_err(|e| format!("malformed cart event: {e}"))
+        });
+    let result = match &decoded {
+        Ok((meta, event)) => projector.project(meta, event, &source).await,
+        Err(reason) => projector
+            .park(None, &source, reason, &m.payload)
+            .await
+            .map(|()| Projected::Parked),
     };
-    let (meta, event) = match CartEvent::from_envelope(&envelope) {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!(alert = "cart_event_undecodable", partition = m.partition, offset = m.offset,
-                error = %e, "ALERT: malformed cart event: skipped (rebuild repairs the read model)");
-            return Handled::Done;
-        }
-    };
-    match projector.apply(&meta, &event).await {
-        Ok(Applied::Applied) => {
-            tracing::debug!(cart_id = %meta.stream_id, version = meta.version, "event applied");
+    match result {
+        Ok(done) => {
+            tracing::debug!(source, outcome = ?done, "event handled");
             Handled::Done
         }
-        Ok(Applied::Covered) => {
-            tracing::debug!(cart_id = %meta.stream_id, version = meta.version, "duplicate skipped");
-            Handled::Done
-        }
-        Ok(Applied::Gap { have }) => {
-            tracing::error!(alert = "cart_projection_gap", cart_id = %meta.stream_id, version = meta.version, have,
-                partition = m.partition, offset = m.offset,
-                "ALERT: event ahead of the read model (a gap): not applied, offset not committed; retrying");
-            Handled::Retry
-        }
         Err(e) => {
-            tracing::warn!(cart_id = %meta.stream_id, version = meta.version, error = %e,
-                "applying the event failed: retrying");
+            tracing::warn!(source, error = %e, "projecting the event failed: retrying");
             Handled::Retry
         }
     }

@@ -96,6 +96,9 @@ pub struct PrefixReader {
     alert: &'static str,
     /// The hole the reader is waiting on, and since when.
     gap: Option<(i64, Instant)>,
+    /// Positions given up earlier (loaded once, then kept here): re-checked every round
+    /// so that a commit that appears late is still handled.
+    given_up: Option<Vec<i64>>,
 }
 
 /// The contiguous prefix after a checkpoint.
@@ -123,7 +126,33 @@ impl PrefixReader {
             gap_timeout,
             alert,
             gap: None,
+            given_up: None,
         }
+    }
+
+    /// Commits at positions given up earlier that are readable now: handle them, then
+    /// call [`PrefixReader::late_done`].
+    pub async fn late_commits(&mut self) -> Result<Vec<Commit>, ServiceError> {
+        if self.given_up.is_none() {
+            self.given_up = Some(self.store.skipped(&self.name).await?);
+        }
+        let mut late = Vec::new();
+        for &p in self.given_up.iter().flatten() {
+            if let Some(c) = self.store.at(p).await? {
+                late.push(c);
+            }
+        }
+        Ok(late)
+    }
+
+    /// A late commit was handled: it is no longer missing.
+    pub async fn late_done(&mut self, position: i64) -> Result<(), ServiceError> {
+        self.store.resolve_skipped(&self.name, position).await?;
+        tracing::warn!(reader = %self.name, position, "a position given up earlier appeared and was handled");
+        if let Some(given_up) = &mut self.given_up {
+            given_up.retain(|&p| p != position);
+        }
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
@@ -179,8 +208,9 @@ impl PrefixReader {
                         "ALERT: position {missing} is still missing while later commits exist; \
                          skipping it (recorded under `skipped` in the checkpoint)"
                     );
-                    self.store.save_checkpoint(&self.name, missing).await?;
                     self.store.record_skipped(&self.name, missing).await?;
+                    self.store.save_checkpoint(&self.name, missing).await?;
+                    self.given_up.get_or_insert_with(Vec::new).push(missing);
                     skipped_to = Some(missing);
                     None
                 } else {
@@ -263,6 +293,14 @@ impl Relay {
         round.waiting_for = waiting_for;
         if let Some(p) = skipped_to {
             round.checkpoint = p;
+        }
+        for late in self.reader.late_commits().await? {
+            if let (_, Some(e)) = self.publish(&[&late]).await {
+                return Err(e.context("publishing a late commit"));
+            }
+            self.reader.late_done(late.position).await?;
+            round.commits += 1;
+            round.events += late.events.len();
         }
         Ok(round)
     }

@@ -252,6 +252,14 @@ impl EventStore {
         }
     }
 
+    /// A skipped position appeared after all and `reader` handled it.
+    pub async fn resolve_skipped(&self, reader: &str, position: i64) -> Result<(), ServiceError> {
+        match self {
+            EventStore::Mongo(m) => m.resolve_skipped(reader, position).await,
+            EventStore::Sql(s) => s.resolve_skipped(reader, position).await,
+        }
+    }
+
     pub async fn skipped(&self, reader: &str) -> Result<Vec<i64>, ServiceError> {
         match self {
             EventStore::Mongo(m) => m.skipped(reader).await,

@@ -60,7 +60,7 @@ pub async fn on_user_event(
     let mut done = 0;
     for command in &todo {
         match commands
-            .execute(&ctx, &meta.event_id.to_string(), None, command)
+            .execute(&ctx, meta.event_id.to_string().as_str(), None, command)
             .await
         {
             Ok(_) => done += 1,

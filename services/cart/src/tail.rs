@@ -12,9 +12,9 @@
 //!   event up to it, so a crash re-reads at most events the projection skips as
 //!   covered; nothing is lost.
 //! - **Order.** Positions grow with each cart's versions, so events reach the
-//!   projection in version order. An event ahead of the read model (`Gap`: only after a
-//!   hole was given up) stops the round before its commit, raises
-//!   `cart_projection_gap` and is retried with backoff, as in the Kafka mode.
+//!   projection in version order. An event ahead of the read model (after a hole was
+//!   given up, or the read database lost a commit) has its gap filled from the store,
+//!   or is parked ([`Projector::project`]); it never stops the round.
 //! - **Replicas.** No lease: several tailers with the same name are safe (the version
 //!   check makes each event take effect once, the checkpoint cannot move back), only
 //!   redundant.
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::projection::{Applied, Projector};
+use crate::projection::Projector;
 use crate::relay::{Prefix, PrefixReader, Round};
 use crate::store::EventStore;
 use shop_kit::server::stopped;
@@ -92,26 +92,13 @@ impl StoreTailer {
         let mut failure = None;
         'commits: for c in &commits {
             for e in &c.events {
-                match self.projector.apply(&e.meta, &e.event).await {
-                    Ok(Applied::Applied | Applied::Covered) => {}
-                    Ok(Applied::Gap { have }) => {
-                        tracing::error!(alert = "cart_projection_gap", cart_id = %e.meta.stream_id,
-                            version = e.meta.version, have, position = c.position,
-                            "ALERT: event ahead of the read model (a gap): not applied, checkpoint not moved; retrying");
-                        failure = Some(anyhow::anyhow!(
-                            "cart {} version {} ahead of the read model ({have})",
-                            e.meta.stream_id,
-                            e.meta.version
-                        ));
-                        break 'commits;
-                    }
-                    Err(err) => {
-                        failure = Some(anyhow::Error::new(err).context(format!(
-                            "applying cart {} version {}",
-                            e.meta.stream_id, e.meta.version
-                        )));
-                        break 'commits;
-                    }
+                let source = format!("event store position {}", c.position);
+                if let Err(err) = self.projector.project(&e.meta, &e.event, &source).await {
+                    failure = Some(anyhow::Error::new(err).context(format!(
+                        "applying cart {} version {}",
+                        e.meta.stream_id, e.meta.version
+                    )));
+                    break 'commits;
                 }
             }
             done = Some(c.position);
@@ -133,6 +120,15 @@ impl StoreTailer {
         round.waiting_for = waiting_for;
         if let Some(p) = skipped_to {
             round.checkpoint = p;
+        }
+        for late in self.reader.late_commits().await? {
+            let source = format!("event store position {} (late)", late.position);
+            for e in &late.events {
+                self.projector.project(&e.meta, &e.event, &source).await?;
+            }
+            self.reader.late_done(late.position).await?;
+            round.commits += 1;
+            round.events += late.events.len();
         }
         Ok(round)
     }

@@ -9,125 +9,17 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cart_service::{CartCommands, FixedCatalog};
+use common::procs::{BIN, Proc, random_command};
 use common::{ReadDb, TestStore, ctx, infra, unique, wait_read_model_matches};
 use rand::{Rng, SeedableRng};
-use shop_cart::{
-    AddProduct, AssignCustomer, CartCommand, ChangeProductQuantity, DeleteCart, RemoveProduct,
-    ResetCart,
-};
 use shop_kit::ServiceError;
 use uuid::Uuid;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cart-service");
-
-fn log_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cart-crash-logs");
-    let _ = std::fs::create_dir_all(&dir);
-    dir
-}
-
-struct Proc {
-    name: String,
-    env: Vec<(String, String)>,
-    child: Child,
-    log: PathBuf,
-    starts: usize,
-}
-
-impl Proc {
-    fn start(name: &str, env: Vec<(String, String)>) -> Proc {
-        let log = log_dir().join(format!("{name}-{}.log", std::process::id()));
-        let child = Self::spawn(&env, &log, false);
-        Proc {
-            name: name.into(),
-            env,
-            child,
-            log,
-            starts: 1,
-        }
-    }
-
-    fn spawn(env: &[(String, String)], log: &PathBuf, append: bool) -> Child {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(append)
-            .write(true)
-            .truncate(!append)
-            .open(log)
-            .expect("log file");
-        let err = file.try_clone().expect("log file");
-        let mut cmd = Command::new(BIN);
-        cmd.stdout(Stdio::from(file))
-            .stderr(Stdio::from(err))
-            .stdin(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.spawn().expect("starting cart-service")
-    }
-
-    /// kill -9, then start it again.
-    fn crash_and_restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = Self::spawn(&self.env, &self.log, true);
-        self.starts += 1;
-    }
-
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            panic!(
-                "{} exited ({status}); log {}:\n{}",
-                self.name,
-                self.log.display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn random_command(rng: &mut impl Rng, carts: &[Uuid], customers: &[Uuid]) -> CartCommand {
-    let cart_id = carts[rng.random_range(0..carts.len())];
-    let product_id = Uuid::from_u128(rng.random_range(1..5));
-    match rng.random_range(0..100) {
-        0..50 => CartCommand::AddProduct(AddProduct {
-            cart_id,
-            product_id,
-            quantity: rng.random_range(1..4),
-        }),
-        50..70 => CartCommand::ChangeProductQuantity(ChangeProductQuantity {
-            cart_id,
-            product_id,
-            quantity: rng.random_range(1..10),
-        }),
-        70..85 => CartCommand::RemoveProduct(RemoveProduct {
-            cart_id,
-            product_id,
-        }),
-        85..92 => CartCommand::ResetCart(ResetCart { cart_id }),
-        92..98 => CartCommand::AssignCustomer(AssignCustomer {
-            cart_id,
-            customer_id: Some(customers[rng.random_range(0..customers.len())]),
-        }),
-        _ => CartCommand::DeleteCart(DeleteCart { cart_id }),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_relay_and_event_handler_lose_nothing() {
@@ -196,7 +88,7 @@ async fn killed_relay_and_event_handler_lose_nothing() {
                 }
                 let c = random_command(&mut rng, &carts, &customers);
                 let key = format!("w{w}-{n}");
-                match cmds.execute(&ctx(&key), &key, None, &c).await {
+                match cmds.execute(&ctx(&key), key.as_str(), None, &c).await {
                     Ok(_) => acknowledged += 1,
                     Err(
                         ServiceError::NotFound { .. }

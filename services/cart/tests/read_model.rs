@@ -255,7 +255,7 @@ async fn pipeline(t: TestStore, db: ReadDb, bus: Bus) {
             product_id: Uuid::from_u128(i as u128 + 1),
             quantity: 2,
         });
-        cmds.execute(&ctx(&key), &key, None, &add)
+        cmds.execute(&ctx(&key), key.as_str(), None, &add)
             .await
             .expect("add");
         let owner = match i {
@@ -269,7 +269,7 @@ async fn pipeline(t: TestStore, db: ReadDb, bus: Bus) {
                 cart_id: *cart,
                 customer_id: owner,
             });
-            cmds.execute(&ctx(&key), &key, None, &assign)
+            cmds.execute(&ctx(&key), key.as_str(), None, &assign)
                 .await
                 .expect("assign");
         }

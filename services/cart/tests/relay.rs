@@ -1,7 +1,8 @@
 //! The relay against the real FerretDB and Kafka: many parallel writers while it polls
 //! never make it miss a commit (NEventStore's OptimisticLoopTests in spirit); a commit
 //! whose position shows up late is waited for, not skipped; a hole that never fills is
-//! given up only after the timeout, with an alert; one relay at a time.
+//! given up only after the timeout, with an alert, and still published if it appears
+//! later; one relay at a time.
 
 mod common;
 
@@ -102,7 +103,10 @@ async fn parallel_writers_never_make_the_relay_miss_a_commit() {
                 let cart = carts[rng.random_range(0..carts.len())];
                 let key = format!("w{w}-{n}");
                 for _ in 0..100 {
-                    match cmds.execute(&ctx(&key), &key, None, &add(cart, 1)).await {
+                    match cmds
+                        .execute(&ctx(&key), key.as_str(), None, &add(cart, 1))
+                        .await
+                    {
                         Ok(_) => {
                             done += 1;
                             break;
@@ -232,6 +236,23 @@ async fn a_hole_older_than_the_timeout_is_skipped_and_recorded() {
     assert_eq!(t.store.skipped("relay").await.expect("skipped"), [2]);
     let round = relay.run_once().await.expect("round");
     assert_eq!((round.commits, round.checkpoint), (1, 3));
+
+    // The given-up position appears after all (a writer that stalled past the timeout):
+    // it is still published, once, and no longer recorded as skipped.
+    let b = Uuid::now_v7();
+    commits
+        .insert_one(raw_commit(b, 1).to_document(2).expect("doc"))
+        .await
+        .expect("insert 2");
+    let round = relay.run_once().await.expect("round");
+    assert_eq!((round.commits, round.checkpoint), (1, 3));
+    assert!(t.store.skipped("relay").await.expect("skipped").is_empty());
+    let round = relay.run_once().await.expect("round");
+    assert_eq!(round.commits, 0, "published once");
+    let seen = consume_all(&topic, Duration::from_secs(20)).await;
+    let keys: Vec<(String, i64)> = seen.iter().map(|(k, e)| (k.clone(), e.version)).collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(keys.contains(&(b.to_string(), 1)), "late commit published");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,12 @@ fn spawn_writers(
                 for r in 0..rounds {
                     let key = format!("w{w}-r{r}");
                     match cmds
-                        .execute(&ctx(&key), &key, None, &add(carts[r % carts.len()], w + 1))
+                        .execute(
+                            &ctx(&key),
+                            key.as_str(),
+                            None,
+                            &add(carts[r % carts.len()], w + 1),
+                        )
                         .await
                     {
                         Ok(_) => done += 1,
@@ -167,13 +172,13 @@ async fn checkpoints_leases_and_lookups(dialect: Dialect) {
         .enumerate()
     {
         let key = format!("create-{i}");
-        cmds.execute(&ctx(&key), &key, None, &add(*cart, 1))
+        cmds.execute(&ctx(&key), key.as_str(), None, &add(*cart, 1))
             .await
             .expect("create");
         let key = format!("assign-{i}");
         cmds.execute(
             &ctx(&key),
-            &key,
+            key.as_str(),
             None,
             &CartCommand::AssignCustomer(AssignCustomer {
                 cart_id: *cart,

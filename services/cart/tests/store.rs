@@ -53,7 +53,7 @@ async fn a_retried_command_is_answered_with_its_first_result_on(t: TestStore) {
     cmds.execute(&ctx("r2"), "r2", None, &add(cart, product, 1))
         .await
         .expect("second");
-    // The first request again (same x-request-id): its result, no second effect.
+    // The first request again (same idempotency key): its result, no second effect.
     let again = cmds
         .execute(&ctx("r1"), "r1", None, &add(cart, product, 2))
         .await
@@ -69,7 +69,7 @@ async fn a_retried_command_is_answered_with_its_first_result_on(t: TestStore) {
     let raced = NewCommit {
         stream_id: cart,
         commit_seq: 3,
-        commit_id: commit_id(&add(cart, product, 2), cart, "r1"),
+        commit_id: commit_id(&add(cart, product, 2), cart, Some("r1")),
         events: vec![event(cart, 3, CartEvent::CartReset(CartReset {}))],
         correlation_id: "c".into(),
         causation_id: "r1".into(),
@@ -215,41 +215,38 @@ async fn concurrent_commands_on_one_cart_end_in_the_fold_of_the_store_on(t: Test
                 for _attempt in 0..200 {
                     let r = match kind {
                         0..6 => {
-                            let mut req = tonic::Request::new(pb::AddProductRequest {
+                            let req = tonic::Request::new(pb::AddProductRequest {
                                 cart_id: cart.to_string(),
                                 product_id: product.clone(),
                                 quantity: 1,
                                 expected_version: None,
+                                idempotency_key: Some(request_id.clone()),
                             });
-                            req.metadata_mut()
-                                .insert("x-request-id", request_id.parse().expect("ascii"));
                             client
                                 .add_product(req)
                                 .await
                                 .map(|r| r.into_inner().version)
                         }
                         6..8 => {
-                            let mut req = tonic::Request::new(pb::ChangeProductQuantityRequest {
+                            let req = tonic::Request::new(pb::ChangeProductQuantityRequest {
                                 cart_id: cart.to_string(),
                                 product_id: product.clone(),
                                 quantity: rng.random_range(1..=9),
                                 expected_version: None,
+                                idempotency_key: Some(request_id.clone()),
                             });
-                            req.metadata_mut()
-                                .insert("x-request-id", request_id.parse().expect("ascii"));
                             client
                                 .change_product_quantity(req)
                                 .await
                                 .map(|r| r.into_inner().version)
                         }
                         _ => {
-                            let mut req = tonic::Request::new(pb::RemoveProductRequest {
+                            let req = tonic::Request::new(pb::RemoveProductRequest {
                                 cart_id: cart.to_string(),
                                 product_id: product.clone(),
                                 expected_version: None,
+                                idempotency_key: Some(request_id.clone()),
                             });
-                            req.metadata_mut()
-                                .insert("x-request-id", request_id.parse().expect("ascii"));
                             client
                                 .remove_product(req)
                                 .await
@@ -315,7 +312,7 @@ async fn concurrent_commands_on_one_cart_end_in_the_fold_of_the_store_on(t: Test
                     product_id: products[0],
                 }),
             };
-            by_commit.get(&commit_id(&c, cart, request_id))
+            by_commit.get(&commit_id(&c, cart, Some(request_id)))
         });
         match stored {
             Some(rev_to) => {
@@ -340,6 +337,34 @@ async fn concurrent_commands_on_one_cart_end_in_the_fold_of_the_store_on(t: Test
         commits.len(),
         conflicts.load(Ordering::Relaxed)
     );
+}
+
+/// 48 writers add to one cart at once without naming a version: the ones that lose a
+/// race are decided again on the newer state, so every add is accepted, none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_races_without_a_version_are_decided_again() {
+    for b in BACKENDS {
+        eprintln!("lost_races_without_a_version_are_decided_again: {b:?}");
+        let t = TestStore::on(b).await;
+        let cmds = commands(&t);
+        let cart = Uuid::now_v7();
+        let writers: Vec<_> = (0..48u128)
+            .map(|i| {
+                let cmds = cmds.clone();
+                tokio::spawn(async move {
+                    cmds.execute(&ctx("w"), None, None, &add(cart, Uuid::from_u128(i + 1), 1))
+                        .await
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await
+                .expect("writer")
+                .expect("no CONFLICT without an expected version");
+        }
+        let (state, version, _) = cmds.load(cart).await.expect("load");
+        assert_eq!((version, state.items.len()), (48, 48), "{b:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

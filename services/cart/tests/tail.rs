@@ -39,7 +39,7 @@ fn spawn_writers(
                         product_id: Uuid::from_u128(w + 1),
                         quantity: 1,
                     });
-                    match cmds.execute(&ctx(&key), &key, None, &add).await {
+                    match cmds.execute(&ctx(&key), key.as_str(), None, &add).await {
                         Ok(_) | Err(ServiceError::Conflict { .. }) => {}
                         Err(e) => panic!("writer {w}: {e}"),
                     }

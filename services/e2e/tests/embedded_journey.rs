@@ -75,6 +75,7 @@ async fn assign(banner: &Banner, cart: &str, customer: &str) -> i64 {
             cart_id: cart.to_string(),
             customer_id: Some(customer.to_string()),
             expected_version: None,
+            idempotency_key: None,
         })
         .await
         .expect("assign customer")
@@ -251,6 +252,37 @@ async fn journey_on_embedded_storage_survives_a_crash_and_a_restart() {
     assert_eq!(nodes.len(), 1, "{d:#}");
     assert_eq!(nodes[0]["id"], placed["id"]);
     assert_eq!(nodes[0]["status"], json!("placed"));
+
+    // Two commands in one GraphQL request both apply, in order (each is an attempt of
+    // its own); a command retried with its idempotency key gets its first answer.
+    let other = uuid::Uuid::now_v7().to_string();
+    let two = format!(
+        r#"mutation {{ a: addProduct(input: {{cartId: "{other}", productId: "{tea}", quantity: 1}}) {{ version }}
+                       b: addProduct(input: {{cartId: "{other}", productId: "{mug}", quantity: 1}}) {{ version }} }}"#
+    );
+    let d = gql.ok(&two, json!({})).await;
+    assert_eq!(
+        (&d["a"]["version"], &d["b"]["version"]),
+        (&json!(1), &json!(2)),
+        "{d:#}"
+    );
+    let keyed = json!({ "input": { "cartId": other, "productId": kettle, "quantity": 1, "idempotencyKey": "add-kettle-1" } });
+    assert_eq!(version(&gql.ok(ADD, keyed.clone()).await, "addProduct"), 3);
+    assert_eq!(
+        version(&gql.ok(ADD, keyed).await, "addProduct"),
+        3,
+        "the retry is answered with its first version"
+    );
+    let c = view_at(&gql, &other, 3).await;
+    assert_eq!(
+        cart_lines(&c),
+        [
+            ("Assam Tea".to_string(), 1),
+            ("Ceramic Mug".to_string(), 1),
+            ("Gooseneck Kettle".to_string(), 1)
+        ],
+        "both products of the two-mutation request, the kettle once"
+    );
 
     // Deleting the account deletes the cart: user outbox -> relay -> embedded log ->
     // the cart's subscriber -> DeleteCart -> event handler -> read model.

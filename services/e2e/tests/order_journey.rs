@@ -75,6 +75,7 @@ async fn customer_journey_with_checkout_through_envoy() {
             cart_id: cart.clone(),
             customer_id: Some(customer.clone()),
             expected_version: None,
+            idempotency_key: None,
         })
         .await
         .expect("assign customer")

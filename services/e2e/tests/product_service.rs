@@ -54,6 +54,7 @@ fn create(name: &str, price: i64) -> pb::CreateProductRequest {
         name: name.into(),
         description: Some(format!("{name}, freshly made")),
         price,
+        idempotency_key: None,
     }
 }
 
@@ -282,6 +283,53 @@ async fn batch_get_returns_what_exists_in_one_call() {
             .expect_err("refused");
         assert_eq!(e.code(), Code::InvalidArgument);
         assert_eq!(violated_fields(&e), ["ids"]);
+    }
+}
+
+/// A create retried with its idempotency key answers the row the first attempt made;
+/// another key (or none) creates another; an empty key is refused by field.
+#[tokio::test]
+async fn a_create_retried_with_its_key_creates_once() {
+    for dialect in DIALECTS {
+        let mut s = start(dialect).await;
+        let keyed = |key: &str| pb::CreateProductRequest {
+            idempotency_key: Some(key.into()),
+            ..create("Tea", 500)
+        };
+        let mut first = None;
+        for _ in 0..2 {
+            let p = s
+                .client
+                .create_product(keyed("k-1"))
+                .await
+                .expect("create")
+                .into_inner()
+                .product
+                .expect("product");
+            assert_eq!(
+                first.get_or_insert(p.clone()),
+                &p,
+                "the first answer, again"
+            );
+        }
+        assert_eq!(count(&s.db).await, 1);
+        s.client
+            .create_product(keyed("k-2"))
+            .await
+            .expect("other key");
+        s.client
+            .create_product(create("Tea", 500))
+            .await
+            .expect("no key");
+        assert_eq!(count(&s.db).await, 3);
+        let e = s
+            .client
+            .create_product(keyed(""))
+            .await
+            .expect_err("empty key");
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&e), ["idempotency_key"]);
+        assert_eq!(count(&s.db).await, 3);
     }
 }
 

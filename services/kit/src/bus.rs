@@ -319,15 +319,16 @@ pub trait Handler {
 
 impl Subscriber {
     /// Hands every message to `handler` until `stop` turns true (or its sender is gone):
-    /// commits after [`Handled::Done`]; after [`Handled::Retry`] waits and seeks back, so
-    /// nothing after it is read first. A receive error waits `backoff.initial`.
+    /// commits after [`Handled::Done`]; after [`Handled::Retry`] waits and hands the SAME
+    /// message again, so nothing after it is read first. No seek back: a seek that fails
+    /// (the broker restarting) would let the consumer go on past the message, which is
+    /// how a read model once lost an event. A receive error waits `backoff.initial`.
     pub async fn consume(
         &mut self,
         stop: &mut tokio::sync::watch::Receiver<bool>,
         backoff: Backoff,
         handler: &mut impl Handler,
     ) {
-        let mut wait = backoff.initial;
         loop {
             let m = tokio::select! {
                 m = self.recv() => m,
@@ -344,26 +345,17 @@ impl Subscriber {
                     continue;
                 }
             };
-            match handler.handle(&m).await {
-                Handled::Done => {
-                    wait = backoff.initial;
-                    if let Err(e) = self.commit(&m).await {
-                        // Not fatal: the message comes again; handlers are idempotent.
-                        tracing::warn!(error = %e, "offset commit failed");
-                    }
+            let mut wait = backoff.initial;
+            while handler.handle(&m).await == Handled::Retry {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|s| *s) => return,
                 }
-                Handled::Retry => {
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    wait = (wait * 2).min(backoff.max);
-                    if let Err(e) = self.seek(&m).await {
-                        // The partition may have moved to another member; it resumes
-                        // from the committed offset, which is before this message.
-                        tracing::warn!(error = %e, partition = m.partition, offset = m.offset, "seek back failed");
-                    }
-                }
+                wait = (wait * 2).min(backoff.max);
+            }
+            if let Err(e) = self.commit(&m).await {
+                // Not fatal: the message comes again; handlers are idempotent.
+                tracing::warn!(error = %e, "offset commit failed");
             }
         }
     }

@@ -174,6 +174,15 @@ pub async fn get_many<R: Record>(
     read_all(&rows)
 }
 
+/// The id of a created row: derived from the idempotency key (so that a retry finds the
+/// row its first attempt created), else a new UUIDv7.
+pub fn new_id(scope: &str, key: Option<&str>) -> Uuid {
+    match key {
+        Some(key) => crate::idempotency::derived_id(scope, key),
+        None => Uuid::now_v7(),
+    }
+}
+
 pub async fn insert<'a, R: Record>(on: impl Executor<'a>, record: &R) -> Result<(), ServiceError> {
     let sql = format!(
         "INSERT INTO {} ({}) VALUES ({})",

@@ -14,6 +14,7 @@ pub mod db;
 mod error;
 #[cfg(feature = "graphql")]
 pub mod graphql;
+pub mod idempotency;
 #[cfg(feature = "launch")]
 pub mod launch;
 #[cfg(any(feature = "server", feature = "sql"))]

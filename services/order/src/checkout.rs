@@ -49,8 +49,8 @@ pub trait Carts: Send + Sync + 'static {
         cart_id: Uuid,
     ) -> impl Future<Output = Result<Option<CartSnapshot>, ServiceError>> + Send;
 
-    /// ResetCart(cart_id, expected_version) as the commit `commit_id` (sent as
-    /// `x-request-id`, so that a retry is recognised by the cart as the same commit).
+    /// ResetCart(cart_id, expected_version) under the idempotency key `commit_id`, so
+    /// that a retry is recognised by the cart as the same commit.
     fn reset(
         &self,
         correlation_id: &str,

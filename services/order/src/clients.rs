@@ -102,6 +102,8 @@ impl Carts for GrpcCarts {
             cart::ResetCartRequest {
                 cart_id: cart_id.to_string(),
                 expected_version: Some(expected_version),
+                // The order's reset, under its own key: a retried checkout finds it.
+                idempotency_key: Some(commit_id.to_string()),
             },
             &commit_id.to_string(),
             correlation_id,

@@ -260,6 +260,7 @@ async fn create_view_page_and_get_orders_on(dialect: Dialect) {
                     detail(tea, "Tea", 500, 2),
                     detail(bread, "Bread", 300 + i, 1),
                 ],
+                ..Default::default()
             })
             .await
             .expect("created")
@@ -285,6 +286,7 @@ async fn create_view_page_and_get_orders_on(dialect: Dialect) {
         .create_order(pb::CreateOrderRequest {
             customer_id: bob.to_string(),
             details: vec![detail(tea, "Tea", 450, 1)],
+            ..Default::default()
         })
         .await
         .expect("bob's order");
@@ -363,6 +365,7 @@ async fn bad_inputs_change_nothing_on(dialect: Dialect) {
             pb::CreateOrderRequest {
                 customer_id: customer.clone(),
                 details: vec![],
+                idempotency_key: None,
             },
             "details",
         ),
@@ -370,6 +373,7 @@ async fn bad_inputs_change_nothing_on(dialect: Dialect) {
             pb::CreateOrderRequest {
                 customer_id: customer.clone(),
                 details: vec![detail(p, "Tea", 100, 0)],
+                idempotency_key: None,
             },
             "details[0].quantity",
         ),
@@ -377,6 +381,7 @@ async fn bad_inputs_change_nothing_on(dialect: Dialect) {
             pb::CreateOrderRequest {
                 customer_id: customer.clone(),
                 details: vec![detail(p, "Tea", -1, 1)],
+                idempotency_key: None,
             },
             "details[0].unit_price",
         ),
@@ -384,6 +389,7 @@ async fn bad_inputs_change_nothing_on(dialect: Dialect) {
             pb::CreateOrderRequest {
                 customer_id: customer.clone(),
                 details: vec![detail(p, "", 100, 1)],
+                idempotency_key: None,
             },
             "details[0].product_name",
         ),
@@ -391,6 +397,7 @@ async fn bad_inputs_change_nothing_on(dialect: Dialect) {
             pb::CreateOrderRequest {
                 customer_id: customer.clone(),
                 details: vec![detail(p, "Tea", 100, 1), detail(p, "Tea", 100, 2)],
+                idempotency_key: None,
             },
             "details[1].product_id",
         ),
@@ -401,6 +408,7 @@ async fn bad_inputs_change_nothing_on(dialect: Dialect) {
                     detail(p, "Gold", i64::MAX / 2, 2),
                     detail(Uuid::now_v7(), "More gold", i64::MAX / 2, 2),
                 ],
+                idempotency_key: None,
             },
             "details",
         ),
@@ -408,6 +416,7 @@ async fn bad_inputs_change_nothing_on(dialect: Dialect) {
             pb::CreateOrderRequest {
                 customer_id: "nope".into(),
                 details: vec![detail(p, "Tea", 100, 1)],
+                idempotency_key: None,
             },
             "customer_id",
         ),
@@ -802,6 +811,7 @@ async fn an_order_with_many_details_keeps_every_line_on(dialect: Dialect) {
         .create_order(pb::CreateOrderRequest {
             customer_id: customer.to_string(),
             details: lines.clone(),
+            ..Default::default()
         })
         .await
         .expect("created")
@@ -902,6 +912,7 @@ async fn run_serves_and_recovers_until_stopped() {
             .create_order(pb::CreateOrderRequest {
                 customer_id: Uuid::now_v7().to_string(),
                 details: vec![detail(Uuid::now_v7(), "Tea", 500, 2)],
+                ..Default::default()
             })
             .await
             .expect("create")

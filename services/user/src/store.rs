@@ -54,19 +54,60 @@ impl Users {
         &self.db
     }
 
-    /// Runs one command against one stream, atomically. `expected_version`: fail with
-    /// ABORTED unless the stream is at this version (0: it does not exist yet); `None`
-    /// checks against the version loaded in this transaction, which the events' primary
-    /// key then defends against a concurrent writer.
+    /// Runs one command against one stream, atomically, deciding again (a bounded number
+    /// of times) when it lost a race and the caller named no version. `expected_version`:
+    /// fail with ABORTED unless the stream is at this version (0: it does not exist
+    /// yet). `key`: the caller's idempotency key; a retry with it gets the first answer.
     pub async fn execute(
         &self,
         ctx: &RequestContext,
+        key: Option<&str>,
         stream_id: Uuid,
         expected_version: Option<i64>,
         command: &CustomerCommand,
     ) -> Result<Committed, ServiceError> {
+        let retries = if expected_version.is_some() {
+            0
+        } else {
+            CONFLICT_RETRIES
+        };
+        let mut attempt = 0;
+        loop {
+            match self
+                .execute_once(ctx, key, stream_id, expected_version, command)
+                .await
+            {
+                Err(ServiceError::Conflict(_)) if attempt < retries => {
+                    attempt += 1;
+                    let pause = (Uuid::new_v4().as_u128() % (200u128 << attempt.min(8))) as u64;
+                    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn execute_once(
+        &self,
+        ctx: &RequestContext,
+        key: Option<&str>,
+        stream_id: Uuid,
+        expected_version: Option<i64>,
+        command: &CustomerCommand,
+    ) -> Result<Committed, ServiceError> {
+        let commit_id = shop_kit::idempotency::attempt_id(
+            &format!("user.{}/{stream_id}", command_name(command)),
+            key,
+        );
         let mut tx = self.db.begin().await.map_err(db::error)?;
-        let (state, version) = load(&mut tx, stream_id).await?;
+        let (state, version, commits) = load(&mut tx, stream_id).await?;
+        if let Some(&(_, first)) = commits.iter().find(|(id, _)| *id == commit_id) {
+            return Ok(Committed {
+                stream_id,
+                version: first,
+                events: Vec::new(),
+            });
+        }
         if let Some(expected) = expected_version
             && expected != version
         {
@@ -105,7 +146,7 @@ impl Users {
         // now, so our insert meets its row: events_pkey, ABORTED.
         tx.lock(OUTBOX_APPEND_LOCK).await.map_err(db::error)?;
         for (meta, event) in &events {
-            append_event(&mut tx, ctx, meta, event).await?;
+            append_event(&mut tx, ctx, commit_id, meta, event).await?;
         }
         save_state(&mut tx, stream_id, &state, next).await?;
         for (meta, event) in &events {
@@ -139,15 +180,29 @@ impl Users {
     /// The state of one stream folded from the event table, with its version.
     pub async fn load_stream(&self, stream_id: Uuid) -> Result<(Customer, i64), ServiceError> {
         let mut tx = self.db.begin().await.map_err(db::error)?;
-        let loaded = load(&mut tx, stream_id).await?;
+        let (state, version, _) = load(&mut tx, stream_id).await?;
         tx.commit().await.map_err(db::error)?;
-        Ok(loaded)
+        Ok((state, version))
     }
 }
 
-async fn load(tx: &mut Tx, stream_id: Uuid) -> Result<(Customer, i64), ServiceError> {
+/// How often a command without an expected version is decided again after a conflict.
+const CONFLICT_RETRIES: u32 = 64;
+
+fn command_name(command: &CustomerCommand) -> &'static str {
+    match command {
+        CustomerCommand::RegisterCustomer(_) => "RegisterCustomer",
+        CustomerCommand::DeleteAccount(_) => "DeleteAccount",
+    }
+}
+
+/// The stream's state and version, and each commit id it holds with the version the
+/// commit left it at (the answer to a retry).
+type Loaded = (Customer, i64, Vec<(Uuid, i64)>);
+
+async fn load(tx: &mut Tx, stream_id: Uuid) -> Result<Loaded, ServiceError> {
     let rows = sql::query(
-        "SELECT version, event_type, schema_version, payload, recorded_at FROM events \
+        "SELECT version, event_type, schema_version, payload, metadata, recorded_at FROM events \
          WHERE stream_id = $1 ORDER BY version",
     )
     .bind(stream_id)
@@ -156,6 +211,7 @@ async fn load(tx: &mut Tx, stream_id: Uuid) -> Result<(Customer, i64), ServiceEr
     .map_err(db::error)?;
     let mut state = Customer::default();
     let mut version = 0;
+    let mut commits: Vec<(Uuid, i64)> = Vec::new();
     for row in rows {
         let row_version = row.i64("version").map_err(db::error)?;
         if row_version != version + 1 {
@@ -178,14 +234,25 @@ async fn load(tx: &mut Tx, stream_id: Uuid) -> Result<(Customer, i64), ServiceEr
         let event = CustomerEvent::decode_stored(&event_type, schema_version, &json)?;
         state.apply_recorded(&event, recorded_at);
         version = row_version;
+        let commit = row.json("metadata").ok().and_then(|m| {
+            m.get("commit_id")?
+                .as_str()
+                .and_then(|s| Uuid::parse_str(s).ok())
+        });
+        match (commit, commits.last_mut()) {
+            (Some(id), Some((last, at))) if *last == id => *at = version,
+            (Some(id), _) => commits.push((id, version)),
+            (None, _) => {}
+        }
     }
-    Ok((state, version))
+    Ok((state, version, commits))
 }
 
 /// Appends one event at the next position; the caller holds [`OUTBOX_APPEND_LOCK`].
 async fn append_event(
     tx: &mut Tx,
     ctx: &RequestContext,
+    commit_id: Uuid,
     meta: &EventMeta,
     event: &CustomerEvent,
 ) -> Result<(), ServiceError> {
@@ -196,6 +263,7 @@ async fn append_event(
         "correlation_id": meta.correlation_id,
         "causation_id": meta.causation_id,
         "request_id": ctx.request_id,
+        "commit_id": commit_id,
     });
     sql::query(
         "INSERT INTO events (stream_id, version, position, event_id, event_type, schema_version, payload, metadata, recorded_at) \
@@ -280,10 +348,12 @@ impl UserUseCases for Users {
         request: pb::RegisterCustomerRequest,
     ) -> Result<pb::RegisterCustomerResponse, ServiceError> {
         let command = CustomerCommand::RegisterCustomer(RegisterCustomer::try_from(&request)?);
-        // Registration opens a new stream; its id is the customer's id.
-        let stream_id = Uuid::now_v7();
+        // Registration opens a new stream; its id is the customer's id, derived from the
+        // idempotency key when there is one so that a retry meets its first attempt.
+        let key = request.idempotency_key.as_deref();
+        let stream_id = shop_kit::idempotency::attempt_id("user.RegisterCustomer", key);
         let done = self
-            .execute(&ctx, stream_id, request.expected_version, &command)
+            .execute(&ctx, key, stream_id, request.expected_version, &command)
             .await?;
         Ok(pb::RegisterCustomerResponse {
             customer_id: done.stream_id.to_string(),
@@ -301,6 +371,7 @@ impl UserUseCases for Users {
         let done = self
             .execute(
                 &ctx,
+                request.idempotency_key.as_deref(),
                 stream_id,
                 request.expected_version,
                 &CustomerCommand::DeleteAccount(command),

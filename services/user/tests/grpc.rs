@@ -19,6 +19,7 @@ fn register(email: &str, name: &str) -> pb::RegisterCustomerRequest {
         email: email.into(),
         name: name.into(),
         expected_version: None,
+        idempotency_key: None,
     }
 }
 
@@ -26,6 +27,7 @@ fn delete(id: &str, expected_version: Option<i64>) -> pb::DeleteAccountRequest {
     pb::DeleteAccountRequest {
         customer_id: id.into(),
         expected_version,
+        idempotency_key: None,
     }
 }
 
@@ -311,6 +313,7 @@ async fn unknown_customer_and_stale_versions(dialect: Dialect) {
     let s = client
         .register_customer(pb::RegisterCustomerRequest {
             expected_version: Some(3),
+            idempotency_key: None,
             ..register("gus@example.com", "Gus")
         })
         .await
@@ -319,6 +322,7 @@ async fn unknown_customer_and_stale_versions(dialect: Dialect) {
     let ok = client
         .register_customer(pb::RegisterCustomerRequest {
             expected_version: Some(0),
+            idempotency_key: None,
             ..register("gus@example.com", "Gus")
         })
         .await
@@ -413,6 +417,53 @@ async fn concurrent_commands_without_expected_version(dialect: Dialect) {
     server.stop().await;
 }
 
+/// A registration and a deletion retried with their idempotency keys answer their first
+/// results: one customer, one AccountDeleted, no NOT_FOUND for the retried delete.
+async fn retries_with_an_idempotency_key_answer_the_first_result(dialect: Dialect) {
+    let db = TestDb::create(dialect).await;
+    let server = TestServer::start(db.db.clone()).await;
+    let mut client = server.client().await;
+    let keyed = pb::RegisterCustomerRequest {
+        idempotency_key: Some("signup-42".into()),
+        ..register("kim@example.com", "Kim")
+    };
+    let first = client
+        .register_customer(keyed.clone())
+        .await
+        .expect("registers")
+        .into_inner();
+    let again = client
+        .register_customer(keyed)
+        .await
+        .expect("the retry is answered, not ALREADY_EXISTS")
+        .into_inner();
+    assert_eq!(
+        (again.customer_id.as_str(), again.version),
+        (first.customer_id.as_str(), 1)
+    );
+    let delete_keyed = pb::DeleteAccountRequest {
+        idempotency_key: Some("bye-42".into()),
+        ..delete(&first.customer_id, None)
+    };
+    for _ in 0..2 {
+        let d = client
+            .delete_account(delete_keyed.clone())
+            .await
+            .expect("deleted, then the same answer")
+            .into_inner();
+        assert_eq!(d.version, 2);
+    }
+    let unkeyed = client
+        .delete_account(delete(&first.customer_id, None))
+        .await
+        .expect_err("a new attempt finds no customer");
+    assert_eq!(unkeyed.code(), Code::NotFound);
+    let stream = Uuid::parse_str(&first.customer_id).expect("uuid");
+    assert_eq!(db.versions(stream).await, [1, 2]);
+    assert_eq!(db.count("outbox").await, 2);
+    server.stop().await;
+}
+
 async fn health_is_served_for_the_service_and_the_server(dialect: Dialect) {
     let db = TestDb::create(dialect).await;
     let server = TestServer::start(db.db.clone()).await;
@@ -445,5 +496,6 @@ on_both_dialects!(
     unknown_customer_and_stale_versions,
     concurrent_commands_with_one_expected_version,
     concurrent_commands_without_expected_version,
+    retries_with_an_idempotency_key_answer_the_first_result,
     health_is_served_for_the_service_and_the_server,
 );

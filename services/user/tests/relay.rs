@@ -45,6 +45,7 @@ async fn register(users: &Users, email: &str) -> String {
                 email: email.into(),
                 name: "Test".into(),
                 expected_version: None,
+                idempotency_key: None,
             },
         )
         .await
@@ -59,6 +60,7 @@ async fn delete(users: &Users, id: &str) {
             pb::DeleteAccountRequest {
                 customer_id: id.into(),
                 expected_version: Some(1),
+                idempotency_key: None,
             },
         )
         .await
@@ -415,6 +417,7 @@ async fn run_serves_relays_and_stops(dialect: Dialect) {
             email: "run@example.com".into(),
             name: "Run".into(),
             expected_version: None,
+            idempotency_key: None,
         })
         .await
         .expect("registers")

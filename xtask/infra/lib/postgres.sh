@@ -97,10 +97,12 @@ postgres_initdb() {
   cat >>"$PG_DATA/postgresql.conf" <<'EOF'
 
 # ---- added by xtask/infra (test harness) ----
-# Durability is deliberately OFF: this cluster only holds disposable test data,
-# and fsync=off makes schema setup / inserts much faster. Never copy to production.
+# fsync is OFF: this cluster only holds disposable test data and fsync=off makes
+# schema setup / inserts much faster. It survives a killed server (the OS keeps what
+# was written), not a crashed machine. synchronous_commit stays ON (also forced at every
+# start, below): with it off, a SIGKILL loses commits that were already acknowledged,
+# and the fault tests kill this server. Never copy to production.
 fsync = off
-synchronous_commit = off
 full_page_writes = off
 max_connections = 300
 shared_buffers = 128MB
@@ -132,7 +134,7 @@ postgres_start() {
   # pg_ctl forks the postmaster into its own session (setsid) and returns; we do the
   # readiness wait ourselves.
   if ! INFRA_LOCK_HELD='' pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -W \
-    -o "-p $INFRA_PG_PORT -c listen_addresses=$INFRA_HOST -c unix_socket_directories=$PG_RUN" \
+    -o "-p $INFRA_PG_PORT -c listen_addresses=$INFRA_HOST -c unix_socket_directories=$PG_RUN -c synchronous_commit=on" \
     start >>"$PG_DIR/log/pg_ctl.log" 2>&1 </dev/null; then
     cat "$PG_DIR/log/pg_ctl.log" >>"$PG_LOG" 2>/dev/null || true
     die_with_log "postgres: pg_ctl start failed" "$PG_LOG"

@@ -131,6 +131,7 @@ async fn products(database_url: String) {
             description: None,
             price: 500,
             colour: Some("green".into()),
+            idempotency_key: None,
         })
         .await
         .expect("create")

@@ -284,6 +284,7 @@ pub mod product {
                 name: a.string("name"),
                 description: a.opt_string("description"),
                 price: a.i64("price"),
+                idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.product.clone();
@@ -495,6 +496,7 @@ pub mod cart {
                 product_id: a.id("productId"),
                 quantity: a.int("quantity"),
                 expected_version: a.opt_i64("expectedVersion"),
+                idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
@@ -510,6 +512,7 @@ pub mod cart {
                 cart_id: a.id("cartId"),
                 product_id: a.id("productId"),
                 expected_version: a.opt_i64("expectedVersion"),
+                idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
@@ -528,6 +531,7 @@ pub mod cart {
                 product_id: a.id("productId"),
                 quantity: a.int("quantity"),
                 expected_version: a.opt_i64("expectedVersion"),
+                idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
@@ -545,6 +549,7 @@ pub mod cart {
             let req = pb::ResetCartRequest {
                 cart_id: a.id("cartId"),
                 expected_version: a.opt_i64("expectedVersion"),
+                idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
@@ -621,6 +626,7 @@ pub mod user {
                 email: a.string("email"),
                 name: a.string("name"),
                 expected_version: a.opt_i64("expectedVersion"),
+                idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.user.clone();
@@ -635,6 +641,7 @@ pub mod user {
             let req = pb::DeleteAccountRequest {
                 customer_id: a.id("customerId"),
                 expected_version: a.opt_i64("expectedVersion"),
+                idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.user.clone();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use shop_kit::{RequestContext, ServiceError, Validate, Violations};
 use crate::pb;
 /// The encoded `FileDescriptorSet` of this service's proto package, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xE9\x1C\n\x17shop/cart/v1/cart.proto\x12\x0Cshop.cart.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"z\n\x04Cart\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12$\n\x0Bcustomer_id\x18\x02 \x01(\tH\0R\ncustomerId\x88\x01\x01\x12,\n\x05items\x18\x03 \x03(\x0B2\x16.shop.cart.v1.CartItemR\x05itemsB\x0E\n\x0C_customer_id\"E\n\x08CartItem\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x02 \x01(\x05R\x08quantity\"\xAC\x01\n\x11AddProductRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x1D\n\nproduct_id\x18\x02 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x03 \x01(\x05R\x08quantity\x12.\n\x10expected_version\x18\x04 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01B\x13\n\x11_expected_version\"G\n\x12AddProductResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\x93\x01\n\x14RemoveProductRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x1D\n\nproduct_id\x18\x02 \x01(\tR\tproductId\x12.\n\x10expected_version\x18\x03 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01B\x13\n\x11_expected_version\"J\n\x15RemoveProductResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xB7\x01\n\x1CChangeProductQuantityRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x1D\n\nproduct_id\x18\x02 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x03 \x01(\x05R\x08quantity\x12.\n\x10expected_version\x18\x04 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01B\x13\n\x11_expected_version\"R\n\x1DChangeProductQuantityResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"p\n\x10ResetCartRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01B\x13\n\x11_expected_version\"F\n\x11ResetCartResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"q\n\x11DeleteCartRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01B\x13\n\x11_expected_version\"G\n\x12DeleteCartResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xAB\x01\n\x15AssignCustomerRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12$\n\x0Bcustomer_id\x18\x02 \x01(\tH\0R\ncustomerId\x88\x01\x01\x12.\n\x10expected_version\x18\x03 \x01(\x03H\x01R\x0FexpectedVersion\x88\x01\x01B\x0E\n\x0C_customer_idB\x13\n\x11_expected_version\"K\n\x16AssignCustomerResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"*\n\x0FViewCartRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\"b\n\x10ViewCartResponse\x12+\n\x04cart\x18\x01 \x01(\x0B2\x12.shop.cart.v1.CartH\0R\x04cart\x88\x01\x01\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07versionB\x07\n\x05_cart\"*\n\x0FLoadCartRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\"b\n\x10LoadCartResponse\x12+\n\x04cart\x18\x01 \x01(\x0B2\x12.shop.cart.v1.CartH\0R\x04cart\x88\x01\x01\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07versionB\x07\n\x05_cart\"I\n\x0CProductAdded\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x02 \x01(\x05R\x08quantity\"/\n\x0EProductRemoved\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\"S\n\x16ProductQuantityChanged\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x02 \x01(\x05R\x08quantity\"\x0B\n\tCartReset\"\r\n\x0BCartDeleted\"H\n\x10CustomerAssigned\x12$\n\x0Bcustomer_id\x18\x01 \x01(\tH\0R\ncustomerId\x88\x01\x01B\x0E\n\x0C_customer_id\"\xC9\x05\n\tCartEvent\x12\x19\n\x08event_id\x18\x01 \x01(\tR\x07eventId\x12\x17\n\x07cart_id\x18\x02 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x03 \x01(\x03R\x07version\x12;\n\x0Boccurred_at\x18\x04 \x01(\x0B2\x1A.google.protobuf.TimestampR\noccurredAt\x12%\n\x0Ecorrelation_id\x18\x05 \x01(\tR\rcorrelationId\x12!\n\x0Ccausation_id\x18\x06 \x01(\tR\x0BcausationId\x12%\n\x0Eschema_version\x18\x07 \x01(\rR\rschemaVersion\x12A\n\rproduct_added\x18\n \x01(\x0B2\x1A.shop.cart.v1.ProductAddedH\0R\x0CproductAdded\x12G\n\x0Fproduct_removed\x18\x0B \x01(\x0B2\x1C.shop.cart.v1.ProductRemovedH\0R\x0EproductRemoved\x12`\n\x18product_quantity_changed\x18\x0C \x01(\x0B2$.shop.cart.v1.ProductQuantityChangedH\0R\x16productQuantityChanged\x128\n\ncart_reset\x18\r \x01(\x0B2\x17.shop.cart.v1.CartResetH\0R\tcartReset\x12>\n\x0Ccart_deleted\x18\x0E \x01(\x0B2\x19.shop.cart.v1.CartDeletedH\0R\x0BcartDeleted\x12M\n\x11customer_assigned\x18\x0F \x01(\x0B2\x1E.shop.cart.v1.CustomerAssignedH\0R\x10customerAssignedB\t\n\x07payload2\xF8\x04\n\x12CartCommandService\x12O\n\nAddProduct\x12\x1F.shop.cart.v1.AddProductRequest\x1A .shop.cart.v1.AddProductResponse\x12X\n\rRemoveProduct\x12\".shop.cart.v1.RemoveProductRequest\x1A#.shop.cart.v1.RemoveProductResponse\x12p\n\x15ChangeProductQuantity\x12*.shop.cart.v1.ChangeProductQuantityRequest\x1A+.shop.cart.v1.ChangeProductQuantityResponse\x12L\n\tResetCart\x12\x1E.shop.cart.v1.ResetCartRequest\x1A\x1F.shop.cart.v1.ResetCartResponse\x12O\n\nDeleteCart\x12\x1F.shop.cart.v1.DeleteCartRequest\x1A .shop.cart.v1.DeleteCartResponse\x12[\n\x0EAssignCustomer\x12#.shop.cart.v1.AssignCustomerRequest\x1A$.shop.cart.v1.AssignCustomerResponse\x12I\n\x08LoadCart\x12\x1D.shop.cart.v1.LoadCartRequest\x1A\x1E.shop.cart.v1.LoadCartResponse2]\n\x10CartQueryService\x12I\n\x08ViewCart\x12\x1D.shop.cart.v1.ViewCartRequest\x1A\x1E.shop.cart.v1.ViewCartResponseb\x06proto3";
+pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xF7\x1F\n\x17shop/cart/v1/cart.proto\x12\x0Cshop.cart.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"z\n\x04Cart\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12$\n\x0Bcustomer_id\x18\x02 \x01(\tH\0R\ncustomerId\x88\x01\x01\x12,\n\x05items\x18\x03 \x03(\x0B2\x16.shop.cart.v1.CartItemR\x05itemsB\x0E\n\x0C_customer_id\"E\n\x08CartItem\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x02 \x01(\x05R\x08quantity\"\xEE\x01\n\x11AddProductRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x1D\n\nproduct_id\x18\x02 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x03 \x01(\x05R\x08quantity\x12.\n\x10expected_version\x18\x04 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x05 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"G\n\x12AddProductResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xD5\x01\n\x14RemoveProductRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x1D\n\nproduct_id\x18\x02 \x01(\tR\tproductId\x12.\n\x10expected_version\x18\x03 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"J\n\x15RemoveProductResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xF9\x01\n\x1CChangeProductQuantityRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x1D\n\nproduct_id\x18\x02 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x03 \x01(\x05R\x08quantity\x12.\n\x10expected_version\x18\x04 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x05 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"R\n\x1DChangeProductQuantityResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xB2\x01\n\x10ResetCartRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"F\n\x11ResetCartResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xB3\x01\n\x11DeleteCartRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"G\n\x12DeleteCartResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xED\x01\n\x15AssignCustomerRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12$\n\x0Bcustomer_id\x18\x02 \x01(\tH\0R\ncustomerId\x88\x01\x01\x12.\n\x10expected_version\x18\x03 \x01(\x03H\x01R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x02R\x0EidempotencyKey\x88\x01\x01B\x0E\n\x0C_customer_idB\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"K\n\x16AssignCustomerResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"*\n\x0FViewCartRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\"b\n\x10ViewCartResponse\x12+\n\x04cart\x18\x01 \x01(\x0B2\x12.shop.cart.v1.CartH\0R\x04cart\x88\x01\x01\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07versionB\x07\n\x05_cart\"*\n\x0FLoadCartRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\"b\n\x10LoadCartResponse\x12+\n\x04cart\x18\x01 \x01(\x0B2\x12.shop.cart.v1.CartH\0R\x04cart\x88\x01\x01\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07versionB\x07\n\x05_cart\"I\n\x0CProductAdded\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x02 \x01(\x05R\x08quantity\"/\n\x0EProductRemoved\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\"S\n\x16ProductQuantityChanged\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x02 \x01(\x05R\x08quantity\"\x0B\n\tCartReset\"\r\n\x0BCartDeleted\"H\n\x10CustomerAssigned\x12$\n\x0Bcustomer_id\x18\x01 \x01(\tH\0R\ncustomerId\x88\x01\x01B\x0E\n\x0C_customer_id\"\xC9\x05\n\tCartEvent\x12\x19\n\x08event_id\x18\x01 \x01(\tR\x07eventId\x12\x17\n\x07cart_id\x18\x02 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x03 \x01(\x03R\x07version\x12;\n\x0Boccurred_at\x18\x04 \x01(\x0B2\x1A.google.protobuf.TimestampR\noccurredAt\x12%\n\x0Ecorrelation_id\x18\x05 \x01(\tR\rcorrelationId\x12!\n\x0Ccausation_id\x18\x06 \x01(\tR\x0BcausationId\x12%\n\x0Eschema_version\x18\x07 \x01(\rR\rschemaVersion\x12A\n\rproduct_added\x18\n \x01(\x0B2\x1A.shop.cart.v1.ProductAddedH\0R\x0CproductAdded\x12G\n\x0Fproduct_removed\x18\x0B \x01(\x0B2\x1C.shop.cart.v1.ProductRemovedH\0R\x0EproductRemoved\x12`\n\x18product_quantity_changed\x18\x0C \x01(\x0B2$.shop.cart.v1.ProductQuantityChangedH\0R\x16productQuantityChanged\x128\n\ncart_reset\x18\r \x01(\x0B2\x17.shop.cart.v1.CartResetH\0R\tcartReset\x12>\n\x0Ccart_deleted\x18\x0E \x01(\x0B2\x19.shop.cart.v1.CartDeletedH\0R\x0BcartDeleted\x12M\n\x11customer_assigned\x18\x0F \x01(\x0B2\x1E.shop.cart.v1.CustomerAssignedH\0R\x10customerAssignedB\t\n\x07payload2\xF8\x04\n\x12CartCommandService\x12O\n\nAddProduct\x12\x1F.shop.cart.v1.AddProductRequest\x1A .shop.cart.v1.AddProductResponse\x12X\n\rRemoveProduct\x12\".shop.cart.v1.RemoveProductRequest\x1A#.shop.cart.v1.RemoveProductResponse\x12p\n\x15ChangeProductQuantity\x12*.shop.cart.v1.ChangeProductQuantityRequest\x1A+.shop.cart.v1.ChangeProductQuantityResponse\x12L\n\tResetCart\x12\x1E.shop.cart.v1.ResetCartRequest\x1A\x1F.shop.cart.v1.ResetCartResponse\x12O\n\nDeleteCart\x12\x1F.shop.cart.v1.DeleteCartRequest\x1A .shop.cart.v1.DeleteCartResponse\x12[\n\x0EAssignCustomer\x12#.shop.cart.v1.AssignCustomerRequest\x1A$.shop.cart.v1.AssignCustomerResponse\x12I\n\x08LoadCart\x12\x1D.shop.cart.v1.LoadCartRequest\x1A\x1E.shop.cart.v1.LoadCartResponse2]\n\x10CartQueryService\x12I\n\x08ViewCart\x12\x1D.shop.cart.v1.ViewCartRequest\x1A\x1E.shop.cart.v1.ViewCartResponseb\x06proto3";
 impl Validate for pb::AddProductRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
@@ -33,6 +33,14 @@ impl Validate for pb::AddProductRequest {
                 None,
             );
         }
+        if let Some(value) = &self.idempotency_key {
+            v.length(
+                shop_kit::validate_path(prefix, "idempotency_key"),
+                value,
+                Some(1u32),
+                Some(200u32),
+            );
+        }
     }
 }
 impl Validate for pb::RemoveProductRequest {
@@ -51,6 +59,14 @@ impl Validate for pb::RemoveProductRequest {
                 i64::from(*value),
                 Some(0i64),
                 None,
+            );
+        }
+        if let Some(value) = &self.idempotency_key {
+            v.length(
+                shop_kit::validate_path(prefix, "idempotency_key"),
+                value,
+                Some(1u32),
+                Some(200u32),
             );
         }
     }
@@ -82,6 +98,14 @@ impl Validate for pb::ChangeProductQuantityRequest {
                 None,
             );
         }
+        if let Some(value) = &self.idempotency_key {
+            v.length(
+                shop_kit::validate_path(prefix, "idempotency_key"),
+                value,
+                Some(1u32),
+                Some(200u32),
+            );
+        }
     }
 }
 impl Validate for pb::ResetCartRequest {
@@ -98,6 +122,14 @@ impl Validate for pb::ResetCartRequest {
                 None,
             );
         }
+        if let Some(value) = &self.idempotency_key {
+            v.length(
+                shop_kit::validate_path(prefix, "idempotency_key"),
+                value,
+                Some(1u32),
+                Some(200u32),
+            );
+        }
     }
 }
 impl Validate for pb::DeleteCartRequest {
@@ -112,6 +144,14 @@ impl Validate for pb::DeleteCartRequest {
                 i64::from(*value),
                 Some(0i64),
                 None,
+            );
+        }
+        if let Some(value) = &self.idempotency_key {
+            v.length(
+                shop_kit::validate_path(prefix, "idempotency_key"),
+                value,
+                Some(1u32),
+                Some(200u32),
             );
         }
     }
@@ -131,6 +171,14 @@ impl Validate for pb::AssignCustomerRequest {
                 i64::from(*value),
                 Some(0i64),
                 None,
+            );
+        }
+        if let Some(value) = &self.idempotency_key {
+            v.length(
+                shop_kit::validate_path(prefix, "idempotency_key"),
+                value,
+                Some(1u32),
+                Some(200u32),
             );
         }
     }

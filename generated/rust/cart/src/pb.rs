@@ -29,6 +29,9 @@ pub struct AddProductRequest {
     /// Fail with ABORTED unless the aggregate is at this version (0: does not exist yet).
     #[prost(int64, optional, tag = "4")]
     pub expected_version: ::core::option::Option<i64>,
+    /// A retry with the same key (and the same operation) gets the first attempt's answer, never a second effect. Omitted: every call is a new attempt.
+    #[prost(string, optional, tag = "5")]
+    pub idempotency_key: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AddProductResponse {
@@ -47,6 +50,9 @@ pub struct RemoveProductRequest {
     /// Fail with ABORTED unless the aggregate is at this version (0: does not exist yet).
     #[prost(int64, optional, tag = "3")]
     pub expected_version: ::core::option::Option<i64>,
+    /// A retry with the same key (and the same operation) gets the first attempt's answer, never a second effect. Omitted: every call is a new attempt.
+    #[prost(string, optional, tag = "4")]
+    pub idempotency_key: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RemoveProductResponse {
@@ -67,6 +73,9 @@ pub struct ChangeProductQuantityRequest {
     /// Fail with ABORTED unless the aggregate is at this version (0: does not exist yet).
     #[prost(int64, optional, tag = "4")]
     pub expected_version: ::core::option::Option<i64>,
+    /// A retry with the same key (and the same operation) gets the first attempt's answer, never a second effect. Omitted: every call is a new attempt.
+    #[prost(string, optional, tag = "5")]
+    pub idempotency_key: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ChangeProductQuantityResponse {
@@ -83,6 +92,9 @@ pub struct ResetCartRequest {
     /// Fail with ABORTED unless the aggregate is at this version (0: does not exist yet).
     #[prost(int64, optional, tag = "2")]
     pub expected_version: ::core::option::Option<i64>,
+    /// A retry with the same key (and the same operation) gets the first attempt's answer, never a second effect. Omitted: every call is a new attempt.
+    #[prost(string, optional, tag = "3")]
+    pub idempotency_key: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ResetCartResponse {
@@ -99,6 +111,9 @@ pub struct DeleteCartRequest {
     /// Fail with ABORTED unless the aggregate is at this version (0: does not exist yet).
     #[prost(int64, optional, tag = "2")]
     pub expected_version: ::core::option::Option<i64>,
+    /// A retry with the same key (and the same operation) gets the first attempt's answer, never a second effect. Omitted: every call is a new attempt.
+    #[prost(string, optional, tag = "3")]
+    pub idempotency_key: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteCartResponse {
@@ -117,6 +132,9 @@ pub struct AssignCustomerRequest {
     /// Fail with ABORTED unless the aggregate is at this version (0: does not exist yet).
     #[prost(int64, optional, tag = "3")]
     pub expected_version: ::core::option::Option<i64>,
+    /// A retry with the same key (and the same operation) gets the first attempt's answer, never a second effect. Omitted: every call is a new attempt.
+    #[prost(string, optional, tag = "4")]
+    pub idempotency_key: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AssignCustomerResponse {

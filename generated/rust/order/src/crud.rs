@@ -179,9 +179,10 @@ impl<H: OrderHooks> crate::OrderUseCases for OrderCrud<H> {
         ctx: RequestContext,
         request: pb::CreateOrderRequest,
     ) -> Result<pb::CreateOrderResponse, ServiceError> {
+        let key = request.idempotency_key.clone();
         let now = crud::now();
         let mut record = pb::Order {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: crud::new_id("order.CreateOrder", key.as_deref()).to_string(),
             customer_id: request.customer_id,
             cart_id: Default::default(),
             cart_version: Default::default(),
@@ -192,6 +193,11 @@ impl<H: OrderHooks> crate::OrderUseCases for OrderCrud<H> {
         };
         self.hooks.fill_order(&ctx, &mut record, true)?;
         let id = crud::uuid("id", &record.id)?;
+        if key.is_some() && let Some(first) = load_order(&self.db, id).await? {
+            return Ok(pb::CreateOrderResponse {
+                order: Some(first),
+            });
+        }
         let mut tx = self.db.begin().await.map_err(shop_kit::db::error)?;
         crud::insert(&mut tx, &record).await?;
         store_order_owned(&mut tx, id, &record).await?;

@@ -51,6 +51,9 @@ pub struct CreateOrderRequest {
     pub customer_id: ::prost::alloc::string::String,
     #[prost(message, repeated, tag = "2")]
     pub details: ::prost::alloc::vec::Vec<OrderDetail>,
+    /// A retry with the same key (and the same operation) gets the first attempt's answer, never a second effect. Omitted: every call is a new attempt.
+    #[prost(string, optional, tag = "3")]
+    pub idempotency_key: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateOrderResponse {

@@ -153,15 +153,21 @@ impl<H: ProductHooks> crate::ProductUseCases for ProductCrud<H> {
         ctx: RequestContext,
         request: pb::CreateProductRequest,
     ) -> Result<pb::CreateProductResponse, ServiceError> {
+        let key = request.idempotency_key.clone();
         let now = crud::now();
         let mut record = pb::Product {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: crud::new_id("product.CreateProduct", key.as_deref()).to_string(),
             name: request.name,
             description: request.description,
             price: request.price,
             created_at: crud::timestamp(&now),
         };
         let id = crud::uuid("id", &record.id)?;
+        if key.is_some() && let Some(first) = load_product(&self.db, id).await? {
+            return Ok(pb::CreateProductResponse {
+                product: Some(first),
+            });
+        }
         let mut tx = self.db.begin().await.map_err(shop_kit::db::error)?;
         crud::insert(&mut tx, &record).await?;
         store_product_owned(&mut tx, id, &record).await?;

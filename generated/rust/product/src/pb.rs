@@ -49,6 +49,9 @@ pub struct CreateProductRequest {
     pub description: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(int64, tag = "3")]
     pub price: i64,
+    /// A retry with the same key (and the same operation) gets the first attempt's answer, never a second effect. Omitted: every call is a new attempt.
+    #[prost(string, optional, tag = "4")]
+    pub idempotency_key: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CreateProductResponse {

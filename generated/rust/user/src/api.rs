@@ -5,7 +5,7 @@ use std::sync::Arc;
 use shop_kit::{RequestContext, ServiceError, Validate, Violations};
 use crate::pb;
 /// The encoded `FileDescriptorSet` of this service's proto package, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xEC\x0C\n\x17shop/user/v1/user.proto\x12\x0Cshop.user.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"\x85\x01\n\x08Customer\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12?\n\rregistered_at\x18\x04 \x01(\x0B2\x1A.google.protobuf.TimestampR\x0CregisteredAt\"\x88\x01\n\x17RegisterCustomerRequest\x12\x14\n\x05email\x18\x01 \x01(\tR\x05email\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12.\n\x10expected_version\x18\x03 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01B\x13\n\x11_expected_version\"U\n\x18RegisterCustomerResponse\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"|\n\x14DeleteAccountRequest\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01B\x13\n\x11_expected_version\"R\n\x15DeleteAccountResponse\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"5\n\x12ViewProfileRequest\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\"u\n\x13ViewProfileResponse\x127\n\x08customer\x18\x01 \x01(\x0B2\x16.shop.user.v1.CustomerH\0R\x08customer\x88\x01\x01\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07versionB\x0B\n\t_customer\">\n\x12CustomerRegistered\x12\x14\n\x05email\x18\x01 \x01(\tR\x05email\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\"\x10\n\x0EAccountDeleted\"\xBC\x03\n\rCustomerEvent\x12\x19\n\x08event_id\x18\x01 \x01(\tR\x07eventId\x12\x1F\n\x0Bcustomer_id\x18\x02 \x01(\tR\ncustomerId\x12\x18\n\x07version\x18\x03 \x01(\x03R\x07version\x12;\n\x0Boccurred_at\x18\x04 \x01(\x0B2\x1A.google.protobuf.TimestampR\noccurredAt\x12%\n\x0Ecorrelation_id\x18\x05 \x01(\tR\rcorrelationId\x12!\n\x0Ccausation_id\x18\x06 \x01(\tR\x0BcausationId\x12%\n\x0Eschema_version\x18\x07 \x01(\rR\rschemaVersion\x12S\n\x13customer_registered\x18\n \x01(\x0B2 .shop.user.v1.CustomerRegisteredH\0R\x12customerRegistered\x12G\n\x0Faccount_deleted\x18\x0B \x01(\x0B2\x1C.shop.user.v1.AccountDeletedH\0R\x0EaccountDeletedB\t\n\x07payload2\x9E\x02\n\x0BUserService\x12a\n\x10RegisterCustomer\x12%.shop.user.v1.RegisterCustomerRequest\x1A&.shop.user.v1.RegisterCustomerResponse\x12X\n\rDeleteAccount\x12\".shop.user.v1.DeleteAccountRequest\x1A#.shop.user.v1.DeleteAccountResponse\x12R\n\x0BViewProfile\x12 .shop.user.v1.ViewProfileRequest\x1A!.shop.user.v1.ViewProfileResponseb\x06proto3";
+pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xF1\r\n\x17shop/user/v1/user.proto\x12\x0Cshop.user.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"\x85\x01\n\x08Customer\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12?\n\rregistered_at\x18\x04 \x01(\x0B2\x1A.google.protobuf.TimestampR\x0CregisteredAt\"\xCA\x01\n\x17RegisterCustomerRequest\x12\x14\n\x05email\x18\x01 \x01(\tR\x05email\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12.\n\x10expected_version\x18\x03 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"U\n\x18RegisterCustomerResponse\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xBE\x01\n\x14DeleteAccountRequest\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"R\n\x15DeleteAccountResponse\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"5\n\x12ViewProfileRequest\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\"u\n\x13ViewProfileResponse\x127\n\x08customer\x18\x01 \x01(\x0B2\x16.shop.user.v1.CustomerH\0R\x08customer\x88\x01\x01\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07versionB\x0B\n\t_customer\">\n\x12CustomerRegistered\x12\x14\n\x05email\x18\x01 \x01(\tR\x05email\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\"\x10\n\x0EAccountDeleted\"\xBC\x03\n\rCustomerEvent\x12\x19\n\x08event_id\x18\x01 \x01(\tR\x07eventId\x12\x1F\n\x0Bcustomer_id\x18\x02 \x01(\tR\ncustomerId\x12\x18\n\x07version\x18\x03 \x01(\x03R\x07version\x12;\n\x0Boccurred_at\x18\x04 \x01(\x0B2\x1A.google.protobuf.TimestampR\noccurredAt\x12%\n\x0Ecorrelation_id\x18\x05 \x01(\tR\rcorrelationId\x12!\n\x0Ccausation_id\x18\x06 \x01(\tR\x0BcausationId\x12%\n\x0Eschema_version\x18\x07 \x01(\rR\rschemaVersion\x12S\n\x13customer_registered\x18\n \x01(\x0B2 .shop.user.v1.CustomerRegisteredH\0R\x12customerRegistered\x12G\n\x0Faccount_deleted\x18\x0B \x01(\x0B2\x1C.shop.user.v1.AccountDeletedH\0R\x0EaccountDeletedB\t\n\x07payload2\x9E\x02\n\x0BUserService\x12a\n\x10RegisterCustomer\x12%.shop.user.v1.RegisterCustomerRequest\x1A&.shop.user.v1.RegisterCustomerResponse\x12X\n\rDeleteAccount\x12\".shop.user.v1.DeleteAccountRequest\x1A#.shop.user.v1.DeleteAccountResponse\x12R\n\x0BViewProfile\x12 .shop.user.v1.ViewProfileRequest\x1A!.shop.user.v1.ViewProfileResponseb\x06proto3";
 impl Validate for pb::RegisterCustomerRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
@@ -35,6 +35,14 @@ impl Validate for pb::RegisterCustomerRequest {
                 None,
             );
         }
+        if let Some(value) = &self.idempotency_key {
+            v.length(
+                shop_kit::validate_path(prefix, "idempotency_key"),
+                value,
+                Some(1u32),
+                Some(200u32),
+            );
+        }
     }
 }
 impl Validate for pb::DeleteAccountRequest {
@@ -49,6 +57,14 @@ impl Validate for pb::DeleteAccountRequest {
                 i64::from(*value),
                 Some(0i64),
                 None,
+            );
+        }
+        if let Some(value) = &self.idempotency_key {
+            v.length(
+                shop_kit::validate_path(prefix, "idempotency_key"),
+                value,
+                Some(1u32),
+                Some(200u32),
             );
         }
     }

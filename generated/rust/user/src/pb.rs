@@ -21,6 +21,9 @@ pub struct RegisterCustomerRequest {
     /// Fail with ABORTED unless the aggregate is at this version (0: does not exist yet).
     #[prost(int64, optional, tag = "3")]
     pub expected_version: ::core::option::Option<i64>,
+    /// A retry with the same key (and the same operation) gets the first attempt's answer, never a second effect. Omitted: every call is a new attempt.
+    #[prost(string, optional, tag = "4")]
+    pub idempotency_key: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterCustomerResponse {
@@ -37,6 +40,9 @@ pub struct DeleteAccountRequest {
     /// Fail with ABORTED unless the aggregate is at this version (0: does not exist yet).
     #[prost(int64, optional, tag = "2")]
     pub expected_version: ::core::option::Option<i64>,
+    /// A retry with the same key (and the same operation) gets the first attempt's answer, never a second effect. Omitted: every call is a new attempt.
+    #[prost(string, optional, tag = "3")]
+    pub idempotency_key: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteAccountResponse {

@@ -216,8 +216,17 @@ impl MongoStore {
     }
 
     pub fn new(db: Database) -> MongoStore {
+        // An acknowledged command must survive the server's crash: journaled, and on a
+        // replica set acknowledged by a majority (a rollback cannot take it back).
+        let durable = mongodb::options::WriteConcern::builder()
+            .w(mongodb::options::Acknowledgment::Majority)
+            .journal(true)
+            .build();
+        let options = mongodb::options::CollectionOptions::builder()
+            .write_concern(durable)
+            .build();
         MongoStore {
-            commits: db.collection("commits"),
+            commits: db.collection_with_options("commits", options),
             db,
             next_position: Default::default(),
             insert_delay: None,
@@ -469,10 +478,23 @@ impl MongoStore {
 
     /// Records positions a reader gave up waiting for (an alert's audit trail).
     pub async fn record_skipped(&self, reader: &str, position: i64) -> Result<(), ServiceError> {
+        // The checkpoint document exists afterwards (it holds the list); `$max` keeps it.
+        self.save_checkpoint(reader, position - 1).await?;
         self.checkpoints()
             .update_one(
                 doc! { "_id": reader },
-                doc! { "$push": { "skipped": position } },
+                doc! { "$addToSet": { "skipped": position } },
+            )
+            .await
+            .map_err(mongo_error)?;
+        Ok(())
+    }
+
+    pub async fn resolve_skipped(&self, reader: &str, position: i64) -> Result<(), ServiceError> {
+        self.checkpoints()
+            .update_one(
+                doc! { "_id": reader },
+                doc! { "$pull": { "skipped": position } },
             )
             .await
             .map_err(mongo_error)?;

@@ -335,6 +335,16 @@ impl SqlStore {
         Ok(())
     }
 
+    pub async fn resolve_skipped(&self, reader: &str, position: i64) -> Result<(), ServiceError> {
+        sql::query("DELETE FROM skipped_positions WHERE reader = $1 AND position = $2")
+            .bind(reader)
+            .bind(position)
+            .execute(&self.db)
+            .await
+            .map_err(db::error)?;
+        Ok(())
+    }
+
     pub async fn skipped(&self, reader: &str) -> Result<Vec<i64>, ServiceError> {
         sql::query("SELECT position FROM skipped_positions WHERE reader = $1 ORDER BY position")
             .bind(reader)

@@ -5,6 +5,8 @@
 //! read model equals the fold of the event store.
 #![allow(dead_code)]
 
+pub mod procs;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
