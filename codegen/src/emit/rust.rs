@@ -740,6 +740,8 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
     let event_enum = format_ident!("{}Event", agg);
     let command_enum = format_ident!("{}Command", agg);
     let aggregate_trait = format_ident!("{}Aggregate", agg);
+    let decider = format_ident!("{}Decider", agg);
+    let service_name = svc.name.as_str();
     let payload_mod = format_ident!("{}", format!("{agg}Event").to_snake_case());
 
     // Events.
@@ -806,6 +808,7 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
     let mut decide_arms = Vec::new();
     let mut aggregate_methods = Vec::new();
     let mut stream_id_arms = Vec::new();
+    let mut name_arms = Vec::new();
     let id_field = format!("{}_id", agg.to_snake_case());
     for o in svc
         .operations
@@ -842,6 +845,8 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
             }
         });
         command_variants.push(quote!(#ident(#ident)));
+        let name = &o.name;
+        name_arms.push(quote!(#command_enum::#ident(_) => #name,));
         decide_arms.push(quote!(#command_enum::#ident(c) => state.#method(c)));
         let mdoc = format!(
             " Decides `{}`: the events to append (declared: {}), or why not.",
@@ -974,16 +979,25 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
 
         #upcasting
 
-        /// Where an event sits in its stream and what caused it.
-        #[derive(Debug, Clone, PartialEq)]
-        pub struct EventMeta {
-            pub event_id: uuid::Uuid,
-            pub stream_id: uuid::Uuid,
-            /// From 1, gap-free within the stream.
-            pub version: i64,
-            pub occurred_at: chrono::DateTime<chrono::Utc>,
-            pub correlation_id: String,
-            pub causation_id: String,
+        pub use shop_kit::es::EventMeta;
+
+        impl shop_kit::es::Event for #event_enum {
+            type Envelope = pb::#envelope;
+            fn type_and_version(&self) -> (&'static str, u32) {
+                #event_enum::type_and_version(self)
+            }
+            fn to_json(&self) -> Result<serde_json::Value, ServiceError> {
+                shop_kit::es::payload_json(self)
+            }
+            fn decode_stored(event_type: &str, schema_version: u32, json: &serde_json::Value) -> Result<Self, ServiceError> {
+                #event_enum::decode_stored(event_type, schema_version, json)
+            }
+            fn to_envelope(&self, meta: &EventMeta) -> pb::#envelope {
+                #event_enum::to_envelope(self, meta)
+            }
+            fn from_envelope(e: &pb::#envelope) -> Result<(EventMeta, Self), ServiceError> {
+                #event_enum::from_envelope(e)
+            }
         }
 
         #(#command_structs)*
@@ -998,6 +1012,11 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
             /// The stream the command addresses, when its input names it.
             pub fn stream_id(&self) -> Option<uuid::Uuid> {
                 match self { #(#stream_id_arms)* }
+            }
+
+            /// The command's name in the spec.
+            pub fn name(&self) -> &'static str {
+                match self { #(#name_arms)* }
             }
         }
 
@@ -1020,6 +1039,28 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
                 state.apply(e);
             }
             state
+        }
+
+        /// The aggregate `A` as the event-sourcing runtime runs it.
+        pub struct #decider<A>(std::marker::PhantomData<fn() -> A>);
+
+        impl<A: #aggregate_trait> shop_kit::es::Decider for #decider<A> {
+            type State = A;
+            type Event = #event_enum;
+            type Command = #command_enum;
+            const SERVICE: &'static str = #service_name;
+            fn apply(state: &mut A, event: &#event_enum) {
+                state.apply(event)
+            }
+            fn decide(state: &A, command: &#command_enum) -> Result<Vec<#event_enum>, ServiceError> {
+                decide(state, command)
+            }
+            fn stream_id(command: &#command_enum) -> Option<uuid::Uuid> {
+                command.stream_id()
+            }
+            fn command_name(command: &#command_enum) -> &'static str {
+                command.name()
+            }
         }
 
         #subscriptions

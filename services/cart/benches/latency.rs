@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cart_service::store::{NewCommit, StoredEvent};
+use cart_service::store::{NewCommit, RawEvent};
 use cart_service::{CartCommands, EventStore, FixedCatalog};
 use shop_cart::{
     AddProduct, CartCommand, CartEvent, ChangeProductQuantity, EventMeta, ProductAdded,
@@ -65,7 +65,7 @@ async fn main() {
     let mongo_db = format!("cart_bench_{run}");
     let topic = format!("cart-bench-{run}");
     let db = TestDatabase::create("cart_bench").await;
-    let store = EventStore::connect(&mongo_url, &mongo_db)
+    let store = EventStore::connect(&mongo_url, &mongo_db, cart_service::store::LAYOUT)
         .await
         .expect("event store");
     store.ensure_indexes().await.expect("indexes");
@@ -232,20 +232,23 @@ async fn main() {
             stream_id: cart,
             commit_seq: versions[i],
             commit_id: Uuid::now_v7(),
-            events: vec![StoredEvent {
-                meta: EventMeta {
-                    event_id: Uuid::now_v7(),
-                    stream_id: cart,
-                    version: versions[i],
-                    occurred_at: chrono::Utc::now(),
-                    correlation_id: "bench".into(),
-                    causation_id: "bench".into(),
-                },
-                event: CartEvent::ProductAdded(ProductAdded {
-                    product_id: Uuid::from_u128((versions[i] % 4) as u128 + 1),
-                    quantity: 1,
-                }),
-            }],
+            events: vec![
+                RawEvent::encode(
+                    EventMeta {
+                        event_id: Uuid::now_v7(),
+                        stream_id: cart,
+                        version: versions[i],
+                        occurred_at: chrono::Utc::now(),
+                        correlation_id: "bench".into(),
+                        causation_id: "bench".into(),
+                    },
+                    &CartEvent::ProductAdded(ProductAdded {
+                        product_id: Uuid::from_u128((versions[i] % 4) as u128 + 1),
+                        quantity: 1,
+                    }),
+                )
+                .expect("encodes"),
+            ],
             correlation_id: "bench".into(),
             causation_id: "bench".into(),
         };

@@ -261,7 +261,7 @@ impl Config {
         let url = self.event_store_url();
         let options = self.connect_options();
         let store = server::retry_until("event store", self.startup_timeout(), || {
-            EventStore::connect_with(url, &self.mongo_database, &options)
+            EventStore::connect_with(url, &self.mongo_database, crate::store::LAYOUT, &options)
         })
         .await
         .context("connecting to the event store")?;
@@ -422,7 +422,11 @@ async fn serve_role(
                     ..TailConfig::default()
                 },
             );
-            background.push(tokio::spawn(tailer.run(stop.clone())));
+            let rx = stop.clone();
+            background.push(tokio::spawn(async move {
+                tailer.run(rx).await;
+                Ok(())
+            }));
             tracing::info!(listen = ?listen, "cart event handler (store) serving health");
             crate::serve_health(incoming, wait_stop(stop.clone())).await?;
         }

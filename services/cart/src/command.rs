@@ -1,57 +1,32 @@
-//! The command side: `shop.cart.v1.CartCommandService` over the event store.
-//!
-//! One command = load the cart's commits, fold, check the expected version, decide,
-//! append ONE commit document. Nothing is published from here (that would be a dual
-//! write): the relay tails the store.
-//!
-//! Idempotency key: the request's optional `idempotency_key`. With one, the commit id is
-//! derived from (command name, cart id, key): a client that retries with the same key
-//! gets the first attempt's result (its version), never a second effect and never a
-//! conflict. Without one, every call is a new attempt (two commands in one GraphQL
-//! request both apply). Commands run for another service's event use that event's id.
-//!
-//! A command without `expected_version` that loses a race is decided again on the new
-//! state (up to `conflict_retries` times, with a jittered pause): callers see ABORTED
-//! only when they named a version or the bound is exhausted.
+//! The command side: `shop.cart.v1.CartCommandService` on the runtime's executor
+//! ([`shop_kit::es::command`]: load and fold, decide, one commit per command, retries
+//! answered from their first commit by idempotency key, lost races decided again).
+//! Nothing is published from here (that would be a dual write): the relay tails the
+//! store. Commands run for another service's event use that event's id as their key.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{SubsecRound, Utc};
 use shop_cart::{
-    AddProduct, AssignCustomer, CartAggregate, CartCommand, CartSubscriptions,
-    ChangeProductQuantity, DeleteCart, EventMeta, RemoveProduct, ResetCart, decide, pb,
+    AddProduct, AssignCustomer, CartCommand, CartDecider, CartSubscriptions, ChangeProductQuantity,
+    DeleteCart, RemoveProduct, ResetCart, pb,
 };
+pub use shop_kit::es::command::Executed;
+use shop_kit::es::command::{Checks, Executor};
 use shop_kit::{RequestContext, ServiceError};
 use shop_product::pb::product_service_client::ProductServiceClient;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::aggregate::Cart;
-use crate::store::{Appended, Commit, EventStore, NewCommit, StoredEvent};
+use crate::store::{Commit, EventStore};
 
-/// The commit id of `command` on `cart_id`: derived from the caller's idempotency key,
-/// so that a retry finds its first commit; a new id when there is no key.
+/// The commit id of `command` on `cart_id` under the idempotency key `key` (what the
+/// runtime's executor derives).
 pub fn commit_id(command: &CartCommand, cart_id: Uuid, key: Option<&str>) -> Uuid {
-    let name = match command {
-        CartCommand::AddProduct(_) => "AddProduct",
-        CartCommand::RemoveProduct(_) => "RemoveProduct",
-        CartCommand::ChangeProductQuantity(_) => "ChangeProductQuantity",
-        CartCommand::ResetCart(_) => "ResetCart",
-        CartCommand::DeleteCart(_) => "DeleteCart",
-        CartCommand::AssignCustomer(_) => "AssignCustomer",
-    };
-    shop_kit::idempotency::attempt_id(&format!("cart.{name}/{cart_id}"), key)
-}
-
-/// How long to wait before deciding again after losing a race: growing with the
-/// attempt, jittered so that the writers that collided spread out.
-fn conflict_backoff(attempt: u32) -> Duration {
-    let cap_us = 200u64 << attempt.min(8);
-    let jitter = (Uuid::new_v4().as_u128() % u128::from(cap_us.max(1))) as u64;
-    Duration::from_micros(jitter)
+    shop_kit::idempotency::attempt_id(&format!("cart.{}/{cart_id}", command.name()), key)
 }
 
 /// Whether a product exists (the product service, or a stand-in in tests).
@@ -116,63 +91,51 @@ impl ProductCatalog for FixedCatalog {
     }
 }
 
-/// What a command did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Executed {
-    /// The cart's version after the command.
-    pub version: i64,
-    /// Where its commit was stored; `None` when it emitted nothing.
-    pub position: Option<i64>,
-    /// The commit id was stored before: this is the first attempt's result.
-    pub duplicate: bool,
+/// The executor's check before an append: an added product exists.
+#[derive(Clone)]
+pub struct ProductExists(Arc<dyn ProductCatalog>);
+
+impl Checks<CartDecider<Cart>> for ProductExists {
+    async fn check(
+        &self,
+        ctx: &RequestContext,
+        _state: &Cart,
+        command: &CartCommand,
+    ) -> Result<(), ServiceError> {
+        if let CartCommand::AddProduct(add) = command
+            && !self.0.exists(ctx, add.product_id).await?
+        {
+            return Err(ServiceError::not_found("product", add.product_id));
+        }
+        Ok(())
+    }
 }
 
-/// The cart's command use cases.
+/// The cart's command use cases, on the runtime's executor.
 #[derive(Clone)]
 pub struct CartCommands {
-    store: EventStore,
-    catalog: Arc<dyn ProductCatalog>,
-    /// Without `expected_version`, how often a command that lost a race is decided again
-    /// on the new state before the caller gets ABORTED.
-    conflict_retries: u32,
+    executor: Executor<CartDecider<Cart>, ProductExists>,
 }
 
 impl CartCommands {
     pub fn new(store: EventStore, catalog: Arc<dyn ProductCatalog>) -> CartCommands {
         CartCommands {
-            store,
-            catalog,
-            conflict_retries: 64,
+            executor: Executor::new(store, ProductExists(catalog)),
         }
     }
 
     pub fn with_conflict_retries(mut self, retries: u32) -> CartCommands {
-        self.conflict_retries = retries;
+        self.executor = self.executor.with_conflict_retries(retries);
         self
     }
 
     pub fn store(&self) -> &EventStore {
-        &self.store
+        self.executor.store()
     }
 
     /// The state and version of one cart, folded from the store.
     pub async fn load(&self, cart_id: Uuid) -> Result<(Cart, i64, Vec<Commit>), ServiceError> {
-        let commits = self.store.load(cart_id).await?;
-        let mut state = Cart::default();
-        let mut version = 0;
-        for c in &commits {
-            for e in &c.events {
-                if e.meta.version != version + 1 {
-                    return Err(ServiceError::Internal(format!(
-                        "cart {cart_id}: version {} follows {version}",
-                        e.meta.version
-                    )));
-                }
-                state.apply(&e.event);
-                version = e.meta.version;
-            }
-        }
-        Ok((state, version, commits))
+        self.executor.load(cart_id).await
     }
 
     /// Runs `command` under the idempotency key `key`, if any (see the module docs).
@@ -183,110 +146,9 @@ impl CartCommands {
         expected_version: Option<i64>,
         command: &CartCommand,
     ) -> Result<Executed, ServiceError> {
-        let key = key.into();
-        let retries = if expected_version.is_some() {
-            0
-        } else {
-            self.conflict_retries
-        };
-        let mut attempt = 0;
-        loop {
-            match self.execute_once(ctx, key, expected_version, command).await {
-                Err(ServiceError::Conflict(_)) if attempt < retries => {
-                    attempt += 1;
-                    tokio::time::sleep(conflict_backoff(attempt)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn execute_once(
-        &self,
-        ctx: &RequestContext,
-        key: Option<&str>,
-        expected_version: Option<i64>,
-        command: &CartCommand,
-    ) -> Result<Executed, ServiceError> {
-        let cart_id = command
-            .stream_id()
-            .ok_or_else(|| ServiceError::Internal("command without a cart id".into()))?;
-        // Without a key, each attempt (also each decide-again) is new: nothing to find.
-        let commit_id = commit_id(command, cart_id, key);
-        let (state, version, commits) = self.load(cart_id).await?;
-        if let Some(first) = commits.iter().find(|c| c.commit_id == commit_id) {
-            return Ok(Executed {
-                version: first.rev_to,
-                position: Some(first.position),
-                duplicate: true,
-            });
-        }
-        if let Some(expected) = expected_version
-            && expected != version
-        {
-            return Err(ServiceError::Conflict(format!(
-                "cart {cart_id} is at version {version}, expected {expected}"
-            )));
-        }
-        let new_events = decide(&state, command)?;
-        if new_events.is_empty() {
-            return Ok(Executed {
-                version,
-                position: None,
-                duplicate: false,
-            });
-        }
-        if let CartCommand::AddProduct(add) = command
-            && !self.catalog.exists(ctx, add.product_id).await?
-        {
-            return Err(ServiceError::not_found("product", add.product_id));
-        }
-        // The store keeps milliseconds; truncate so the envelope equals what is stored.
-        let occurred_at = Utc::now().trunc_subsecs(3);
-        let events: Vec<StoredEvent> = new_events
-            .into_iter()
-            .zip(version + 1..)
-            .map(|(event, v)| StoredEvent {
-                meta: EventMeta {
-                    event_id: Uuid::now_v7(),
-                    stream_id: cart_id,
-                    version: v,
-                    occurred_at,
-                    correlation_id: ctx.correlation_id.clone(),
-                    causation_id: ctx.request_id.clone(),
-                },
-                event,
-            })
-            .collect();
-        let commit = NewCommit {
-            stream_id: cart_id,
-            commit_seq: commits.last().map(|c| c.commit_seq).unwrap_or(0) + 1,
-            commit_id,
-            events,
-            correlation_id: ctx.correlation_id.clone(),
-            causation_id: ctx.request_id.clone(),
-        };
-        let done = match self.store.append(&commit).await? {
-            Appended::Committed { position, rev_to } => Executed {
-                version: rev_to,
-                position: Some(position),
-                duplicate: false,
-            },
-            Appended::Duplicate { position, rev_to } => Executed {
-                version: rev_to,
-                position: Some(position),
-                duplicate: true,
-            },
-        };
-        tracing::info!(
-            request_id = %ctx.request_id,
-            cart_id = %cart_id,
-            version = done.version,
-            position = ?done.position,
-            duplicate = done.duplicate,
-            "command committed"
-        );
-        Ok(done)
+        self.executor
+            .execute(ctx, key.into(), expected_version, command)
+            .await
     }
 
     async fn run(
@@ -296,11 +158,10 @@ impl CartCommands {
         expected_version: Option<i64>,
         command: CartCommand,
     ) -> Result<(String, i64), ServiceError> {
-        let cart_id = command.stream_id().unwrap_or_default();
         let done = self
             .execute(&ctx, key.as_deref(), expected_version, &command)
             .await?;
-        Ok((cart_id.to_string(), done.version))
+        Ok((done.stream_id.to_string(), done.version))
     }
 }
 
@@ -406,7 +267,11 @@ impl CartSubscriptions for CartCommands {
         _event: &shop_user::AccountDeleted,
     ) -> Result<Vec<CartCommand>, ServiceError> {
         let mut commands = Vec::new();
-        for cart_id in self.store.streams_assigned_to(customer_id).await? {
+        let assigned = self
+            .store()
+            .streams_with("CustomerAssigned", "customer_id", &customer_id.to_string())
+            .await?;
+        for cart_id in assigned {
             let (state, _, _) = self.load(cart_id).await?;
             if state.is_live() && state.customer_id == Some(customer_id) {
                 commands.push(CartCommand::DeleteCart(DeleteCart { cart_id }));

@@ -5,13 +5,16 @@
 //! - [`store`]: the event store, one record per commit: on the MongoDB wire or in SQL
 //!   (PostgreSQL or SQLite), by URL.
 //! - [`command`]: the command use cases and the account-deletion subscription.
-//! - [`relay`]: publishes the store to the bus (Kafka or the embedded log; lease,
-//!   checkpoint, contiguous positions).
-//! - [`projection`]: the read model (PostgreSQL or SQLite) and the event handler.
+//! - [`projection`]: the read model (PostgreSQL or SQLite), a [`Projection`] of the
+//!   runtime's event handler (on the bus, or tailing the store).
 //! - [`query`]: ViewCart from the read model.
 //! - [`subscriber`]: consumes `user.events`.
-//! - [`tail`]: the event handler without a bus (tails the store from a checkpoint).
 //! - [`rebuild`]: replays the store and replaces the read model in one transaction.
+//!
+//! The relay (store to bus) and the store tailer are the runtime's
+//! ([`shop_kit::es::relay`], [`shop_kit::es::tail`]) over the cart's events.
+//!
+//! [`Projection`]: shop_kit::es::Projection
 
 pub mod aggregate;
 pub mod app;
@@ -19,10 +22,8 @@ pub mod command;
 pub mod projection;
 pub mod query;
 pub mod rebuild;
-pub mod relay;
 pub mod store;
 pub mod subscriber;
-pub mod tail;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,10 +33,20 @@ pub use app::{Config, EventsFrom, Role, Task, run};
 pub use command::{CartCommands, Executed, FixedCatalog, GrpcCatalog, ProductCatalog};
 pub use projection::{Applied, HandlerConfig, Projector};
 pub use query::CartQueries;
-pub use relay::{Relay, RelayConfig};
+pub use shop_kit::es::relay::RelayConfig;
+pub use shop_kit::es::tail::TailConfig;
 pub use store::EventStore;
 pub use subscriber::SubscriberConfig;
-pub use tail::{StoreTailer, TailConfig};
+
+/// The relay of the cart's event store.
+pub type Relay = shop_kit::es::relay::Relay<shop_cart::CartEvent>;
+/// The event handler that tails the cart's event store.
+pub type StoreTailer = shop_kit::es::tail::StoreTailer<shop_cart::CartEvent, Projector>;
+
+/// The runtime's reader of a contiguous prefix of positions (for tests).
+pub mod relay {
+    pub use shop_kit::es::relay::*;
+}
 
 use shop_kit::server;
 use tonic::transport::server::TcpIncoming;

@@ -23,11 +23,13 @@
 //! event take effect once, whoever applies it, even while partitions move.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use prost::Message as _;
 use shop_cart::{CartEvent, EventMeta, pb};
-use shop_kit::bus::{Backoff, Bus, Handled, Handler, Received, Subscriber};
+use shop_kit::bus::Bus;
+pub use shop_kit::es::Projected;
+use shop_kit::es::Projection;
+pub use shop_kit::es::handler::HandlerConfig;
 use shop_kit::sql::{self, ConnectOptions, Db, Migrations};
 use shop_kit::{ServiceError, db};
 use sqlx::migrate::Migrator;
@@ -141,22 +143,6 @@ pub enum Applied {
     },
 }
 
-/// What projecting one event did, gaps filled and failures parked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Projected {
-    Applied,
-    Covered,
-    /// The read model was behind: versions `from..to` were read from the event store
-    /// and applied before this one.
-    Filled {
-        from: i64,
-        to: i64,
-    },
-    /// Could not be applied (see `parked_events`); the stream's later events park too
-    /// until `repair` or `rebuild`.
-    Parked,
-}
-
 /// Projects events into the read model.
 #[derive(Clone)]
 pub struct Projector {
@@ -182,6 +168,15 @@ impl Projector {
     /// alert, so that it never blocks the streams behind it. `Err` only when the read
     /// database failed: try again later.
     pub async fn project(
+        &self,
+        meta: &EventMeta,
+        event: &CartEvent,
+        source: &str,
+    ) -> Result<Projected, ServiceError> {
+        <Self as Projection<CartEvent>>::project(self, meta, event, source).await
+    }
+
+    async fn project_or_park(
         &self,
         meta: &EventMeta,
         event: &CartEvent,
@@ -245,7 +240,7 @@ impl Projector {
             if e.meta.version != next {
                 break;
             }
-            match self.apply(&e.meta, &e.event).await? {
+            match self.apply(&e.meta, &e.decode::<CartEvent>()?).await? {
                 Applied::Applied | Applied::Covered => next += 1,
                 Applied::Gap { .. } => break,
             }
@@ -261,6 +256,16 @@ impl Projector {
 
     /// Keeps an event this view cannot apply, with the reason, and raises the alert.
     pub async fn park(
+        &self,
+        meta: Option<&EventMeta>,
+        source: &str,
+        reason: &str,
+        payload: &[u8],
+    ) -> Result<(), ServiceError> {
+        <Self as Projection<CartEvent>>::park(self, meta, source, reason, payload).await
+    }
+
+    async fn park_here(
         &self,
         meta: Option<&EventMeta>,
         source: &str,
@@ -422,89 +427,40 @@ impl Projector {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct HandlerConfig {
-    pub topic: String,
-    pub group: String,
-    /// Static group membership on Kafka (see `shop_kit::bus::Bus::subscriber`).
-    pub instance_id: Option<String>,
-    /// First wait before a message that could not be applied is read again (doubles up
-    /// to `max_backoff`).
-    pub backoff: Duration,
-    pub max_backoff: Duration,
-}
+impl Projection<CartEvent> for Projector {
+    async fn project(
+        &self,
+        meta: &EventMeta,
+        event: &CartEvent,
+        source: &str,
+    ) -> Result<Projected, ServiceError> {
+        self.project_or_park(meta, event, source).await
+    }
 
-impl Default for HandlerConfig {
-    fn default() -> HandlerConfig {
-        HandlerConfig {
-            topic: shop_cart::TOPIC.to_string(),
-            group: "cart-event-handler".into(),
-            instance_id: None,
-            backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
-        }
+    async fn park(
+        &self,
+        meta: Option<&EventMeta>,
+        source: &str,
+        reason: &str,
+        payload: &[u8],
+    ) -> Result<(), ServiceError> {
+        self.park_here(meta, source, reason, payload).await
     }
 }
 
-/// The event handler's part of the bus loop: apply, then commit or read again.
-struct ProjectFromBus(Projector);
-
-impl Handler for ProjectFromBus {
-    async fn handle(&mut self, m: &Received) -> Handled {
-        handle(&self.0, m).await
-    }
+/// The event handler's settings, with the cart's defaults.
+pub fn handler_config(topic: &str, group: &str) -> HandlerConfig {
+    HandlerConfig::new(topic, group)
 }
 
-async fn handle(projector: &Projector, m: &Received) -> Handled {
-    let source = format!("{} partition {} offset {}", m.topic, m.partition, m.offset);
-    let decoded = pb::CartEvent::decode(m.payload.as_slice())
-        .map_err(|e| format!("undecodable message: {e}"))
-        .and_then(|e| {
-            CartEvent::from_envelope(&e).map_err(|e| format!("malformed cart event: {e}"))
-        });
-    let result = match &decoded {
-        Ok((meta, event)) => projector.project(meta, event, &source).await,
-        Err(reason) => projector
-            .park(None, &source, reason, &m.payload)
-            .await
-            .map(|()| Projected::Parked),
-    };
-    match result {
-        Ok(done) => {
-            tracing::debug!(source, outcome = ?done, "event handled");
-            Handled::Done
-        }
-        Err(e) => {
-            tracing::warn!(source, error = %e, "projecting the event failed: retrying");
-            Handled::Retry
-        }
-    }
-}
-
-/// Consumes the cart topic of `bus` in group `group` and projects every event, until
-/// `shutdown`. The offset is committed after the read DB committed; a message that
-/// could not be applied is read again (seek back) after a backoff.
+/// Consumes the cart topic of `bus` and projects every event, until `shutdown`.
 pub async fn run_event_handler(
     projector: Projector,
     bus: Bus,
     config: HandlerConfig,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut consumer: Subscriber = bus
-        .subscriber(
-            &config.group,
-            config.instance_id.as_deref(),
-            &[&config.topic],
-        )
+    shop_kit::es::handler::run_event_handler::<CartEvent, _>(projector, bus, config, shutdown)
         .await?;
-    tracing::info!(topic = %config.topic, group = %config.group, bus = ?bus, "event handler consuming");
-    let backoff = Backoff {
-        initial: config.backoff,
-        max: config.max_backoff,
-    };
-    consumer
-        .consume(&mut shutdown, backoff, &mut ProjectFromBus(projector))
-        .await;
-    tracing::info!("event handler stopped");
     Ok(())
 }

@@ -31,9 +31,8 @@ fn add(cart: Uuid, product: u128, quantity: i32) -> CartCommand {
 async fn stored(t: &TestStore, cart: Uuid) -> Vec<(EventMeta, CartEvent)> {
     let commits = t.store.load(cart).await.expect("load");
     commits
-        .into_iter()
-        .flat_map(|c| c.events)
-        .map(|e| (e.meta, e.event))
+        .iter()
+        .flat_map(|c| c.decode::<CartEvent>().expect("decodes"))
         .collect()
 }
 

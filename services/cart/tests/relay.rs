@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cart_service::store::{NewCommit, StoredEvent};
+use cart_service::store::{NewCommit, RawEvent};
 use cart_service::{CartCommands, FixedCatalog, Relay, RelayConfig};
 use common::{TestStore, all_commits, consume_all, ctx, infra, unique};
 use rand::{Rng, SeedableRng};
@@ -143,20 +143,23 @@ fn raw_commit(cart: Uuid, seq: i64) -> NewCommit {
         stream_id: cart,
         commit_seq: seq,
         commit_id: Uuid::now_v7(),
-        events: vec![StoredEvent {
-            meta: EventMeta {
-                event_id: Uuid::now_v7(),
-                stream_id: cart,
-                version: seq,
-                occurred_at: chrono::Utc::now(),
-                correlation_id: "c".into(),
-                causation_id: "x".into(),
-            },
-            event: CartEvent::ProductAdded(ProductAdded {
-                product_id: Uuid::from_u128(9),
-                quantity: 1,
-            }),
-        }],
+        events: vec![
+            RawEvent::encode(
+                EventMeta {
+                    event_id: Uuid::now_v7(),
+                    stream_id: cart,
+                    version: seq,
+                    occurred_at: chrono::Utc::now(),
+                    correlation_id: "c".into(),
+                    causation_id: "x".into(),
+                },
+                &CartEvent::ProductAdded(ProductAdded {
+                    product_id: Uuid::from_u128(9),
+                    quantity: 1,
+                }),
+            )
+            .expect("encodes"),
+        ],
         correlation_id: "c".into(),
         causation_id: "x".into(),
     }

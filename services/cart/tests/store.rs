@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cart_service::command::commit_id;
-use cart_service::store::{Appended, NewCommit, StoredEvent};
+use cart_service::store::{Appended, NewCommit, RawEvent};
 use cart_service::{CartCommands, FixedCatalog};
 use common::{BACKENDS, TestStore, ctx, store_fold};
 use rand::{Rng, SeedableRng};
@@ -83,18 +83,16 @@ async fn a_retried_command_is_answered_with_its_first_result_on(t: TestStore) {
     );
 }
 
-fn event(cart: Uuid, version: i64, e: CartEvent) -> StoredEvent {
-    StoredEvent {
-        meta: EventMeta {
-            event_id: Uuid::now_v7(),
-            stream_id: cart,
-            version,
-            occurred_at: chrono::DateTime::from_timestamp_millis(1_700_000_000_000).expect("time"),
-            correlation_id: "c".into(),
-            causation_id: "x".into(),
-        },
-        event: e,
-    }
+fn event(cart: Uuid, version: i64, e: CartEvent) -> RawEvent {
+    let meta = EventMeta {
+        event_id: Uuid::now_v7(),
+        stream_id: cart,
+        version,
+        occurred_at: chrono::DateTime::from_timestamp_millis(1_700_000_000_000).expect("time"),
+        correlation_id: "c".into(),
+        causation_id: "x".into(),
+    };
+    RawEvent::encode(meta, &e).expect("encodes")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ pub mod crud;
 #[cfg(feature = "postgres")]
 pub mod db;
 mod error;
+pub mod es;
 #[cfg(feature = "graphql")]
 pub mod graphql;
 pub mod idempotency;

@@ -828,16 +828,28 @@ impl CartEvent {
         }
     }
 }
-/// Where an event sits in its stream and what caused it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventMeta {
-    pub event_id: uuid::Uuid,
-    pub stream_id: uuid::Uuid,
-    /// From 1, gap-free within the stream.
-    pub version: i64,
-    pub occurred_at: chrono::DateTime<chrono::Utc>,
-    pub correlation_id: String,
-    pub causation_id: String,
+pub use shop_kit::es::EventMeta;
+impl shop_kit::es::Event for CartEvent {
+    type Envelope = pb::CartEvent;
+    fn type_and_version(&self) -> (&'static str, u32) {
+        CartEvent::type_and_version(self)
+    }
+    fn to_json(&self) -> Result<serde_json::Value, ServiceError> {
+        shop_kit::es::payload_json(self)
+    }
+    fn decode_stored(
+        event_type: &str,
+        schema_version: u32,
+        json: &serde_json::Value,
+    ) -> Result<Self, ServiceError> {
+        CartEvent::decode_stored(event_type, schema_version, json)
+    }
+    fn to_envelope(&self, meta: &EventMeta) -> pb::CartEvent {
+        CartEvent::to_envelope(self, meta)
+    }
+    fn from_envelope(e: &pb::CartEvent) -> Result<(EventMeta, Self), ServiceError> {
+        CartEvent::from_envelope(e)
+    }
 }
 /// The `AddProduct` command; emits ProductAdded.
 #[derive(Debug, Clone, PartialEq)]
@@ -973,6 +985,17 @@ impl CartCommand {
             CartCommand::AssignCustomer(c) => Some(c.cart_id),
         }
     }
+    /// The command's name in the spec.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CartCommand::AddProduct(_) => "AddProduct",
+            CartCommand::RemoveProduct(_) => "RemoveProduct",
+            CartCommand::ChangeProductQuantity(_) => "ChangeProductQuantity",
+            CartCommand::ResetCart(_) => "ResetCart",
+            CartCommand::DeleteCart(_) => "DeleteCart",
+            CartCommand::AssignCustomer(_) => "AssignCustomer",
+        }
+    }
 }
 /// The `Cart` aggregate: state folded from its events, and one decision per command. Hand-written code implements it.
 pub trait CartAggregate: Default + Clone + Send + Sync + 'static {
@@ -1021,6 +1044,26 @@ pub fn fold<'a, A: CartAggregate>(events: impl IntoIterator<Item = &'a CartEvent
         state.apply(e);
     }
     state
+}
+/// The aggregate `A` as the event-sourcing runtime runs it.
+pub struct CartDecider<A>(std::marker::PhantomData<fn() -> A>);
+impl<A: CartAggregate> shop_kit::es::Decider for CartDecider<A> {
+    type State = A;
+    type Event = CartEvent;
+    type Command = CartCommand;
+    const SERVICE: &'static str = "cart";
+    fn apply(state: &mut A, event: &CartEvent) {
+        state.apply(event)
+    }
+    fn decide(state: &A, command: &CartCommand) -> Result<Vec<CartEvent>, ServiceError> {
+        decide(state, command)
+    }
+    fn stream_id(command: &CartCommand) -> Option<uuid::Uuid> {
+        command.stream_id()
+    }
+    fn command_name(command: &CartCommand) -> &'static str {
+        command.name()
+    }
 }
 /// What service `cart` does when other services' events arrive.
 pub trait CartSubscriptions: Send + Sync + 'static {

@@ -375,16 +375,28 @@ impl CustomerEvent {
         }
     }
 }
-/// Where an event sits in its stream and what caused it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventMeta {
-    pub event_id: uuid::Uuid,
-    pub stream_id: uuid::Uuid,
-    /// From 1, gap-free within the stream.
-    pub version: i64,
-    pub occurred_at: chrono::DateTime<chrono::Utc>,
-    pub correlation_id: String,
-    pub causation_id: String,
+pub use shop_kit::es::EventMeta;
+impl shop_kit::es::Event for CustomerEvent {
+    type Envelope = pb::CustomerEvent;
+    fn type_and_version(&self) -> (&'static str, u32) {
+        CustomerEvent::type_and_version(self)
+    }
+    fn to_json(&self) -> Result<serde_json::Value, ServiceError> {
+        shop_kit::es::payload_json(self)
+    }
+    fn decode_stored(
+        event_type: &str,
+        schema_version: u32,
+        json: &serde_json::Value,
+    ) -> Result<Self, ServiceError> {
+        CustomerEvent::decode_stored(event_type, schema_version, json)
+    }
+    fn to_envelope(&self, meta: &EventMeta) -> pb::CustomerEvent {
+        CustomerEvent::to_envelope(self, meta)
+    }
+    fn from_envelope(e: &pb::CustomerEvent) -> Result<(EventMeta, Self), ServiceError> {
+        CustomerEvent::from_envelope(e)
+    }
 }
 /// The `RegisterCustomer` command; emits CustomerRegistered.
 #[derive(Debug, Clone, PartialEq)]
@@ -429,6 +441,13 @@ impl CustomerCommand {
             CustomerCommand::DeleteAccount(c) => Some(c.customer_id),
         }
     }
+    /// The command's name in the spec.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CustomerCommand::RegisterCustomer(_) => "RegisterCustomer",
+            CustomerCommand::DeleteAccount(_) => "DeleteAccount",
+        }
+    }
 }
 /// The `Customer` aggregate: state folded from its events, and one decision per command. Hand-written code implements it.
 pub trait CustomerAggregate: Default + Clone + Send + Sync + 'static {
@@ -464,4 +483,27 @@ pub fn fold<'a, A: CustomerAggregate>(
         state.apply(e);
     }
     state
+}
+/// The aggregate `A` as the event-sourcing runtime runs it.
+pub struct CustomerDecider<A>(std::marker::PhantomData<fn() -> A>);
+impl<A: CustomerAggregate> shop_kit::es::Decider for CustomerDecider<A> {
+    type State = A;
+    type Event = CustomerEvent;
+    type Command = CustomerCommand;
+    const SERVICE: &'static str = "user";
+    fn apply(state: &mut A, event: &CustomerEvent) {
+        state.apply(event)
+    }
+    fn decide(
+        state: &A,
+        command: &CustomerCommand,
+    ) -> Result<Vec<CustomerEvent>, ServiceError> {
+        decide(state, command)
+    }
+    fn stream_id(command: &CustomerCommand) -> Option<uuid::Uuid> {
+        command.stream_id()
+    }
+    fn command_name(command: &CustomerCommand) -> &'static str {
+        command.name()
+    }
 }

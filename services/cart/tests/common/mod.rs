@@ -66,7 +66,7 @@ impl TestStore {
     pub async fn create() -> TestStore {
         let infra = infra();
         let name = unique("cart_test");
-        let store = EventStore::connect(&infra.mongo_url, &name)
+        let store = EventStore::connect(&infra.mongo_url, &name, cart_service::store::LAYOUT)
             .await
             .expect("connecting to the event store");
         store.ensure_indexes().await.expect("creating the indexes");
@@ -86,6 +86,7 @@ impl TestStore {
         let store = EventStore::connect_with(
             db.url(),
             "ignored",
+            cart_service::store::LAYOUT,
             &ConnectOptions {
                 max_connections: 20,
                 ..Default::default()
@@ -217,7 +218,7 @@ pub async fn store_fold(store: &EventStore) -> BTreeMap<Uuid, (Cart, i64)> {
         );
         for e in &c.events {
             assert_eq!(e.meta.version, *version + 1, "versions are gap-free");
-            state.apply(&e.event);
+            state.apply(&e.decode::<shop_cart::CartEvent>().expect("decodes"));
             *version = e.meta.version;
         }
         assert_eq!(c.rev_to, *version);

@@ -10,15 +10,11 @@ use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::Deserialize;
-use shop_cart::{CartEvent, EventMeta};
-use shop_kit::ServiceError;
 use uuid::Uuid;
 
-use super::{Appended, Commit, NewCommit, StoredEvent};
-
-/// The generated description of the event store's collections and indexes.
-pub const COLLECTIONS_JSON: &str =
-    include_str!("../../../../generated/mongo/shop_cart_events.json");
+use super::{Appended, Commit, NewCommit, StoreLayout};
+use crate::ServiceError;
+use crate::es::{EventMeta, RawEvent};
 
 const DUPLICATE_KEY: i32 = 11000;
 
@@ -44,7 +40,7 @@ struct StoreSpec {
     collections: Vec<CollectionSpec>,
 }
 
-/// The cart event store in one database.
+/// An event store in one MongoDB database.
 #[derive(Clone)]
 pub struct MongoStore {
     db: Database,
@@ -55,6 +51,8 @@ pub struct MongoStore {
     /// Test hook: a pause between reading the max position and inserting, to widen the
     /// window in which writers race (see the relay tests).
     insert_delay: Option<Duration>,
+    /// The generated collections and indexes (JSON).
+    collections_json: &'static str,
 }
 
 pub fn mongo_error(e: mongodb::error::Error) -> ServiceError {
@@ -89,28 +87,9 @@ fn from_bson_datetime(t: bson::DateTime) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or_default()
 }
 
-/// `CartEvent` as `(type, payload document)`: the payload is the serde form of the event.
-pub fn event_to_bson(event: &CartEvent) -> Result<(String, Bson), ServiceError> {
-    let (kind, data) = super::event_to_json(event)?;
-    let payload =
-        bson::to_bson(&data).map_err(|e| ServiceError::Internal(format!("encoding event: {e}")))?;
-    Ok((kind, payload))
-}
-
-/// Decodes a stored event through the generated decoder, so events written under an
-/// older payload schema are upcast instead of failing.
 fn schema_version(e: &Document) -> Result<u32, ServiceError> {
     let v = get_i64(e, "schema_version")?;
     u32::try_from(v).map_err(|_| bad("schema_version"))
-}
-
-pub fn event_from_bson(
-    kind: &str,
-    schema_version: u32,
-    payload: &Bson,
-) -> Result<CartEvent, ServiceError> {
-    let data = payload.clone().into_relaxed_extjson();
-    CartEvent::decode_stored(kind, schema_version, &data)
 }
 
 impl NewCommit {
@@ -118,12 +97,12 @@ impl NewCommit {
     pub fn to_document(&self, position: i64) -> Result<Document, ServiceError> {
         let mut events = Vec::with_capacity(self.events.len());
         for e in &self.events {
-            let (kind, payload) = event_to_bson(&e.event)?;
-            let (_, schema_version) = e.event.type_and_version();
+            let payload = bson::to_bson(&e.payload)
+                .map_err(|err| ServiceError::Internal(format!("encoding event: {err}")))?;
             events.push(Bson::Document(doc! {
                 "event_id": e.meta.event_id.to_string(),
-                "type": kind,
-                "schema_version": i64::from(schema_version),
+                "type": &e.event_type,
+                "schema_version": i64::from(e.schema_version),
                 "version": e.meta.version,
                 "payload": payload,
                 "occurred_at": to_bson_datetime(&e.meta.occurred_at),
@@ -178,7 +157,7 @@ impl Commit {
                 .get_datetime("occurred_at")
                 .map(|t| from_bson_datetime(*t))
                 .map_err(|_| bad("occurred_at"))?;
-            events.push(StoredEvent {
+            events.push(RawEvent {
                 meta: EventMeta {
                     event_id: get_uuid(e, "event_id")?,
                     stream_id,
@@ -187,7 +166,9 @@ impl Commit {
                     correlation_id: correlation_id.clone(),
                     causation_id: causation_id.clone(),
                 },
-                event: event_from_bson(kind, schema_version(e)?, payload)?,
+                event_type: kind.to_string(),
+                schema_version: schema_version(e)?,
+                payload: payload.clone().into_relaxed_extjson(),
             });
         }
         Ok(Commit {
@@ -210,12 +191,16 @@ impl Commit {
 
 impl MongoStore {
     /// Connects (lazily: the driver connects on first use) to `database` at `url`.
-    pub async fn connect(url: &str, database: &str) -> Result<MongoStore, ServiceError> {
+    pub async fn connect(
+        url: &str,
+        database: &str,
+        layout: StoreLayout,
+    ) -> Result<MongoStore, ServiceError> {
         let client = Client::with_uri_str(url).await.map_err(mongo_error)?;
-        Ok(MongoStore::new(client.database(database)))
+        Ok(MongoStore::new(client.database(database), layout))
     }
 
-    pub fn new(db: Database) -> MongoStore {
+    pub fn new(db: Database, layout: StoreLayout) -> MongoStore {
         // An acknowledged command must survive the server's crash: journaled, and on a
         // replica set acknowledged by a majority (a rollback cannot take it back).
         let durable = mongodb::options::WriteConcern::builder()
@@ -230,6 +215,7 @@ impl MongoStore {
             db,
             next_position: Default::default(),
             insert_delay: None,
+            collections_json: layout.collections_json,
         }
     }
 
@@ -252,7 +238,7 @@ impl MongoStore {
     /// Creates the generated collections' indexes (idempotent) and answers a ping, so a
     /// process fails at start, not at its first command, when the store is unusable.
     pub async fn ensure_indexes(&self) -> Result<(), ServiceError> {
-        let spec: StoreSpec = serde_json::from_str(COLLECTIONS_JSON)
+        let spec: StoreSpec = serde_json::from_str(self.collections_json)
             .map_err(|e| ServiceError::Internal(format!("generated store spec: {e}")))?;
         self.db
             .run_command(doc! { "ping": 1 })
@@ -381,7 +367,7 @@ impl MongoStore {
                         .map_err(mongo_error)?;
                     if taken > 0 {
                         return Err(ServiceError::Conflict(format!(
-                            "cart {} was changed concurrently (commit {} exists); reread and retry",
+                            "stream {} was changed concurrently (commit {} exists); reread and retry",
                             commit.stream_id, commit.commit_seq
                         )));
                     }
@@ -400,12 +386,19 @@ impl MongoStore {
         ))
     }
 
-    /// The streams whose events ever assigned `customer_id` (for account deletion).
-    /// A full scan on FerretDB v1 (no index on `events.payload.customer_id`).
-    pub async fn streams_assigned_to(&self, customer_id: Uuid) -> Result<Vec<Uuid>, ServiceError> {
+    /// See [`super::EventStore::streams_with`]. A full scan on FerretDB v1 (no index on
+    /// event payloads).
+    pub async fn streams_with(
+        &self,
+        event_type: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<Vec<Uuid>, ServiceError> {
+        let mut filter = doc! { "events.type": event_type };
+        filter.insert(format!("events.payload.{field}"), value);
         let docs: Vec<Document> = self
             .commits
-            .find(doc! { "events.type": "CustomerAssigned", "events.payload.customer_id": customer_id.to_string() })
+            .find(filter)
             .projection(doc! { "stream_id": 1 })
             .await
             .map_err(mongo_error)?

@@ -25,33 +25,25 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use shop_cart::{CartEvent, EventMeta};
-use shop_kit::sql::{self, ConnectOptions, Db, Migrations, Row, Tx};
-use shop_kit::{ServiceError, db};
-use sqlx::migrate::Migrator;
 use uuid::Uuid;
 
-use super::{Appended, Commit, NewCommit, StoredEvent, event_to_json};
+use super::{Appended, Commit, NewCommit, StoreLayout};
+use crate::es::{EventMeta, RawEvent};
+use crate::sql::{self, ConnectOptions, Db, Migrations, Row, Tx};
+use crate::{ServiceError, db};
 
-/// The generated migrations of the event store, per dialect.
-pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../generated/sql/shop_cart_events");
-pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../generated/sqlite/shop_cart_events");
-
-pub const MIGRATIONS: Migrations = Migrations {
-    postgres: &POSTGRES_MIGRATOR,
-    sqlite: &SQLITE_MIGRATOR,
-};
-
-/// The key of the store's write lock (`Tx::lock`): "cartevts".
+/// The key of the store's write lock (`Tx::lock`): "cartevts" (the name it was born
+/// with; a store's database holds one service's events).
 const APPEND_LOCK: i64 = 0x6361_7274_6576_7473;
 
 const COLUMNS: &str =
     "position, stream_id, commit_seq, commit_id, rev_from, rev_to, events, metadata, committed_at";
 
-/// The cart event store in one SQL database.
+/// An event store in one SQL database.
 #[derive(Clone)]
 pub struct SqlStore {
     db: Db,
+    migrations: &'static Migrations,
     /// Test hook: a pause between taking the lock and inserting.
     insert_delay: Option<Duration>,
 }
@@ -60,17 +52,15 @@ fn bad(what: impl std::fmt::Display) -> ServiceError {
     ServiceError::Internal(format!("malformed commit row: {what}"))
 }
 
-fn encode_events(events: &[StoredEvent]) -> Result<Value, ServiceError> {
+fn encode_events(events: &[RawEvent]) -> Result<Value, ServiceError> {
     let mut out = Vec::with_capacity(events.len());
     for e in events {
-        let (kind, payload) = event_to_json(&e.event)?;
-        let (_, schema_version) = e.event.type_and_version();
         out.push(json!({
             "event_id": e.meta.event_id.to_string(),
-            "type": kind,
-            "schema_version": schema_version,
+            "type": e.event_type,
+            "schema_version": e.schema_version,
             "version": e.meta.version,
-            "payload": payload,
+            "payload": e.payload,
             "occurred_at": sql::sqlite_time(&e.meta.occurred_at),
         }));
     }
@@ -106,7 +96,7 @@ fn decode_commit(r: &Row) -> Result<Commit, ServiceError> {
             .map_err(|_| bad("occurred_at"))?
             .with_timezone(&Utc);
         let payload = e.get("payload").ok_or_else(|| bad("payload"))?;
-        events.push(StoredEvent {
+        events.push(RawEvent {
             meta: EventMeta {
                 event_id: Uuid::parse_str(str_of(e, "event_id")?).map_err(|_| bad("event_id"))?,
                 stream_id,
@@ -115,7 +105,9 @@ fn decode_commit(r: &Row) -> Result<Commit, ServiceError> {
                 correlation_id: correlation_id.clone(),
                 causation_id: causation_id.clone(),
             },
-            event: CartEvent::decode_stored(str_of(e, "type")?, schema_version, payload)?,
+            event_type: str_of(e, "type")?.to_string(),
+            schema_version,
+            payload: payload.clone(),
         });
     }
     Ok(Commit {
@@ -138,8 +130,12 @@ fn decode_all(rows: &[Row]) -> Result<Vec<Commit>, ServiceError> {
 
 impl SqlStore {
     /// Connects to the database `url` names and applies the generated migrations.
-    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<SqlStore, ServiceError> {
-        let db = Db::connect(url, options, Some(&MIGRATIONS))
+    pub async fn connect(
+        url: &str,
+        layout: StoreLayout,
+        options: &ConnectOptions,
+    ) -> Result<SqlStore, ServiceError> {
+        let db = Db::connect(url, options, Some(layout.migrations))
             .await
             .map_err(|e| match e {
                 sqlx::Error::Configuration(_) | sqlx::Error::Migrate(_) => {
@@ -147,13 +143,14 @@ impl SqlStore {
                 }
                 e => db::error(e),
             })?;
-        Ok(SqlStore::new(db))
+        Ok(SqlStore::new(db, layout))
     }
 
-    /// Over an open database whose migrations ran (see [`MIGRATIONS`]).
-    pub fn new(db: Db) -> SqlStore {
+    /// Over an open database (its migrations run in [`SqlStore::prepare`]).
+    pub fn new(db: Db, layout: StoreLayout) -> SqlStore {
         SqlStore {
             db,
+            migrations: layout.migrations,
             insert_delay: None,
         }
     }
@@ -170,7 +167,7 @@ impl SqlStore {
     /// Applies the migrations (idempotent) and answers a ping.
     pub async fn prepare(&self) -> Result<(), ServiceError> {
         self.db
-            .migrate(&MIGRATIONS)
+            .migrate(self.migrations)
             .await
             .map_err(|e| ServiceError::Internal(format!("event store migrations: {e}")))?;
         sql::query("SELECT 1 AS one")
@@ -263,10 +260,17 @@ impl SqlStore {
         outcome
     }
 
-    pub async fn streams_assigned_to(&self, customer_id: Uuid) -> Result<Vec<Uuid>, ServiceError> {
+    /// See [`super::EventStore::streams_with`].
+    pub async fn streams_with(
+        &self,
+        event_type: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<Vec<Uuid>, ServiceError> {
         // A text prefilter both dialects run (a scan, as on FerretDB), then the exact
         // test on the decoded events.
-        let id = customer_id.to_string();
+        let id = value.to_string();
+        let pointer = format!("/payload/{field}");
         let rows =
             sql::query("SELECT stream_id, events FROM commits WHERE CAST(events AS TEXT) LIKE $1")
                 .bind(format!("%{id}%"))
@@ -276,12 +280,11 @@ impl SqlStore {
         let mut streams = Vec::new();
         for r in &rows {
             let events = r.json("events").map_err(db::error)?;
-            let assigns = events.as_array().into_iter().flatten().any(|e| {
-                e.get("type").and_then(Value::as_str) == Some("CustomerAssigned")
-                    && e.pointer("/payload/customer_id").and_then(Value::as_str)
-                        == Some(id.as_str())
+            let matches = events.as_array().into_iter().flatten().any(|e| {
+                e.get("type").and_then(Value::as_str) == Some(event_type)
+                    && e.pointer(&pointer).and_then(Value::as_str) == Some(id.as_str())
             });
-            if assigns {
+            if matches {
                 streams.push(r.uuid("stream_id").map_err(db::error)?);
             }
         }

@@ -1,20 +1,20 @@
 //! Event delivery without a bus: the event handler tails the event store itself
-//! (`cart-service --role event-handler --events-from store`).
+//! (e.g. `cart-service --role event-handler --events-from store`).
 //!
 //! - **Same reading as the relay.** A [`PrefixReader`] reads the commits after the
 //!   tailer's OWN checkpoint document (`checkpoints`, `_id` = `name`, default
 //!   `projection`; the relay's is untouched) over a contiguous prefix of positions, with
 //!   the relay's hole handling (wait for a raced insert, give a hole up after
-//!   `gap_timeout` with the ERROR alert `cart_projection_gap_skipped`).
+//!   `gap_timeout` with the ERROR alert `projection_gap_skipped`).
 //! - **At least once, applied once.** Each event goes through the idempotent
-//!   [`Projector`] (one read-model transaction, applied only if it is the cart's next
+//!   [`Projection`] (one read-model transaction, applied only if it is the stream's next
 //!   version). The checkpoint moves (`$max`) only after the read DB committed every
 //!   event up to it, so a crash re-reads at most events the projection skips as
 //!   covered; nothing is lost.
-//! - **Order.** Positions grow with each cart's versions, so events reach the
+//! - **Order.** Positions grow with each stream's versions, so events reach the
 //!   projection in version order. An event ahead of the read model (after a hole was
 //!   given up, or the read database lost a commit) has its gap filled from the store,
-//!   or is parked ([`Projector::project`]); it never stops the round.
+//!   or is parked ([`Projection::project`]); it never stops the round.
 //! - **Replicas.** No lease: several tailers with the same name are safe (the version
 //!   check makes each event take effect once, the checkpoint cannot move back), only
 //!   redundant.
@@ -23,10 +23,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::projection::Projector;
-use crate::relay::{Prefix, PrefixReader, Round};
-use crate::store::EventStore;
-use shop_kit::server::stopped;
+use std::marker::PhantomData;
+
+use super::relay::{Prefix, PrefixReader, Round};
+use super::store::EventStore;
+use super::{Event, Projected, Projection};
+use crate::ServiceError;
+use crate::server::stopped;
 
 #[derive(Debug, Clone)]
 pub struct TailConfig {
@@ -55,30 +58,46 @@ impl Default for TailConfig {
 }
 
 /// Projects the event store into the read model from its own checkpoint.
-pub struct StoreTailer {
+pub struct StoreTailer<E, P> {
     reader: PrefixReader,
-    projector: Projector,
+    projector: P,
     config: TailConfig,
+    events: PhantomData<fn() -> E>,
 }
 
-impl StoreTailer {
-    pub fn new(store: EventStore, projector: Projector, config: TailConfig) -> StoreTailer {
+impl<E: Event, P: Projection<E>> StoreTailer<E, P> {
+    pub fn new(store: EventStore, projector: P, config: TailConfig) -> StoreTailer<E, P> {
         StoreTailer {
             reader: PrefixReader::new(
                 store,
                 config.name.clone(),
                 config.batch_size,
                 config.gap_timeout,
-                "cart_projection_gap_skipped",
+                "projection_gap_skipped",
             ),
             projector,
             config,
+            events: PhantomData,
+        }
+    }
+
+    /// Projects one stored event (parked when it does not decode here).
+    async fn project(&self, e: &super::RawEvent, source: &str) -> Result<Projected, ServiceError> {
+        match e.decode::<E>() {
+            Ok(event) => self.projector.project(&e.meta, &event, source).await,
+            Err(reason) => {
+                let reason = reason.to_string();
+                self.projector
+                    .park(Some(&e.meta), source, &reason, &[])
+                    .await?;
+                Ok(Projected::Parked)
+            }
         }
     }
 
     /// One round: apply the contiguous prefix after the checkpoint, then move the
     /// checkpoint over the commits whose events all committed in the read DB.
-    pub async fn run_once(&mut self) -> anyhow::Result<Round> {
+    pub async fn run_once(&mut self) -> Result<Round, ServiceError> {
         let Prefix {
             checkpoint,
             commits,
@@ -91,13 +110,13 @@ impl StoreTailer {
         let mut done = None;
         let mut failure = None;
         'commits: for c in &commits {
+            let source = format!("event store position {}", c.position);
             for e in &c.events {
-                let source = format!("event store position {}", c.position);
-                if let Err(err) = self.projector.project(&e.meta, &e.event, &source).await {
-                    failure = Some(anyhow::Error::new(err).context(format!(
-                        "applying cart {} version {}",
+                if let Err(err) = self.project(e, &source).await {
+                    failure = Some(format!(
+                        "applying stream {} version {}: {err}",
                         e.meta.stream_id, e.meta.version
-                    )));
+                    ));
                     break 'commits;
                 }
             }
@@ -110,8 +129,8 @@ impl StoreTailer {
             round.checkpoint = position;
         }
         if let Some(e) = failure {
-            return Err(e.context(format!(
-                "{} of {} commits projected",
+            return Err(ServiceError::Unavailable(format!(
+                "{e} ({} of {} commits projected)",
                 round.commits,
                 commits.len()
             )));
@@ -124,7 +143,7 @@ impl StoreTailer {
         for late in self.reader.late_commits().await? {
             let source = format!("event store position {} (late)", late.position);
             for e in &late.events {
-                self.projector.project(&e.meta, &e.event, &source).await?;
+                self.project(e, &source).await?;
             }
             self.reader.late_done(late.position).await?;
             round.commits += 1;
@@ -134,7 +153,7 @@ impl StoreTailer {
     }
 
     /// Runs until `shutdown` turns true: round, sleep when idle, back off on failures.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(
             checkpoint = self.reader.name(),
             "event handler tailing the event store"
@@ -153,7 +172,7 @@ impl StoreTailer {
                     Some(self.config.poll_interval)
                 }
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "projection round failed: retrying");
+                    tracing::warn!(error = %e, "projection round failed: retrying");
                     let wait = backoff;
                     backoff = (backoff * 2).min(self.config.max_backoff);
                     Some(wait)
@@ -167,6 +186,5 @@ impl StoreTailer {
             }
         }
         tracing::info!("event handler stopped");
-        Ok(())
     }
 }
