@@ -3,13 +3,12 @@
 //! - [`aggregate`]: the hand-written `Customer` aggregate (state, fold, decisions).
 //! - [`store`]: commands in one transaction (events + state row + outbox), queries on
 //!   the state table; PostgreSQL or SQLite by the database URL, same statements.
-//! - [`relay`]: the outbox relay that publishes events to the bus (Kafka or the embedded
-//!   log, by the bus URL), at least once, in order.
+//! - the outbox relay that publishes events to the bus (Kafka or the embedded log, by
+//!   the bus URL), at least once, in order, is the runtime's ([`shop_kit::es::outbox`]).
 //! - [`run`]: the whole service for a process or an in-process launcher, configured by
 //!   [`Config`].
 
 pub mod aggregate;
-pub mod relay;
 pub mod store;
 
 use std::future::Future;
@@ -26,7 +25,22 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
 pub use aggregate::Customer;
-pub use relay::{Lease, Relay, RelayConfig};
+pub use shop_kit::es::outbox::{Lease, Relay, RelayConfig};
+
+/// The lease key of the user outbox relay (per database): "user_rly".
+pub const RELAY_LEASE_LOCK: i64 = 0x7573_6572_5f72_6c79;
+
+/// The runtime's relay module, as tests reach it.
+pub mod relay {
+    pub use shop_kit::es::outbox::*;
+
+    /// Tries to take the user relay's lease of `db`.
+    pub async fn try_lease(
+        db: &shop_kit::sql::Db,
+    ) -> Result<Option<Lease>, shop_kit::ServiceError> {
+        shop_kit::es::outbox::try_lease(db, super::RELAY_LEASE_LOCK).await
+    }
+}
 pub use store::Users;
 
 /// The PostgreSQL migrations (generated/sql/shop_user).
@@ -112,6 +126,8 @@ impl Config {
 
     pub fn relay_config(&self) -> RelayConfig {
         RelayConfig {
+            topic: shop_user::TOPIC.to_string(),
+            lease_key: RELAY_LEASE_LOCK,
             poll_interval: Duration::from_millis(self.relay_poll_ms.max(1)),
             batch_size: self.relay_batch.max(1),
             topic_partitions: self.topic_partitions.max(1),

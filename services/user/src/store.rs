@@ -79,8 +79,7 @@ impl Users {
             {
                 Err(ServiceError::Conflict(_)) if attempt < retries => {
                     attempt += 1;
-                    let pause = (Uuid::new_v4().as_u128() % (200u128 << attempt.min(8))) as u64;
-                    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+                    tokio::time::sleep(shop_kit::es::command::conflict_backoff(attempt)).await;
                 }
                 other => return other,
             }

@@ -27,6 +27,8 @@ fn ctx(request_id: &str) -> RequestContext {
 
 fn relay_config() -> RelayConfig {
     RelayConfig {
+        topic: shop_user::TOPIC.into(),
+        lease_key: user_service::RELAY_LEASE_LOCK,
         poll_interval: Duration::from_millis(50),
         delivery_timeout: Duration::from_secs(10),
         ..RelayConfig::default()

@@ -7,6 +7,8 @@ pub mod command;
 #[cfg(feature = "es")]
 pub mod handler;
 #[cfg(feature = "es")]
+pub mod outbox;
+#[cfg(feature = "es")]
 pub mod relay;
 #[cfg(feature = "es")]
 pub mod store;

@@ -1,6 +1,6 @@
-//! The outbox relay: publishes the outbox rows that commands wrote in their transactions
-//! to the bus (Kafka, or the embedded log; see [`shop_kit::bus`]), in position order,
-//! then marks them published.
+//! The outbox relay of a CQS + ES service: publishes the outbox rows that commands
+//! wrote in their transactions to the bus (Kafka, or the embedded log; see
+//! [`crate::bus`]), in position order, then marks them published.
 //!
 //! - At least once: a row is marked only after the bus acknowledged it (Kafka: `acks=all`,
 //!   idempotent producer; the log: its append committed). A crash between the
@@ -8,9 +8,9 @@
 //!   wire, which consumers drop by (stream, version); never a loss.
 //! - Order: rows are read `WHERE published_at IS NULL ORDER BY position` (no checkpoint
 //!   that a late commit could fall behind), and commands append to the outbox under
-//!   [`crate::store::OUTBOX_APPEND_LOCK`], so positions also become visible in order.
-//!   A batch is published in order and only its acknowledged prefix is marked
-//!   ([`shop_kit::bus::Published::acknowledged`]).
+//!   the service's append lock, so positions also become visible in order. A batch is
+//!   published in order and only its acknowledged prefix is marked
+//!   ([`crate::bus::Published::acknowledged`]).
 //! - One publisher: the relay holds a [`Lease`] ([`Db::try_lease`]: on PostgreSQL a session
 //!   advisory lock on a dedicated connection, on SQLite a lock in this process). A relay
 //!   without it stands by and tries again each poll; on PostgreSQL the lease ends with its
@@ -18,16 +18,18 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
-use shop_kit::bus::{Bus, Outgoing, Publisher};
-use shop_kit::server::stopped;
-use shop_kit::sql::{self, Db};
 use tokio::sync::watch;
 
-pub use shop_kit::sql::Lease;
+use crate::ServiceError;
+use crate::bus::{Bus, Outgoing, Publisher};
+use crate::server::stopped;
+use crate::sql::{self, Db};
 
-/// Lease key of the relay (per database).
-pub const RELAY_LEASE_LOCK: i64 = 0x7573_6572_5f72_6c79; // "user_rly"
+pub use crate::sql::Lease;
+
+fn failed(what: &str) -> impl Fn(sql::Error) -> ServiceError + '_ {
+    move |e| ServiceError::Unavailable(format!("{what}: {e}"))
+}
 
 /// Positions marked per UPDATE (well under both dialects' limit on bound parameters).
 const MARK_CHUNK: usize = 500;
@@ -35,6 +37,10 @@ const MARK_CHUNK: usize = 500;
 /// How the relay runs.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
+    /// The topic the events go to (created at start on Kafka).
+    pub topic: String,
+    /// The relay's lease key in its database (one relay publishes at a time).
+    pub lease_key: i64,
     /// Wait between polls when the outbox is drained (or while standing by).
     pub poll_interval: Duration,
     /// Rows published per round.
@@ -48,6 +54,8 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
+            topic: String::new(),
+            lease_key: 0x6f75_7462_6f78_5f72, // "outbox_r"
             poll_interval: Duration::from_millis(200),
             batch_size: 100,
             delivery_timeout: Duration::from_secs(30),
@@ -65,11 +73,11 @@ pub struct OutboxRow {
     pub payload: Vec<u8>,
 }
 
-/// Tries to take the relay lease of `db`; `None` while another relay holds it.
-pub async fn try_lease(db: &Db) -> anyhow::Result<Option<Lease>> {
-    db.try_lease(RELAY_LEASE_LOCK)
+/// Tries to take the relay lease `key` of `db`; `None` while another relay holds it.
+pub async fn try_lease(db: &Db, key: i64) -> Result<Option<Lease>, ServiceError> {
+    db.try_lease(key)
         .await
-        .context("taking the relay lease")
+        .map_err(failed("taking the relay lease"))
 }
 
 /// Publishes the outbox of one database.
@@ -81,10 +89,15 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(db: Db, bus: &Bus, config: RelayConfig) -> anyhow::Result<Relay> {
+    pub fn new(db: Db, bus: &Bus, config: RelayConfig) -> Result<Relay, ServiceError> {
+        if config.topic.is_empty() {
+            return Err(ServiceError::Internal(
+                "outbox relay without a topic".into(),
+            ));
+        }
         let publisher = bus
             .publisher(config.delivery_timeout)
-            .context("creating the bus publisher")?;
+            .map_err(|e| ServiceError::Internal(format!("creating the bus publisher: {e}")))?;
         Ok(Relay {
             db,
             bus: bus.clone(),
@@ -99,15 +112,17 @@ impl Relay {
 
     /// Creates the events topic unless it exists (Kafka), so consumers can subscribe
     /// before the first event.
-    pub async fn ensure_topic(&self) -> anyhow::Result<()> {
+    pub async fn ensure_topic(&self) -> Result<(), ServiceError> {
         self.bus
-            .ensure_topic(shop_user::TOPIC, self.config.topic_partitions)
+            .ensure_topic(&self.config.topic, self.config.topic_partitions)
             .await
-            .with_context(|| format!("creating topic {}", shop_user::TOPIC))
+            .map_err(|e| {
+                ServiceError::Unavailable(format!("creating topic {}: {e}", self.config.topic))
+            })
     }
 
     /// The oldest unpublished rows, in position order.
-    pub async fn pending(&self) -> anyhow::Result<Vec<OutboxRow>> {
+    pub async fn pending(&self) -> Result<Vec<OutboxRow>, ServiceError> {
         let rows = sql::query(
             "SELECT position, topic, message_key, payload FROM outbox \
              WHERE published_at IS NULL ORDER BY position LIMIT $1",
@@ -115,7 +130,7 @@ impl Relay {
         .bind(self.config.batch_size)
         .fetch_all(&self.db)
         .await
-        .context("reading the outbox")?;
+        .map_err(failed("reading the outbox"))?;
         rows.iter()
             .map(|r| {
                 Ok(OutboxRow {
@@ -126,12 +141,12 @@ impl Relay {
                 })
             })
             .collect::<Result<_, sql::Error>>()
-            .context("decoding outbox rows")
+            .map_err(failed("decoding outbox rows"))
     }
 
     /// Publishes `rows` in order and waits for the acknowledgements. Returns the
     /// positions delivered, a prefix of `rows`, and the error that ended it early.
-    pub async fn publish(&self, rows: &[OutboxRow]) -> (Vec<i64>, Option<anyhow::Error>) {
+    pub async fn publish(&self, rows: &[OutboxRow]) -> (Vec<i64>, Option<ServiceError>) {
         let batch: Vec<Outgoing<'_>> = rows
             .iter()
             .map(|r| Outgoing {
@@ -147,14 +162,14 @@ impl Relay {
             let at = rows
                 .get(acknowledged)
                 .map_or_else(|| "?".to_string(), |r| r.position.to_string());
-            anyhow::Error::new(e).context(format!("delivering outbox position {at}"))
+            ServiceError::Unavailable(format!("delivering outbox position {at}: {e}"))
         });
         (delivered, failure)
     }
 
     /// Publishes the pending rows WITHOUT marking them: the first half of a round, and
     /// what a relay that crashes before its mark has done.
-    pub async fn publish_pending(&self) -> anyhow::Result<Vec<i64>> {
+    pub async fn publish_pending(&self) -> Result<Vec<i64>, ServiceError> {
         let rows = self.pending().await?;
         match self.publish(&rows).await {
             (delivered, None) => Ok(delivered),
@@ -162,7 +177,7 @@ impl Relay {
         }
     }
 
-    pub async fn mark_published(&self, positions: &[i64]) -> anyhow::Result<()> {
+    pub async fn mark_published(&self, positions: &[i64]) -> Result<(), ServiceError> {
         let now = chrono::Utc::now();
         for chunk in positions.chunks(MARK_CHUNK) {
             sql::query(format!(
@@ -173,14 +188,14 @@ impl Relay {
             .bind_all(chunk.iter().map(|p| sql::Arg::from(*p)))
             .execute(&self.db)
             .await
-            .context("marking outbox rows published")?;
+            .map_err(failed("marking outbox rows published"))?;
         }
         Ok(())
     }
 
     /// One round: publish the oldest pending rows, mark what the bus acknowledged.
     /// Returns how many rows were published.
-    pub async fn run_once(&self) -> anyhow::Result<usize> {
+    pub async fn run_once(&self) -> Result<usize, ServiceError> {
         let rows = self.pending().await?;
         if rows.is_empty() {
             return Ok(0);
@@ -188,8 +203,8 @@ impl Relay {
         let (delivered, failure) = self.publish(&rows).await;
         self.mark_published(&delivered).await?;
         if let Some(e) = failure {
-            return Err(e.context(format!(
-                "{} of {} rows published",
+            return Err(ServiceError::Unavailable(format!(
+                "{e} ({} of {} rows published)",
                 delivered.len(),
                 rows.len()
             )));
@@ -205,7 +220,7 @@ impl Relay {
         tokio::select! {
             r = tokio::time::timeout(self.config.delivery_timeout, self.ensure_topic()) => match r {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "relay: topic not ensured"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "relay: topic not ensured"),
                 Err(_) => tracing::warn!("relay: topic not ensured in time"),
             },
             () = stopped(&mut shutdown) => {
@@ -223,7 +238,7 @@ impl Relay {
                 None => None,
             };
             match held {
-                None => match try_lease(&self.db).await {
+                None => match try_lease(&self.db, self.config.lease_key).await {
                     Ok(Some(l)) => {
                         tracing::info!("relay lease acquired: publishing the outbox");
                         lease = Some(l);
@@ -236,13 +251,13 @@ impl Relay {
                             standing_by = true;
                         }
                     }
-                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "relay lease"),
+                    Err(e) => tracing::warn!(error = %e, "relay lease"),
                 },
                 Some(true) => {
                     tokio::select! {
                         r = self.run_once() => match r {
                             Ok(n) => busy = n >= batch,
-                            Err(e) => tracing::warn!(error = %format!("{e:#}"), "relay round failed"),
+                            Err(e) => tracing::warn!(error = %e, "relay round failed"),
                         },
                         // Abandoned mid-round: what was delivered and not marked is sent again.
                         () = stopped(&mut shutdown) => break,
