@@ -899,11 +899,14 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
             " What service `{}` does when other services' events arrive.",
             svc.name
         );
+        let reactions = reactions(system, svc, &t, &command_enum);
         quote! {
             #[doc = #doc]
             pub trait #t: Send + Sync + 'static {
                 #(#sub_methods)*
             }
+
+            #reactions
         }
     };
 
@@ -1065,4 +1068,58 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
 
         #subscriptions
     })
+}
+
+/// Per other service subscribed to: a wrapper that implements the runtime's `Reaction`
+/// for that service's events over the hand-written subscription trait.
+fn reactions(
+    system: &System,
+    svc: &Service,
+    subscriptions: &proc_macro2::Ident,
+    command_enum: &proc_macro2::Ident,
+) -> TokenStream {
+    let mut out = TokenStream::new();
+    let mut others: Vec<&str> = svc.subscriptions.iter().map(|s| s.service.as_str()).collect();
+    others.dedup();
+    for other_name in others {
+        let Some(other) = system.services.iter().find(|o| o.name == other_name) else {
+            continue;
+        };
+        let other_crate = crate_ident(system, other);
+        let other_event = format_ident!("{}Event", other.entity);
+        let wrapper = format_ident!(
+            "{}On{}Events",
+            svc.name.to_upper_camel_case(),
+            other.name.to_upper_camel_case()
+        );
+        let arms = svc.subscriptions.iter().filter(|s| s.service == other_name).map(|s| {
+            let ev = format_ident!("{}", s.event);
+            let method = format_ident!("on_{}_{}", s.service, s.event.to_snake_case());
+            quote!(#other_crate::#other_event::#ev(e) => self.0.#method(meta.stream_id, e).await,)
+        });
+        let doc = format!(
+            " Runs [`{subscriptions}`] for the events of service `{}` (the runtime's subscriber takes it).",
+            other.name
+        );
+        out.extend(quote! {
+            #[doc = #doc]
+            pub struct #wrapper<T>(pub T);
+
+            impl<T: #subscriptions> shop_kit::es::Reaction<#other_crate::#other_event> for #wrapper<T> {
+                type Command = #command_enum;
+                async fn commands(
+                    &self,
+                    meta: &shop_kit::es::EventMeta,
+                    event: &#other_crate::#other_event,
+                ) -> Result<Vec<#command_enum>, ServiceError> {
+                    #[allow(unreachable_patterns)]
+                    match event {
+                        #(#arms)*
+                        _ => Ok(Vec::new()),
+                    }
+                }
+            }
+        });
+    }
+    out
 }

@@ -133,6 +133,10 @@ impl CartCommands {
         self.executor.store()
     }
 
+    pub fn executor(&self) -> &Executor<CartDecider<Cart>, ProductExists> {
+        &self.executor
+    }
+
     /// The state and version of one cart, folded from the store.
     pub async fn load(&self, cart_id: Uuid) -> Result<(Cart, i64, Vec<Commit>), ServiceError> {
         self.executor.load(cart_id).await

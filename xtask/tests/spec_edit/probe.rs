@@ -37,6 +37,7 @@ fn supplier(name: &str, country: &str) -> pb::CreateSupplierRequest {
         name: name.into(),
         country: country.into(),
         rating: Some(4),
+        idempotency_key: None,
     }
 }
 

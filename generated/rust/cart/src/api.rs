@@ -1074,3 +1074,22 @@ pub trait CartSubscriptions: Send + Sync + 'static {
         event: &shop_user::AccountDeleted,
     ) -> impl Future<Output = Result<Vec<CartCommand>, ServiceError>> + Send;
 }
+/// Runs [`CartSubscriptions`] for the events of service `user` (the runtime's subscriber takes it).
+pub struct CartOnUserEvents<T>(pub T);
+impl<T: CartSubscriptions> shop_kit::es::Reaction<shop_user::CustomerEvent>
+for CartOnUserEvents<T> {
+    type Command = CartCommand;
+    async fn commands(
+        &self,
+        meta: &shop_kit::es::EventMeta,
+        event: &shop_user::CustomerEvent,
+    ) -> Result<Vec<CartCommand>, ServiceError> {
+        #[allow(unreachable_patterns)]
+        match event {
+            shop_user::CustomerEvent::AccountDeleted(e) => {
+                self.0.on_user_account_deleted(meta.stream_id, e).await
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+}

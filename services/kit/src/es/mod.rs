@@ -13,6 +13,8 @@ pub mod relay;
 #[cfg(feature = "es")]
 pub mod store;
 #[cfg(feature = "es")]
+pub mod subscriber;
+#[cfg(feature = "es")]
 pub mod tail;
 
 use chrono::{DateTime, Utc};
@@ -68,6 +70,17 @@ pub trait Decider: Send + Sync + 'static {
     /// The stream a command addresses, when its input names it.
     fn stream_id(command: &Self::Command) -> Option<Uuid>;
     fn command_name(command: &Self::Command) -> &'static str;
+}
+
+/// What a service does when another service's event `E` arrives: the commands to run
+/// here (the generator implements it over the hand-written subscription trait).
+pub trait Reaction<E: Event>: Send + Sync + 'static {
+    type Command: Send + Sync;
+    fn commands(
+        &self,
+        meta: &EventMeta,
+        event: &E,
+    ) -> impl std::future::Future<Output = Result<Vec<Self::Command>, ServiceError>> + Send;
 }
 
 /// What projecting one event into a read model did.
