@@ -910,6 +910,19 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
         }
     };
 
+    let handlers = command_handlers(svc, &decider, &aggregate_trait, &command_enum);
+    let view_method = if strong_queries(svc).next().is_some() {
+        let entity = format_ident!("{}", agg);
+        quote! {
+            /// The state as the API shows it (what a strongly consistent query answers);
+            /// `None` when the stream does not exist for its callers (never created,
+            /// or deleted).
+            fn view(&self, id: uuid::Uuid) -> Option<pb::#entity>;
+        }
+    } else {
+        TokenStream::new()
+    };
+
     let topic = svc
         .messaging
         .as_ref()
@@ -1028,6 +1041,7 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
             /// Folds one event into the state. Events are facts: this cannot fail.
             fn apply(&mut self, event: &#event_enum);
             #(#aggregate_methods)*
+            #view_method
         }
 
         /// Runs the decision for any command.
@@ -1067,6 +1081,8 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
         }
 
         #subscriptions
+
+        #handlers
     })
 }
 
@@ -1079,7 +1095,11 @@ fn reactions(
     command_enum: &proc_macro2::Ident,
 ) -> TokenStream {
     let mut out = TokenStream::new();
-    let mut others: Vec<&str> = svc.subscriptions.iter().map(|s| s.service.as_str()).collect();
+    let mut others: Vec<&str> = svc
+        .subscriptions
+        .iter()
+        .map(|s| s.service.as_str())
+        .collect();
     others.dedup();
     for other_name in others {
         let Some(other) = system.services.iter().find(|o| o.name == other_name) else {
@@ -1122,4 +1142,111 @@ fn reactions(
         });
     }
     out
+}
+
+/// The queries answered by the command side from the folded state.
+fn strong_queries(svc: &Service) -> impl Iterator<Item = &Operation> {
+    let command_side: Vec<&str> = svc
+        .operations
+        .iter()
+        .filter(|o| o.kind == OperationKind::Command)
+        .map(|o| o.deployable.as_str())
+        .collect();
+    svc.operations.iter().filter(move |o| {
+        o.kind == OperationKind::Query && command_side.contains(&o.deployable.as_str())
+    })
+}
+
+/// The command side of a CQRS service on the runtime's executor: every command use case
+/// (request to command, execute under the request's idempotency key and expected
+/// version, answer the stream id and version) and every strong query (load, fold,
+/// `view`). Only when every method of that proto service is one of those.
+fn command_handlers(
+    svc: &Service,
+    decider: &proc_macro2::Ident,
+    aggregate_trait: &proc_macro2::Ident,
+    command_enum: &proc_macro2::Ident,
+) -> TokenStream {
+    if svc.pattern != Pattern::CqrsEs {
+        return TokenStream::new();
+    }
+    let Some(ps) = svc.proto.services.iter().find(|ps| {
+        ps.methods.iter().any(|m| {
+            svc.operation(&m.method)
+                .is_some_and(|o| o.kind == OperationKind::Command)
+        })
+    }) else {
+        return TokenStream::new();
+    };
+    let agg = svc.entity.as_str();
+    let id_field = format!("{}_id", agg.to_snake_case());
+    let id_ident = format_ident!("{}", id_field);
+    let out_ident = format_ident!("{}", agg.to_snake_case());
+    let mut methods = Vec::new();
+    for m in &ps.methods {
+        let Some(o) = svc.operation(&m.method) else {
+            return TokenStream::new();
+        };
+        let method = format_ident!("{}", m.method.to_snake_case());
+        let req = format_ident!("{}", m.request);
+        let resp = format_ident!("{}", m.response);
+        let body = match o.kind {
+            OperationKind::Command => {
+                let variant = format_ident!("{}", o.name);
+                quote! {
+                    let command = #command_enum::#variant(#variant::try_from(&request)?);
+                    let done = self
+                        .executor
+                        .execute(&ctx, request.idempotency_key.as_deref(), request.expected_version, &command)
+                        .await?;
+                    Ok(pb::#resp { #id_ident: done.stream_id.to_string(), version: done.version })
+                }
+            }
+            OperationKind::Query
+                if o.input.len() == 1
+                    && o.input[0].name == id_field
+                    && o.output.as_deref().is_none_or(|out| out == agg) =>
+            {
+                quote! {
+                    let _ = ctx;
+                    let id = uuid::Uuid::parse_str(&request.#id_ident)
+                        .map_err(|_| ServiceError::invalid(#id_field, "must be a UUID"))?;
+                    let (state, version, _) = self.executor.load(id).await?;
+                    let found = state.view(id).ok_or_else(|| ServiceError::not_found(#agg, id))?;
+                    Ok(pb::#resp { #out_ident: Some(found), version })
+                }
+            }
+            _ => return TokenStream::new(),
+        };
+        methods.push(quote! {
+            async fn #method(&self, ctx: RequestContext, request: pb::#req) -> Result<pb::#resp, ServiceError> {
+                #body
+            }
+        });
+    }
+    let handlers = format_ident!(
+        "{}Handlers",
+        ps.name.strip_suffix("Service").unwrap_or(&ps.name)
+    );
+    let use_cases = format_ident!("{}", use_case_trait_name(&ps.name));
+    let doc = format!(
+        " `{}` on the event-sourcing runtime: every use case generated (feature `runtime`).",
+        ps.name
+    );
+    quote! {
+        #[doc = #doc]
+        #[cfg(feature = "runtime")]
+        pub struct #handlers<A, C> {
+            pub executor: shop_kit::es::command::Executor<#decider<A>, C>,
+        }
+
+        #[cfg(feature = "runtime")]
+        impl<A, C> #use_cases for #handlers<A, C>
+        where
+            A: #aggregate_trait,
+            C: shop_kit::es::command::Checks<#decider<A>>,
+        {
+            #(#methods)*
+        }
+    }
 }

@@ -162,6 +162,11 @@ impl CartAggregate for Cart {
         Ok(vec![CartEvent::CartDeleted(CartDeleted {})])
     }
 
+    fn view(&self, id: Uuid) -> Option<shop_cart::pb::Cart> {
+        self.is_live()
+            .then(|| crate::query::cart_pb(id, self.customer_id, &self.items))
+    }
+
     fn assign_customer(&self, command: &AssignCustomer) -> Result<Vec<CartEvent>, ServiceError> {
         self.open(command.cart_id)?;
         if self.customer_id == command.customer_id {

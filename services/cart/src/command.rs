@@ -9,10 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use shop_cart::{
-    AddProduct, AssignCustomer, CartCommand, CartDecider, CartSubscriptions, ChangeProductQuantity,
-    DeleteCart, RemoveProduct, ResetCart, pb,
-};
+use shop_cart::{CartCommand, CartCommandHandlers, CartDecider, CartSubscriptions, DeleteCart};
 pub use shop_kit::es::command::Executed;
 use shop_kit::es::command::{Checks, Executor};
 use shop_kit::{RequestContext, ServiceError};
@@ -137,6 +134,13 @@ impl CartCommands {
         &self.executor
     }
 
+    /// The generated use cases of `CartCommandService` on this executor.
+    pub fn handlers(&self) -> CartCommandHandlers<Cart, ProductExists> {
+        CartCommandHandlers {
+            executor: self.executor.clone(),
+        }
+    }
+
     /// The state and version of one cart, folded from the store.
     pub async fn load(&self, cart_id: Uuid) -> Result<(Cart, i64, Vec<Commit>), ServiceError> {
         self.executor.load(cart_id).await
@@ -153,112 +157,6 @@ impl CartCommands {
         self.executor
             .execute(ctx, key.into(), expected_version, command)
             .await
-    }
-
-    async fn run(
-        &self,
-        ctx: RequestContext,
-        key: Option<String>,
-        expected_version: Option<i64>,
-        command: CartCommand,
-    ) -> Result<(String, i64), ServiceError> {
-        let done = self
-            .execute(&ctx, key.as_deref(), expected_version, &command)
-            .await?;
-        Ok((done.stream_id.to_string(), done.version))
-    }
-}
-
-impl shop_cart::CartCommandUseCases for CartCommands {
-    async fn add_product(
-        &self,
-        ctx: RequestContext,
-        request: pb::AddProductRequest,
-    ) -> Result<pb::AddProductResponse, ServiceError> {
-        let c = CartCommand::AddProduct(AddProduct::try_from(&request)?);
-        let (cart_id, version) = self
-            .run(ctx, request.idempotency_key, request.expected_version, c)
-            .await?;
-        Ok(pb::AddProductResponse { cart_id, version })
-    }
-
-    async fn remove_product(
-        &self,
-        ctx: RequestContext,
-        request: pb::RemoveProductRequest,
-    ) -> Result<pb::RemoveProductResponse, ServiceError> {
-        let c = CartCommand::RemoveProduct(RemoveProduct::try_from(&request)?);
-        let (cart_id, version) = self
-            .run(ctx, request.idempotency_key, request.expected_version, c)
-            .await?;
-        Ok(pb::RemoveProductResponse { cart_id, version })
-    }
-
-    async fn change_product_quantity(
-        &self,
-        ctx: RequestContext,
-        request: pb::ChangeProductQuantityRequest,
-    ) -> Result<pb::ChangeProductQuantityResponse, ServiceError> {
-        let c = CartCommand::ChangeProductQuantity(ChangeProductQuantity::try_from(&request)?);
-        let (cart_id, version) = self
-            .run(ctx, request.idempotency_key, request.expected_version, c)
-            .await?;
-        Ok(pb::ChangeProductQuantityResponse { cart_id, version })
-    }
-
-    async fn reset_cart(
-        &self,
-        ctx: RequestContext,
-        request: pb::ResetCartRequest,
-    ) -> Result<pb::ResetCartResponse, ServiceError> {
-        let c = CartCommand::ResetCart(ResetCart::try_from(&request)?);
-        let (cart_id, version) = self
-            .run(ctx, request.idempotency_key, request.expected_version, c)
-            .await?;
-        Ok(pb::ResetCartResponse { cart_id, version })
-    }
-
-    async fn delete_cart(
-        &self,
-        ctx: RequestContext,
-        request: pb::DeleteCartRequest,
-    ) -> Result<pb::DeleteCartResponse, ServiceError> {
-        let c = CartCommand::DeleteCart(DeleteCart::try_from(&request)?);
-        let (cart_id, version) = self
-            .run(ctx, request.idempotency_key, request.expected_version, c)
-            .await?;
-        Ok(pb::DeleteCartResponse { cart_id, version })
-    }
-
-    async fn assign_customer(
-        &self,
-        ctx: RequestContext,
-        request: pb::AssignCustomerRequest,
-    ) -> Result<pb::AssignCustomerResponse, ServiceError> {
-        let c = CartCommand::AssignCustomer(AssignCustomer::try_from(&request)?);
-        let (cart_id, version) = self
-            .run(ctx, request.idempotency_key, request.expected_version, c)
-            .await?;
-        Ok(pb::AssignCustomerResponse { cart_id, version })
-    }
-    /// The cart folded from the event store at its latest version (strongly consistent,
-    /// unlike ViewCart): checkout prices and resets exactly this version. Same contract
-    /// as ViewCart: an unknown or deleted cart is NOT_FOUND.
-    async fn load_cart(
-        &self,
-        _ctx: RequestContext,
-        request: pb::LoadCartRequest,
-    ) -> Result<pb::LoadCartResponse, ServiceError> {
-        let id = Uuid::parse_str(&request.cart_id)
-            .map_err(|_| ServiceError::invalid("cart_id", "must be a UUID"))?;
-        let (state, version, _) = self.load(id).await?;
-        if !state.is_live() {
-            return Err(ServiceError::not_found("cart", id));
-        }
-        Ok(pb::LoadCartResponse {
-            cart: Some(crate::query::cart_pb(id, state.customer_id, &state.items)),
-            version,
-        })
     }
 }
 

@@ -62,7 +62,9 @@ pub async fn serve_command(
         &[shop_cart::FILE_DESCRIPTOR_SET],
     )
     .await?
-    .add_service(shop_cart::cart_command_server(Arc::new(commands)))
+    .add_service(shop_cart::cart_command_server(Arc::new(
+        commands.handlers(),
+    )))
     .serve_with_incoming_shutdown(incoming, shutdown)
     .await?;
     Ok(())

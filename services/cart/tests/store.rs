@@ -378,6 +378,7 @@ async fn load_cart_answers_the_latest_version_from_the_store() {
         .await
         .expect("add b");
     let loaded = cmds
+        .handlers()
         .load_cart(
             ctx("l3"),
             pb::LoadCartRequest {
@@ -399,6 +400,7 @@ async fn load_cart_answers_the_latest_version_from_the_store() {
     want.sort();
     assert_eq!(items, want);
     let unknown = cmds
+        .handlers()
         .load_cart(
             ctx("l4"),
             pb::LoadCartRequest {

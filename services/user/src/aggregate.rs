@@ -97,6 +97,15 @@ impl CustomerAggregate for Customer {
         )])
     }
 
+    fn view(&self, id: uuid::Uuid) -> Option<shop_user::pb::Customer> {
+        self.is_live().then(|| shop_user::pb::Customer {
+            id: id.to_string(),
+            email: self.email.clone(),
+            name: self.name.clone(),
+            registered_at: self.registered_at.as_ref().map(shop_kit::utc_to_timestamp),
+        })
+    }
+
     /// Deleting an unknown or an already deleted account is NOT_FOUND: to every caller a
     /// deleted customer no longer exists (ViewProfile says the same), and a retried delete
     /// whose first answer was lost learns that the account is gone.

@@ -1022,6 +1022,10 @@ pub trait CartAggregate: Default + Clone + Send + Sync + 'static {
         &self,
         command: &AssignCustomer,
     ) -> Result<Vec<CartEvent>, ServiceError>;
+    /// The state as the API shows it (what a strongly consistent query answers);
+    /// `None` when the stream does not exist for its callers (never created,
+    /// or deleted).
+    fn view(&self, id: uuid::Uuid) -> Option<pb::Cart>;
 }
 /// Runs the decision for any command.
 pub fn decide<A: CartAggregate>(
@@ -1091,5 +1095,154 @@ for CartOnUserEvents<T> {
             }
             _ => Ok(Vec::new()),
         }
+    }
+}
+/// `CartCommandService` on the event-sourcing runtime: every use case generated (feature `runtime`).
+#[cfg(feature = "runtime")]
+pub struct CartCommandHandlers<A, C> {
+    pub executor: shop_kit::es::command::Executor<CartDecider<A>, C>,
+}
+#[cfg(feature = "runtime")]
+impl<A, C> CartCommandUseCases for CartCommandHandlers<A, C>
+where
+    A: CartAggregate,
+    C: shop_kit::es::command::Checks<CartDecider<A>>,
+{
+    async fn add_product(
+        &self,
+        ctx: RequestContext,
+        request: pb::AddProductRequest,
+    ) -> Result<pb::AddProductResponse, ServiceError> {
+        let command = CartCommand::AddProduct(AddProduct::try_from(&request)?);
+        let done = self
+            .executor
+            .execute(
+                &ctx,
+                request.idempotency_key.as_deref(),
+                request.expected_version,
+                &command,
+            )
+            .await?;
+        Ok(pb::AddProductResponse {
+            cart_id: done.stream_id.to_string(),
+            version: done.version,
+        })
+    }
+    async fn remove_product(
+        &self,
+        ctx: RequestContext,
+        request: pb::RemoveProductRequest,
+    ) -> Result<pb::RemoveProductResponse, ServiceError> {
+        let command = CartCommand::RemoveProduct(RemoveProduct::try_from(&request)?);
+        let done = self
+            .executor
+            .execute(
+                &ctx,
+                request.idempotency_key.as_deref(),
+                request.expected_version,
+                &command,
+            )
+            .await?;
+        Ok(pb::RemoveProductResponse {
+            cart_id: done.stream_id.to_string(),
+            version: done.version,
+        })
+    }
+    async fn change_product_quantity(
+        &self,
+        ctx: RequestContext,
+        request: pb::ChangeProductQuantityRequest,
+    ) -> Result<pb::ChangeProductQuantityResponse, ServiceError> {
+        let command = CartCommand::ChangeProductQuantity(
+            ChangeProductQuantity::try_from(&request)?,
+        );
+        let done = self
+            .executor
+            .execute(
+                &ctx,
+                request.idempotency_key.as_deref(),
+                request.expected_version,
+                &command,
+            )
+            .await?;
+        Ok(pb::ChangeProductQuantityResponse {
+            cart_id: done.stream_id.to_string(),
+            version: done.version,
+        })
+    }
+    async fn reset_cart(
+        &self,
+        ctx: RequestContext,
+        request: pb::ResetCartRequest,
+    ) -> Result<pb::ResetCartResponse, ServiceError> {
+        let command = CartCommand::ResetCart(ResetCart::try_from(&request)?);
+        let done = self
+            .executor
+            .execute(
+                &ctx,
+                request.idempotency_key.as_deref(),
+                request.expected_version,
+                &command,
+            )
+            .await?;
+        Ok(pb::ResetCartResponse {
+            cart_id: done.stream_id.to_string(),
+            version: done.version,
+        })
+    }
+    async fn delete_cart(
+        &self,
+        ctx: RequestContext,
+        request: pb::DeleteCartRequest,
+    ) -> Result<pb::DeleteCartResponse, ServiceError> {
+        let command = CartCommand::DeleteCart(DeleteCart::try_from(&request)?);
+        let done = self
+            .executor
+            .execute(
+                &ctx,
+                request.idempotency_key.as_deref(),
+                request.expected_version,
+                &command,
+            )
+            .await?;
+        Ok(pb::DeleteCartResponse {
+            cart_id: done.stream_id.to_string(),
+            version: done.version,
+        })
+    }
+    async fn assign_customer(
+        &self,
+        ctx: RequestContext,
+        request: pb::AssignCustomerRequest,
+    ) -> Result<pb::AssignCustomerResponse, ServiceError> {
+        let command = CartCommand::AssignCustomer(AssignCustomer::try_from(&request)?);
+        let done = self
+            .executor
+            .execute(
+                &ctx,
+                request.idempotency_key.as_deref(),
+                request.expected_version,
+                &command,
+            )
+            .await?;
+        Ok(pb::AssignCustomerResponse {
+            cart_id: done.stream_id.to_string(),
+            version: done.version,
+        })
+    }
+    async fn load_cart(
+        &self,
+        ctx: RequestContext,
+        request: pb::LoadCartRequest,
+    ) -> Result<pb::LoadCartResponse, ServiceError> {
+        let _ = ctx;
+        let id = uuid::Uuid::parse_str(&request.cart_id)
+            .map_err(|_| ServiceError::invalid("cart_id", "must be a UUID"))?;
+        let (state, version, _) = self.executor.load(id).await?;
+        let found = state.view(id).ok_or_else(|| ServiceError::not_found("Cart", id))?;
+        Ok(pb::LoadCartResponse {
+            cart: Some(found),
+            version,
+        })
     }
 }

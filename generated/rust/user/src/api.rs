@@ -463,6 +463,10 @@ pub trait CustomerAggregate: Default + Clone + Send + Sync + 'static {
         &self,
         command: &DeleteAccount,
     ) -> Result<Vec<CustomerEvent>, ServiceError>;
+    /// The state as the API shows it (what a strongly consistent query answers);
+    /// `None` when the stream does not exist for its callers (never created,
+    /// or deleted).
+    fn view(&self, id: uuid::Uuid) -> Option<pb::Customer>;
 }
 /// Runs the decision for any command.
 pub fn decide<A: CustomerAggregate>(
