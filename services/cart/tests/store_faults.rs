@@ -24,30 +24,26 @@ use shop_kit::ServiceError;
 use shop_kit::testing::{infra_up, repo_root};
 use uuid::Uuid;
 
-/// The pid file of a harness component (see `xtask/infra/lib/*.sh`).
-fn pid_file(component: &str) -> PathBuf {
-    let dir = std::env::var_os("INFRA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".infra"));
-    match component {
-        "postgres" => dir.join("postgres/data/postmaster.pid"),
-        "kafka" => dir.join("kafka/kafka.pid"),
-        "mongo" => dir.join("mongo/ferretdb.pid"),
-        other => panic!("no component {other}"),
-    }
+/// The server process of a harness component, as `infra.sh status` reports it (the
+/// script knows where each keeps its pid: PostgreSQL's data dir moves under /var/tmp
+/// when the checkout is not reachable by its unprivileged owner).
+fn server_pid(component: &str) -> u32 {
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("xtask/infra/infra.sh"))
+        .args(["status", component])
+        .output()
+        .expect("bash runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{component} is not running: {text}"))
 }
 
 /// SIGKILL to the component's server process; returns once the process is gone (a
 /// dead but unreaped postmaster would make the restarted one refuse its lock file).
 fn kill_server(component: &str) {
-    let file = pid_file(component);
-    let text = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("{component}: reading {}: {e}", file.display()));
-    let pid: i32 = text
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{component}: no pid in {}", file.display()));
+    let pid = server_pid(component);
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
