@@ -332,6 +332,7 @@ fn databases(system: &System) -> Vec<Database> {
         if kind == DatabaseKind::ReadModel {
             tables.push(deletions_table(&svc.entity));
             tables.push(parked_events_table());
+            tables.push(states_table(&svc.entity));
         }
         out.push(Database {
             name: database_name(&system.name, svc),
@@ -382,6 +383,37 @@ fn deletions_table(entity: &str) -> Table {
                 doc: None,
                 renamed_from: None,
             },
+        ],
+        primary_key: vec!["id".into()],
+        unique: Vec::new(),
+        indexes: Vec::new(),
+        foreign_keys: Vec::new(),
+        checks: Vec::new(),
+    }
+}
+
+/// Each stream's aggregate state (JSON) at the version the view's rows show: applying
+/// an event folds it into this state with the aggregate's own `apply` and rewrites the
+/// rows from it, so no SQL repeats what an event does.
+fn states_table(entity: &str) -> Table {
+    let col = |name: &str, sql_type: SqlType| Column {
+        name: name.into(),
+        sql_type,
+        nullable: false,
+        default: None,
+        checks: Vec::new(),
+        doc: None,
+        renamed_from: None,
+    };
+    let mut version = col("version", SqlType::BigInt);
+    version.checks = vec!["version > 0".into()];
+    Table {
+        name: format!("{}_states", names::snake(entity)),
+        doc: Some("Each stream's aggregate state at the version its rows show.".into()),
+        columns: vec![
+            col("id", SqlType::Uuid),
+            version,
+            col("state", SqlType::Jsonb),
         ],
         primary_key: vec!["id".into()],
         unique: Vec::new(),

@@ -21,7 +21,11 @@ use shop_kit::sql::Dialect;
 use shop_kit::testing::TestStore;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    // One spelling of the repository (the harness keys its state by the path).
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 const SUPPLIER: &str = "  Supplier:
@@ -284,6 +288,78 @@ fn a_new_crud_service_answers_graphql_in_shop_up_and_through_envoys() {
         // The servers this repository's harness installed and started.
         .env("INFRA_DIR", root().join(".infra")));
     assert!(out.contains("test result: ok. 1 passed"), "{out}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A new command with its event, added to the cart's spec: regeneration makes the
+/// hand-written aggregate fail to compile, naming the missing decision; writing that
+/// decision and the event's `apply` arm (nothing else: use case, gRPC, executor, read
+/// model, BFF are generated or generic) makes the whole workspace build again.
+#[test]
+fn a_new_command_needs_only_its_decision_and_apply() {
+    let dir = std::env::temp_dir().join(format!("spec-edit-command-{}", std::process::id()));
+    copy_repository(&dir);
+    let spec = fs::read_to_string(dir.join("spec/shop.yaml")).expect("spec");
+    let spec = spec
+        .replacen(
+            "      ResetCart: { input: [cart_id], emits: [CartReset] }\n",
+            "      ResetCart: { input: [cart_id], emits: [CartReset] }\n      PinCart: { input: [cart_id], emits: [CartPinned] }\n",
+            1,
+        )
+        .replacen(
+            "      CartReset: []\n",
+            "      CartReset: []\n      CartPinned: []\n",
+            1,
+        )
+        .replacen("      - ResetCart\n", "      - ResetCart\n      - PinCart\n", 1);
+    assert!(
+        spec.contains("PinCart: {") && spec.contains("CartPinned: []"),
+        "spec edited"
+    );
+    fs::write(dir.join("spec/shop.yaml"), spec).expect("spec");
+    run(Command::new(env!("CARGO_BIN_EXE_xtask")).args([
+        "generate",
+        "--spec",
+        dir.join("spec/shop.yaml").to_str().expect("utf-8"),
+        "--out",
+        dir.join("generated").to_str().expect("utf-8"),
+    ]));
+    let check = || {
+        Command::new(env!("CARGO"))
+            .args(["check", "--workspace", "--all-targets"])
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", "/var/tmp/shop-spec-edit-repo-target")
+            .env("CARGO_INCREMENTAL", "0")
+            .output()
+            .expect("cargo runs")
+    };
+    let before = check();
+    let errors = String::from_utf8_lossy(&before.stderr).to_string();
+    assert!(!before.status.success(), "the aggregate lacks the decision");
+    assert!(
+        errors.contains("pin_cart"),
+        "the error names the decision:\n{errors}"
+    );
+    let aggregate = dir.join("services/cart/src/aggregate.rs");
+    let code = fs::read_to_string(&aggregate).expect("aggregate");
+    let code = code
+        .replacen(
+            "            CartEvent::CartReset(_) => self.items.clear(),\n",
+            "            CartEvent::CartReset(_) => self.items.clear(),\n            CartEvent::CartPinned(_) => {}\n",
+            1,
+        )
+        .replacen(
+            "    fn reset_cart(",
+            "    fn pin_cart(&self, command: &shop_cart::PinCart) -> Result<Vec<CartEvent>, ServiceError> {\n        self.open(command.cart_id)?;\n        Ok(vec![CartEvent::CartPinned(shop_cart::CartPinned {})])\n    }\n\n    fn reset_cart(",
+            1,
+        );
+    fs::write(&aggregate, code).expect("aggregate");
+    let after = check();
+    assert!(
+        after.status.success(),
+        "only the decision and apply were written, and it builds:\n{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 

@@ -31,8 +31,8 @@ use uuid::Uuid;
 pub const MIN_QUANTITY: i32 = 1;
 pub const MAX_QUANTITY: i32 = 99;
 
-/// What the events of one cart stream add up to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the events of one cart stream add up to (kept as JSON in the read model).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cart {
     /// A first `ProductAdded` was recorded.
     pub exists: bool,

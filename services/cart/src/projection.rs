@@ -1,16 +1,20 @@
 //! The read model (PostgreSQL, or an embedded SQLite file: by the scheme of its URL,
 //! statements written once for both) and the event handler that projects into it.
 //!
-//! Tables (all generated): `carts (id, customer_id, version)`, `cart_items`, and the
-//! read model's tombstones, `cart_deletions (id, version)`: a deleted cart's row goes away
-//! (its items cascade) and its last version stays here, so a duplicate of an older
-//! event cannot bring the cart back.
+//! Tables (all generated): `carts (id, customer_id, version)`, `cart_items`, the read
+//! model's tombstones, `cart_deletions (id, version)`, and `cart_states (id, version,
+//! state)`: each cart's aggregate state (JSON) at the version the rows show.
+//!
+//! The rows come from the aggregate's state, never from event-specific SQL: applying an
+//! event folds it into the stored state with the aggregate's own `apply`, and the rows
+//! are written again from `view()` (the one mapping from state to what the API shows; a
+//! deleted cart has no rows, only its tombstone). A new event needs nothing here.
 //!
 //! Applying one event is ONE transaction: take the read model's lock ([`READ_MODEL_LOCK`]
 //! with `Tx::lock`: a transaction advisory lock on PostgreSQL; SQLite's write lock is
 //! already held), so appliers and a rebuild take turns; read the cart's version, then:
 //! - `version <= stored`: covered (a duplicate): nothing to do;
-//! - `version == stored + 1`: apply, store the new version, commit;
+//! - `version == stored + 1`: apply to the state, write state and rows, commit;
 //! - `version > stored + 1`: a gap: roll back, report it. [`Projector::project`] then
 //!   reads the missing versions from the event store (the source of truth) and applies
 //!   them first; what still cannot be applied (a version the store does not have, an
@@ -25,17 +29,19 @@
 use std::collections::BTreeMap;
 
 use prost::Message as _;
+use shop_cart::CartAggregate;
 use shop_cart::{CartEvent, EventMeta, pb};
 use shop_kit::bus::Bus;
 pub use shop_kit::es::Projected;
 use shop_kit::es::Projection;
 pub use shop_kit::es::handler::HandlerConfig;
-use shop_kit::sql::{self, ConnectOptions, Db, Migrations};
+use shop_kit::sql::{self, Arg, ConnectOptions, Db, Migrations, Tx};
 use shop_kit::{ServiceError, db};
 use sqlx::migrate::Migrator;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::aggregate::Cart;
 use crate::store::EventStore;
 
 pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../generated/sql/shop_cart_read");
@@ -47,8 +53,8 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &SQLITE_MIGRATOR,
 };
 
-/// The read model's tables.
-pub const TABLES: [&str; 3] = ["carts", "cart_items", "cart_deletions"];
+/// The read model's tables, children first.
+pub const TABLES: [&str; 4] = ["cart_items", "cart_deletions", "carts", "cart_states"];
 
 /// The key every writer of the read model locks ([`sql::Tx::lock`]) for its
 /// transaction: appliers and a rebuild take turns.
@@ -348,22 +354,7 @@ impl Projector {
         let id = meta.stream_id;
         let mut tx = self.db.begin().await.map_err(db::error)?;
         tx.lock(READ_MODEL_LOCK).await.map_err(db::error)?;
-        let deleted = deleted_at(&mut tx, id).await?;
-        if let Some(at) = deleted {
-            if meta.version > at {
-                tracing::error!(cart_id = %id, version = meta.version, deleted_at = at,
-                    "event after the cart's deletion: ignored");
-            }
-            let _ = tx.rollback().await;
-            return Ok(Applied::Covered);
-        }
-        let stored = sql::query("SELECT version FROM carts WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut tx)
-            .await
-            .and_then(|r| r.map(|r| r.i64("version")).transpose())
-            .map_err(db::error)?;
-        let have = stored.unwrap_or(0);
+        let (have, state) = stored_state(&mut tx, id).await?;
         if meta.version <= have {
             let _ = tx.rollback().await;
             return Ok(Applied::Covered);
@@ -372,59 +363,161 @@ impl Projector {
             let _ = tx.rollback().await;
             return Ok(Applied::Gap { have });
         }
-        if stored.is_none() {
-            sql::query("INSERT INTO carts (id, customer_id, version) VALUES ($1, NULL, 0)")
-                .bind(id)
-                .execute(&mut tx)
-                .await
-                .map_err(db::error)?;
-        }
-        let q = match event {
-            CartEvent::ProductAdded(e) => sql::query(
-                "INSERT INTO cart_items (cart_id, product_id, quantity) VALUES ($1, $2, $3) \
-                 ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = cart_items.quantity + excluded.quantity",
-            )
-            .bind(id)
-            .bind(e.product_id)
-            .bind(e.quantity),
-            CartEvent::ProductRemoved(e) => {
-                sql::query("DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2")
-                    .bind(id)
-                    .bind(e.product_id)
-            }
-            CartEvent::ProductQuantityChanged(e) => sql::query(
-                "INSERT INTO cart_items (cart_id, product_id, quantity) VALUES ($1, $2, $3) \
-                 ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = excluded.quantity",
-            )
-            .bind(id)
-            .bind(e.product_id)
-            .bind(e.quantity),
-            CartEvent::CartReset(_) => {
-                sql::query("DELETE FROM cart_items WHERE cart_id = $1").bind(id)
-            }
-            CartEvent::CartDeleted(_) => {
-                sql::query("INSERT INTO cart_deletions (id, version) VALUES ($1, $2)")
-                    .bind(id)
-                    .bind(meta.version)
-            }
-            CartEvent::CustomerAssigned(e) => {
-                sql::query("UPDATE carts SET customer_id = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(e.customer_id)
-            }
+        let mut state = match state {
+            Some(state) => state,
+            None if have == 0 => Cart::default(),
+            // Rows written before states were kept: fold the stream from the store.
+            None => self.fold_from_store(id, have).await?,
         };
-        q.execute(&mut tx).await.map_err(db::error)?;
-        let last = if matches!(event, CartEvent::CartDeleted(_)) {
-            sql::query("DELETE FROM carts WHERE id = $1").bind(id)
-        } else {
-            sql::query("UPDATE carts SET version = $2 WHERE id = $1")
-                .bind(id)
-                .bind(meta.version)
-        };
-        last.execute(&mut tx).await.map_err(db::error)?;
+        state.apply(event);
+        write_cart(&mut tx, id, meta.version, &state).await?;
         tx.commit().await.map_err(db::error)?;
         Ok(Applied::Applied)
     }
+
+    async fn fold_from_store(&self, id: Uuid, until: i64) -> Result<Cart, ServiceError> {
+        let store = self.store.as_ref().ok_or_else(|| {
+            ServiceError::Internal(format!(
+                "cart {id}: no stored state and no event store to fold it from; run `cart-service rebuild`"
+            ))
+        })?;
+        let mut state = Cart::default();
+        for c in store.load(id).await? {
+            for (meta, event) in c.decode::<CartEvent>()? {
+                if meta.version <= until {
+                    state.apply(&event);
+                }
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// The version the read model holds for a cart and its state there (`None`: no state
+/// stored; the version then comes from rows written before states were kept).
+async fn stored_state(tx: &mut Tx, id: Uuid) -> Result<(i64, Option<Cart>), ServiceError> {
+    let row = sql::query("SELECT version, state FROM cart_states WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db::error)?;
+    if let Some(row) = row {
+        let version = row.i64("version").map_err(db::error)?;
+        let json = row.json("state").map_err(db::error)?;
+        let state = serde_json::from_value(json)
+            .map_err(|e| ServiceError::Internal(format!("cart {id}: stored state: {e}")))?;
+        return Ok((version, Some(state)));
+    }
+    let shown = sql::query("SELECT version FROM carts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .and_then(|r| r.map(|r| r.i64("version")).transpose())
+        .map_err(db::error)?;
+    let deleted = deleted_at(&mut *tx, id).await?;
+    Ok((shown.or(deleted).unwrap_or(0), None))
+}
+
+/// The rows of one cart at `version`, from its state: its `carts` row and items when
+/// `view()` shows it, else its tombstone; and the state itself.
+pub struct CartRows {
+    pub cart: Option<Vec<Arg>>,
+    pub items: Vec<Vec<Arg>>,
+    pub deletion: Option<Vec<Arg>>,
+    pub state: Vec<Arg>,
+}
+
+pub fn cart_rows(id: Uuid, version: i64, state: &Cart) -> Result<CartRows, ServiceError> {
+    let json = serde_json::to_value(state)
+        .map_err(|e| ServiceError::Internal(format!("encoding cart state: {e}")))?;
+    let uuid = |field: &str, v: &str| {
+        Uuid::parse_str(v).map_err(|_| {
+            ServiceError::Internal(format!("view of cart {id}: {field} is not a UUID"))
+        })
+    };
+    let mut rows = CartRows {
+        cart: None,
+        items: Vec::new(),
+        deletion: None,
+        state: vec![Arg::from(id), Arg::from(version), Arg::from(json)],
+    };
+    match state.view(id) {
+        Some(view) => {
+            let customer = view
+                .customer_id
+                .as_deref()
+                .map(|c| uuid("customer_id", c))
+                .transpose()?;
+            rows.cart = Some(vec![Arg::from(id), Arg::from(customer), Arg::from(version)]);
+            for item in &view.items {
+                rows.items.push(vec![
+                    Arg::from(id),
+                    Arg::from(uuid("product_id", &item.product_id)?),
+                    Arg::from(item.quantity),
+                ]);
+            }
+        }
+        None if version > 0 => rows.deletion = Some(vec![Arg::from(id), Arg::from(version)]),
+        None => {}
+    }
+    Ok(rows)
+}
+
+/// Replaces one cart's rows and state with those of `state` at `version`.
+async fn write_cart(tx: &mut Tx, id: Uuid, version: i64, state: &Cart) -> Result<(), ServiceError> {
+    for (table, key) in [
+        ("carts", "id"),
+        ("cart_deletions", "id"),
+        ("cart_states", "id"),
+    ] {
+        sql::query(format!("DELETE FROM {table} WHERE {key} = $1"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db::error)?;
+    }
+    let rows = cart_rows(id, version, state)?;
+    insert_rows(tx, "cart_states", STATE_COLUMNS, vec![rows.state]).await?;
+    insert_rows(tx, "carts", CART_COLUMNS, rows.cart.into_iter().collect()).await?;
+    insert_rows(tx, "cart_items", ITEM_COLUMNS, rows.items).await?;
+    insert_rows(
+        tx,
+        "cart_deletions",
+        DELETION_COLUMNS,
+        rows.deletion.into_iter().collect(),
+    )
+    .await?;
+    Ok(())
+}
+
+pub const STATE_COLUMNS: &str = "id, version, state";
+pub const CART_COLUMNS: &str = "id, customer_id, version";
+pub const ITEM_COLUMNS: &str = "cart_id, product_id, quantity";
+pub const DELETION_COLUMNS: &str = "id, version";
+
+/// Rows per multi-row `INSERT … VALUES` (well under both dialects' parameter limits).
+const CHUNK: usize = 300;
+
+/// Inserts `rows` into `table` with multi-row `VALUES`.
+pub async fn insert_rows(
+    tx: &mut Tx,
+    table: &str,
+    columns: &str,
+    rows: Vec<Vec<Arg>>,
+) -> Result<(), ServiceError> {
+    for chunk in rows.chunks(CHUNK) {
+        let width = chunk.first().map(Vec::len).unwrap_or(0);
+        let values = (0..chunk.len())
+            .map(|i| format!("({})", sql::placeholders(i * width + 1, width)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sql::query(format!("INSERT INTO {table} ({columns}) VALUES {values}"))
+            .bind_all(chunk.iter().flatten().cloned())
+            .execute(&mut *tx)
+            .await
+            .map_err(db::error)?;
+    }
+    Ok(())
 }
 
 impl Projection<CartEvent> for Projector {

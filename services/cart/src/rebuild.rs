@@ -18,11 +18,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use shop_cart::CartAggregate;
-use shop_kit::sql::{self, Arg, Db, Tx};
+use shop_kit::sql::{self, Db, Tx};
 use uuid::Uuid;
 
 use crate::aggregate::Cart;
-use crate::projection::READ_MODEL_LOCK;
+use crate::projection::{
+    CART_COLUMNS, DELETION_COLUMNS, ITEM_COLUMNS, READ_MODEL_LOCK, STATE_COLUMNS, TABLES,
+    cart_rows, insert_rows,
+};
 use crate::store::{Commit, EventStore};
 
 /// What a rebuild did.
@@ -109,53 +112,25 @@ impl Folded {
     }
 }
 
-/// Rows per multi-row `INSERT … VALUES` (3 values each: well under both dialects'
-/// parameter limits).
-const CHUNK: usize = 500;
-
-async fn insert_rows(
-    tx: &mut Tx,
-    table: &str,
-    columns: &str,
-    rows: Vec<Vec<Arg>>,
-) -> anyhow::Result<()> {
-    for chunk in rows.chunks(CHUNK) {
-        let width = chunk.first().map(Vec::len).unwrap_or(0);
-        let values = (0..chunk.len())
-            .map(|i| format!("({})", sql::placeholders(i * width + 1, width)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        sql::query(format!("INSERT INTO {table} ({columns}) VALUES {values}"))
-            .bind_all(chunk.iter().flatten().cloned())
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Writes the folded state of every cart into the (emptied) tables.
+/// Writes the folded state of every cart into the (emptied) tables: rows from each
+/// state's `view()`, as the event handler writes them.
 async fn write_carts(tx: &mut Tx, folded: &Folded) -> anyhow::Result<()> {
     let mut ids: Vec<&Uuid> = folded.carts.keys().collect();
     ids.sort();
-    let (mut carts, mut items, mut deletions) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut states, mut carts, mut items, mut deletions) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for id in ids {
         let (state, version) = &folded.carts[id];
-        if state.deleted {
-            deletions.push(vec![Arg::from(*id), Arg::from(*version)]);
-        } else if state.exists {
-            carts.push(vec![
-                Arg::from(*id),
-                Arg::from(state.customer_id),
-                Arg::from(*version),
-            ]);
-            for (p, q) in &state.items {
-                items.push(vec![Arg::from(*id), Arg::from(*p), Arg::from(*q)]);
-            }
-        }
+        let rows = cart_rows(*id, *version, state)?;
+        states.push(rows.state);
+        carts.extend(rows.cart);
+        items.extend(rows.items);
+        deletions.extend(rows.deletion);
     }
-    insert_rows(tx, "carts", "id, customer_id, version", carts).await?;
-    insert_rows(tx, "cart_items", "cart_id, product_id, quantity", items).await?;
-    insert_rows(tx, "cart_deletions", "id, version", deletions).await?;
+    insert_rows(tx, "cart_states", STATE_COLUMNS, states).await?;
+    insert_rows(tx, "carts", CART_COLUMNS, carts).await?;
+    insert_rows(tx, "cart_items", ITEM_COLUMNS, items).await?;
+    insert_rows(tx, "cart_deletions", DELETION_COLUMNS, deletions).await?;
     Ok(())
 }
 
@@ -178,7 +153,7 @@ pub async fn rebuild(store: &EventStore, db: &Db) -> anyhow::Result<RebuildRepor
     tx.lock(READ_MODEL_LOCK).await?;
     let until = store.max_position().await?;
     folded.catch_up(store, Some(until), &mut touched).await?;
-    for t in ["cart_items", "cart_deletions", "carts"] {
+    for t in TABLES {
         sql::query(format!("DELETE FROM {t}"))
             .execute(&mut tx)
             .await?;

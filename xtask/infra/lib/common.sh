@@ -6,6 +6,9 @@
 INFRA_SCRIPT_DIR="${INFRA_SCRIPT_DIR:?}"
 REPO_ROOT="$(cd "$INFRA_SCRIPT_DIR/../.." && pwd)"
 INFRA_DIR="${INFRA_DIR:-$REPO_ROOT/.infra}"
+# One spelling per folder (`repo/xtask/../.infra` is `repo/.infra`): where PostgreSQL
+# lives when run as root is keyed by this string.
+mkdir -p "$INFRA_DIR" && INFRA_DIR="$(cd "$INFRA_DIR" && pwd)"
 INFRA_HOST=127.0.0.1
 
 INFRA_PG_PORT="${INFRA_PG_PORT:-55432}"
