@@ -23,7 +23,7 @@ use crate::store::{Commit, EventStore};
 /// The commit id of `command` on `cart_id` under the idempotency key `key` (what the
 /// runtime's executor derives).
 pub fn commit_id(command: &CartCommand, cart_id: Uuid, key: Option<&str>) -> Uuid {
-    shop_kit::idempotency::attempt_id(&format!("cart.{}/{cart_id}", command.name()), key)
+    shop_kit::es::command::commit_id::<CartDecider<Cart>>(cart_id, command, key)
 }
 
 /// Whether a product exists (the product service, or a stand-in in tests).

@@ -179,15 +179,6 @@ impl Projector {
         event: &CartEvent,
         source: &str,
     ) -> Result<Projected, ServiceError> {
-        <Self as Projection<CartEvent>>::project(self, meta, event, source).await
-    }
-
-    async fn project_or_park(
-        &self,
-        meta: &EventMeta,
-        event: &CartEvent,
-        source: &str,
-    ) -> Result<Projected, ServiceError> {
         match self.try_project(meta, event).await? {
             Ok(done) => {
                 if let Projected::Filled { from, to } = done {
@@ -262,16 +253,6 @@ impl Projector {
 
     /// Keeps an event this view cannot apply, with the reason, and raises the alert.
     pub async fn park(
-        &self,
-        meta: Option<&EventMeta>,
-        source: &str,
-        reason: &str,
-        payload: &[u8],
-    ) -> Result<(), ServiceError> {
-        <Self as Projection<CartEvent>>::park(self, meta, source, reason, payload).await
-    }
-
-    async fn park_here(
         &self,
         meta: Option<&EventMeta>,
         source: &str,
@@ -527,7 +508,7 @@ impl Projection<CartEvent> for Projector {
         event: &CartEvent,
         source: &str,
     ) -> Result<Projected, ServiceError> {
-        self.project_or_park(meta, event, source).await
+        Projector::project(self, meta, event, source).await
     }
 
     async fn park(
@@ -537,13 +518,8 @@ impl Projection<CartEvent> for Projector {
         reason: &str,
         payload: &[u8],
     ) -> Result<(), ServiceError> {
-        self.park_here(meta, source, reason, payload).await
+        Projector::park(self, meta, source, reason, payload).await
     }
-}
-
-/// The event handler's settings, with the cart's defaults.
-pub fn handler_config(topic: &str, group: &str) -> HandlerConfig {
-    HandlerConfig::new(topic, group)
 }
 
 /// Consumes the cart topic of `bus` and projects every event, until `shutdown`.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cart_service::{CartCommands, FixedCatalog};
-use common::procs::{BIN, Proc, random_command};
+use common::procs::{BIN, Proc, cart_env, random_command, with};
 use common::{ReadDb, TestStore, ctx, infra, unique, wait_read_model_matches};
 use rand::{Rng, SeedableRng};
 use shop_kit::ServiceError;
@@ -38,20 +38,8 @@ async fn killed_relay_and_event_handler_lose_nothing() {
         .ensure_topic(&topic, 3)
         .await
         .expect("topic");
-    let common = vec![
-        ("MONGO_URL".to_string(), infra().mongo_url.clone()),
-        ("MONGO_DATABASE".into(), t.name.clone()),
-        ("DATABASE_URL".into(), db.url().to_string()),
-        ("KAFKA_BROKERS".into(), brokers.clone()),
-        ("CART_TOPIC".into(), topic.clone()),
-        ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
-        ("RUST_LOG".into(), "info".into()),
-    ];
-    let with = |extra: &[(&str, &str)]| {
-        let mut env = common.clone();
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        env
-    };
+    let common = cart_env(&t.name, db.url(), &topic);
+    let with = |extra: &[(&str, &str)]| with(&common, extra);
     let mut relay = Proc::start(
         "relay",
         with(&[

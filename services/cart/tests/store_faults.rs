@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cart_service::{CartCommands, FixedCatalog, Projector};
-use common::procs::{Proc, random_command};
+use common::procs::{Proc, cart_env, random_command, with};
 use common::{ReadDb, TestStore, ctx, infra, unique, wait_read_model_matches};
 use rand::{Rng, SeedableRng};
 use shop_kit::ServiceError;
@@ -81,19 +81,8 @@ async fn killing_the_stores_mid_load_loses_and_stalls_nothing() {
         .ensure_topic(&topic, 3)
         .await
         .expect("topic");
-    let env = |extra: &[(&str, &str)]| {
-        let mut env = vec![
-            ("MONGO_URL".to_string(), infra().mongo_url.clone()),
-            ("MONGO_DATABASE".into(), t.name.clone()),
-            ("DATABASE_URL".into(), db.url().to_string()),
-            ("KAFKA_BROKERS".into(), brokers.clone()),
-            ("CART_TOPIC".into(), topic.clone()),
-            ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
-            ("RUST_LOG".into(), "info".into()),
-        ];
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        env
-    };
+    let base = cart_env(&t.name, db.url(), &topic);
+    let env = |extra: &[(&str, &str)]| with(&base, extra);
     let mut relay = Proc::start(
         "fault-relay",
         env(&[

@@ -6,11 +6,12 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use prost::Message;
+use shop_kit::es::command::{commit_id, decide_again};
 use shop_kit::sql::{self, Db, Tx, ViolationKind};
 use shop_kit::{RequestContext, ServiceError, db};
 use shop_user::{
-    CustomerCommand, CustomerEvent, DeleteAccount, EventMeta, RegisterCustomer, UserUseCases,
-    decide, pb,
+    CustomerCommand, CustomerDecider, CustomerEvent, DeleteAccount, EventMeta, RegisterCustomer,
+    UserUseCases, decide, pb,
 };
 use uuid::Uuid;
 
@@ -66,24 +67,10 @@ impl Users {
         expected_version: Option<i64>,
         command: &CustomerCommand,
     ) -> Result<Committed, ServiceError> {
-        let retries = if expected_version.is_some() {
-            0
-        } else {
-            CONFLICT_RETRIES
-        };
-        let mut attempt = 0;
-        loop {
-            match self
-                .execute_once(ctx, key, stream_id, expected_version, command)
-                .await
-            {
-                Err(ServiceError::Conflict(_)) if attempt < retries => {
-                    attempt += 1;
-                    tokio::time::sleep(shop_kit::es::command::conflict_backoff(attempt)).await;
-                }
-                other => return other,
-            }
-        }
+        decide_again(expected_version, CONFLICT_RETRIES, || {
+            self.execute_once(ctx, key, stream_id, expected_version, command)
+        })
+        .await
     }
 
     async fn execute_once(
@@ -94,10 +81,7 @@ impl Users {
         expected_version: Option<i64>,
         command: &CustomerCommand,
     ) -> Result<Committed, ServiceError> {
-        let commit_id = shop_kit::idempotency::attempt_id(
-            &format!("user.{}/{stream_id}", command_name(command)),
-            key,
-        );
+        let commit_id = commit_id::<CustomerDecider<Customer>>(stream_id, command, key);
         let mut tx = self.db.begin().await.map_err(db::error)?;
         let (state, version, commits) = load(&mut tx, stream_id).await?;
         if let Some(&(_, first)) = commits.iter().find(|(id, _)| *id == commit_id) {
@@ -187,13 +171,6 @@ impl Users {
 
 /// How often a command without an expected version is decided again after a conflict.
 const CONFLICT_RETRIES: u32 = 64;
-
-fn command_name(command: &CustomerCommand) -> &'static str {
-    match command {
-        CustomerCommand::RegisterCustomer(_) => "RegisterCustomer",
-        CustomerCommand::DeleteAccount(_) => "DeleteAccount",
-    }
-}
 
 /// The stream's state and version, and each commit id it holds with the version the
 /// commit left it at (the answer to a retry).

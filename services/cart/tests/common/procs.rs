@@ -11,6 +11,31 @@ use shop_cart::{
 };
 use uuid::Uuid;
 
+/// The settings every cart process of a test shares: the test's event store (Mongo
+/// database), read database and topic on the harness's servers.
+pub fn cart_env(mongo_database: &str, read_db_url: &str, topic: &str) -> Vec<(String, String)> {
+    let infra = super::infra();
+    [
+        ("MONGO_URL", infra.mongo_url.as_str()),
+        ("MONGO_DATABASE", mongo_database),
+        ("DATABASE_URL", read_db_url),
+        ("KAFKA_BROKERS", infra.brokers.as_str()),
+        ("CART_TOPIC", topic),
+        ("LISTEN_ADDR", "127.0.0.1:0"),
+        ("RUST_LOG", "info"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// `base` and then `extra`.
+pub fn with(base: &[(String, String)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = base.to_vec();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_cart-service");
 
 fn log_dir() -> PathBuf {

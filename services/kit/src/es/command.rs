@@ -65,6 +65,42 @@ pub fn conflict_backoff(attempt: u32) -> Duration {
     Duration::from_micros(jitter)
 }
 
+/// The commit id of `command` on `stream_id`: derived from the caller's idempotency key
+/// (scoped by service, command and stream), or new when there is none.
+pub fn commit_id<D: Decider>(stream_id: Uuid, command: &D::Command, key: Option<&str>) -> Uuid {
+    let scope = format!("{}.{}/{stream_id}", D::SERVICE, D::command_name(command));
+    crate::idempotency::attempt_id(&scope, key)
+}
+
+/// Runs `attempt` again after a conflict, up to `retries` times with
+/// [`conflict_backoff`], unless the caller named an expected version (then the conflict
+/// is the caller's).
+pub async fn decide_again<T, F, Fut>(
+    expected_version: Option<i64>,
+    retries: u32,
+    mut attempt: F,
+) -> Result<T, ServiceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ServiceError>>,
+{
+    let retries = if expected_version.is_some() {
+        0
+    } else {
+        retries
+    };
+    let mut tried = 0;
+    loop {
+        match attempt().await {
+            Err(ServiceError::Conflict(_)) if tried < retries => {
+                tried += 1;
+                tokio::time::sleep(conflict_backoff(tried)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs commands of the decider `D` against an event store.
 pub struct Executor<D, C = NoChecks> {
     store: EventStore,
@@ -135,21 +171,10 @@ impl<D: Decider, C: Checks<D>> Executor<D, C> {
         expected_version: Option<i64>,
         command: &D::Command,
     ) -> Result<Executed, ServiceError> {
-        let retries = if expected_version.is_some() {
-            0
-        } else {
-            self.conflict_retries
-        };
-        let mut attempt = 0;
-        loop {
-            match self.execute_once(ctx, key, expected_version, command).await {
-                Err(ServiceError::Conflict(_)) if attempt < retries => {
-                    attempt += 1;
-                    tokio::time::sleep(conflict_backoff(attempt)).await;
-                }
-                other => return other,
-            }
-        }
+        decide_again(expected_version, self.conflict_retries, || {
+            self.execute_once(ctx, key, expected_version, command)
+        })
+        .await
     }
 
     async fn execute_once(
@@ -162,8 +187,7 @@ impl<D: Decider, C: Checks<D>> Executor<D, C> {
         let stream_id = D::stream_id(command).ok_or_else(|| {
             ServiceError::Internal(format!("{} command without a stream id", D::SERVICE))
         })?;
-        let scope = format!("{}.{}/{stream_id}", D::SERVICE, D::command_name(command));
-        let commit_id = crate::idempotency::attempt_id(&scope, key);
+        let commit_id = commit_id::<D>(stream_id, command, key);
         let (state, version, commits) = self.load(stream_id).await?;
         if let Some(first) = commits.iter().find(|c| c.commit_id == commit_id) {
             return Ok(Executed {
