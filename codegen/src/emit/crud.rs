@@ -18,24 +18,30 @@ use crate::layout::is_computed;
 use crate::names;
 
 /// The entity and the owned entities a crud service stores, with their tables.
-struct Model<'a> {
+pub(super) struct Model<'a> {
     system: &'a System,
     svc: &'a Service,
-    entity: &'a Entity,
-    table: &'a Table,
+    pub(super) entity: &'a Entity,
+    pub(super) table: &'a Table,
     /// Owned children: relation, entity, table.
-    owned: Vec<(&'a Relation, &'a Entity, &'a Table)>,
-    database: &'a Database,
+    pub(super) owned: Vec<(&'a Relation, &'a Entity, &'a Table)>,
+    pub(super) database: &'a Database,
 }
 
 impl<'a> Model<'a> {
-    fn new(system: &'a System, svc: &'a Service) -> Result<Model<'a>, EmitError> {
+    /// The entity of `svc` in its database of `kind` (a crud service's tables, or a
+    /// CQRS service's read model).
+    pub(super) fn new(
+        system: &'a System,
+        svc: &'a Service,
+        kind: DatabaseKind,
+    ) -> Result<Model<'a>, EmitError> {
         let other = |m: String| EmitError::Other(format!("service `{}`: {m}", svc.name));
         let root = entity(system, &svc.entity).ok_or_else(|| other("no entity".into()))?;
         let database = system
             .databases
             .iter()
-            .find(|d| d.service == svc.name && d.kind == DatabaseKind::Crud)
+            .find(|d| d.service == svc.name && d.kind == kind)
             .ok_or_else(|| other("no database".into()))?;
         let table_of = |e: &Entity| {
             let name = names::plural(&names::snake(&e.name));
@@ -86,7 +92,7 @@ pub fn needs_hooks(system: &System, svc: &Service) -> bool {
 
 /// `src/crud.rs` of the service's crate.
 pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> {
-    let m = Model::new(system, svc)?;
+    let m = Model::new(system, svc, DatabaseKind::Crud)?;
     let records = records(&m);
     let hooks = hooks_trait(&m);
     let service = service(&m)?;
@@ -121,7 +127,7 @@ pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> 
 
 // ------------------------------------------------------------------ records
 
-fn records(m: &Model<'_>) -> TokenStream {
+pub(super) fn records(m: &Model<'_>) -> TokenStream {
     let mut out = record(m.entity, m.table, None);
     for (relation, child, table) in &m.owned {
         out.extend(record(child, table, Some((m.entity, relation))));
@@ -370,6 +376,51 @@ fn support(m: &Model<'_>) -> TokenStream {
     let ty = format_ident!("{}", m.entity.name);
     let snake = names::snake(&m.entity.name);
     let (load, attach, store) = support_names(m);
+    let attach_fn = attach_owned(m);
+    let store_each = m.owned.iter().map(|(r, child, _)| {
+        let field = format_ident!("{}", r.name);
+        let cty = format_ident!("{}", child.name);
+        let rows = if r.cardinality.is_many() {
+            quote!(&record.#field)
+        } else {
+            quote!(record.#field.as_slice())
+        };
+        quote! {
+            crud::delete_children::<pb::#cty>(tx, id).await?;
+            crud::insert_children(tx, id, #rows).await?;
+        }
+    });
+    let load_doc = format!(" The {snake} `id` with what it owns, if it exists.");
+    let store_doc =
+        format!(" Replaces what the stored {snake} `id` owns with what `record` lists.");
+    quote! {
+        #[doc = #load_doc]
+        pub async fn #load(db: &Db, id: uuid::Uuid) -> Result<Option<pb::#ty>, ServiceError> {
+            let Some(found) = crud::get::<pb::#ty>(db, id).await? else {
+                return Ok(None);
+            };
+            let mut items = vec![found];
+            #attach(db, &mut items).await?;
+            Ok(items.pop())
+        }
+
+        #attach_fn
+
+        #[doc = #store_doc]
+        #[allow(unused_variables)]
+        pub async fn #store(tx: &mut sql::Tx, id: uuid::Uuid, record: &pb::#ty) -> Result<(), ServiceError> {
+            #(#store_each)*
+            Ok(())
+        }
+    }
+}
+
+/// `attach_<entity>`: fills in what each record of a page owns, one query per owned
+/// relation.
+pub(super) fn attach_owned(m: &Model<'_>) -> TokenStream {
+    let ty = format_ident!("{}", m.entity.name);
+    let snake = names::snake(&m.entity.name);
+    let (_, attach, _) = support_names(m);
     let attach_each = m.owned.iter().map(|(r, child, _)| {
         let field = format_ident!("{}", r.name);
         let cty = format_ident!("{}", child.name);
@@ -386,35 +437,9 @@ fn support(m: &Model<'_>) -> TokenStream {
             }
         }
     });
-    let store_each = m.owned.iter().map(|(r, child, _)| {
-        let field = format_ident!("{}", r.name);
-        let cty = format_ident!("{}", child.name);
-        let rows = if r.cardinality.is_many() {
-            quote!(&record.#field)
-        } else {
-            quote!(record.#field.as_slice())
-        };
-        quote! {
-            crud::delete_children::<pb::#cty>(tx, id).await?;
-            crud::insert_children(tx, id, #rows).await?;
-        }
-    });
-    let load_doc = format!(" The {snake} `id` with what it owns, if it exists.");
     let attach_doc =
         format!(" Fills in what each {snake} of `items` owns (one query per owned relation).");
-    let store_doc =
-        format!(" Replaces what the stored {snake} `id` owns with what `record` lists.");
     quote! {
-        #[doc = #load_doc]
-        pub async fn #load(db: &Db, id: uuid::Uuid) -> Result<Option<pb::#ty>, ServiceError> {
-            let Some(found) = crud::get::<pb::#ty>(db, id).await? else {
-                return Ok(None);
-            };
-            let mut items = vec![found];
-            #attach(db, &mut items).await?;
-            Ok(items.pop())
-        }
-
         #[doc = #attach_doc]
         #[allow(unused_variables)]
         pub async fn #attach(db: &Db, items: &mut [pb::#ty]) -> Result<(), ServiceError> {
@@ -425,17 +450,12 @@ fn support(m: &Model<'_>) -> TokenStream {
             #(#attach_each)*
             Ok(())
         }
-
-        #[doc = #store_doc]
-        #[allow(unused_variables)]
-        pub async fn #store(tx: &mut sql::Tx, id: uuid::Uuid, record: &pb::#ty) -> Result<(), ServiceError> {
-            #(#store_each)*
-            Ok(())
-        }
     }
 }
 
-fn support_names(m: &Model<'_>) -> (proc_macro2::Ident, proc_macro2::Ident, proc_macro2::Ident) {
+pub(super) fn support_names(
+    m: &Model<'_>,
+) -> (proc_macro2::Ident, proc_macro2::Ident, proc_macro2::Ident) {
     let snake = names::snake(&m.entity.name);
     (
         format_ident!("load_{snake}"),

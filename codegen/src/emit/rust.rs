@@ -46,6 +46,12 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
             path: format!("{dir}/src/api.rs"),
             contents: print(api(system, svc, &descriptor)?)?,
         });
+        if super::es_runtime::has_module(svc) {
+            out.push(GeneratedFile {
+                path: format!("{dir}/src/runtime.rs"),
+                contents: print(super::es_runtime::module(system, svc)?)?,
+            });
+        }
         if svc.pattern == Pattern::Crud {
             out.push(GeneratedFile {
                 path: format!("{dir}/src/crud.rs"),
@@ -173,6 +179,7 @@ fn cargo_toml(system: &System, svc: &Service) -> Result<String, EmitError> {
 fn lib_rs(svc: &Service) -> Result<String, EmitError> {
     let mut ctx = tera::Context::new();
     ctx.insert("crud", &(svc.pattern == Pattern::Crud));
+    ctx.insert("runtime", &super::es_runtime::has_module(svc));
     ctx.insert("header", &super::header("//"));
     ctx.insert("service", &svc.name);
     ctx.insert("package", &svc.proto.package);
@@ -911,7 +918,7 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
     };
 
     let handlers = command_handlers(svc, &decider, &aggregate_trait, &command_enum);
-    let view_method = if strong_queries(svc).next().is_some() {
+    let view_method = if strong_queries(svc).next().is_some() || svc.pattern == Pattern::CqrsEs {
         let entity = format_ident!("{}", agg);
         quote! {
             /// The state as the API shows it (what a strongly consistent query answers);
@@ -923,6 +930,12 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
         TokenStream::new()
     };
 
+    // A CQRS read model keeps each stream's state (JSON) beside its rows.
+    let state_bounds = if svc.pattern == Pattern::CqrsEs {
+        quote! { + serde::Serialize + serde::de::DeserializeOwned }
+    } else {
+        TokenStream::new()
+    };
     let topic = svc
         .messaging
         .as_ref()
@@ -1037,7 +1050,7 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
         }
 
         #[doc = #agg_doc]
-        pub trait #aggregate_trait: Default + Clone + Send + Sync + 'static {
+        pub trait #aggregate_trait: Default + Clone + Send + Sync #state_bounds + 'static {
             /// Folds one event into the state. Events are facts: this cannot fail.
             fn apply(&mut self, event: &#event_enum);
             #(#aggregate_methods)*

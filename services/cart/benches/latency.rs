@@ -80,7 +80,7 @@ async fn main() {
         .connect(&db.url)
         .await
         .expect("read db");
-    cart_service::projection::connect(&db.url, &Default::default())
+    shop_kit::sql::Db::open(&db.url, &Default::default(), &shop_cart::READ_MIGRATIONS)
         .await
         .expect("read model")
         .close()

@@ -163,8 +163,16 @@ impl CartAggregate for Cart {
     }
 
     fn view(&self, id: Uuid) -> Option<shop_cart::pb::Cart> {
-        self.is_live()
-            .then(|| crate::query::cart_pb(id, self.customer_id, &self.items))
+        self.is_live().then(|| shop_cart::pb::Cart {
+            id: id.to_string(),
+            customer_id: self.customer_id.map(|c| c.to_string()),
+            items: (self.items.iter())
+                .map(|(p, q)| shop_cart::pb::CartItem {
+                    product_id: p.to_string(),
+                    quantity: *q,
+                })
+                .collect(),
+        })
     }
 
     fn assign_customer(&self, command: &AssignCustomer) -> Result<Vec<CartEvent>, ServiceError> {

@@ -24,9 +24,10 @@ use shop_kit::sql::{ConnectOptions, Db};
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
-use crate::rebuild::RebuildReport;
+use shop_kit::es::rebuild::RebuildReport;
+
 use crate::{
-    CartCommands, CartQueries, EventStore, GrpcCatalog, HandlerConfig, Projector, Relay,
+    CartCommands, CartQueries, EventStore, GrpcCatalog, HandlerConfig, Projector, ReadModel, Relay,
     RelayConfig, StoreTailer, SubscriberConfig, TailConfig,
 };
 
@@ -245,7 +246,7 @@ impl Config {
             .context("DATABASE_URL (the read database) is required for this role")?;
         let options = self.connect_options();
         server::retry_until("read database", self.startup_timeout(), || {
-            crate::projection::connect(&url, &options)
+            Db::open(&url, &options, &shop_cart::READ_MIGRATIONS)
         })
         .await
         .with_context(|| {
@@ -291,9 +292,9 @@ impl Config {
 pub async fn rebuild(config: &Config) -> anyhow::Result<RebuildReport> {
     let store = config.event_store().await?;
     let db = config.read_db().await?;
-    let report = crate::rebuild::rebuild(&store, &db).await;
+    let report = shop_kit::es::rebuild::rebuild::<ReadModel>(&store, &db).await;
     db.close().await;
-    report
+    Ok(report?)
 }
 
 /// `cart-service repair`: projects the parked events again; (repaired, still parked).
@@ -443,12 +444,12 @@ async fn serve_role(
                 instance_id: config.consumer_instance_id.clone(),
                 ..HandlerConfig::default()
             };
-            background.push(tokio::spawn(crate::projection::run_event_handler(
-                Projector::new(db).with_store(store),
-                bus,
-                handler,
-                stop.clone(),
-            )));
+            let projector = Projector::new(db).with_store(store);
+            let rx = stop.clone();
+            background.push(tokio::spawn(async move {
+                shop_kit::es::handler::run_event_handler(projector, bus, handler, rx).await?;
+                Ok(())
+            }));
             tracing::info!(listen = ?listen, "cart event handler serving health");
             crate::serve_health(incoming, wait_stop(stop.clone())).await?;
         }

@@ -5,23 +5,16 @@
 //! - [`store`]: the event store, one record per commit: on the MongoDB wire or in SQL
 //!   (PostgreSQL or SQLite), by URL.
 //! - [`command`]: the command use cases and the account-deletion subscription.
-//! - [`projection`]: the read model (PostgreSQL or SQLite), a [`Projection`] of the
-//!   runtime's event handler (on the bus, or tailing the store).
-//! - [`query`]: ViewCart from the read model.
 //! - [`subscriber`]: consumes `user.events`.
-//! - [`rebuild`]: replays the store and replaces the read model in one transaction.
 //!
-//! The relay (store to bus) and the store tailer are the runtime's
-//! ([`shop_kit::es::relay`], [`shop_kit::es::tail`]) over the cart's events.
-//!
-//! [`Projection`]: shop_kit::es::Projection
+//! The read model (its tables, rows from `Cart::view`, ViewCart) is generated
+//! (`shop_cart::CartReadModel`, `shop_cart::CartQueryHandlers`) and kept by the runtime
+//! ([`shop_kit::es::view`], [`shop_kit::es::rebuild`]); the relay (store to bus) and the
+//! store tailer are the runtime's too ([`shop_kit::es::relay`], [`shop_kit::es::tail`]).
 
 pub mod aggregate;
 pub mod app;
 pub mod command;
-pub mod projection;
-pub mod query;
-pub mod rebuild;
 pub mod store;
 pub mod subscriber;
 
@@ -31,12 +24,18 @@ use std::sync::Arc;
 pub use aggregate::Cart;
 pub use app::{Config, EventsFrom, Role, Task, run};
 pub use command::{CartCommands, Executed, FixedCatalog, GrpcCatalog, ProductCatalog};
-pub use projection::{Applied, HandlerConfig, Projector};
-pub use query::CartQueries;
+pub use shop_kit::es::handler::HandlerConfig;
 pub use shop_kit::es::relay::RelayConfig;
 pub use shop_kit::es::tail::TailConfig;
 pub use store::EventStore;
 pub use subscriber::SubscriberConfig;
+
+/// The cart's read model (generated) over the hand-written aggregate.
+pub type ReadModel = shop_cart::CartReadModel<Cart>;
+/// Projects the cart's events into its read model.
+pub type Projector = shop_kit::es::view::Projector<ReadModel>;
+/// ViewCart from the read model (generated).
+pub type CartQueries = shop_cart::CartQueryHandlers<Cart>;
 
 /// The relay of the cart's event store.
 pub type Relay = shop_kit::es::relay::Relay<shop_cart::CartEvent>;

@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
             "rebuilt the read model: {} events in {} commits, {} carts, up to position {}, in {:.3} s: {:.0} events/s",
             report.events,
             report.commits,
-            report.carts,
+            report.streams,
             report.position,
             report.elapsed.as_secs_f64(),
             report.events_per_second()

@@ -10,12 +10,13 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cart_service::projection::{Projected, load_view};
 use cart_service::{CartCommands, FixedCatalog, HandlerConfig, Projector};
+use common::load_view;
 use common::{ReadDb, TestStore, ctx, read_model_diff, unique};
 use prost::Message as _;
 use shop_cart::{AddProduct, CartCommand, CartEvent, ChangeProductQuantity, EventMeta};
 use shop_kit::bus::{Bus, Outgoing};
+use shop_kit::es::Projected;
 use shop_kit::sql::Dialect;
 use uuid::Uuid;
 
@@ -178,7 +179,7 @@ async fn the_event_handler_parks_what_it_cannot_apply_and_goes_on() {
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let projector = Projector::new(db.pool.clone()).with_store(t.store.clone());
-    let handler = tokio::spawn(cart_service::projection::run_event_handler(
+    let handler = tokio::spawn(shop_kit::es::handler::run_event_handler(
         projector.clone(),
         bus.clone(),
         HandlerConfig {

@@ -9,12 +9,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cart_service::projection::{deleted_at, load_view};
 use cart_service::{
-    Applied, CartCommands, CartQueries, FixedCatalog, HandlerConfig, Projector, Relay, RelayConfig,
+    CartCommands, CartQueries, FixedCatalog, HandlerConfig, Projector, Relay, RelayConfig,
     SubscriberConfig,
 };
 use common::{ReadDb, TestStore, ctx, infra, read_model_diff, unique, wait_read_model_matches};
+use common::{deleted_at, load_view};
 use prost::Message as _;
 use shop_cart::{
     AddProduct, AssignCustomer, CartCommand, CartDeleted, CartEvent, CartQueryUseCases, CartReset,
@@ -22,6 +22,7 @@ use shop_cart::{
 };
 use shop_kit::ServiceError;
 use shop_kit::bus::{Bus, Outgoing};
+use shop_kit::es::view::Applied;
 use shop_kit::sql::{self, Dialect};
 use uuid::Uuid;
 
@@ -225,7 +226,7 @@ async fn pipeline(t: TestStore, db: ReadDb, bus: Bus) {
         relay.run(stopped).await;
         Ok(())
     })];
-    tasks.push(tokio::spawn(cart_service::projection::run_event_handler(
+    let handler = shop_kit::es::handler::run_event_handler(
         Projector::new(db.pool.clone()),
         bus.clone(),
         HandlerConfig {
@@ -234,7 +235,8 @@ async fn pipeline(t: TestStore, db: ReadDb, bus: Bus) {
             ..HandlerConfig::default()
         },
         stop.subscribe(),
-    )));
+    );
+    tasks.push(tokio::spawn(async move { Ok(handler.await?) }));
     tasks.push(tokio::spawn(cart_service::subscriber::run_subscriber(
         cmds.clone(),
         bus.clone(),
@@ -322,10 +324,10 @@ async fn pipeline(t: TestStore, db: ReadDb, bus: Bus) {
         .await
         .expect("damage");
     assert!(!read_model_diff(&t.store, &db.pool).await.is_empty());
-    let report = cart_service::rebuild::rebuild(&t.store, &db.pool)
+    let report = shop_kit::es::rebuild::rebuild::<cart_service::ReadModel>(&t.store, &db.pool)
         .await
         .expect("rebuild");
-    assert_eq!(report.carts, 4);
+    assert_eq!(report.streams, 4);
     assert_eq!(report.position, t.store.max_position().await.expect("max"));
     assert!(report.events_per_second() > 0.0);
     let diff = read_model_diff(&t.store, &db.pool).await;

@@ -333,10 +333,10 @@ async fn tail_and_rebuild_on_sqlite_equal_the_fold_of_the_store() {
         .await
         .expect("damage");
     assert!(!read_model_diff(&t.store, &db.pool).await.is_empty());
-    let report = cart_service::rebuild::rebuild(&t.store, &db.pool)
+    let report = shop_kit::es::rebuild::rebuild::<cart_service::ReadModel>(&t.store, &db.pool)
         .await
         .expect("rebuild");
-    assert_eq!(report.carts, carts.len());
+    assert_eq!(report.streams, carts.len());
     assert_eq!(report.position, t.store.max_position().await.expect("max"));
     let diff = read_model_diff(&t.store, &db.pool).await;
     assert!(diff.is_empty(), "{diff:?}");

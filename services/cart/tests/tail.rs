@@ -138,7 +138,7 @@ async fn restart_after_a_crash_before_the_checkpoint_applies_nothing_twice() {
     assert_eq!(checkpoints, [8, 10], "resumed from the stored checkpoint");
     let diff = read_model_diff(&t.store, &db.pool).await;
     assert!(diff.is_empty(), "{diff:?}");
-    let view = cart_service::projection::load_view(&db.pool, cart)
+    let view = common::load_view(&db.pool, cart)
         .await
         .expect("view")
         .expect("cart");

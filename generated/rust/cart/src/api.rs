@@ -998,7 +998,7 @@ impl CartCommand {
     }
 }
 /// The `Cart` aggregate: state folded from its events, and one decision per command. Hand-written code implements it.
-pub trait CartAggregate: Default + Clone + Send + Sync + 'static {
+pub trait CartAggregate: Default + Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static {
     /// Folds one event into the state. Events are facts: this cannot fail.
     fn apply(&mut self, event: &CartEvent);
     /// Decides `AddProduct`: the events to append (declared: ProductAdded), or why not.

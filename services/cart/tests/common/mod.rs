@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cart_service::projection::{CartView, load_view};
 use cart_service::store::Commit;
 use cart_service::{Cart, EventStore};
 use prost::Message as _;
@@ -23,6 +22,45 @@ use shop_kit::RequestContext;
 use shop_kit::sql::{self, ConnectOptions, Db, Dialect};
 use shop_kit::testing::{self, infra_up, infra_var};
 use uuid::Uuid;
+
+/// A cart as the read model holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CartView {
+    pub id: Uuid,
+    pub customer_id: Option<Uuid>,
+    pub version: i64,
+    pub items: BTreeMap<Uuid, i32>,
+}
+
+/// One cart from the read model (the runtime's `view::load`); `None` when it was never
+/// projected or is deleted.
+pub async fn load_view(db: &Db, id: Uuid) -> Result<Option<CartView>, shop_kit::ServiceError> {
+    let Some((cart, version)) = shop_kit::es::view::load::<cart_service::ReadModel>(db, id).await?
+    else {
+        return Ok(None);
+    };
+    let uuid = |s: &str| Uuid::parse_str(s).expect("a UUID in the read model");
+    Ok(Some(CartView {
+        id,
+        customer_id: cart.customer_id.as_deref().map(uuid),
+        version,
+        items: cart
+            .items
+            .iter()
+            .map(|i| (uuid(&i.product_id), i.quantity))
+            .collect(),
+    }))
+}
+
+/// The version at which a cart was deleted from the read model, if it was.
+pub async fn deleted_at(db: &Db, id: Uuid) -> Result<Option<i64>, shop_kit::ServiceError> {
+    sql::query("SELECT version FROM cart_deletions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+        .and_then(|r| r.map(|r| r.i64("version")).transpose())
+        .map_err(shop_kit::db::error)
+}
 
 pub struct Infra {
     pub brokers: String,
@@ -163,12 +201,13 @@ impl ReadDb {
             infra();
         }
         let db = testing::TestStore::create(dialect, "cart_read").await;
-        let pool = cart_service::projection::connect(
+        let pool = Db::open(
             db.url(),
             &ConnectOptions {
                 max_connections: 20,
                 ..Default::default()
             },
+            &shop_cart::READ_MIGRATIONS,
         )
         .await
         .expect("preparing the read model");
@@ -243,9 +282,7 @@ pub async fn read_model_diff(store: &EventStore, pool: &Db) -> Vec<String> {
     }
     for (id, (state, version)) in &folded {
         let view = load_view(pool, *id).await.expect("reading the view");
-        let deleted = cart_service::projection::deleted_at(pool, *id)
-            .await
-            .expect("reading deletions");
+        let deleted = deleted_at(pool, *id).await.expect("reading deletions");
         if state.deleted {
             if view.is_some() || deleted != Some(*version) {
                 diff.push(format!(

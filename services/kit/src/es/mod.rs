@@ -9,6 +9,8 @@ pub mod handler;
 #[cfg(feature = "es")]
 pub mod outbox;
 #[cfg(feature = "es")]
+pub mod rebuild;
+#[cfg(feature = "es")]
 pub mod relay;
 #[cfg(feature = "es")]
 pub mod store;
@@ -16,6 +18,8 @@ pub mod store;
 pub mod subscriber;
 #[cfg(feature = "es")]
 pub mod tail;
+#[cfg(feature = "es")]
+pub mod view;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
