@@ -5,7 +5,7 @@
 //! aggregate's `view()` as the one mapping from state to rows) and the query use cases
 //! answered from it.
 
-use heck::{ToSnakeCase, ToUpperCamelCase};
+use heck::{ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
@@ -25,6 +25,11 @@ pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> 
     let attach = crud::attach_owned(&m);
     let view = state_view(svc, &m);
     let queries = query_handlers(svc);
+    let process = if queries.is_empty() {
+        TokenStream::new()
+    } else {
+        cqrs_process(system, svc, &m)?
+    };
     let doc = format!(
         " The `{}` service on the event-sourcing runtime: its read model and queries.",
         svc.name
@@ -48,6 +53,7 @@ pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> 
         #attach
         #view
         #queries
+        #process
     })
 }
 
@@ -186,6 +192,408 @@ fn query_handlers(svc: &Service) -> TokenStream {
             #(#methods)*
         }
     }
+}
+
+/// `--flag`/`ENV` settings, one per upstream deployable the service's deployables call:
+/// field `<deployable>_url`, env `<DEPLOYABLE>_URL`, default its local Envoy.
+pub(super) fn upstream_fields(system: &System, svc: &Service) -> Vec<TokenStream> {
+    let mut upstreams: Vec<&str> = Vec::new();
+    for d in system.deployables.iter().filter(|d| d.service == svc.name) {
+        for u in &d.upstreams {
+            if !upstreams.contains(&u.as_str()) {
+                upstreams.push(u);
+            }
+        }
+    }
+    upstreams
+        .into_iter()
+        .map(|u| {
+            let field = format_ident!("{}_url", u.replace('-', "_"));
+            let env = format!("{}_URL", u.to_shouty_snake_case());
+            let port = system
+                .deployables
+                .iter()
+                .find(|d| d.name == u)
+                .map_or(0, |d| d.local.envoy);
+            let default = format!("http://127.0.0.1:{port}");
+            let doc = format!(" The `{u}` deployable (its Envoy).");
+            quote! {
+                #[doc = #doc]
+                #[arg(long, env = #env, default_value = #default)]
+                pub #field: String,
+            }
+        })
+        .collect()
+}
+
+/// The local port of each role's deployable, as `match` arms on `app::Role`.
+fn listen_arms(system: &System, svc: &Service) -> Vec<TokenStream> {
+    system
+        .deployables
+        .iter()
+        .filter(|d| d.service == svc.name)
+        .filter_map(|d| {
+            let role = match d.role {
+                Role::Command => quote!(app::Role::Command),
+                Role::Query => quote!(app::Role::Query),
+                Role::EventHandler => quote!(app::Role::EventHandler),
+                Role::Bff | Role::Grpc => return None,
+            };
+            let port = d.local.app;
+            Some(quote!(#role => #port,))
+        })
+        .collect()
+}
+
+/// The generated migrations and Mongo layout of the service's event store.
+fn event_store_layout(system: &System, svc: &Service) -> Result<(TokenStream, String), EmitError> {
+    let store = system
+        .event_stores
+        .iter()
+        .find(|e| e.service == svc.name)
+        .ok_or_else(|| {
+            EmitError::Other(format!(
+                "service `{}`: a CQRS service needs a document event store (`event_store: mongodb`)",
+                svc.name
+            ))
+        })?;
+    let db = &store.database;
+    let pg = format!("../../sql/{db}");
+    let lite = format!("../../sqlite/{db}");
+    let json = format!("../../../mongo/{db}.json");
+    Ok((
+        quote! {
+            /// The event store's PostgreSQL migrations (its relational form).
+            pub static EVENTS_PG: sqlx::migrate::Migrator = sqlx::migrate!(#pg);
+            /// The event store's SQLite migrations.
+            pub static EVENTS_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!(#lite);
+            pub static EVENTS_MIGRATIONS: sql::Migrations = sql::Migrations { postgres: &EVENTS_PG, sqlite: &EVENTS_SQLITE };
+            /// What the generator wrote for the event store, per backend.
+            pub const EVENT_STORE: shop_kit::es::store::StoreLayout = shop_kit::es::store::StoreLayout {
+                migrations: &EVENTS_MIGRATIONS,
+                collections_json: include_str!(#json),
+            };
+        },
+        db.clone(),
+    ))
+}
+
+/// Per other service subscribed to: its topic and consumer group settings, and the
+/// subscriber the command role starts.
+fn subscribers(system: &System, svc: &Service) -> (Vec<TokenStream>, Vec<TokenStream>) {
+    let mut fields = Vec::new();
+    let mut starts = Vec::new();
+    let mut others: Vec<&str> = svc
+        .subscriptions
+        .iter()
+        .map(|s| s.service.as_str())
+        .collect();
+    others.dedup();
+    for other in others {
+        let Some(o) = system.services.iter().find(|o| o.name == other) else {
+            continue;
+        };
+        let topic = o
+            .messaging
+            .as_ref()
+            .map(|m| m.topic.clone())
+            .unwrap_or_default();
+        let topic_field = format_ident!("{}_topic", other.to_snake_case());
+        let group_field = format_ident!("{}_events_group", other.to_snake_case());
+        let topic_env = format!("{}_TOPIC", other.to_shouty_snake_case());
+        let group_env = format!("{}_EVENTS_GROUP", other.to_shouty_snake_case());
+        let group = format!(
+            "{}-command-{}-events",
+            svc.name.replace('_', "-"),
+            other.replace('_', "-")
+        );
+        let topic_doc = format!(" The topic of service `{other}`'s events (its subscriptions).");
+        fields.push(quote! {
+            #[doc = #topic_doc]
+            #[arg(long, env = #topic_env, default_value = #topic)]
+            pub #topic_field: String,
+            #[arg(long, env = #group_env, default_value = #group)]
+            pub #group_field: String,
+        });
+        let wrapper = format_ident!(
+            "{}On{}Events",
+            svc.name.to_upper_camel_case(),
+            other.to_upper_camel_case()
+        );
+        let what = format!("{other} events subscriber");
+        starts.push(quote! {
+            let bus = app::bus(&config.bus_url, Some((&config.#topic_field, 1))).await?;
+            background.spawn(#what, shop_kit::es::subscriber::run_subscriber(
+                executor.clone(),
+                crate::#wrapper(subscriptions.clone()),
+                bus,
+                shop_kit::es::subscriber::SubscriberConfig {
+                    topic: config.#topic_field.clone(),
+                    group: config.#group_field.clone(),
+                    ..Default::default()
+                },
+                background.stop(),
+            ));
+        });
+    }
+    (fields, starts)
+}
+
+fn proto_service(svc: &Service, kind: OperationKind) -> Option<&ProtoService> {
+    svc.proto.services.iter().find(|ps| {
+        ps.methods
+            .iter()
+            .any(|m| svc.operation(&m.method).is_some_and(|o| o.kind == kind))
+    })
+}
+
+fn server_ctor(ps: &ProtoService) -> proc_macro2::Ident {
+    format_ident!(
+        "{}_server",
+        ps.name
+            .strip_suffix("Service")
+            .unwrap_or(&ps.name)
+            .to_snake_case()
+    )
+}
+
+/// The process of a CQRS service: `Config` (flags and environment), `run_with` (one role
+/// until stopped), `run_task` (rebuild, repair) and `main_with` (the binary).
+fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenStream, EmitError> {
+    let agg = &svc.entity;
+    let name = svc.name.as_str();
+    let aggregate_trait = format_ident!("{}Aggregate", agg);
+    let decider = format_ident!("{}Decider", agg);
+    let event_enum = format_ident!("{}Event", agg);
+    let read_model = format_ident!("{}ReadModel", agg);
+    let (Some(cmd_ps), Some(query_ps)) = (
+        proto_service(svc, OperationKind::Command),
+        svc.proto.services.iter().find(|ps| {
+            !ps.methods.iter().any(|m| {
+                svc.operation(&m.method)
+                    .is_some_and(|o| o.kind == OperationKind::Command)
+            })
+        }),
+    ) else {
+        return Ok(TokenStream::new());
+    };
+    let cmd_name = format!("{}.{}", svc.proto.package, cmd_ps.name);
+    let query_name = format!("{}.{}", svc.proto.package, query_ps.name);
+    let cmd_server = server_ctor(cmd_ps);
+    let query_server = server_ctor(query_ps);
+    let cmd_handlers = format_ident!(
+        "{}Handlers",
+        cmd_ps.name.strip_suffix("Service").unwrap_or(&cmd_ps.name)
+    );
+    let query_handlers = format_ident!(
+        "{}Handlers",
+        query_ps
+            .name
+            .strip_suffix("Service")
+            .unwrap_or(&query_ps.name)
+    );
+    let (layout, events_db) = event_store_layout(system, svc)?;
+    let upstreams = upstream_fields(system, svc);
+    let listen = listen_arms(system, svc);
+    let (sub_fields, sub_starts) = subscribers(system, svc);
+    let topic = svc
+        .messaging
+        .as_ref()
+        .map(|m| m.topic.clone())
+        .unwrap_or_default();
+    let topic_field = format_ident!("{}_topic", name.to_snake_case());
+    let partitions_field = format_ident!("{}_topic_partitions", name.to_snake_case());
+    let topic_env = format!("{}_TOPIC", name.to_shouty_snake_case());
+    let partitions_env = format!("{}_TOPIC_PARTITIONS", name.to_shouty_snake_case());
+    let group = format!("{}-event-handler", name.replace('_', "-"));
+    let about = format!(
+        "The {name} service (CQRS + event sourcing): the command, query or event-handler role, or a task"
+    );
+    let group_id = format!("{name}-generated");
+    let (sub_param, sub_generic, sub_bound) = if sub_starts.is_empty() {
+        (TokenStream::new(), TokenStream::new(), TokenStream::new())
+    } else {
+        let t = format_ident!("{}Subscriptions", name.to_upper_camel_case());
+        (
+            quote!(subscriptions: impl FnOnce(&EventStore) -> S,),
+            quote!(, S),
+            quote!(S: crate::#t + Clone,),
+        )
+    };
+    let make_subs = (!sub_starts.is_empty()).then(|| {
+        quote! {
+            if config.runtime.subscriber {
+                let subscriptions = subscriptions(&store);
+                #(#sub_starts)*
+            }
+        }
+    });
+    let sub_arg = (!sub_starts.is_empty()).then(|| quote!(subscriptions,));
+    let _ = m;
+    let stopped = format!("{name} service stopped");
+    Ok(quote! {
+        use std::sync::Arc;
+        use shop_kit::es::app::{self, Background};
+        use shop_kit::es::store::EventStore;
+
+        #layout
+
+        /// The service's settings: flags and environment of the binary, or a launcher's.
+        #[derive(clap::Parser, Debug, Clone, PartialEq, Eq)]
+        #[command(about = #about)]
+        #[group(id = #group_id)]
+        pub struct Config {
+            #[command(subcommand)]
+            pub task: Option<app::Task>,
+            /// Which process to run.
+            #[arg(long, env = "ROLE", value_enum, default_value_t = app::Role::Command)]
+            pub role: app::Role,
+            /// gRPC address; defaults to the local port of the role's deployable.
+            #[arg(long, env = "LISTEN_ADDR")]
+            pub listen: Option<std::net::SocketAddr>,
+            /// The event store (command and event-handler roles, tasks): `mongodb://…`,
+            /// `postgres://…` or `sqlite://path`.
+            #[arg(long, env = "EVENT_STORE_URL", default_value = "mongodb://127.0.0.1:57017/")]
+            pub event_store_url: String,
+            /// The event store's database on the MongoDB wire (a SQL store's is in its URL).
+            #[arg(long, env = "EVENT_STORE_DATABASE", default_value = #events_db)]
+            pub event_store_database: String,
+            /// The read database (query and event-handler roles, tasks): `postgres://…` or
+            /// `sqlite://path`; migrations run at start.
+            #[arg(long, env = "DATABASE_URL")]
+            pub database_url: Option<String>,
+            /// Where events travel: `kafka://h:p`, a bare broker list, or `sqlite://path`
+            /// (the embedded log).
+            #[arg(long, env = "BUS_URL", default_value = "127.0.0.1:59092")]
+            pub bus_url: String,
+            /// The topic the relay publishes this service's events to.
+            #[arg(long, env = #topic_env, default_value = #topic)]
+            pub #topic_field: String,
+            /// Partitions of that topic when this process creates it.
+            #[arg(long, env = #partitions_env, default_value_t = 3)]
+            pub #partitions_field: i32,
+            /// Consumer group of the event handler.
+            #[arg(long, env = "CONSUMER_GROUP", default_value = #group)]
+            pub consumer_group: String,
+            #(#sub_fields)*
+            #(#upstreams)*
+            #[command(flatten)]
+            pub runtime: app::RuntimeArgs,
+        }
+
+        impl Config {
+            /// `--listen`, else the local port of the role's deployable.
+            pub fn listen(&self) -> std::net::SocketAddr {
+                self.listen.unwrap_or_else(|| {
+                    let port: u16 = match self.role { #(#listen)* };
+                    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+                })
+            }
+
+            pub async fn event_store(&self) -> Result<EventStore, app::AppError> {
+                app::event_store(&self.event_store_url, &self.event_store_database, EVENT_STORE, &self.runtime).await
+            }
+
+            pub async fn read_db(&self) -> Result<Db, app::AppError> {
+                app::database(self.database_url.as_deref(), &READ_MIGRATIONS, &self.runtime).await
+            }
+        }
+
+        /// Serves `config.role` on `incoming` until `stop` turns true, with its
+        /// background tasks (command: the relay and the subscriptions; event handler:
+        /// the projection from the bus or the store), then waits a bounded time for
+        /// them. `checks` builds the checks run before an append from the settings.
+        /// No tracing set-up and no signal handling: the caller owns both.
+        pub async fn run_with<A, C #sub_generic>(
+            config: Config,
+            incoming: tonic::transport::server::TcpIncoming,
+            stop: tokio::sync::watch::Receiver<bool>,
+            checks: impl FnOnce(&Config) -> anyhow::Result<C>,
+            #sub_param
+        ) -> anyhow::Result<()>
+        where
+            A: crate::#aggregate_trait,
+            C: shop_kit::es::command::Checks<crate::#decider<A>> + Clone,
+            #sub_bound
+        {
+            let mut background = Background::new(&config.runtime, &stop);
+            let served = async {
+                match config.role {
+                    app::Role::Command => {
+                        let store = config.event_store().await?;
+                        let executor = shop_kit::es::command::Executor::<crate::#decider<A>, C>::new(store.clone(), checks(&config)?);
+                        if config.runtime.relay {
+                            let bus = app::bus(&config.bus_url, Some((&config.#topic_field, config.#partitions_field))).await?;
+                            background.relay::<crate::#event_enum>(store.clone(), &bus, config.runtime.relay_config(&config.#topic_field))?;
+                        }
+                        #make_subs
+                        let router = app::router(&[#cmd_name], &[crate::FILE_DESCRIPTOR_SET]).await?
+                            .add_service(crate::#cmd_server(Arc::new(crate::#cmd_handlers { executor })));
+                        tracing::info!(listen = %config.listen(), role = ?config.role, "serving");
+                        app::serve(router, incoming, &stop).await?;
+                    }
+                    app::Role::Query => {
+                        let db = config.read_db().await?;
+                        let router = app::router(&[#query_name], &[crate::FILE_DESCRIPTOR_SET]).await?
+                            .add_service(crate::#query_server(Arc::new(#query_handlers::<A>::new(db.clone()))));
+                        tracing::info!(listen = %config.listen(), role = ?config.role, "serving");
+                        let served = app::serve(router, incoming, &stop).await;
+                        db.close().await;
+                        served?;
+                    }
+                    app::Role::EventHandler => {
+                        let db = config.read_db().await?;
+                        let store = config.event_store().await?;
+                        let bus = match config.runtime.events_from {
+                            app::EventsFrom::Bus => {
+                                let bus = app::bus(&config.bus_url, Some((&config.#topic_field, config.#partitions_field))).await?;
+                                Some((bus, config.runtime.handler_config(&config.#topic_field, &config.consumer_group)))
+                            }
+                            app::EventsFrom::Store => None,
+                        };
+                        background.event_handler::<#read_model<A>>(&config.runtime, store, db, bus);
+                        tracing::info!(listen = %config.listen(), role = ?config.role, "serving health");
+                        app::serve(app::router(&[], &[]).await?, incoming, &stop).await?;
+                    }
+                }
+                anyhow::Ok(())
+            }
+            .await;
+            background.finish(served.is_err()).await;
+            served?;
+            tracing::info!(role = ?config.role, #stopped);
+            Ok(())
+        }
+
+        /// Runs `task` (rebuild or repair the read model) and prints what it did.
+        pub async fn run_task<A: crate::#aggregate_trait>(config: &Config, task: &app::Task) -> anyhow::Result<()> {
+            let store = config.event_store().await?;
+            let db = config.read_db().await?;
+            let done = app::run_task::<#read_model<A>>(task, &store, &db).await;
+            db.close().await;
+            Ok(done?)
+        }
+
+        /// The binary: logs, settings from flags and environment, then a task, or the
+        /// role until SIGINT/SIGTERM.
+        pub async fn main_with<A, C #sub_generic>(
+            checks: impl FnOnce(&Config) -> anyhow::Result<C>,
+            #sub_param
+        ) -> anyhow::Result<()>
+        where
+            A: crate::#aggregate_trait,
+            C: shop_kit::es::command::Checks<crate::#decider<A>> + Clone,
+            #sub_bound
+        {
+            shop_kit::server::init_tracing();
+            let config = <Config as clap::Parser>::parse();
+            if let Some(task) = &config.task {
+                return run_task::<A>(&config, task).await;
+            }
+            let incoming = shop_kit::server::bind(config.listen())?;
+            run_with::<A, C #sub_generic>(config, incoming, shop_kit::server::stop_on_signal(), checks, #sub_arg).await
+        }
+    })
 }
 
 #[cfg(test)]

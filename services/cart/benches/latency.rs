@@ -1,7 +1,7 @@
 //! `cargo bench -p cart-service --bench latency`: a benchmark binary, not a timed test.
 //!
 //! 1. Command-to-read-model latency: commands are appended to the event store at a
-//!    fixed rate (in this process, through `CartCommands`), while the relay
+//!    fixed rate (in this process, through the runtime's executor), while the relay
 //!    (`cart-service --role command`) and the event handler (`--role event-handler`)
 //!    run as release processes with their default settings. For each command: the time
 //!    from calling it until the read model's `carts.version` reaches the version it
@@ -13,15 +13,17 @@
 //! `BENCH_CARTS` (default 200), `BENCH_REBUILD_EVENTS` (default 100000).
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cart_service::store::{NewCommit, RawEvent};
-use cart_service::{CartCommands, EventStore, FixedCatalog};
+use cart_service::Cart;
+use shop_cart::CartDecider;
 use shop_cart::{
     AddProduct, CartCommand, CartEvent, ChangeProductQuantity, EventMeta, ProductAdded,
 };
 use shop_kit::RequestContext;
+use shop_kit::es::RawEvent;
+use shop_kit::es::command::{Executor, NoChecks};
+use shop_kit::es::store::{EventStore, NewCommit};
 use shop_kit::testing::{TestDatabase, infra_up, infra_var};
 use uuid::Uuid;
 
@@ -65,7 +67,7 @@ async fn main() {
     let mongo_db = format!("cart_bench_{run}");
     let topic = format!("cart-bench-{run}");
     let db = TestDatabase::create("cart_bench").await;
-    let store = EventStore::connect(&mongo_url, &mongo_db, cart_service::store::LAYOUT)
+    let store = EventStore::connect(&mongo_url, &mongo_db, shop_cart::EVENT_STORE)
         .await
         .expect("event store");
     store.ensure_indexes().await.expect("indexes");
@@ -87,10 +89,10 @@ async fn main() {
         .await;
 
     let env = [
-        ("MONGO_URL", mongo_url.clone()),
-        ("MONGO_DATABASE", mongo_db.clone()),
+        ("EVENT_STORE_URL", mongo_url.clone()),
+        ("EVENT_STORE_DATABASE", mongo_db.clone()),
         ("DATABASE_URL", db.url.clone()),
-        ("KAFKA_BROKERS", brokers.clone()),
+        ("BUS_URL", brokers.clone()),
         ("CART_TOPIC", topic.clone()),
         ("LISTEN_ADDR", "127.0.0.1:0".into()),
         ("RUST_LOG", "warn".into()),
@@ -110,7 +112,7 @@ async fn main() {
     let relay = spawn("command");
     let handler = spawn("event-handler");
 
-    let commands = CartCommands::new(store.clone(), Arc::new(FixedCatalog(None)));
+    let commands = Executor::<CartDecider<Cart>, NoChecks>::new(store.clone(), NoChecks);
     let carts: Vec<Uuid> = (0..cart_count).map(|_| Uuid::now_v7()).collect();
     // Warm up: every cart exists and the pipeline has carried one event end to end.
     for (i, cart) in carts.iter().enumerate() {
@@ -125,7 +127,7 @@ async fn main() {
             correlation_id: key.clone(),
         };
         commands
-            .execute(&ctx, key.as_str(), None, &c)
+            .execute(&ctx, Some(key.as_str()), None, &c)
             .await
             .expect("warm-up");
     }
@@ -171,7 +173,7 @@ async fn main() {
             });
             let started = Instant::now();
             let done = loop {
-                match commands.execute(&ctx, key.as_str(), None, &c).await {
+                match commands.execute(&ctx, Some(key.as_str()), None, &c).await {
                     Ok(d) => break d,
                     Err(shop_kit::ServiceError::Conflict(_)) => continue,
                     Err(e) => panic!("{e:?}"),

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cart_service::{CartCommands, FixedCatalog};
 use common::procs::{BIN, Proc, cart_env, random_command, with};
+use common::{CartCommands, FixedCatalog};
 use common::{ReadDb, TestStore, ctx, infra, unique, wait_read_model_matches};
 use rand::{Rng, SeedableRng};
 use shop_kit::ServiceError;

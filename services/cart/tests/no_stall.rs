@@ -10,8 +10,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cart_service::{CartCommands, FixedCatalog, HandlerConfig, Projector};
 use common::load_view;
+use common::{CartCommands, FixedCatalog, HandlerConfig, Projector};
 use common::{ReadDb, TestStore, ctx, read_model_diff, unique};
 use prost::Message as _;
 use shop_cart::{AddProduct, CartCommand, CartEvent, ChangeProductQuantity, EventMeta};

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cart_service::{
+use common::{
     CartCommands, CartQueries, FixedCatalog, HandlerConfig, Projector, Relay, RelayConfig,
     SubscriberConfig,
 };
@@ -237,7 +237,7 @@ async fn pipeline(t: TestStore, db: ReadDb, bus: Bus) {
         stop.subscribe(),
     );
     tasks.push(tokio::spawn(async move { Ok(handler.await?) }));
-    tasks.push(tokio::spawn(cart_service::subscriber::run_subscriber(
+    tasks.push(tokio::spawn(common::run_subscriber(
         cmds.clone(),
         bus.clone(),
         SubscriberConfig {
@@ -324,7 +324,7 @@ async fn pipeline(t: TestStore, db: ReadDb, bus: Bus) {
         .await
         .expect("damage");
     assert!(!read_model_diff(&t.store, &db.pool).await.is_empty());
-    let report = shop_kit::es::rebuild::rebuild::<cart_service::ReadModel>(&t.store, &db.pool)
+    let report = shop_kit::es::rebuild::rebuild::<common::ReadModel>(&t.store, &db.pool)
         .await
         .expect("rebuild");
     assert_eq!(report.streams, 4);

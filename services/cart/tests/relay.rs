@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cart_service::store::{NewCommit, RawEvent};
-use cart_service::{CartCommands, FixedCatalog, Relay, RelayConfig};
+use common::{CartCommands, FixedCatalog, Relay, RelayConfig};
+use common::{NewCommit, RawEvent};
 use common::{TestStore, all_commits, consume_all, ctx, infra, unique};
 use rand::{Rng, SeedableRng};
 use shop_cart::{AddProduct, CartCommand, CartEvent, EventMeta, ProductAdded};

@@ -10,10 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cart_service::relay::PrefixReader;
-use cart_service::{
-    CartCommands, FixedCatalog, Projector, Relay, RelayConfig, StoreTailer, TailConfig,
-};
+use common::PrefixReader;
+use common::{CartCommands, FixedCatalog, Projector, Relay, RelayConfig, StoreTailer, TailConfig};
 use common::{ReadDb, TestStore, all_commits, ctx, read_model_diff, wait_read_model_matches};
 use prost::Message as _;
 use shop_cart::{AddProduct, AssignCustomer, CartCommand, CartSubscriptions, pb};
@@ -212,7 +210,7 @@ async fn checkpoints_leases_and_lookups(dialect: Dialect) {
         .expect("lookup")
         .is_empty()
     );
-    let todo = cmds
+    let todo = cart_service::Subscriptions::new(cmds.store())
         .on_user_account_deleted(customer, &shop_user::AccountDeleted {})
         .await
         .expect("account deletion");
@@ -333,7 +331,7 @@ async fn tail_and_rebuild_on_sqlite_equal_the_fold_of_the_store() {
         .await
         .expect("damage");
     assert!(!read_model_diff(&t.store, &db.pool).await.is_empty());
-    let report = shop_kit::es::rebuild::rebuild::<cart_service::ReadModel>(&t.store, &db.pool)
+    let report = shop_kit::es::rebuild::rebuild::<common::ReadModel>(&t.store, &db.pool)
         .await
         .expect("rebuild");
     assert_eq!(report.streams, carts.len());

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cart_service::command::commit_id;
-use cart_service::store::{Appended, NewCommit, RawEvent};
-use cart_service::{CartCommands, FixedCatalog};
+use common::commit_id;
+use common::{Appended, NewCommit, RawEvent};
 use common::{BACKENDS, TestStore, ctx, store_fold};
+use common::{CartCommands, FixedCatalog};
 use rand::{Rng, SeedableRng};
 use shop_cart::pb::cart_command_service_client::CartCommandServiceClient;
 use shop_cart::{AddProduct, CartCommand, CartEvent, CartReset, EventMeta, pb};
@@ -186,7 +186,7 @@ async fn concurrent_commands_on_one_cart_end_in_the_fold_of_the_store_on(t: Test
         .expect("port");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cart_service::serve_command(
+    let server = tokio::spawn(common::serve_command(
         cmds.clone(),
         TcpIncoming::from(listener),
         async move {

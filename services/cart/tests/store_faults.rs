@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cart_service::{CartCommands, FixedCatalog, Projector};
 use common::procs::{Proc, cart_env, random_command, with};
+use common::{CartCommands, FixedCatalog, Projector};
 use common::{ReadDb, TestStore, ctx, infra, unique, wait_read_model_matches};
 use rand::{Rng, SeedableRng};
 use shop_kit::ServiceError;

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cart_service::{CartCommands, FixedCatalog, Projector, StoreTailer, TailConfig};
+use common::{CartCommands, FixedCatalog, Projector, StoreTailer, TailConfig};
 use common::{ReadDb, TestStore, ctx, read_model_diff, wait_read_model_matches};
 use shop_cart::{AddProduct, CartCommand};
 use shop_kit::ServiceError;

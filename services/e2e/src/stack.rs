@@ -245,7 +245,7 @@ impl Stack {
         match service {
             "cart" => {
                 let mut env = vec![
-                    ("MONGO_DATABASE", format!("e2e_cart_{run}")),
+                    ("EVENT_STORE_DATABASE", format!("e2e_cart_{run}")),
                     ("CART_TOPIC", format!("e2e-cart-events-{run}")),
                     ("USER_EVENTS_GROUP", format!("e2e-cart-users-{run}")),
                     ("CONSUMER_GROUP", format!("e2e-cart-handler-{run}")),

@@ -46,3 +46,28 @@ pub fn channel(name: &str, url: &str, t: Timeouts) -> Result<Channel, UpstreamEr
         .keep_alive_while_idle(false)
         .connect_lazy())
 }
+
+/// A request to another service carrying the caller's request and correlation ids.
+pub fn request<T>(ctx: &crate::RequestContext, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    if let Ok(v) = ctx.request_id.parse() {
+        r.metadata_mut().insert("x-request-id", v);
+    }
+    if let Ok(v) = ctx.correlation_id.parse() {
+        r.metadata_mut().insert("x-correlation-id", v);
+    }
+    r
+}
+
+/// A dependency's failure as the caller's: transient trouble stays retryable.
+pub fn error(service: &str, s: tonic::Status) -> crate::ServiceError {
+    use tonic::Code;
+    match s.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
+            crate::ServiceError::Unavailable(format!("{service}: {}", s.message()))
+        }
+        code => {
+            crate::ServiceError::Internal(format!("{service} answered {code:?}: {}", s.message()))
+        }
+    }
+}

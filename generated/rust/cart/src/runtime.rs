@@ -142,3 +142,267 @@ impl<A: crate::CartAggregate> crate::CartQueryUseCases for CartQueryHandlers<A> 
         })
     }
 }
+use std::sync::Arc;
+use shop_kit::es::app::{self, Background};
+use shop_kit::es::store::EventStore;
+/// The event store's PostgreSQL migrations (its relational form).
+pub static EVENTS_PG: sqlx::migrate::Migrator = sqlx::migrate!(
+    "../../sql/shop_cart_events"
+);
+/// The event store's SQLite migrations.
+pub static EVENTS_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!(
+    "../../sqlite/shop_cart_events"
+);
+pub static EVENTS_MIGRATIONS: sql::Migrations = sql::Migrations {
+    postgres: &EVENTS_PG,
+    sqlite: &EVENTS_SQLITE,
+};
+/// What the generator wrote for the event store, per backend.
+pub const EVENT_STORE: shop_kit::es::store::StoreLayout = shop_kit::es::store::StoreLayout {
+    migrations: &EVENTS_MIGRATIONS,
+    collections_json: include_str!("../../../mongo/shop_cart_events.json"),
+};
+/// The service's settings: flags and environment of the binary, or a launcher's.
+#[derive(clap::Parser, Debug, Clone, PartialEq, Eq)]
+#[command(
+    about = "The cart service (CQRS + event sourcing): the command, query or event-handler role, or a task"
+)]
+#[group(id = "cart-generated")]
+pub struct Config {
+    #[command(subcommand)]
+    pub task: Option<app::Task>,
+    /// Which process to run.
+    #[arg(long, env = "ROLE", value_enum, default_value_t = app::Role::Command)]
+    pub role: app::Role,
+    /// gRPC address; defaults to the local port of the role's deployable.
+    #[arg(long, env = "LISTEN_ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The event store (command and event-handler roles, tasks): `mongodb://…`,
+    /// `postgres://…` or `sqlite://path`.
+    #[arg(long, env = "EVENT_STORE_URL", default_value = "mongodb://127.0.0.1:57017/")]
+    pub event_store_url: String,
+    /// The event store's database on the MongoDB wire (a SQL store's is in its URL).
+    #[arg(long, env = "EVENT_STORE_DATABASE", default_value = "shop_cart_events")]
+    pub event_store_database: String,
+    /// The read database (query and event-handler roles, tasks): `postgres://…` or
+    /// `sqlite://path`; migrations run at start.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Where events travel: `kafka://h:p`, a bare broker list, or `sqlite://path`
+    /// (the embedded log).
+    #[arg(long, env = "BUS_URL", default_value = "127.0.0.1:59092")]
+    pub bus_url: String,
+    /// The topic the relay publishes this service's events to.
+    #[arg(long, env = "CART_TOPIC", default_value = "cart.events")]
+    pub cart_topic: String,
+    /// Partitions of that topic when this process creates it.
+    #[arg(long, env = "CART_TOPIC_PARTITIONS", default_value_t = 3)]
+    pub cart_topic_partitions: i32,
+    /// Consumer group of the event handler.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = "cart-event-handler")]
+    pub consumer_group: String,
+    /// The topic of service `user`'s events (its subscriptions).
+    #[arg(long, env = "USER_TOPIC", default_value = "user.events")]
+    pub user_topic: String,
+    #[arg(long, env = "USER_EVENTS_GROUP", default_value = "cart-command-user-events")]
+    pub user_events_group: String,
+    /// The `product` deployable (its Envoy).
+    #[arg(long, env = "PRODUCT_URL", default_value = "http://127.0.0.1:20201")]
+    pub product_url: String,
+    #[command(flatten)]
+    pub runtime: app::RuntimeArgs,
+}
+impl Config {
+    /// `--listen`, else the local port of the role's deployable.
+    pub fn listen(&self) -> std::net::SocketAddr {
+        self.listen
+            .unwrap_or_else(|| {
+                let port: u16 = match self.role {
+                    app::Role::Command => 20103u16,
+                    app::Role::Query => 20104u16,
+                    app::Role::EventHandler => 20105u16,
+                };
+                std::net::SocketAddr::from(([127, 0, 0, 1], port))
+            })
+    }
+    pub async fn event_store(&self) -> Result<EventStore, app::AppError> {
+        app::event_store(
+                &self.event_store_url,
+                &self.event_store_database,
+                EVENT_STORE,
+                &self.runtime,
+            )
+            .await
+    }
+    pub async fn read_db(&self) -> Result<Db, app::AppError> {
+        app::database(self.database_url.as_deref(), &READ_MIGRATIONS, &self.runtime)
+            .await
+    }
+}
+/// Serves `config.role` on `incoming` until `stop` turns true, with its
+/// background tasks (command: the relay and the subscriptions; event handler:
+/// the projection from the bus or the store), then waits a bounded time for
+/// them. `checks` builds the checks run before an append from the settings.
+/// No tracing set-up and no signal handling: the caller owns both.
+pub async fn run_with<A, C, S>(
+    config: Config,
+    incoming: tonic::transport::server::TcpIncoming,
+    stop: tokio::sync::watch::Receiver<bool>,
+    checks: impl FnOnce(&Config) -> anyhow::Result<C>,
+    subscriptions: impl FnOnce(&EventStore) -> S,
+) -> anyhow::Result<()>
+where
+    A: crate::CartAggregate,
+    C: shop_kit::es::command::Checks<crate::CartDecider<A>> + Clone,
+    S: crate::CartSubscriptions + Clone,
+{
+    let mut background = Background::new(&config.runtime, &stop);
+    let served = async {
+        match config.role {
+            app::Role::Command => {
+                let store = config.event_store().await?;
+                let executor = shop_kit::es::command::Executor::<
+                    crate::CartDecider<A>,
+                    C,
+                >::new(store.clone(), checks(&config)?);
+                if config.runtime.relay {
+                    let bus = app::bus(
+                            &config.bus_url,
+                            Some((&config.cart_topic, config.cart_topic_partitions)),
+                        )
+                        .await?;
+                    background
+                        .relay::<
+                            crate::CartEvent,
+                        >(
+                            store.clone(),
+                            &bus,
+                            config.runtime.relay_config(&config.cart_topic),
+                        )?;
+                }
+                if config.runtime.subscriber {
+                    let subscriptions = subscriptions(&store);
+                    let bus = app::bus(&config.bus_url, Some((&config.user_topic, 1)))
+                        .await?;
+                    background
+                        .spawn(
+                            "user events subscriber",
+                            shop_kit::es::subscriber::run_subscriber(
+                                executor.clone(),
+                                crate::CartOnUserEvents(subscriptions.clone()),
+                                bus,
+                                shop_kit::es::subscriber::SubscriberConfig {
+                                    topic: config.user_topic.clone(),
+                                    group: config.user_events_group.clone(),
+                                    ..Default::default()
+                                },
+                                background.stop(),
+                            ),
+                        );
+                }
+                let router = app::router(
+                        &["shop.cart.v1.CartCommandService"],
+                        &[crate::FILE_DESCRIPTOR_SET],
+                    )
+                    .await?
+                    .add_service(
+                        crate::cart_command_server(
+                            Arc::new(crate::CartCommandHandlers {
+                                executor,
+                            }),
+                        ),
+                    );
+                tracing::info!(
+                    listen = % config.listen(), role = ? config.role, "serving"
+                );
+                app::serve(router, incoming, &stop).await?;
+            }
+            app::Role::Query => {
+                let db = config.read_db().await?;
+                let router = app::router(
+                        &["shop.cart.v1.CartQueryService"],
+                        &[crate::FILE_DESCRIPTOR_SET],
+                    )
+                    .await?
+                    .add_service(
+                        crate::cart_query_server(
+                            Arc::new(CartQueryHandlers::<A>::new(db.clone())),
+                        ),
+                    );
+                tracing::info!(
+                    listen = % config.listen(), role = ? config.role, "serving"
+                );
+                let served = app::serve(router, incoming, &stop).await;
+                db.close().await;
+                served?;
+            }
+            app::Role::EventHandler => {
+                let db = config.read_db().await?;
+                let store = config.event_store().await?;
+                let bus = match config.runtime.events_from {
+                    app::EventsFrom::Bus => {
+                        let bus = app::bus(
+                                &config.bus_url,
+                                Some((&config.cart_topic, config.cart_topic_partitions)),
+                            )
+                            .await?;
+                        Some((
+                            bus,
+                            config
+                                .runtime
+                                .handler_config(&config.cart_topic, &config.consumer_group),
+                        ))
+                    }
+                    app::EventsFrom::Store => None,
+                };
+                background
+                    .event_handler::<CartReadModel<A>>(&config.runtime, store, db, bus);
+                tracing::info!(
+                    listen = % config.listen(), role = ? config.role, "serving health"
+                );
+                app::serve(app::router(&[], &[]).await?, incoming, &stop).await?;
+            }
+        }
+        anyhow::Ok(())
+    }
+        .await;
+    background.finish(served.is_err()).await;
+    served?;
+    tracing::info!(role = ? config.role, "cart service stopped");
+    Ok(())
+}
+/// Runs `task` (rebuild or repair the read model) and prints what it did.
+pub async fn run_task<A: crate::CartAggregate>(
+    config: &Config,
+    task: &app::Task,
+) -> anyhow::Result<()> {
+    let store = config.event_store().await?;
+    let db = config.read_db().await?;
+    let done = app::run_task::<CartReadModel<A>>(task, &store, &db).await;
+    db.close().await;
+    Ok(done?)
+}
+/// The binary: logs, settings from flags and environment, then a task, or the
+/// role until SIGINT/SIGTERM.
+pub async fn main_with<A, C, S>(
+    checks: impl FnOnce(&Config) -> anyhow::Result<C>,
+    subscriptions: impl FnOnce(&EventStore) -> S,
+) -> anyhow::Result<()>
+where
+    A: crate::CartAggregate,
+    C: shop_kit::es::command::Checks<crate::CartDecider<A>> + Clone,
+    S: crate::CartSubscriptions + Clone,
+{
+    shop_kit::server::init_tracing();
+    let config = <Config as clap::Parser>::parse();
+    if let Some(task) = &config.task {
+        return run_task::<A>(&config, task).await;
+    }
+    let incoming = shop_kit::server::bind(config.listen())?;
+    run_with::<
+        A,
+        C,
+        S,
+    >(config, incoming, shop_kit::server::stop_on_signal(), checks, subscriptions)
+        .await
+}

@@ -8,20 +8,162 @@
 pub mod procs;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use cart_service::store::Commit;
-use cart_service::{Cart, EventStore};
+use cart_service::Cart;
 use prost::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use shop_cart::CartDecider;
 use shop_cart::{CartAggregate, pb};
 use shop_kit::RequestContext;
+#[allow(unused_imports)]
+pub use shop_kit::es::RawEvent;
+use shop_kit::es::command::{Checks, Executed, Executor};
+#[allow(unused_imports)]
+pub use shop_kit::es::handler::HandlerConfig;
+#[allow(unused_imports)]
+pub use shop_kit::es::relay::{PrefixReader, RelayConfig};
+#[allow(unused_imports)]
+pub use shop_kit::es::store::{Appended, Commit, EventStore, NewCommit};
+#[allow(unused_imports)]
+pub use shop_kit::es::subscriber::SubscriberConfig;
+#[allow(unused_imports)]
+pub use shop_kit::es::tail::TailConfig;
 use shop_kit::sql::{self, ConnectOptions, Db, Dialect};
 use shop_kit::testing::{self, infra_up, infra_var};
 use uuid::Uuid;
+
+/// The runtime's pieces over the cart's generated types and hand-written aggregate.
+pub type ReadModel = shop_cart::CartReadModel<Cart>;
+pub type Projector = shop_kit::es::view::Projector<ReadModel>;
+pub type CartQueries = shop_cart::CartQueryHandlers<Cart>;
+pub type Relay = shop_kit::es::relay::Relay<shop_cart::CartEvent>;
+pub type StoreTailer = shop_kit::es::tail::StoreTailer<shop_cart::CartEvent, Projector>;
+
+/// The products that exist for a test (`None`: every product).
+pub struct FixedCatalog(pub Option<std::collections::HashSet<Uuid>>);
+
+/// The product check over a [`FixedCatalog`] (the service's own asks the product
+/// service; the e2e tests run that one).
+#[derive(Clone)]
+pub struct KnownProducts(Arc<FixedCatalog>);
+
+impl Checks<CartDecider<Cart>> for KnownProducts {
+    async fn check(
+        &self,
+        _ctx: &RequestContext,
+        _state: &Cart,
+        command: &shop_cart::CartCommand,
+    ) -> Result<(), shop_kit::ServiceError> {
+        match (command, &self.0.0) {
+            (shop_cart::CartCommand::AddProduct(add), Some(known))
+                if !known.contains(&add.product_id) =>
+            {
+                Err(shop_kit::ServiceError::not_found("product", add.product_id))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The command side as the tests drive it: the runtime's executor over the cart.
+#[derive(Clone)]
+pub struct CartCommands {
+    executor: Executor<CartDecider<Cart>, KnownProducts>,
+}
+
+impl CartCommands {
+    pub fn new(store: EventStore, catalog: Arc<FixedCatalog>) -> CartCommands {
+        CartCommands {
+            executor: Executor::new(store, KnownProducts(catalog)),
+        }
+    }
+
+    pub fn with_conflict_retries(mut self, retries: u32) -> CartCommands {
+        self.executor = self.executor.with_conflict_retries(retries);
+        self
+    }
+
+    pub fn store(&self) -> &EventStore {
+        self.executor.store()
+    }
+
+    pub fn executor(&self) -> &Executor<CartDecider<Cart>, KnownProducts> {
+        &self.executor
+    }
+
+    /// The generated use cases of `CartCommandService` on this executor.
+    pub fn handlers(&self) -> shop_cart::CartCommandHandlers<Cart, KnownProducts> {
+        shop_cart::CartCommandHandlers {
+            executor: self.executor.clone(),
+        }
+    }
+
+    pub async fn load(
+        &self,
+        cart: Uuid,
+    ) -> Result<(Cart, i64, Vec<Commit>), shop_kit::ServiceError> {
+        self.executor.load(cart).await
+    }
+
+    pub async fn execute<'k>(
+        &self,
+        ctx: &RequestContext,
+        key: impl Into<Option<&'k str>>,
+        expected_version: Option<i64>,
+        command: &shop_cart::CartCommand,
+    ) -> Result<Executed, shop_kit::ServiceError> {
+        self.executor
+            .execute(ctx, key.into(), expected_version, command)
+            .await
+    }
+}
+
+/// The commit id the executor derives for `command` on `cart` under `key`.
+pub fn commit_id(command: &shop_cart::CartCommand, cart: Uuid, key: Option<&str>) -> Uuid {
+    shop_kit::es::command::commit_id::<CartDecider<Cart>>(cart, command, key)
+}
+
+/// Serves `CartCommandService` (health, reflection) on `commands` until `shutdown`.
+pub async fn serve_command(
+    commands: CartCommands,
+    incoming: tonic::transport::server::TcpIncoming,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    shop_kit::server::grpc_router(
+        &["shop.cart.v1.CartCommandService"],
+        &[shop_cart::FILE_DESCRIPTOR_SET],
+    )
+    .await?
+    .add_service(shop_cart::cart_command_server(Arc::new(
+        commands.handlers(),
+    )))
+    .serve_with_incoming_shutdown(incoming, shutdown)
+    .await?;
+    Ok(())
+}
+
+/// Runs the cart's subscriptions (the service's own decision) on `commands`.
+pub async fn run_subscriber(
+    commands: CartCommands,
+    bus: shop_kit::bus::Bus,
+    config: SubscriberConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let reaction = shop_cart::CartOnUserEvents(cart_service::Subscriptions::new(commands.store()));
+    shop_kit::es::subscriber::run_subscriber(
+        commands.executor().clone(),
+        reaction,
+        bus,
+        config,
+        stop,
+    )
+    .await?;
+    Ok(())
+}
 
 /// A cart as the read model holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +177,7 @@ pub struct CartView {
 /// One cart from the read model (the runtime's `view::load`); `None` when it was never
 /// projected or is deleted.
 pub async fn load_view(db: &Db, id: Uuid) -> Result<Option<CartView>, shop_kit::ServiceError> {
-    let Some((cart, version)) = shop_kit::es::view::load::<cart_service::ReadModel>(db, id).await?
-    else {
+    let Some((cart, version)) = shop_kit::es::view::load::<ReadModel>(db, id).await? else {
         return Ok(None);
     };
     let uuid = |s: &str| Uuid::parse_str(s).expect("a UUID in the read model");
@@ -104,7 +245,7 @@ impl TestStore {
     pub async fn create() -> TestStore {
         let infra = infra();
         let name = unique("cart_test");
-        let store = EventStore::connect(&infra.mongo_url, &name, cart_service::store::LAYOUT)
+        let store = EventStore::connect(&infra.mongo_url, &name, shop_cart::EVENT_STORE)
             .await
             .expect("connecting to the event store");
         store.ensure_indexes().await.expect("creating the indexes");
@@ -124,7 +265,7 @@ impl TestStore {
         let store = EventStore::connect_with(
             db.url(),
             "ignored",
-            cart_service::store::LAYOUT,
+            shop_cart::EVENT_STORE,
             &ConnectOptions {
                 max_connections: 20,
                 ..Default::default()

@@ -16,10 +16,10 @@ use uuid::Uuid;
 pub fn cart_env(mongo_database: &str, read_db_url: &str, topic: &str) -> Vec<(String, String)> {
     let infra = super::infra();
     [
-        ("MONGO_URL", infra.mongo_url.as_str()),
-        ("MONGO_DATABASE", mongo_database),
+        ("EVENT_STORE_URL", infra.mongo_url.as_str()),
+        ("EVENT_STORE_DATABASE", mongo_database),
         ("DATABASE_URL", read_db_url),
-        ("KAFKA_BROKERS", infra.brokers.as_str()),
+        ("BUS_URL", infra.brokers.as_str()),
         ("CART_TOPIC", topic),
         ("LISTEN_ADDR", "127.0.0.1:0"),
         ("RUST_LOG", "info"),

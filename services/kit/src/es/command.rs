@@ -44,6 +44,7 @@ pub trait Checks<D: Decider>: Send + Sync + 'static {
 }
 
 /// No checks beyond the aggregate's.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct NoChecks;
 
 impl<D: Decider> Checks<D> for NoChecks {
@@ -101,6 +102,30 @@ where
     }
 }
 
+/// The state and version of one stream of `D`, folded from `store`, with its commits.
+pub async fn load<D: Decider>(
+    store: &EventStore,
+    stream_id: Uuid,
+) -> Result<(D::State, i64, Vec<Commit>), ServiceError> {
+    let commits = store.load(stream_id).await?;
+    let mut state = D::State::default();
+    let mut version = 0;
+    for c in &commits {
+        for e in &c.events {
+            if e.meta.version != version + 1 {
+                return Err(ServiceError::Internal(format!(
+                    "{} {stream_id}: version {} follows {version}",
+                    D::SERVICE,
+                    e.meta.version
+                )));
+            }
+            D::apply(&mut state, &e.decode()?);
+            version = e.meta.version;
+        }
+    }
+    Ok((state, version, commits))
+}
+
 /// Runs commands of the decider `D` against an event store.
 pub struct Executor<D, C = NoChecks> {
     store: EventStore,
@@ -144,23 +169,7 @@ impl<D: Decider, C: Checks<D>> Executor<D, C> {
         &self,
         stream_id: Uuid,
     ) -> Result<(D::State, i64, Vec<Commit>), ServiceError> {
-        let commits = self.store.load(stream_id).await?;
-        let mut state = D::State::default();
-        let mut version = 0;
-        for c in &commits {
-            for e in &c.events {
-                if e.meta.version != version + 1 {
-                    return Err(ServiceError::Internal(format!(
-                        "{} {stream_id}: version {} follows {version}",
-                        D::SERVICE,
-                        e.meta.version
-                    )));
-                }
-                D::apply(&mut state, &e.decode()?);
-                version = e.meta.version;
-            }
-        }
-        Ok((state, version, commits))
+        load::<D>(&self.store, stream_id).await
     }
 
     /// Runs `command` under the idempotency key `key`, if any (see the module docs).

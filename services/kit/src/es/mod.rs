@@ -3,6 +3,8 @@
 //! feature: the event store ([`store`]: commit records on the MongoDB wire or in SQL).
 
 #[cfg(feature = "es")]
+pub mod app;
+#[cfg(feature = "es")]
 pub mod command;
 #[cfg(feature = "es")]
 pub mod handler;
