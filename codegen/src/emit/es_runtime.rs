@@ -16,10 +16,17 @@ use crate::names;
 
 /// Whether the service's crate has a `runtime` module.
 pub fn has_module(svc: &Service) -> bool {
-    svc.pattern == Pattern::CqrsEs
+    svc.is_event_sourced()
 }
 
 pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> {
+    match svc.pattern {
+        Pattern::CqsEs => super::es_cqs::module(system, svc),
+        _ => cqrs_module(system, svc),
+    }
+}
+
+fn cqrs_module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> {
     let m = Model::new(system, svc, DatabaseKind::ReadModel)?;
     let records = crud::records(&m);
     let attach = crud::attach_owned(&m);
@@ -43,7 +50,7 @@ pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> 
         #![doc = #doc]
         #child_import
         use shop_kit::crud::{self, Record};
-        use shop_kit::es::view::{self, Rows, StateView};
+        use shop_kit::es::view::{self, StateView};
         use shop_kit::sql::{self, Arg, Db, Row};
         use shop_kit::{RequestContext, ServiceError};
 
@@ -59,26 +66,30 @@ pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> 
 
 /// The advisory-lock key of a read model: `<service>proj` as 8 bytes.
 fn lock_key(service: &str) -> i64 {
+    key_of(&format!("{service}proj"))
+}
+
+/// An advisory-lock key: the first 8 bytes of `name`, padded with `_`.
+pub(super) fn key_of(name: &str) -> i64 {
     let mut bytes = [b'_'; 8];
-    for (b, c) in bytes.iter_mut().zip(format!("{service}proj").bytes()) {
+    for (b, c) in bytes.iter_mut().zip(name.bytes()) {
         *b = c;
     }
     i64::from_be_bytes(bytes)
 }
 
-fn state_view(svc: &Service, m: &Model<'_>) -> TokenStream {
-    let agg = &svc.entity;
-    let snake = names::snake(agg);
-    let read_model = format_ident!("{}ReadModel", agg);
-    let aggregate_trait = format_ident!("{}Aggregate", agg);
-    let decider = format_ident!("{}Decider", agg);
+/// `impl ViewMapping for <mapping><A>`: the entity's rows from the aggregate's `view()`,
+/// in the database `m` describes.
+pub(super) fn view_mapping(
+    svc: &Service,
+    m: &Model<'_>,
+    mapping: &proc_macro2::Ident,
+    migrations: &proc_macro2::Ident,
+) -> TokenStream {
+    let aggregate_trait = format_ident!("{}Aggregate", svc.entity);
+    let decider = format_ident!("{}Decider", svc.entity);
     let ty = format_ident!("{}", m.entity.name);
     let (_, attach, _) = crud::support_names(m);
-    let states = format!("{snake}_states");
-    let deletions = format!("{snake}_deletions");
-    let mut tables: Vec<String> = m.owned.iter().map(|(_, _, t)| t.name.clone()).collect();
-    tables.extend([m.table.name.clone(), deletions.clone(), states.clone()]);
-    let lock = lock_key(&svc.name);
     let owned = m.owned.iter().map(|(r, _, _)| {
         let field = format_ident!("{}", r.name);
         if r.cardinality.is_many() {
@@ -87,39 +98,18 @@ fn state_view(svc: &Service, m: &Model<'_>) -> TokenStream {
             quote!(rows.children(id, view.#field.as_slice())?;)
         }
     });
-    let db = &m.database.name;
-    let pg = format!("../../sql/{db}");
-    let lite = format!("../../sqlite/{db}");
-    let doc = format!(
-        " The read model of `{}`: tables from the spec, rows from [`crate::{aggregate_trait}::view`].",
-        svc.name
-    );
     quote! {
-        /// The read database's PostgreSQL migrations.
-        pub static READ_PG: sqlx::migrate::Migrator = sqlx::migrate!(#pg);
-        /// The read database's SQLite migrations.
-        pub static READ_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!(#lite);
-        /// Both; the read database URL's dialect picks one.
-        pub static READ_MIGRATIONS: sql::Migrations = sql::Migrations { postgres: &READ_PG, sqlite: &READ_SQLITE };
-
-        #[doc = #doc]
-        pub struct #read_model<A>(std::marker::PhantomData<fn() -> A>);
-
-        impl<A: crate::#aggregate_trait> StateView for #read_model<A> {
+        impl<A: crate::#aggregate_trait> shop_kit::es::view::ViewMapping for #mapping<A> {
             type Decider = crate::#decider<A>;
             type View = pb::#ty;
-            const STATES: &'static str = #states;
-            const DELETIONS: &'static str = #deletions;
-            const TABLES: &'static [&'static str] = &[#(#tables),*];
-            const LOCK: i64 = #lock;
             fn migrations() -> &'static sql::Migrations {
-                &READ_MIGRATIONS
+                &#migrations
             }
             fn view(state: &A, id: uuid::Uuid) -> Option<pb::#ty> {
                 state.view(id)
             }
             #[allow(unused_variables)]
-            fn owned_rows(view: &pb::#ty, id: uuid::Uuid, rows: &mut Rows) -> Result<(), ServiceError> {
+            fn owned_rows(view: &pb::#ty, id: uuid::Uuid, rows: &mut shop_kit::es::view::Rows) -> Result<(), ServiceError> {
                 #(#owned)*
                 Ok(())
             }
@@ -127,6 +117,58 @@ fn state_view(svc: &Service, m: &Model<'_>) -> TokenStream {
                 #attach(db, views).await
             }
         }
+    }
+}
+
+fn state_view(svc: &Service, m: &Model<'_>) -> TokenStream {
+    let agg = &svc.entity;
+    let snake = names::snake(agg);
+    let read_model = format_ident!("{}ReadModel", agg);
+    let aggregate_trait = format_ident!("{}Aggregate", agg);
+    let states = format!("{snake}_states");
+    let deletions = format!("{snake}_deletions");
+    let mut tables: Vec<String> = m.owned.iter().map(|(_, _, t)| t.name.clone()).collect();
+    tables.extend([m.table.name.clone(), deletions.clone(), states.clone()]);
+    let lock = lock_key(&svc.name);
+    let mapping = view_mapping(svc, m, &read_model, &format_ident!("READ_MIGRATIONS"));
+    let migrations = migrations(&m.database.name, "READ", "The read database's");
+    let doc = format!(
+        " The read model of `{}`: tables from the spec, rows from [`crate::{aggregate_trait}::view`].",
+        svc.name
+    );
+    quote! {
+        #migrations
+
+        #[doc = #doc]
+        pub struct #read_model<A>(std::marker::PhantomData<fn() -> A>);
+
+        #mapping
+
+        impl<A: crate::#aggregate_trait> StateView for #read_model<A> {
+            const STATES: &'static str = #states;
+            const DELETIONS: &'static str = #deletions;
+            const TABLES: &'static [&'static str] = &[#(#tables),*];
+            const LOCK: i64 = #lock;
+        }
+    }
+}
+
+/// `<PREFIX>_PG`, `<PREFIX>_SQLITE` and `<PREFIX>_MIGRATIONS` of database `db`.
+pub(super) fn migrations(db: &str, prefix: &str, what: &str) -> TokenStream {
+    let pg = format_ident!("{prefix}_PG");
+    let lite = format_ident!("{prefix}_SQLITE");
+    let both = format_ident!("{prefix}_MIGRATIONS");
+    let pg_path = format!("../../sql/{db}");
+    let lite_path = format!("../../sqlite/{db}");
+    let pg_doc = format!(" {what} PostgreSQL migrations.");
+    let lite_doc = format!(" {what} SQLite migrations.");
+    quote! {
+        #[doc = #pg_doc]
+        pub static #pg: sqlx::migrate::Migrator = sqlx::migrate!(#pg_path);
+        #[doc = #lite_doc]
+        pub static #lite: sqlx::migrate::Migrator = sqlx::migrate!(#lite_path);
+        /// Both; the database URL's dialect picks one.
+        pub static #both: sql::Migrations = sql::Migrations { postgres: &#pg, sqlite: &#lite };
     }
 }
 
@@ -227,7 +269,7 @@ pub(super) fn upstream_fields(system: &System, svc: &Service) -> Vec<TokenStream
 }
 
 /// The local port of each role's deployable, as `match` arms on `app::Role`.
-fn listen_arms(system: &System, svc: &Service) -> Vec<TokenStream> {
+pub(super) fn listen_arms(system: &System, svc: &Service) -> Vec<TokenStream> {
     system
         .deployables
         .iter()
@@ -339,7 +381,7 @@ fn subscribers(system: &System, svc: &Service) -> (Vec<TokenStream>, Vec<TokenSt
     (fields, starts)
 }
 
-fn proto_service(svc: &Service, kind: OperationKind) -> Option<&ProtoService> {
+pub(super) fn proto_service(svc: &Service, kind: OperationKind) -> Option<&ProtoService> {
     svc.proto.services.iter().find(|ps| {
         ps.methods
             .iter()
@@ -347,7 +389,7 @@ fn proto_service(svc: &Service, kind: OperationKind) -> Option<&ProtoService> {
     })
 }
 
-fn server_ctor(ps: &ProtoService) -> proc_macro2::Ident {
+pub(super) fn server_ctor(ps: &ProtoService) -> proc_macro2::Ident {
     format_ident!(
         "{}_server",
         ps.name

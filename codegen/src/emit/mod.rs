@@ -10,6 +10,7 @@ pub mod compose;
 pub mod crud;
 pub mod docker;
 pub mod envoy;
+pub mod es_cqs;
 pub mod es_runtime;
 pub mod graphql;
 pub mod k8s;

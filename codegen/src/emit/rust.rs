@@ -1053,6 +1053,11 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
         pub trait #aggregate_trait: Default + Clone + Send + Sync #state_bounds + 'static {
             /// Folds one event into the state. Events are facts: this cannot fail.
             fn apply(&mut self, event: &#event_enum);
+            /// Folds what only an event's metadata knows (when it was recorded) into the
+            /// state, after [`Self::apply`]; nothing by default.
+            fn recorded(&mut self, event: &#event_enum, meta: &EventMeta) {
+                let _ = (event, meta);
+            }
             #(#aggregate_methods)*
             #view_method
         }
@@ -1079,8 +1084,9 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
             type Event = #event_enum;
             type Command = #command_enum;
             const SERVICE: &'static str = #service_name;
-            fn apply(state: &mut A, event: &#event_enum) {
-                state.apply(event)
+            fn apply(state: &mut A, event: &#event_enum, meta: &EventMeta) {
+                state.apply(event);
+                state.recorded(event, meta);
             }
             fn decide(state: &A, command: &#command_enum) -> Result<Vec<#event_enum>, ServiceError> {
                 decide(state, command)

@@ -1,10 +1,10 @@
 //! The `Customer` aggregate: its state, folded from its events, and one decision per
-//! command. Pure: no I/O, no clock. The store (see `store`) loads, decides, appends.
+//! command. Pure: no I/O, no clock. The runtime's store loads, decides, appends.
 
 use chrono::{DateTime, Utc};
 use shop_kit::ServiceError;
 use shop_user::{
-    AccountDeleted, CustomerAggregate, CustomerEvent, CustomerRegistered, DeleteAccount,
+    AccountDeleted, CustomerAggregate, CustomerEvent, CustomerRegistered, DeleteAccount, EventMeta,
     RegisterCustomer,
 };
 
@@ -17,9 +17,7 @@ pub struct Customer {
     pub deleted: bool,
     pub email: String,
     pub name: String,
-    /// When `CustomerRegistered` was recorded. Events carry no time of their own (it is
-    /// in their metadata), so [`CustomerAggregate::apply`] cannot set it; the store uses
-    /// [`Customer::apply_recorded`].
+    /// When `CustomerRegistered` was recorded (in its metadata: see `recorded`).
     pub registered_at: Option<DateTime<Utc>>,
 }
 
@@ -27,14 +25,6 @@ impl Customer {
     /// Registered and not deleted: the customer exists for queries and commands.
     pub fn is_live(&self) -> bool {
         self.registered && !self.deleted
-    }
-
-    /// [`CustomerAggregate::apply`] plus what only the event's metadata knows.
-    pub fn apply_recorded(&mut self, event: &CustomerEvent, occurred_at: DateTime<Utc>) {
-        self.apply(event);
-        if matches!(event, CustomerEvent::CustomerRegistered(_)) {
-            self.registered_at = Some(occurred_at);
-        }
     }
 }
 
@@ -74,6 +64,12 @@ impl CustomerAggregate for Customer {
             CustomerEvent::AccountDeleted(_) => {
                 self.deleted = true;
             }
+        }
+    }
+
+    fn recorded(&mut self, event: &CustomerEvent, meta: &EventMeta) {
+        if matches!(event, CustomerEvent::CustomerRegistered(_)) {
+            self.registered_at = Some(meta.occurred_at);
         }
     }
 
@@ -211,17 +207,25 @@ mod tests {
     }
 
     #[test]
-    fn apply_recorded_sets_registration_time() {
+    fn the_registration_time_is_when_it_was_recorded() {
         let at = Utc::now();
+        let meta = |occurred_at| EventMeta {
+            event_id: Uuid::now_v7(),
+            stream_id: Uuid::now_v7(),
+            version: 1,
+            occurred_at,
+            correlation_id: String::new(),
+            causation_id: String::new(),
+        };
         let mut state = Customer::default();
         let e = CustomerEvent::CustomerRegistered(CustomerRegistered {
             email: "a@b.c".into(),
             name: "A".into(),
         });
-        state.apply_recorded(&e, at);
-        state.apply_recorded(
+        state.recorded(&e, &meta(at));
+        state.recorded(
             &CustomerEvent::AccountDeleted(AccountDeleted {}),
-            Utc::now(),
+            &meta(Utc::now()),
         );
         assert_eq!(state.registered_at, Some(at));
     }

@@ -118,9 +118,10 @@ async fn register_view_delete_view(dialect: Dialect) {
     );
     assert_eq!(rows[1].text("event_type").expect("type"), "AccountDeleted");
     assert_eq!(rows[0].i32("schema_version").expect("schema version"), 1);
+    // The payload is the event's fields, as the document event store keeps them (rows
+    // written in the older `{type, data}` form still decode).
     let payload = rows[0].json("payload").expect("json");
-    assert_eq!(payload["type"], "CustomerRegistered");
-    assert_eq!(payload["data"]["email"], "Ann@example.com");
+    assert_eq!(payload["email"], "Ann@example.com");
     let metadata = rows[1].json("metadata").expect("json");
     assert_eq!(metadata["causation_id"], "req-delete");
     assert_eq!(metadata["correlation_id"], "req-delete");

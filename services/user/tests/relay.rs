@@ -10,13 +10,16 @@ use std::time::{Duration, Instant};
 
 use clap::Parser as _;
 use common::{Seen, TestDb, consume, versions_by_key};
+use common::{Users, users};
 use prost::Message as _;
 use shop_kit::RequestContext;
+use shop_kit::es::app::Mode;
+use shop_kit::es::outbox::{Relay, RelayConfig};
 use shop_kit::sql::{self, Dialect};
 use shop_user::{UserUseCases, pb};
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
-use user_service::{Config, Mode, Relay, RelayConfig, Users};
+use user_service::Config;
 
 fn ctx(request_id: &str) -> RequestContext {
     RequestContext {
@@ -28,7 +31,7 @@ fn ctx(request_id: &str) -> RequestContext {
 fn relay_config() -> RelayConfig {
     RelayConfig {
         topic: shop_user::TOPIC.into(),
-        lease_key: user_service::RELAY_LEASE_LOCK,
+        lease_key: shop_user::RELAY_LEASE_LOCK,
         poll_interval: Duration::from_millis(50),
         delivery_timeout: Duration::from_secs(10),
         ..RelayConfig::default()
@@ -86,7 +89,7 @@ async fn wait_all_published(db: &TestDb, timeout: Duration) {
 
 async fn relay_task_publishes_each_stream_in_version_order(dialect: Dialect) {
     let db = TestDb::create(dialect).await;
-    let users = Users::new(db.db.clone());
+    let users = users(db.db.clone());
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(relay(&db).run(stopped));
 
@@ -132,7 +135,7 @@ async fn relay_task_publishes_each_stream_in_version_order(dialect: Dialect) {
 /// the next relay sends them again. Duplicates on the wire, nothing lost.
 async fn crash_between_publish_and_mark_duplicates_but_loses_nothing(dialect: Dialect) {
     let db = TestDb::create(dialect).await;
-    let users = Users::new(db.db.clone());
+    let users = users(db.db.clone());
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(register(&users, &format!("crash{i}@example.com")).await);
@@ -180,19 +183,19 @@ async fn crash_between_publish_and_mark_duplicates_but_loses_nothing(dialect: Di
 
 async fn one_relay_holds_the_lease_and_the_others_stand_by(dialect: Dialect) {
     let db = TestDb::create(dialect).await;
-    let first = user_service::relay::try_lease(&db.db)
+    let first = shop_kit::es::outbox::try_lease(&db.db, shop_user::RELAY_LEASE_LOCK)
         .await
         .expect("lease query")
         .expect("first takes the lease");
     assert!(
-        user_service::relay::try_lease(&db.db)
+        shop_kit::es::outbox::try_lease(&db.db, shop_user::RELAY_LEASE_LOCK)
             .await
             .expect("lease query")
             .is_none(),
         "second stands by"
     );
     first.release().await;
-    let second = user_service::relay::try_lease(&db.db)
+    let second = shop_kit::es::outbox::try_lease(&db.db, shop_user::RELAY_LEASE_LOCK)
         .await
         .expect("lease query")
         .expect("free again after release");
@@ -200,7 +203,7 @@ async fn one_relay_holds_the_lease_and_the_others_stand_by(dialect: Dialect) {
 
     // Two relay tasks on one outbox: only the lease holder publishes, so each event
     // goes out once.
-    let users = Users::new(db.db.clone());
+    let users = users(db.db.clone());
     let (stop, stopped) = watch::channel(false);
     let tasks: Vec<_> = (0..2)
         .map(|_| tokio::spawn(relay(&db).run(stopped.clone())))
@@ -231,7 +234,7 @@ async fn a_checkpoint_reader_never_skips_a_late_commit(dialect: Dialect) {
     const WRITERS: usize = 8;
     const PER_WRITER: usize = 15;
     let db = TestDb::create(dialect).await;
-    let users = Users::new(db.db.clone());
+    let users = users(db.db.clone());
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let users = users.clone();
@@ -308,7 +311,7 @@ async fn relay_publishes_every_event_once_in_position_order(dialect: Dialect) {
     const WRITERS: usize = 4;
     const PER_WRITER: usize = 10;
     let db = TestDb::create(dialect).await;
-    let users = Users::new(db.db.clone());
+    let users = users(db.db.clone());
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(relay(&db).run(stopped));
     let writers: Vec<_> = (0..WRITERS)
@@ -381,31 +384,26 @@ async fn relay_publishes_every_event_once_in_position_order(dialect: Dialect) {
 }
 
 /// The launcher's entry point: `run` migrates, serves gRPC on the listener it is given,
-/// relays to the bus its configuration names (PostgreSQL: through the `KAFKA_BROKERS`
-/// fallback; SQLite: an explicit `sqlite://` bus URL), and returns once `stop` flips.
+/// relays to the bus its configuration names (Kafka on PostgreSQL, the embedded log on
+/// SQLite), and returns once `stop` flips.
 async fn run_serves_relays_and_stops(dialect: Dialect) {
     let db = TestDb::create(dialect).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding an ephemeral port");
     let addr = listener.local_addr().expect("local addr");
-    let (bus_url, kafka_brokers) = match dialect {
-        Dialect::Postgres => (None, db.bus_url.clone()),
-        Dialect::Sqlite => (Some(db.bus_url.clone()), "127.0.0.1:1".to_string()),
-    };
     let config = Config {
         mode: Mode::Serve,
         listen: addr,
         database_url: db.url.clone(),
-        max_connections: 5,
-        bus_url,
-        kafka_brokers,
-        topic_partitions: 3,
-        relay: true,
-        relay_poll_ms: 50,
-        relay_batch: 100,
-        startup_timeout_secs: 30,
-        shutdown_timeout_secs: 5,
+        bus_url: db.bus_url.clone(),
+        user_topic: shop_user::TOPIC.into(),
+        user_topic_partitions: 3,
+        runtime: shop_kit::es::app::RuntimeArgs {
+            max_connections: 5,
+            shutdown_timeout_secs: 5,
+            ..Default::default()
+        },
     };
     let (stop, stopped) = watch::channel(false);
     let service = tokio::spawn(user_service::run(
@@ -462,24 +460,18 @@ on_both_dialects!(
 );
 
 #[test]
-fn the_bus_url_falls_back_to_the_kafka_brokers() {
+fn the_mode_and_the_relay_flag_parse() {
     let parse = |args: &[&str]| {
         let mut all = vec!["user-service", "--database-url", "sqlite://x/user.db"];
         all.extend_from_slice(args);
         Config::try_parse_from(all).expect("parses")
     };
-    let c = parse(&["--kafka-brokers", "k1:9092,k2:9092", "--bus-url", ""]);
-    assert_eq!(c.bus_url(), "k1:9092,k2:9092", "an empty BUS_URL is unset");
-    let c = parse(&[
-        "--kafka-brokers",
-        "k1:9092",
-        "--bus-url",
-        "sqlite://data/bus.db",
-    ]);
-    assert_eq!(c.bus_url(), "sqlite://data/bus.db");
+    let c = parse(&["--bus-url", "sqlite://data/bus.db"]);
+    assert_eq!(c.bus_url, "sqlite://data/bus.db");
     assert_eq!(c.mode, Mode::Serve);
+    assert!(c.runtime.relay);
     let c = parse(&["relay", "--relay", "false", "--bus-url", "kafka://k:1"]);
     assert_eq!(c.mode, Mode::Relay);
-    assert!(c.runs_relay(), "relay mode relays whatever --relay says");
-    assert_eq!(c.bus_url(), "kafka://k:1");
+    assert!(!c.runtime.relay, "relay mode relays whatever --relay says");
+    assert_eq!(c.bus_url, "kafka://k:1");
 }

@@ -1001,6 +1001,11 @@ impl CartCommand {
 pub trait CartAggregate: Default + Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static {
     /// Folds one event into the state. Events are facts: this cannot fail.
     fn apply(&mut self, event: &CartEvent);
+    /// Folds what only an event's metadata knows (when it was recorded) into the
+    /// state, after [`Self::apply`]; nothing by default.
+    fn recorded(&mut self, event: &CartEvent, meta: &EventMeta) {
+        let _ = (event, meta);
+    }
     /// Decides `AddProduct`: the events to append (declared: ProductAdded), or why not.
     fn add_product(&self, command: &AddProduct) -> Result<Vec<CartEvent>, ServiceError>;
     /// Decides `RemoveProduct`: the events to append (declared: ProductRemoved), or why not.
@@ -1056,8 +1061,9 @@ impl<A: CartAggregate> shop_kit::es::Decider for CartDecider<A> {
     type Event = CartEvent;
     type Command = CartCommand;
     const SERVICE: &'static str = "cart";
-    fn apply(state: &mut A, event: &CartEvent) {
-        state.apply(event)
+    fn apply(state: &mut A, event: &CartEvent, meta: &EventMeta) {
+        state.apply(event);
+        state.recorded(event, meta);
     }
     fn decide(state: &A, command: &CartCommand) -> Result<Vec<CartEvent>, ServiceError> {
         decide(state, command)

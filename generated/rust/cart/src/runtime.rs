@@ -2,7 +2,7 @@
 //! The `cart` service on the event-sourcing runtime: its read model and queries.
 use shop_kit::crud::Child;
 use shop_kit::crud::{self, Record};
-use shop_kit::es::view::{self, Rows, StateView};
+use shop_kit::es::view::{self, StateView};
 use shop_kit::sql::{self, Arg, Db, Row};
 use shop_kit::{RequestContext, ServiceError};
 use crate::pb;
@@ -74,25 +74,16 @@ pub static READ_PG: sqlx::migrate::Migrator = sqlx::migrate!("../../sql/shop_car
 pub static READ_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!(
     "../../sqlite/shop_cart_read"
 );
-/// Both; the read database URL's dialect picks one.
+/// Both; the database URL's dialect picks one.
 pub static READ_MIGRATIONS: sql::Migrations = sql::Migrations {
     postgres: &READ_PG,
     sqlite: &READ_SQLITE,
 };
 /// The read model of `cart`: tables from the spec, rows from [`crate::CartAggregate::view`].
 pub struct CartReadModel<A>(std::marker::PhantomData<fn() -> A>);
-impl<A: crate::CartAggregate> StateView for CartReadModel<A> {
+impl<A: crate::CartAggregate> shop_kit::es::view::ViewMapping for CartReadModel<A> {
     type Decider = crate::CartDecider<A>;
     type View = pb::Cart;
-    const STATES: &'static str = "cart_states";
-    const DELETIONS: &'static str = "cart_deletions";
-    const TABLES: &'static [&'static str] = &[
-        "cart_items",
-        "carts",
-        "cart_deletions",
-        "cart_states",
-    ];
-    const LOCK: i64 = 7161130726924119914i64;
     fn migrations() -> &'static sql::Migrations {
         &READ_MIGRATIONS
     }
@@ -103,7 +94,7 @@ impl<A: crate::CartAggregate> StateView for CartReadModel<A> {
     fn owned_rows(
         view: &pb::Cart,
         id: uuid::Uuid,
-        rows: &mut Rows,
+        rows: &mut shop_kit::es::view::Rows,
     ) -> Result<(), ServiceError> {
         rows.children(id, &view.items)?;
         Ok(())
@@ -111,6 +102,17 @@ impl<A: crate::CartAggregate> StateView for CartReadModel<A> {
     async fn attach(db: &Db, views: &mut [pb::Cart]) -> Result<(), ServiceError> {
         attach_cart(db, views).await
     }
+}
+impl<A: crate::CartAggregate> StateView for CartReadModel<A> {
+    const STATES: &'static str = "cart_states";
+    const DELETIONS: &'static str = "cart_deletions";
+    const TABLES: &'static [&'static str] = &[
+        "cart_items",
+        "carts",
+        "cart_deletions",
+        "cart_states",
+    ];
+    const LOCK: i64 = 7161130726924119914i64;
 }
 /// `CartQueryService` from the read model: a stream it does not hold (never created, not yet projected, or deleted) is NOT_FOUND.
 pub struct CartQueryHandlers<A> {

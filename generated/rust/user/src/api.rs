@@ -453,6 +453,11 @@ impl CustomerCommand {
 pub trait CustomerAggregate: Default + Clone + Send + Sync + 'static {
     /// Folds one event into the state. Events are facts: this cannot fail.
     fn apply(&mut self, event: &CustomerEvent);
+    /// Folds what only an event's metadata knows (when it was recorded) into the
+    /// state, after [`Self::apply`]; nothing by default.
+    fn recorded(&mut self, event: &CustomerEvent, meta: &EventMeta) {
+        let _ = (event, meta);
+    }
     /// Decides `RegisterCustomer`: the events to append (declared: CustomerRegistered), or why not.
     fn register_customer(
         &self,
@@ -495,8 +500,9 @@ impl<A: CustomerAggregate> shop_kit::es::Decider for CustomerDecider<A> {
     type Event = CustomerEvent;
     type Command = CustomerCommand;
     const SERVICE: &'static str = "user";
-    fn apply(state: &mut A, event: &CustomerEvent) {
-        state.apply(event)
+    fn apply(state: &mut A, event: &CustomerEvent, meta: &EventMeta) {
+        state.apply(event);
+        state.recorded(event, meta);
     }
     fn decide(
         state: &A,

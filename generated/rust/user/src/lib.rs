@@ -14,3 +14,12 @@ pub mod pb;
 mod api;
 
 pub use api::*;
+
+/// The service on the event-sourcing runtime.
+#[cfg(feature = "runtime")]
+#[rustfmt::skip]
+#[allow(clippy::all, clippy::pedantic)]
+mod runtime;
+
+#[cfg(feature = "runtime")]
+pub use runtime::*;

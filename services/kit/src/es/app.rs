@@ -60,6 +60,15 @@ pub enum EventsFrom {
     Store,
 }
 
+/// What a CQS service's process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The gRPC server (and the outbox relay unless disabled).
+    Serve,
+    /// Only the outbox relay.
+    Relay,
+}
+
 /// One-off tasks of a CQRS service's binary.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum Task {
@@ -162,6 +171,23 @@ impl RuntimeArgs {
             lease_ttl: Duration::from_millis(self.relay_lease_ttl_ms.max(100)),
             gap_timeout: Duration::from_millis(self.relay_gap_timeout_ms),
             ..RelayConfig::default()
+        }
+    }
+
+    /// The outbox relay of a CQS service: its lease `lease_key` in the service's database.
+    pub fn outbox_config(
+        &self,
+        topic: &str,
+        lease_key: i64,
+        topic_partitions: i32,
+    ) -> super::outbox::RelayConfig {
+        super::outbox::RelayConfig {
+            topic: topic.to_string(),
+            lease_key,
+            poll_interval: Duration::from_millis(self.relay_poll_ms.max(1)),
+            batch_size: self.relay_batch.max(1),
+            topic_partitions: topic_partitions.max(1),
+            ..super::outbox::RelayConfig::default()
         }
     }
 
@@ -308,6 +334,24 @@ impl Background {
         tracing::info!(topic = %config.topic, owner = relay.owner(), bus = ?bus, "relay starting");
         let stop = self.stop();
         self.spawn("relay", async move {
+            relay.run(stop).await;
+            Ok::<(), ServiceError>(())
+        });
+        Ok(())
+    }
+
+    /// Publishes the outbox of `db` to `config.topic` of `bus`.
+    pub fn outbox_relay(
+        &mut self,
+        db: Db,
+        bus: &Bus,
+        config: super::outbox::RelayConfig,
+    ) -> Result<(), AppError> {
+        let relay = super::outbox::Relay::new(db, bus, config)
+            .map_err(|e| AppError::new("starting the outbox relay", e))?;
+        tracing::info!(bus = ?bus, "outbox relay starting");
+        let stop = self.stop();
+        self.spawn("outbox relay", async move {
             relay.run(stop).await;
             Ok::<(), ServiceError>(())
         });

@@ -73,6 +73,15 @@ pub fn commit_id<D: Decider>(stream_id: Uuid, command: &D::Command, key: Option<
     crate::idempotency::attempt_id(&scope, key)
 }
 
+/// The stream `command` addresses: the one its input names, else a new one, its id
+/// derived from the caller's idempotency key (so that a retry meets its first attempt).
+pub fn stream_of<D: Decider>(command: &D::Command, key: Option<&str>) -> Uuid {
+    D::stream_id(command).unwrap_or_else(|| {
+        let scope = format!("{}.{}", D::SERVICE, D::command_name(command));
+        crate::idempotency::attempt_id(&scope, key)
+    })
+}
+
 /// Runs `attempt` again after a conflict, up to `retries` times with
 /// [`conflict_backoff`], unless the caller named an expected version (then the conflict
 /// is the caller's).
@@ -119,7 +128,7 @@ pub async fn load<D: Decider>(
                     e.meta.version
                 )));
             }
-            D::apply(&mut state, &e.decode()?);
+            D::apply(&mut state, &e.decode()?, &e.meta);
             version = e.meta.version;
         }
     }
@@ -193,9 +202,7 @@ impl<D: Decider, C: Checks<D>> Executor<D, C> {
         expected_version: Option<i64>,
         command: &D::Command,
     ) -> Result<Executed, ServiceError> {
-        let stream_id = D::stream_id(command).ok_or_else(|| {
-            ServiceError::Internal(format!("{} command without a stream id", D::SERVICE))
-        })?;
+        let stream_id = stream_of::<D>(command, key);
         let commit_id = commit_id::<D>(stream_id, command, key);
         let (state, version, commits) = self.load(stream_id).await?;
         if let Some(first) = commits.iter().find(|c| c.commit_id == commit_id) {

@@ -7,6 +7,8 @@ pub mod app;
 #[cfg(feature = "es")]
 pub mod command;
 #[cfg(feature = "es")]
+pub mod cqs;
+#[cfg(feature = "es")]
 pub mod handler;
 #[cfg(feature = "es")]
 pub mod outbox;
@@ -68,7 +70,8 @@ pub trait Decider: Send + Sync + 'static {
     /// The service's name in the spec (logs, commit-id scopes).
     const SERVICE: &'static str;
 
-    fn apply(state: &mut Self::State, event: &Self::Event);
+    /// Folds one event (with what its metadata knows: when it was recorded) into the state.
+    fn apply(state: &mut Self::State, event: &Self::Event, meta: &EventMeta);
     fn decide(
         state: &Self::State,
         command: &Self::Command,

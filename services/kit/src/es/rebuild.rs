@@ -54,7 +54,7 @@ impl<V: StateView> Folded<V> {
         let (state, version) = self.streams.entry(c.stream_id).or_default();
         for e in &c.events {
             match e.decode::<EventOf<V>>() {
-                Ok(event) => V::Decider::apply(state, &event),
+                Ok(event) => V::Decider::apply(state, &event, &e.meta),
                 Err(err) => tracing::error!(alert = "event_undecodable", stream_id = %c.stream_id,
                     version = e.meta.version, error = %err, "ALERT: rebuild skips an undecodable stored event"),
             }
@@ -149,7 +149,7 @@ pub async fn rebuild<V: StateView>(
             .await
             .map_err(db::error)?;
     }
-    folded.rows()?.insert(&mut tx).await?;
+    folded.rows()?.insert(&mut tx).await.map_err(db::error)?;
     tx.commit().await.map_err(db::error)?;
     let report = RebuildReport {
         commits: folded.commits,

@@ -45,24 +45,18 @@ use crate::sql::{self, Arg, Db, Tx};
 use crate::{ServiceError, db};
 
 /// The state of the streams of `V`.
-pub type State<V> = <<V as StateView>::Decider as Decider>::State;
+pub type State<V> = <<V as ViewMapping>::Decider as Decider>::State;
 /// The events of `V`.
-pub type EventOf<V> = <<V as StateView>::Decider as Decider>::Event;
+pub type EventOf<V> = <<V as ViewMapping>::Decider as Decider>::Event;
 
-/// A read model kept from aggregate states; the generator implements it per CQRS service.
-pub trait StateView: Send + Sync + 'static {
-    type Decider: Decider<State: Serialize + DeserializeOwned>;
+/// How a stream's state is shown and stored: the generator implements it per
+/// event-sourced service (the aggregate's `view()`, the entity's [`Record`]/[`Child`]
+/// mappings, the database's migrations).
+pub trait ViewMapping: Send + Sync + 'static {
+    type Decider: Decider;
     /// What the API shows of one stream: a row of [`Record::TABLE`] (plus its `version`
     /// column) and what it owns.
     type View: Record + Send + 'static;
-    /// `<entity>_states`.
-    const STATES: &'static str;
-    /// `<entity>_deletions`.
-    const DELETIONS: &'static str;
-    /// Every table a rebuild replaces, children first.
-    const TABLES: &'static [&'static str];
-    /// The key every writer of the read model locks for its transaction.
-    const LOCK: i64;
 
     fn migrations() -> &'static sql::Migrations;
     /// The stream as the API shows it; `None` when it does not exist for its callers.
@@ -74,6 +68,18 @@ pub trait StateView: Send + Sync + 'static {
         db: &Db,
         views: &mut [Self::View],
     ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+}
+
+/// A CQRS read model kept from aggregate states (JSON, beside the rows).
+pub trait StateView: ViewMapping<Decider: Decider<State: Serialize + DeserializeOwned>> {
+    /// `<entity>_states`.
+    const STATES: &'static str;
+    /// `<entity>_deletions`.
+    const DELETIONS: &'static str;
+    /// Every table a rebuild replaces, children first.
+    const TABLES: &'static [&'static str];
+    /// The key every writer of the read model locks for its transaction.
+    const LOCK: i64;
 }
 
 /// Rows to insert, per table in the order tables were first given (owners before what
@@ -118,7 +124,7 @@ impl Rows {
     }
 
     /// Inserts every row with multi-row `VALUES`.
-    pub async fn insert(self, tx: &mut Tx) -> Result<(), ServiceError> {
+    pub async fn insert(self, tx: &mut Tx) -> Result<(), sql::Error> {
         for t in self.tables {
             let width = t.columns.len().max(1);
             for chunk in t.rows.chunks((MAX_PARAMETERS / width).max(1)) {
@@ -134,8 +140,7 @@ impl Rows {
                 sql::query(statement)
                     .bind_all(chunk.iter().flatten().cloned())
                     .execute(&mut *tx)
-                    .await
-                    .map_err(db::error)?;
+                    .await?;
             }
         }
         Ok(())
@@ -143,7 +148,7 @@ impl Rows {
 }
 
 /// The root table's columns: the view's, then `version`.
-fn root_columns<V: StateView>() -> Vec<&'static str> {
+fn root_columns<V: ViewMapping>() -> Vec<&'static str> {
     let mut columns = V::View::COLUMNS.to_vec();
     columns.push("version");
     columns
@@ -164,25 +169,35 @@ pub fn stream_rows<V: StateView>(
         &["id", "version", "state"],
         vec![Arg::from(id), Arg::from(version), Arg::from(json)],
     );
-    match V::view(state, id) {
-        Some(view) => {
-            let mut args = view.to_args()?;
-            args.push(Arg::from(version));
-            rows.push(V::View::TABLE, &root_columns::<V>(), args);
-            V::owned_rows(&view, id, rows)?;
-        }
-        None if version > 0 => rows.push(
+    if !view_rows::<V>(id, version, state, rows)? && version > 0 {
+        rows.push(
             V::DELETIONS,
             &["id", "version"],
             vec![Arg::from(id), Arg::from(version)],
-        ),
-        None => {}
+        );
     }
     Ok(())
 }
 
+/// Adds the rows `view()` shows of one stream at `version`; whether it shows any.
+pub fn view_rows<V: ViewMapping>(
+    id: Uuid,
+    version: i64,
+    state: &State<V>,
+    rows: &mut Rows,
+) -> Result<bool, ServiceError> {
+    let Some(view) = V::view(state, id) else {
+        return Ok(false);
+    };
+    let mut args = view.to_args()?;
+    args.push(Arg::from(version));
+    rows.push(V::View::TABLE, &root_columns::<V>(), args);
+    V::owned_rows(&view, id, rows)?;
+    Ok(true)
+}
+
 /// Applies the generated migrations of the read model.
-pub async fn prepare<V: StateView>(db: &Db) -> Result<(), ServiceError> {
+pub async fn prepare<V: ViewMapping>(db: &Db) -> Result<(), ServiceError> {
     db.migrate(V::migrations())
         .await
         .map_err(|e| ServiceError::Unavailable(format!("migrating the read model: {e}")))
@@ -190,7 +205,10 @@ pub async fn prepare<V: StateView>(db: &Db) -> Result<(), ServiceError> {
 
 /// One stream as the read model shows it, and its version; `None` when it was never
 /// projected or is deleted.
-pub async fn load<V: StateView>(db: &Db, id: Uuid) -> Result<Option<(V::View, i64)>, ServiceError> {
+pub async fn load<V: ViewMapping>(
+    db: &Db,
+    id: Uuid,
+) -> Result<Option<(V::View, i64)>, ServiceError> {
     let statement = format!(
         "SELECT {} FROM {} WHERE id = $1",
         root_columns::<V>().join(", "),
@@ -439,7 +457,7 @@ impl<V: StateView> Projector<V> {
             // Rows written before states were kept: fold the stream from the store.
             None => self.fold_from_store(id, have).await?,
         };
-        V::Decider::apply(&mut state, event);
+        V::Decider::apply(&mut state, event, meta);
         replace_stream::<V>(&mut tx, id, meta.version, &state).await?;
         tx.commit().await.map_err(db::error)?;
         Ok(Applied::Applied)
@@ -455,7 +473,7 @@ impl<V: StateView> Projector<V> {
         for c in store.load(id).await? {
             for (meta, event) in c.decode::<EventOf<V>>()? {
                 if meta.version <= until {
-                    V::Decider::apply(&mut state, &event);
+                    V::Decider::apply(&mut state, &event, &meta);
                 }
             }
         }
@@ -521,7 +539,7 @@ async fn replace_stream<V: StateView>(
     }
     let mut rows = Rows::default();
     stream_rows::<V>(id, version, state, &mut rows)?;
-    rows.insert(tx).await
+    rows.insert(tx).await.map_err(db::error)
 }
 
 impl<V: StateView> Projection<EventOf<V>> for Projector<V> {

@@ -81,7 +81,7 @@ impl TestDb {
                 max_connections: 30,
                 startup_timeout: Duration::from_secs(30),
             },
-            Some(&user_service::MIGRATIONS),
+            Some(&shop_user::DB_MIGRATIONS),
         )
         .await
         .expect("connecting to the test database and migrating it");
@@ -151,6 +151,33 @@ impl TestDb {
     }
 }
 
+/// The service's generated use cases on the runtime's store, over the hand-written
+/// aggregate.
+pub type Users = shop_user::UserHandlers<user_service::Customer>;
+
+pub fn users(db: Db) -> Users {
+    shop_user::UserHandlers {
+        store: shop_kit::es::cqs::Store::new(db, shop_user::TOPIC),
+    }
+}
+
+/// Serves `users` (health, reflection) on `incoming` until `shutdown`.
+pub async fn serve(
+    users: Users,
+    incoming: TcpIncoming,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    shop_kit::server::grpc_router(
+        &["shop.user.v1.UserService"],
+        &[shop_user::FILE_DESCRIPTOR_SET],
+    )
+    .await?
+    .add_service(shop_user::user_server(std::sync::Arc::new(users)))
+    .serve_with_incoming_shutdown(incoming, shutdown)
+    .await?;
+    Ok(())
+}
+
 /// The gRPC server (health, reflection, the service) on 127.0.0.1:<ephemeral>.
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
@@ -165,13 +192,9 @@ impl TestServer {
             .expect("binding an ephemeral port");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(user_service::serve(
-            user_service::Users::new(db),
-            TcpIncoming::from(listener),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let task = tokio::spawn(serve(users(db), TcpIncoming::from(listener), async move {
+            let _ = stopped.await;
+        }));
         TestServer {
             addr,
             stop: Some(stop),

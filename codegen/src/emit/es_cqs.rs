@@ -1,0 +1,272 @@
+//! `src/runtime.rs` of a CQS + event sourcing service (feature `runtime`): the state
+//! rows' mapping (`Record` of the entity in the service's database, `ViewMapping` and
+//! `CqsModel` over the aggregate), the use cases on `shop_kit::es::cqs::Store`, and the
+//! process (`Config`, `run_with`, `run`, `main`): the server and the outbox relay.
+
+use heck::{ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use super::EmitError;
+use super::crud::{self, Model};
+use super::es_runtime::{key_of, migrations, server_ctor, upstream_fields, view_mapping};
+use crate::ir::*;
+use crate::names;
+
+pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> {
+    let m = Model::new(system, svc, DatabaseKind::EventsAndState)?;
+    let records = crud::records(&m);
+    let attach = crud::attach_owned(&m);
+    let state = format_ident!("{}State", svc.entity);
+    let mapping = view_mapping(svc, &m, &state, &format_ident!("DB_MIGRATIONS"));
+    let migrations = migrations(&m.database.name, "DB", "The database's");
+    let aggregate_trait = format_ident!("{}Aggregate", svc.entity);
+    let lock = key_of(&format!("{}_out", svc.name));
+    let lease = key_of(&format!("{}_rly", svc.name));
+    let Some(handlers) = use_cases(svc, &state) else {
+        return Err(EmitError::Other(format!(
+            "service `{}` (cqs-es): every query must take only the stream id and answer the aggregate",
+            svc.name
+        )));
+    };
+    let process = process(system, svc, &m);
+    let doc = format!(
+        " The `{}` service on the event-sourcing runtime: state rows, use cases, process.",
+        svc.name
+    );
+    let state_doc = format!(
+        " The state rows of `{}`: the `{}` table from the spec, rows from [`crate::{aggregate_trait}::view`].",
+        svc.name, m.table.name
+    );
+    let child_import = (!m.owned.is_empty()).then(|| {
+        quote!(
+            use shop_kit::crud::Child;
+        )
+    });
+    Ok(quote! {
+        #![doc = #doc]
+        #child_import
+        use shop_kit::crud::{self, Record};
+        use shop_kit::sql::{self, Arg, Db, Row};
+        use shop_kit::{RequestContext, ServiceError};
+
+        use crate::pb;
+
+        #records
+        #attach
+        #migrations
+
+        /// The lease key of the outbox relay in the service's database.
+        pub const RELAY_LEASE_LOCK: i64 = #lease;
+
+        #[doc = #state_doc]
+        pub struct #state<A>(std::marker::PhantomData<fn() -> A>);
+
+        #mapping
+
+        impl<A: crate::#aggregate_trait> shop_kit::es::cqs::CqsModel for #state<A> {
+            const LOCK: i64 = #lock;
+        }
+
+        #handlers
+        #process
+    })
+}
+
+/// The use cases of the service's one proto service on the store: commands executed,
+/// queries by stream id answered from the state rows. `None` when a query has another
+/// shape.
+fn use_cases(svc: &Service, state: &proc_macro2::Ident) -> Option<TokenStream> {
+    let ps = svc.proto.services.first()?;
+    let agg = svc.entity.as_str();
+    let id_field = format!("{}_id", agg.to_snake_case());
+    let id_ident = format_ident!("{}", id_field);
+    let out_ident = format_ident!("{}", agg.to_snake_case());
+    let command_enum = format_ident!("{}Command", agg);
+    let kind = names::snake(agg);
+    let mut methods = Vec::new();
+    for m in &ps.methods {
+        let o = svc.operation(&m.method)?;
+        let method = format_ident!("{}", m.method.to_snake_case());
+        let req = format_ident!("{}", m.request);
+        let resp = format_ident!("{}", m.response);
+        let body = match o.kind {
+            OperationKind::Command => {
+                let variant = format_ident!("{}", o.name);
+                quote! {
+                    let command = crate::#command_enum::#variant(crate::#variant::try_from(&request)?);
+                    let done = self.store
+                        .execute(&ctx, request.idempotency_key.as_deref(), request.expected_version, &command)
+                        .await?;
+                    Ok(pb::#resp { #id_ident: done.stream_id.to_string(), version: done.version })
+                }
+            }
+            OperationKind::Query
+                if o.input.len() == 1
+                    && o.input[0].name == id_field
+                    && o.output.as_deref().is_none_or(|out| out == agg) =>
+            {
+                quote! {
+                    let _ = ctx;
+                    let id = uuid::Uuid::parse_str(&request.#id_ident)
+                        .map_err(|_| ServiceError::invalid(#id_field, "must be a UUID"))?;
+                    let (found, version) = self.store.view(id).await?
+                        .ok_or_else(|| ServiceError::not_found(#kind, id))?;
+                    Ok(pb::#resp { #out_ident: Some(found), version })
+                }
+            }
+            _ => return None,
+        };
+        methods.push(quote! {
+            async fn #method(&self, ctx: RequestContext, request: pb::#req) -> Result<pb::#resp, ServiceError> {
+                #body
+            }
+        });
+    }
+    let base = ps.name.strip_suffix("Service").unwrap_or(&ps.name);
+    let handlers = format_ident!("{}Handlers", base);
+    let use_cases = format_ident!("{}UseCases", base.to_upper_camel_case());
+    let aggregate_trait = format_ident!("{}Aggregate", agg);
+    let doc = format!(" `{}` on the CQS store: every use case generated.", ps.name);
+    Some(quote! {
+        #[doc = #doc]
+        pub struct #handlers<A> {
+            pub store: shop_kit::es::cqs::Store<#state<A>>,
+        }
+
+        impl<A> Clone for #handlers<A> {
+            fn clone(&self) -> Self {
+                #handlers { store: self.store.clone() }
+            }
+        }
+
+        impl<A: crate::#aggregate_trait> crate::#use_cases for #handlers<A> {
+            #(#methods)*
+        }
+    })
+}
+
+/// `Config`, `run_with` (serve and/or relay until stopped) and `main_with`.
+fn process(system: &System, svc: &Service, m: &Model<'_>) -> TokenStream {
+    let name = svc.name.as_str();
+    let agg = &svc.entity;
+    let aggregate_trait = format_ident!("{}Aggregate", agg);
+    let state = format_ident!("{}State", agg);
+    let Some(ps) = svc.proto.services.first() else {
+        return TokenStream::new();
+    };
+    let service_name = format!("{}.{}", svc.proto.package, ps.name);
+    let server = server_ctor(ps);
+    let handlers = format_ident!(
+        "{}Handlers",
+        ps.name.strip_suffix("Service").unwrap_or(&ps.name)
+    );
+    let port = system
+        .deployables
+        .iter()
+        .find(|d| d.service == svc.name)
+        .map_or(50051, |d| d.local.app);
+    let listen = format!("127.0.0.1:{port}");
+    let topic = svc
+        .messaging
+        .as_ref()
+        .map(|t| t.topic.clone())
+        .unwrap_or_default();
+    let topic_field = format_ident!("{}_topic", name.to_snake_case());
+    let partitions_field = format_ident!("{}_topic_partitions", name.to_snake_case());
+    let topic_env = format!("{}_TOPIC", name.to_shouty_snake_case());
+    let partitions_env = format!("{}_TOPIC_PARTITIONS", name.to_shouty_snake_case());
+    let upstreams = upstream_fields(system, svc);
+    let about =
+        format!("The {name} service (CQS + event sourcing): the gRPC server and its outbox relay");
+    let group_id = format!("{name}-generated");
+    let db_doc = format!(
+        " The service's database: `postgres://…` or `sqlite://path`; the migrations of `{}` run at start.",
+        m.database.name
+    );
+    let stopped = format!("{name} service stopped");
+    quote! {
+        /// The service's settings: flags and environment of the binary, or a launcher's.
+        #[derive(clap::Parser, Debug, Clone, PartialEq, Eq)]
+        #[command(about = #about)]
+        #[group(id = #group_id)]
+        pub struct Config {
+            /// What to run.
+            #[arg(value_enum, default_value_t = shop_kit::es::app::Mode::Serve)]
+            pub mode: shop_kit::es::app::Mode,
+            /// Address to serve gRPC on (the binary binds it; `run_with` takes the bound socket).
+            #[arg(long, env = "LISTEN_ADDR", default_value = #listen)]
+            pub listen: std::net::SocketAddr,
+            #[doc = #db_doc]
+            #[arg(long, env = "DATABASE_URL")]
+            pub database_url: String,
+            /// Where the relay publishes: `kafka://h:p`, a bare broker list, or
+            /// `sqlite://path` (the embedded log).
+            #[arg(long, env = "BUS_URL", default_value = "127.0.0.1:59092")]
+            pub bus_url: String,
+            /// The topic the relay publishes this service's events to.
+            #[arg(long, env = #topic_env, default_value = #topic)]
+            pub #topic_field: String,
+            /// Partitions of that topic when the relay creates it.
+            #[arg(long, env = #partitions_env, default_value_t = 3)]
+            pub #partitions_field: i32,
+            #(#upstreams)*
+            #[command(flatten)]
+            pub runtime: shop_kit::es::app::RuntimeArgs,
+        }
+
+        /// Connects to the database (migrating it), then serves gRPC on `incoming` (unless
+        /// `config.mode` is `relay`) and runs the outbox relay (unless `RELAY=false` in
+        /// `serve` mode) until `stop` turns true. No tracing set-up and no signal
+        /// handling: the caller owns both.
+        pub async fn run_with<A: crate::#aggregate_trait>(
+            config: Config,
+            incoming: Option<tonic::transport::server::TcpIncoming>,
+            stop: tokio::sync::watch::Receiver<bool>,
+        ) -> anyhow::Result<()> {
+            use shop_kit::es::app::{self, Mode};
+            let db = app::database(Some(&config.database_url), &DB_MIGRATIONS, &config.runtime).await?;
+            let mut background = app::Background::new(&config.runtime, &stop);
+            let served = async {
+                let serving = incoming.filter(|_| config.mode == Mode::Serve);
+                if config.runtime.relay || serving.is_none() {
+                    let bus = app::bus(&config.bus_url, None).await?;
+                    let relay = config.runtime.outbox_config(&config.#topic_field, RELAY_LEASE_LOCK, config.#partitions_field);
+                    background.outbox_relay(db.clone(), &bus, relay)?;
+                }
+                match serving {
+                    Some(incoming) => {
+                        let store = shop_kit::es::cqs::Store::<#state<A>>::new(db.clone(), config.#topic_field.clone());
+                        let router = app::router(&[#service_name], &[crate::FILE_DESCRIPTOR_SET]).await?
+                            .add_service(crate::#server(std::sync::Arc::new(#handlers { store })));
+                        tracing::info!(listen = %config.listen, dialect = ?db.dialect(), "serving");
+                        app::serve(router, incoming, &stop).await?;
+                    }
+                    None => {
+                        let mut stop = stop.clone();
+                        shop_kit::server::stopped(&mut stop).await;
+                    }
+                }
+                anyhow::Ok(())
+            }
+            .await;
+            background.finish(served.is_err()).await;
+            db.close().await;
+            served?;
+            tracing::info!(#stopped);
+            Ok(())
+        }
+
+        /// The binary: logs, settings from flags and environment, then the server and
+        /// relay until SIGINT/SIGTERM.
+        pub async fn main_with<A: crate::#aggregate_trait>() -> anyhow::Result<()> {
+            shop_kit::server::init_tracing();
+            let config = <Config as clap::Parser>::parse();
+            let incoming = match config.mode {
+                shop_kit::es::app::Mode::Serve => Some(shop_kit::server::bind(config.listen)?),
+                shop_kit::es::app::Mode::Relay => None,
+            };
+            run_with::<A>(config, incoming, shop_kit::server::stop_on_signal()).await
+        }
+    }
+}
