@@ -365,7 +365,8 @@ fn a_new_command_needs_only_its_decision_and_apply() {
 
 /// The Rust emitted for each fixture spec compiles (as diesel checks its output): every
 /// generated crate but the launcher, which needs the hand-written crates of a real
-/// project.
+/// project, with every feature (the event-sourced services' `runtime`: read model,
+/// state store, use cases, settings and `run_with`).
 #[test]
 fn the_rust_generated_for_the_fixture_specs_compiles() {
     for fixture in ["mini", "deploy-mini", "evolve"] {
@@ -393,7 +394,7 @@ fn the_rust_generated_for_the_fixture_specs_compiles() {
             .collect();
         runtime_workspace(&dir, &crates);
         run(Command::new(env!("CARGO"))
-            .args(["check", "--workspace", "--all-targets"])
+            .args(["check", "--workspace", "--all-targets", "--all-features"])
             .current_dir(&dir)
             .env("CARGO_TARGET_DIR", "/var/tmp/shop-spec-edit-target")
             .env("CARGO_INCREMENTAL", "0"));

@@ -576,7 +576,7 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
                     }
                     app::Role::Query => {
                         let db = config.read_db().await?;
-                        let router = app::router(&[#query_name], &[crate::FILE_DESCRIPTOR_SET]).await?
+                        let router = app::read_model_router(&[#query_name], &[crate::FILE_DESCRIPTOR_SET], #name, &db, &config.runtime, &mut background).await?
                             .add_service(crate::#query_server(Arc::new(#query_handlers::<A>::new(db.clone()))));
                         tracing::info!(listen = %config.listen(), role = ?config.role, "serving");
                         let served = app::serve(router, incoming, &stop).await;
@@ -593,9 +593,10 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
                             }
                             app::EventsFrom::Store => None,
                         };
+                        let router = app::read_model_router(&[], &[], #name, &db, &config.runtime, &mut background).await?;
                         background.event_handler::<#read_model<A>>(&config.runtime, store, db, bus);
                         tracing::info!(listen = %config.listen(), role = ?config.role, "serving health");
-                        app::serve(app::router(&[], &[]).await?, incoming, &stop).await?;
+                        app::serve(router, incoming, &stop).await?;
                     }
                 }
                 anyhow::Ok(())

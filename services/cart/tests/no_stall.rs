@@ -211,3 +211,94 @@ async fn the_event_handler_parks_what_it_cannot_apply_and_goes_on() {
         Vec::<String>::new()
     );
 }
+
+/// The health status says when events are parked: the event handler and the query role
+/// (run as the service runs them, on SQLite, tailing the store) report the read model as
+/// `cart.read_model` NOT_SERVING while any event is parked and SERVING again once none
+/// is; the process itself stays SERVING.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_events_show_in_the_health_status() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let t = TestStore::create_sql(Dialect::Sqlite).await;
+    let db = ReadDb::create_in(Dialect::Sqlite).await;
+    let sql_store = t.sql.as_ref().expect("a SQL store").url().to_string();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut roles = Vec::new();
+    let mut clients = Vec::new();
+    for role in ["event-handler", "query"] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("port");
+        let addr = listener.local_addr().expect("addr");
+        let config = <cart_service::Config as clap::Parser>::try_parse_from([
+            "cart-service",
+            "--role",
+            role,
+            "--event-store-url",
+            &sql_store,
+            "--database-url",
+            db.url(),
+            "--events-from",
+            "store",
+            "--parked-check-ms",
+            "50",
+        ])
+        .expect("settings");
+        roles.push(tokio::spawn(cart_service::run(
+            config,
+            listener.into(),
+            stopped.clone(),
+        )));
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect_lazy();
+        clients.push(HealthClient::new(channel));
+    }
+    let status = |mut client: HealthClient<tonic::transport::Channel>, service: &str| {
+        let service = service.to_string();
+        async move {
+            client
+                .check(HealthCheckRequest { service })
+                .await
+                .ok()
+                .map(|r| r.into_inner().status())
+        }
+    };
+    let wait_for = |want: ServingStatus| {
+        let clients = clients.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            for client in clients {
+                while status(client.clone(), "cart.read_model").await != Some(want) {
+                    assert!(Instant::now() < deadline, "cart.read_model never {want:?}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                assert_eq!(status(client, "").await, Some(ServingStatus::Serving));
+            }
+        }
+    };
+    wait_for(ServingStatus::Serving).await;
+
+    Projector::new(db.pool.clone())
+        .park(None, "test", "undecodable message", b"garbage")
+        .await
+        .expect("parks");
+    wait_for(ServingStatus::NotServing).await;
+
+    shop_kit::sql::query("DELETE FROM parked_events")
+        .execute(&db.pool)
+        .await
+        .expect("cleared");
+    wait_for(ServingStatus::Serving).await;
+
+    stop.send(true).expect("roles listening");
+    for role in roles {
+        tokio::time::timeout(Duration::from_secs(15), role)
+            .await
+            .expect("stops in time")
+            .expect("role task")
+            .expect("role ran cleanly");
+    }
+}

@@ -122,6 +122,20 @@ pub async fn grpc_router(
     services: &[&str],
     descriptor_sets: &[&'static [u8]],
 ) -> Result<tonic::transport::server::Router, tonic_reflection::server::Error> {
+    Ok(grpc_router_with_health(services, descriptor_sets).await?.0)
+}
+
+/// [`grpc_router`], and the reporter of its health service (to report more statuses).
+pub async fn grpc_router_with_health(
+    services: &[&str],
+    descriptor_sets: &[&'static [u8]],
+) -> Result<
+    (
+        tonic::transport::server::Router,
+        tonic_health::server::HealthReporter,
+    ),
+    tonic_reflection::server::Error,
+> {
     let (health, health_service) = health();
     for name in services.iter().copied().chain([""]) {
         health
@@ -132,5 +146,5 @@ pub async fn grpc_router(
     if !descriptor_sets.is_empty() {
         router = router.add_service(reflection(descriptor_sets)?);
     }
-    Ok(router)
+    Ok((router, health))
 }

@@ -321,9 +321,13 @@ where
             }
             app::Role::Query => {
                 let db = config.read_db().await?;
-                let router = app::router(
+                let router = app::read_model_router(
                         &["shop.cart.v1.CartQueryService"],
                         &[crate::FILE_DESCRIPTOR_SET],
+                        "cart",
+                        &db,
+                        &config.runtime,
+                        &mut background,
                     )
                     .await?
                     .add_service(
@@ -357,12 +361,21 @@ where
                     }
                     app::EventsFrom::Store => None,
                 };
+                let router = app::read_model_router(
+                        &[],
+                        &[],
+                        "cart",
+                        &db,
+                        &config.runtime,
+                        &mut background,
+                    )
+                    .await?;
                 background
                     .event_handler::<CartReadModel<A>>(&config.runtime, store, db, bus);
                 tracing::info!(
                     listen = % config.listen(), role = ? config.role, "serving health"
                 );
-                app::serve(app::router(&[], &[]).await?, incoming, &stop).await?;
+                app::serve(router, incoming, &stop).await?;
             }
         }
         anyhow::Ok(())

@@ -122,6 +122,10 @@ pub struct RuntimeArgs {
     /// Deadline of a call to another service, in milliseconds.
     #[arg(long, env = "CALL_TIMEOUT_MS", default_value_t = 3000)]
     pub call_timeout_ms: u64,
+    /// How often the query and event-handler roles count the read model's parked events
+    /// for their health status, in milliseconds.
+    #[arg(long, env = "PARKED_CHECK_MS", default_value_t = 5000)]
+    pub parked_check_ms: u64,
 }
 
 impl Default for RuntimeArgs {
@@ -142,6 +146,7 @@ impl Default for RuntimeArgs {
             events_from: EventsFrom::Bus,
             projection_checkpoint: "projection".into(),
             call_timeout_ms: 3000,
+            parked_check_ms: 5000,
         }
     }
 }
@@ -286,6 +291,57 @@ pub async fn router(
     server::grpc_router(services, descriptor_sets)
         .await
         .map_err(|e| AppError::new("gRPC reflection", e))
+}
+
+/// The health service name under which the read model of `service` reports: SERVING
+/// while no event is parked, NOT_SERVING while any is (the process itself stays SERVING:
+/// a restart would not repair anything).
+pub fn read_model_health(service: &str) -> String {
+    format!("{service}.read_model")
+}
+
+/// A router with health and reflection for `services` whose health also reports the read
+/// model `db` of `service` (see [`read_model_health`]), watched by a task of `background`.
+pub async fn read_model_router(
+    services: &[&str],
+    descriptor_sets: &[&'static [u8]],
+    service: &str,
+    db: &Db,
+    args: &RuntimeArgs,
+    background: &mut Background,
+) -> Result<Router, AppError> {
+    let (router, health) = server::grpc_router_with_health(services, descriptor_sets)
+        .await
+        .map_err(|e| AppError::new("gRPC reflection", e))?;
+    let name = read_model_health(service);
+    let every = Duration::from_millis(args.parked_check_ms.max(10));
+    let (db, mut stop) = (db.clone(), background.stop());
+    background.spawn("parked events watch", async move {
+        let mut reported = None;
+        while !*stop.borrow() {
+            match super::view::parked(&db).await {
+                Ok(parked) if reported != Some(parked) => {
+                    let status = if parked == 0 {
+                        tonic_health::ServingStatus::Serving
+                    } else {
+                        tracing::error!(alert = "read_model_parked_events", health = %name, parked,
+                            "ALERT: events are parked in the read model (`repair` retries them)");
+                        tonic_health::ServingStatus::NotServing
+                    };
+                    health.set_service_status(&name, status).await;
+                    reported = Some(parked);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "counting parked events"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        Ok::<(), ServiceError>(())
+    });
+    Ok(router)
 }
 
 type Task_ = JoinHandle<Result<(), AppError>>;
