@@ -378,6 +378,8 @@ pub struct Operation {
     pub output: Option<String>,
     /// Events a command emits.
     pub emits: Vec<String>,
+    /// A command's references that must exist before it appends.
+    pub exists: Vec<ExistsCheck>,
     /// List only.
     pub page_size: Option<PageSize>,
     /// List only: equality filters (field names of the entity).
@@ -443,6 +445,22 @@ pub struct Subscription {
     pub service: String,
     pub event: String,
     pub command: String,
+    pub span: Span,
+}
+
+/// A reference in a command's input that must name an existing entity: asked of the
+/// service that owns the entity (one this service `calls`), with its `get` use case,
+/// after the decision and before the append.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ExistsCheck {
+    /// The input field (`product_id`) and the entity it refers to (`Product`).
+    pub field: String,
+    pub entity: String,
+    pub optional: bool,
+    /// The owning service (`product`) and its get RPC; filled once every service is
+    /// lowered.
+    pub service: String,
+    pub get: Option<Rpc>,
     pub span: Span,
 }
 

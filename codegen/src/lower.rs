@@ -809,6 +809,7 @@ impl Lowering<'_> {
                 }
             }
         }
+        self.resolve_exists(&mut out);
         for svc in &mut out {
             let s = &raw.services[&svc.name];
             let path = format!("services.{}", svc.name);
@@ -1211,6 +1212,7 @@ impl Lowering<'_> {
                     }
                 }
                 let audience = self.audience(&cpath, &c.audience);
+                let exists = self.exists_checks(&cpath, op, &c.exists, &input);
                 operations.push(Operation {
                     name: op.clone(),
                     doc: c.doc.clone(),
@@ -1220,6 +1222,7 @@ impl Lowering<'_> {
                     input,
                     output: None,
                     emits: c.emits.clone(),
+                    exists,
                     page_size: None,
                     filter: Vec::new(),
                     order_by: Vec::new(),
@@ -1269,6 +1272,7 @@ impl Lowering<'_> {
                     input,
                     output: Some(output),
                     emits: Vec::new(),
+                    exists: Vec::new(),
                     page_size: None,
                     filter: Vec::new(),
                     order_by: Vec::new(),
@@ -1308,6 +1312,97 @@ impl Lowering<'_> {
             Err(msg) => self.d.error(span, msg),
         }
         Some(svc)
+    }
+
+    /// A command's `exists: [field, …]`: each must be a reference in its input.
+    fn exists_checks(
+        &mut self,
+        cpath: &str,
+        op: &str,
+        names: &[String],
+        input: &[Field],
+    ) -> Vec<ExistsCheck> {
+        let mut out = Vec::new();
+        for (j, name) in names.iter().enumerate() {
+            let span = self.pos.value(&format!("{cpath}.exists.{j}"));
+            match input.iter().find(|f| &f.name == name) {
+                Some(Field { ty: FieldType::Ref(entity), optional, .. }) => out.push(ExistsCheck {
+                    field: name.clone(),
+                    entity: entity.clone(),
+                    optional: *optional,
+                    service: String::new(),
+                    get: None,
+                    span,
+                }),
+                Some(_) => self.d.error(span, format!(
+                    "`exists` of command `{op}` names `{name}`, which is not a reference: only a `{{ ref: Entity }}` field can be checked"
+                )),
+                None => self.d.error(span, format!(
+                    "`exists` of command `{op}` names `{name}`, which is not in its input: expected one of {}",
+                    list(input.iter().map(|f| &f.name))
+                )),
+            }
+        }
+        out
+    }
+
+    /// Finds, for every `exists` check, the service that owns the entity and its get use
+    /// case; the service must be one this service calls and must not call back into it
+    /// through its generated crate (the crates would depend on each other).
+    fn resolve_exists(&mut self, services: &mut [Service]) {
+        let owners: Vec<(String, String, Option<Rpc>)> = services
+            .iter()
+            .map(|s| {
+                let get = s
+                    .operations
+                    .iter()
+                    .find(|o| o.kind == OperationKind::Get)
+                    .map(|o| o.rpc.clone());
+                (s.entity.clone(), s.name.clone(), get)
+            })
+            .collect();
+        for svc in services.iter_mut() {
+            let (name, pattern, calls) = (svc.name.clone(), svc.pattern, svc.calls.clone());
+            for o in svc.operations.iter_mut() {
+                for check in &mut o.exists {
+                    let Some((_, owner, get)) = owners.iter().find(|(e, _, _)| *e == check.entity)
+                    else {
+                        self.d.error(check.span, format!(
+                            "`exists`: no service owns `{}`, so nothing can say whether one exists",
+                            check.entity
+                        ));
+                        continue;
+                    };
+                    if pattern != Pattern::CqrsEs {
+                        self.d.error(check.span, format!(
+                            "`exists` runs on the command executor of a cqrs-es service; service `{name}` is {}",
+                            pattern.as_str()
+                        ));
+                    } else if !calls.contains(owner) {
+                        self.d.error(check.span, format!(
+                            "`exists` of `{}` asks service `{owner}`: add it to the `calls` of service `{name}`",
+                            check.field
+                        ));
+                    } else if self.raw.services[owner]
+                        .subscribes
+                        .keys()
+                        .any(|k| k.split_once('.').is_some_and(|(s, _)| s == name))
+                    {
+                        self.d.error(check.span, format!(
+                            "`exists` of `{}` would make the generated crates of `{name}` and `{owner}` depend on each other (`{owner}` subscribes to `{name}`)",
+                            check.field
+                        ));
+                    } else if get.is_none() {
+                        self.d.error(check.span, format!(
+                            "`exists` of `{}` needs a `kind: get` use case in service `{owner}`",
+                            check.field
+                        ));
+                    }
+                    check.service = owner.clone();
+                    check.get = get.clone();
+                }
+            }
+        }
     }
 
     fn audience(&mut self, path: &str, a: &Option<String>) -> Audience {
@@ -1535,6 +1630,7 @@ impl Lowering<'_> {
             input,
             output,
             emits: Vec::new(),
+            exists: Vec::new(),
             page_size,
             filter,
             order_by,
@@ -1638,6 +1734,7 @@ fn batch_get(operations: &[Operation], entity: &str, proto_service: &str) -> Opt
         input: Vec::new(),
         output: Some(entity.to_string()),
         emits: Vec::new(),
+        exists: Vec::new(),
         page_size: None,
         filter: Vec::new(),
         order_by: Vec::new(),

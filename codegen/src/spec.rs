@@ -219,6 +219,10 @@ pub struct Command {
     pub params: IndexMap<String, Field>,
     #[serde(default)]
     pub emits: Vec<String>,
+    /// Reference inputs that must name an existing entity, asked of its service before
+    /// the command appends (cqrs-es).
+    #[serde(default)]
+    pub exists: Vec<String>,
     pub audience: Option<String>,
     pub idempotent: Option<bool>,
 }

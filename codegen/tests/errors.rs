@@ -525,3 +525,66 @@ fn the_real_spec_is_valid() {
         panic!("{e}");
     }
 }
+
+#[test]
+fn exists_checks_name_a_called_service_s_reference() {
+    let spec = r#"system: mini
+money: { currency: EUR, minor_units: 2 }
+entities:
+  Product:
+    fields:
+      id: uuid
+  Cart:
+    fields:
+      id: uuid
+      product_id: { ref: Product }
+      note: { type: string, max_len: 10 }
+services:
+  product:
+    pattern: crud
+    entity: Product
+    store: postgres
+    use_cases:
+      GetProduct: { kind: get }
+  cart:
+    pattern: cqrs-es
+    aggregate: Cart
+    event_store: mongodb
+    read_model: postgres
+    messaging: { broker: kafka, topic: cart.events }
+    commands:
+      Add: { input: [cart_id, product_id, note], emits: [Added], exists: [product_id, note, colour] }
+    events:
+      Added: [product_id]
+    queries:
+      ViewCart: { input: [cart_id], output: Cart }
+"#;
+    let found = errors(spec);
+    assert_error(
+        &found,
+        spec,
+        26,
+        "product_id, note, colour",
+        &[
+            "asks service `product`",
+            "add it to the `calls` of service `cart`",
+        ],
+    );
+    assert_error(
+        &found,
+        spec,
+        26,
+        "note, colour",
+        &["names `note`, which is not a reference"],
+    );
+    assert_error(
+        &found,
+        spec,
+        26,
+        "colour",
+        &[
+            "names `colour`, which is not in its input",
+            "expected one of `cart_id`",
+        ],
+    );
+}

@@ -399,6 +399,105 @@ pub(super) fn server_ctor(ps: &ProtoService) -> proc_macro2::Ident {
     )
 }
 
+/// The spec's `exists` checks of a CQRS service: `<Agg>References`, one client per
+/// service asked, and its `Checks` (each listed reference of a command must exist,
+/// asked with that service's get use case). `None` when no command lists any.
+fn references(system: &System, svc: &Service) -> Option<(TokenStream, proc_macro2::Ident)> {
+    let checks: Vec<(&Operation, &ExistsCheck)> = svc
+        .operations
+        .iter()
+        .flat_map(|o| o.exists.iter().map(move |c| (o, c)))
+        .collect();
+    if checks.is_empty() {
+        return None;
+    }
+    let agg = &svc.entity;
+    let name = format_ident!("{}References", agg);
+    let aggregate_trait = format_ident!("{}Aggregate", agg);
+    let decider = format_ident!("{}Decider", agg);
+    let command_enum = format_ident!("{}Command", agg);
+    let mut fields = Vec::new();
+    let mut inits = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut arms = Vec::new();
+    for (o, c) in &checks {
+        let owner = system.services.iter().find(|s| s.name == c.service)?;
+        let get = c.get.as_ref()?;
+        let krate = format_ident!(
+            "{}",
+            super::rust::crate_name(system, owner).replace('-', "_")
+        );
+        let client_field = format_ident!("{}", c.service.to_snake_case());
+        if !seen.contains(&c.service.as_str()) {
+            seen.push(&c.service);
+            let client_mod = format_ident!("{}_client", get.service.to_snake_case());
+            let client = format_ident!("{}Client", get.service);
+            let deployable = system
+                .deployables
+                .iter()
+                .find(|d| d.service == owner.name)?;
+            let url = format_ident!("{}_url", deployable.name.replace('-', "_"));
+            let label = &deployable.name;
+            fields.push(
+                quote!(#client_field: #krate::pb::#client_mod::#client<tonic::transport::Channel>,),
+            );
+            inits.push(quote! {
+                #client_field: #krate::pb::#client_mod::#client::new(
+                    shop_kit::upstream::channel(#label, &config.#url, timeouts)?
+                ),
+            });
+        }
+        let variant = format_ident!("{}", o.name);
+        let field = format_ident!("{}", c.field);
+        let method = format_ident!("{}", get.method.to_snake_case());
+        let request = format_ident!("{}", get.request);
+        let kind = names::snake(&c.entity);
+        let service_label = format!("{} service", c.service);
+        let ask = quote! {
+            let request = shop_kit::upstream::request(ctx, #krate::pb::#request { id: id.to_string() });
+            shop_kit::upstream::found(self.#client_field.clone().#method(request).await, #service_label, #kind, id)?;
+        };
+        // An absent optional reference has nothing to check.
+        arms.push(if c.optional {
+            quote!(if let crate::#command_enum::#variant(c) = command && let Some(id) = c.#field { #ask })
+        } else {
+            quote!(if let crate::#command_enum::#variant(c) = command { let id = c.#field; #ask })
+        });
+    }
+    let doc = format!(
+        " The spec's `exists` checks of `{}`: each listed reference must exist in its service, asked before the append.",
+        svc.name
+    );
+    Some((
+        quote! {
+            #[doc = #doc]
+            #[derive(Clone)]
+            pub struct #name {
+                #(#fields)*
+            }
+
+            impl #name {
+                /// Clients on lazy channels (the service starts without its upstreams).
+                pub fn new(config: &Config) -> anyhow::Result<#name> {
+                    let timeouts = shop_kit::upstream::Timeouts {
+                        call: config.runtime.call_timeout(),
+                        connect: std::time::Duration::from_secs(1),
+                    };
+                    Ok(#name { #(#inits)* })
+                }
+            }
+
+            impl<A: crate::#aggregate_trait> shop_kit::es::command::Checks<crate::#decider<A>> for #name {
+                async fn check(&self, ctx: &RequestContext, _state: &A, command: &crate::#command_enum) -> Result<(), ServiceError> {
+                    #(#arms)*
+                    Ok(())
+                }
+            }
+        },
+        name,
+    ))
+}
+
 /// The process of a CQRS service: `Config` (flags and environment), `run_with` (one role
 /// until stopped), `run_task` (rebuild, repair) and `main_with` (the binary).
 fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenStream, EmitError> {
@@ -471,6 +570,21 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
         }
     });
     let sub_arg = (!sub_starts.is_empty()).then(|| quote!(subscriptions,));
+    let (refs, executor) = match references(system, svc) {
+        Some((defs, name)) => (
+            defs,
+            quote! {
+                let checks = (#name::new(&config)?, checks(&config)?);
+                let executor = shop_kit::es::command::Executor::<crate::#decider<A>, _>::new(store.clone(), checks);
+            },
+        ),
+        None => (
+            TokenStream::new(),
+            quote! {
+                let executor = shop_kit::es::command::Executor::<crate::#decider<A>, C>::new(store.clone(), checks(&config)?);
+            },
+        ),
+    };
     let _ = m;
     let stopped = format!("{name} service stopped");
     Ok(quote! {
@@ -479,6 +593,7 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
         use shop_kit::es::store::EventStore;
 
         #layout
+        #refs
 
         /// The service's settings: flags and environment of the binary, or a launcher's.
         #[derive(clap::Parser, Debug, Clone, PartialEq, Eq)]
@@ -563,7 +678,7 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
                 match config.role {
                     app::Role::Command => {
                         let store = config.event_store().await?;
-                        let executor = shop_kit::es::command::Executor::<crate::#decider<A>, C>::new(store.clone(), checks(&config)?);
+                        #executor
                         if config.runtime.relay {
                             let bus = app::bus(&config.bus_url, Some((&config.#topic_field, config.#partitions_field))).await?;
                             background.relay::<crate::#event_enum>(store.clone(), &bus, config.runtime.relay_config(&config.#topic_field))?;

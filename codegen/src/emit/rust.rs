@@ -158,10 +158,17 @@ fn cargo_toml(system: &System, svc: &Service) -> Result<String, EmitError> {
         &(svc.pattern == Pattern::Crud && !super::crud::needs_hooks(system, svc))
             .then(|| format!("{}-service", svc.name.replace('_', "-"))),
     );
+    let checked = svc
+        .operations
+        .iter()
+        .flat_map(|o| &o.exists)
+        .map(|c| c.service.as_str());
     let deps: BTreeSet<(String, String)> = svc
         .subscriptions
         .iter()
-        .filter_map(|s| system.services.iter().find(|o| o.name == s.service))
+        .map(|s| s.service.as_str())
+        .chain(checked)
+        .filter_map(|name| system.services.iter().find(|o| o.name == name))
         .map(|o| (crate_name(system, o), o.name.clone()))
         .collect();
     let deps: Vec<serde_json::Value> = deps

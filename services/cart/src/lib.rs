@@ -1,16 +1,17 @@
 //! The cart service (CQRS + event sourcing): only the rules the spec cannot state, on
 //! the runtime the generator wires up (`shop_cart::run_with`: settings, roles, event
-//! store, relay, subscriptions, read model, queries, rebuild and repair).
+//! store, relay, the spec's checks, subscriptions, read model, queries, rebuild, repair).
 //!
 //! - [`aggregate`]: the `Cart` aggregate (state, fold, decisions, view).
-//! - [`command`]: the product check before an append, the account-deletion decision.
+//! - [`command`]: the account-deletion decision.
 
 pub mod aggregate;
 pub mod command;
 
 pub use aggregate::Cart;
-pub use command::{ProductExists, Subscriptions};
+pub use command::Subscriptions;
 pub use shop_cart::Config;
+use shop_kit::es::command::NoChecks;
 
 /// Serves `config.role` on `incoming` until `stop` turns true (the launcher's entry).
 pub async fn run(
@@ -18,6 +19,6 @@ pub async fn run(
     incoming: tonic::transport::server::TcpIncoming,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let checks = ProductExists::from_config;
-    shop_cart::run_with::<Cart, _, _>(config, incoming, stop, checks, Subscriptions::new).await
+    shop_cart::run_with::<Cart, _, _>(config, incoming, stop, |_| Ok(NoChecks), Subscriptions::new)
+        .await
 }

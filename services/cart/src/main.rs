@@ -1,8 +1,10 @@
 //! `cart-service [--role command|query|event-handler] [rebuild|repair]`: see `--help`
 //! (the settings are generated from the spec: `shop_cart::Config`).
 
+use shop_kit::es::command::NoChecks;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let checks = cart_service::ProductExists::from_config;
-    shop_cart::main_with::<cart_service::Cart, _, _>(checks, cart_service::Subscriptions::new).await
+    let subscriptions = cart_service::Subscriptions::new;
+    shop_cart::main_with::<cart_service::Cart, _, _>(|_| Ok(NoChecks), subscriptions).await
 }

@@ -71,3 +71,20 @@ pub fn error(service: &str, s: tonic::Status) -> crate::ServiceError {
         }
     }
 }
+
+/// The answer of another service's `get` of `kind` `id` as an existence check: its
+/// NOT_FOUND is the caller's NOT_FOUND naming what is missing.
+pub fn found<T>(
+    answer: Result<tonic::Response<T>, tonic::Status>,
+    service: &str,
+    kind: &str,
+    id: impl std::fmt::Display,
+) -> Result<(), crate::ServiceError> {
+    match answer {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::NotFound => {
+            Err(crate::ServiceError::not_found(kind, id))
+        }
+        Err(s) => Err(error(service, s)),
+    }
+}

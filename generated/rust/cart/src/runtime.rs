@@ -164,6 +164,53 @@ pub const EVENT_STORE: shop_kit::es::store::StoreLayout = shop_kit::es::store::S
     migrations: &EVENTS_MIGRATIONS,
     collections_json: include_str!("../../../mongo/shop_cart_events.json"),
 };
+/// The spec's `exists` checks of `cart`: each listed reference must exist in its service, asked before the append.
+#[derive(Clone)]
+pub struct CartReferences {
+    product: shop_product::pb::product_service_client::ProductServiceClient<
+        tonic::transport::Channel,
+    >,
+}
+impl CartReferences {
+    /// Clients on lazy channels (the service starts without its upstreams).
+    pub fn new(config: &Config) -> anyhow::Result<CartReferences> {
+        let timeouts = shop_kit::upstream::Timeouts {
+            call: config.runtime.call_timeout(),
+            connect: std::time::Duration::from_secs(1),
+        };
+        Ok(CartReferences {
+            product: shop_product::pb::product_service_client::ProductServiceClient::new(
+                shop_kit::upstream::channel("product", &config.product_url, timeouts)?,
+            ),
+        })
+    }
+}
+impl<A: crate::CartAggregate> shop_kit::es::command::Checks<crate::CartDecider<A>>
+for CartReferences {
+    async fn check(
+        &self,
+        ctx: &RequestContext,
+        _state: &A,
+        command: &crate::CartCommand,
+    ) -> Result<(), ServiceError> {
+        if let crate::CartCommand::AddProduct(c) = command {
+            let id = c.product_id;
+            let request = shop_kit::upstream::request(
+                ctx,
+                shop_product::pb::GetProductRequest {
+                    id: id.to_string(),
+                },
+            );
+            shop_kit::upstream::found(
+                self.product.clone().get_product(request).await,
+                "product service",
+                "product",
+                id,
+            )?;
+        }
+        Ok(())
+    }
+}
 /// The service's settings: flags and environment of the binary, or a launcher's.
 #[derive(clap::Parser, Debug, Clone, PartialEq, Eq)]
 #[command(
@@ -263,10 +310,11 @@ where
         match config.role {
             app::Role::Command => {
                 let store = config.event_store().await?;
+                let checks = (CartReferences::new(&config)?, checks(&config)?);
                 let executor = shop_kit::es::command::Executor::<
                     crate::CartDecider<A>,
-                    C,
-                >::new(store.clone(), checks(&config)?);
+                    _,
+                >::new(store.clone(), checks);
                 if config.runtime.relay {
                     let bus = app::bus(
                             &config.bus_url,

@@ -58,6 +58,19 @@ impl<D: Decider> Checks<D> for NoChecks {
     }
 }
 
+/// Both checks, `A` first.
+impl<D: Decider, A: Checks<D>, B: Checks<D>> Checks<D> for (A, B) {
+    async fn check(
+        &self,
+        ctx: &RequestContext,
+        state: &D::State,
+        command: &D::Command,
+    ) -> Result<(), ServiceError> {
+        self.0.check(ctx, state, command).await?;
+        self.1.check(ctx, state, command).await
+    }
+}
+
 /// How long to wait before deciding again after losing a race: growing with the
 /// attempt, jittered so that the writers that collided spread out.
 pub fn conflict_backoff(attempt: u32) -> Duration {
