@@ -1103,6 +1103,18 @@ impl Lowering<'_> {
                     format!("operation name `{op}` must be PascalCase, e.g. `ViewCart`"),
                 );
             }
+            let reserved = names::operation_collisions(op);
+            if !reserved.is_empty() {
+                this.d.error(
+                    span,
+                    format!(
+                        "operation `{op}` becomes the method `{}` in {}, a reserved word there: choose another name, e.g. `{op}{}`",
+                        names::snake(op),
+                        reserved.join(", "),
+                        names::pascal(&s.entity.clone().or(s.aggregate.clone()).unwrap_or_else(|| name.to_string()))
+                    ),
+                );
+            }
             if let Some(other) = op_names.get(op) {
                 this.d.error(
                     span,

@@ -221,6 +221,16 @@ pub fn type_collisions(name: &str) -> Vec<&'static str> {
     out
 }
 
+/// Which languages reserve a derived form of the operation name `op` (its snake_case
+/// method name in Rust: `Return` would be `fn return`).
+pub fn operation_collisions(op: &str) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if RUST.contains(&snake(op).as_str()) {
+        out.push("Rust");
+    }
+    out
+}
+
 /// Which languages reserve `name` as a service (module, package) name.
 pub fn service_collisions(name: &str) -> Vec<&'static str> {
     let mut out = Vec::new();
@@ -252,6 +262,14 @@ mod tests {
         assert_eq!(plural("category"), "categories");
         assert_eq!(plural("day"), "days");
         assert_eq!(plural("box"), "boxes");
+    }
+
+    #[test]
+    fn operations_whose_method_name_is_a_keyword() {
+        for op in ["Return", "Type", "Match", "Loop", "Async", "Self", "Move"] {
+            assert_eq!(operation_collisions(op), ["Rust"], "{op}");
+        }
+        assert!(operation_collisions("ReturnBook").is_empty());
     }
 
     #[test]

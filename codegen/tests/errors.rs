@@ -588,3 +588,37 @@ services:
         ],
     );
 }
+
+#[test]
+fn an_operation_whose_method_name_is_a_rust_keyword() {
+    let spec = r#"system: library
+money: { currency: EUR, minor_units: 2 }
+entities:
+  Loan:
+    fields:
+      id: uuid
+      book: { type: string, max_len: 10 }
+services:
+  loan:
+    pattern: cqs-es
+    aggregate: Loan
+    store: postgres
+    commands:
+      Borrow: { input: [book], emits: [Borrowed] }
+      Return: { input: [loan_id], emits: [Returned] }
+    events:
+      Borrowed: [book]
+      Returned: []
+"#;
+    let found = errors(spec);
+    assert_error(
+        &found,
+        spec,
+        15,
+        "Return",
+        &[
+            "operation `Return` becomes the method `return` in Rust",
+            "e.g. `ReturnLoan`",
+        ],
+    );
+}

@@ -14,14 +14,22 @@ use codegen::GenerateError;
 /// Marks a folder as owned by the generator: stale files in it may be deleted.
 const MARKER: &str = ".generated";
 
+/// `path` as the user would write it: relative to the current directory when it is under
+/// it, else to the repository, else as is.
+fn shown(path: &Path) -> &Path {
+    let cwd = std::env::current_dir().ok();
+    cwd.as_deref()
+        .and_then(|c| path.strip_prefix(c).ok())
+        .or_else(|| path.strip_prefix(crate::project_root()).ok())
+        .unwrap_or(path)
+}
+
 pub fn run(spec: &Path, out: &Path, check: bool, accept_breaking: bool) -> Result<bool> {
     let started = Instant::now();
-    let text = fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
-    let display = spec
-        .strip_prefix(crate::project_root())
-        .unwrap_or(spec)
-        .to_path_buf();
-    let out_display = out.strip_prefix(crate::project_root()).unwrap_or(out);
+    let display = shown(spec).to_path_buf();
+    let text =
+        fs::read_to_string(spec).with_context(|| format!("reading {}", display.display()))?;
+    let out_display = shown(out);
     let lock_file = codegen::lock_path(spec);
     let lock_display = codegen::lock_path(&display);
     let lock_text = match fs::read_to_string(&lock_file) {

@@ -25,12 +25,14 @@ enum Cmd {
         /// Write nothing; fail with a diff if generated/ is stale.
         #[arg(long)]
         check: bool,
-        /// The spec to read.
-        #[arg(long, default_value = "spec/shop.yaml")]
-        spec: PathBuf,
-        /// The folder to write into.
-        #[arg(long, default_value = "generated")]
-        out: PathBuf,
+        /// The spec to read, relative to the current directory (default: the
+        /// repository's `spec/shop.yaml`).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        /// The folder to write into, relative to the current directory (default: the
+        /// repository's `generated/`).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Go ahead despite breaking changes (the report lists them; they are written).
         #[arg(long)]
         accept_breaking: bool,
@@ -60,7 +62,16 @@ fn main() -> ExitCode {
             accept_breaking,
         } => {
             let root = project_root();
-            generate::run(&root.join(spec), &root.join(out), check, accept_breaking)
+            let given = |p: Option<PathBuf>, default: &str| match p {
+                Some(p) => std::env::current_dir().map(|cwd| cwd.join(p)),
+                None => Ok(root.join(default)),
+            };
+            match (given(spec, "spec/shop.yaml"), given(out, "generated")) {
+                (Ok(spec), Ok(out)) => generate::run(&spec, &out, check, accept_breaking),
+                (Err(e), _) | (_, Err(e)) => {
+                    Err(anyhow::Error::from(e).context("the current directory"))
+                }
+            }
         }
         Cmd::Infra { args } => infra(&args),
     };

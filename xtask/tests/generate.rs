@@ -345,3 +345,36 @@ fn applied_migrations_and_the_lock_are_guarded() {
     );
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// `--spec` and `--out` are paths as the user means them: relative to the current
+/// directory, wherever the repository is; errors name them as given.
+#[test]
+fn paths_are_relative_to_the_current_directory() {
+    let dir = scratch("cwd");
+    fs::copy(
+        root().join("codegen/tests/fixtures/mini.yaml"),
+        dir.join("lib.yaml"),
+    )
+    .expect("spec");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("xtask runs")
+    };
+    let done = run(&["generate", "--spec", "lib.yaml", "--out", "gen"]);
+    assert!(done.status.success(), "{}", text(&done));
+    assert!(
+        dir.join("gen/proto").is_dir(),
+        "written under the current directory"
+    );
+    assert!(dir.join("lib.lock").is_file(), "the lock beside the spec");
+    assert!(!root().join("lib.yaml").exists() && !root().join("gen").exists());
+
+    let missing = run(&["generate", "--spec", "nope/missing.yaml"]);
+    assert!(!missing.status.success());
+    let said = text(&missing);
+    assert!(said.contains("reading nope/missing.yaml"), "{said}");
+    let _ = fs::remove_dir_all(&dir);
+}
