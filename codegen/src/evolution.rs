@@ -268,7 +268,14 @@ pub fn generate(
         return Err(GenerateError::Breaking(report));
     }
 
-    let mut files: Vec<GeneratedFile> = crate::emit::all(&system)?
+    let emitted = crate::emit::all(&system).map_err(|e| match e {
+        EmitError::At { span, message } => GenerateError::Spec(SpecErrors {
+            file: spec.to_path_buf(),
+            errors: vec![crate::diag::Diagnostic { span, message }],
+        }),
+        other => other.into(),
+    })?;
+    let mut files: Vec<GeneratedFile> = emitted
         .into_iter()
         .filter(|f| {
             // A database with history gets new migrations only, never a fresh init.

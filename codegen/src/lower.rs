@@ -207,6 +207,24 @@ impl Lowering<'_> {
             let mut relations = Vec::new();
             for (rname, r) in &e.relations {
                 let rpath = format!("{path}.relations.{rname}");
+                if names::GENERATED_COLUMNS.contains(&rname.as_str()) {
+                    self.d.error(
+                        self.pos.key(&rpath),
+                        format!("relation name `{rname}` is one the generator gives its own fields (paging, versions, idempotency): choose another name"),
+                    );
+                    continue;
+                }
+                if self.entities[i]
+                    .fields
+                    .iter()
+                    .any(|f| names::camel(&f.name) == names::camel(rname))
+                {
+                    self.d.error(
+                        self.pos.key(&rpath),
+                        format!("relation `{rname}` of `{name}` has the name of one of its fields: the proto message and the GraphQL type would hold both; choose another name"),
+                    );
+                    continue;
+                }
                 if let Some(rel) = self.lower_relation(&rpath, rname, r) {
                     relations.push(rel);
                 }
@@ -959,6 +977,13 @@ impl Lowering<'_> {
             );
             return None;
         };
+        if pattern != Pattern::Crud && names::snake(&entity_name) == "version" {
+            self.d.error(
+                self.pos.value(&format!("{path}.{entity_key}")),
+                format!("an aggregate named `{entity_name}` would be the field `version` of its query answers, beside the stream's version: choose another name, e.g. `{entity_name}Record`"),
+            );
+            ok = false;
+        }
         if entity.is_abstract || entity.owner.is_some() {
             let why = if entity.is_abstract {
                 "it is abstract"
@@ -1173,6 +1198,23 @@ impl Lowering<'_> {
                 }
                 if self.raw.entities.contains_key(ev) {
                     self.d.error(espan, format!("event `{ev}` has the name of an entity: the proto messages would collide"));
+                }
+                let envelope = [
+                    "event_id",
+                    "version",
+                    "occurred_at",
+                    "correlation_id",
+                    "causation_id",
+                    "schema_version",
+                    "payload",
+                ];
+                let id_field = format!("{}_id", names::snake(&entity.name));
+                if envelope.contains(&names::snake(ev).as_str()) || names::snake(ev) == id_field {
+                    self.d.error(espan, format!(
+                        "event `{ev}` would be the field `{}` of the event envelope, which already has one: choose another name, e.g. `{}{ev}`",
+                        names::snake(ev),
+                        names::pascal(&entity.name)
+                    ));
                 }
                 let mut efields = Vec::new();
                 for (j, fname) in fields.iter().enumerate() {

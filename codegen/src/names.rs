@@ -55,6 +55,16 @@ const RUST: &[&str] = &[
     "priv", "try", "typeof", "unsized", "virtual", "yield",
 ];
 
+/// `name` as a Rust identifier the way prost-build spells a proto name: a keyword as a
+/// raw identifier (`r#type`), the four that cannot be raw with `_` appended (`self_`).
+pub fn rust_ident(name: &str) -> String {
+    match name {
+        "Self" | "self" | "super" | "extern" | "crate" => format!("{name}_"),
+        _ if RUST.contains(&name) => format!("r#{name}"),
+        _ => name.to_string(),
+    }
+}
+
 const RUST_TYPES: &[&str] = &[
     "Self", "String", "Vec", "Option", "Result", "Box", "Some", "None", "Ok", "Err", "Uuid",
     "Money",

@@ -66,11 +66,11 @@ fn crate_ident(system: &System, service: &str) -> Ident {
         Some(svc) => super::rust::crate_name(system, svc),
         None => format!("{}-{service}", system.name),
     };
-    format_ident!("{}", name.replace('-', "_"))
+    super::ident(name.replace('-', "_"))
 }
 
 fn ident(name: &str) -> Ident {
-    format_ident!("{}", name.to_snake_case())
+    super::ident(name.to_snake_case())
 }
 
 fn api(system: &System) -> Result<TokenStream, EmitError> {
@@ -392,24 +392,39 @@ fn service_module(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
     let doc = format!(" The `{}` service (`{}`).", svc.name, svc.proto.package);
     let mut items = Vec::new();
     let mut names: BTreeSet<String> = BTreeSet::new();
-    let mut named = |name: &Ident| -> Result<(), EmitError> {
+    let entity_span = |name: &str| {
+        system
+            .entities
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.span)
+            .unwrap_or_default()
+    };
+    let mut named = |name: &Ident, span: Span, what: &str| -> Result<(), EmitError> {
         if names.insert(name.to_string()) {
             Ok(())
         } else {
-            Err(EmitError::Other(format!(
-                "two functions `{name}` in the BFF's `{}` module: rename an operation or entity",
-                svc.name
-            )))
+            Err(EmitError::At {
+                span,
+                message: format!(
+                    "{what} needs the function `{name}` in the BFF's `{}` module, which another operation or entity already gives that name: rename one of them",
+                    svc.name
+                ),
+            })
         }
     };
     for entity in converted(api, &svc.name) {
         let (name, tokens) = converter(api, &entity)?;
-        named(&name)?;
+        named(&name, entity_span(&entity), &format!("entity `{entity}`"))?;
         items.push(tokens);
     }
     for l in api.lookups.iter().filter(|l| l.call.service == svc.name) {
         let (name, tokens) = fetch(system, l)?;
-        named(&name)?;
+        named(
+            &name,
+            entity_span(&l.entity),
+            &format!("entity `{}`", l.entity),
+        )?;
         items.push(tokens);
     }
     for (root, fields) in [("Query", &api.queries), ("Mutation", &api.mutations)] {
@@ -418,7 +433,11 @@ fn service_module(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
                 continue;
             };
             let name = ident(&f.name);
-            named(&name)?;
+            let span = svc
+                .operation(&c.operation)
+                .map(|o| o.span)
+                .unwrap_or_default();
+            named(&name, span, &format!("operation `{}`", c.operation))?;
             let doc = format!(" `{root}.{}`: `{}`.", f.name, c.operation);
             items.push(resolver(api, &name, &doc, c)?);
         }
@@ -432,7 +451,11 @@ fn service_module(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
                 continue;
             }
             let name = relation_fn(o, f);
-            named(&name)?;
+            named(
+                &name,
+                entity_span(&o.name),
+                &format!("`{}.{}`", o.name, f.name),
+            )?;
             let doc = format!(
                 " `{}.{}`: `{}` with this {}'s id.",
                 o.name, f.name, c.operation, o.name
@@ -517,13 +540,13 @@ fn converter(api: &GraphqlApi, entity: &str) -> Result<(Ident, TokenStream), Emi
         .entity(entity)
         .ok_or_else(|| EmitError::Other(format!("no object type for {entity}")))?;
     let name = ident(entity);
-    let message = format_ident!("{}", entity);
+    let message = super::ident(entity);
     let mut entries = Vec::new();
     for f in &o.fields {
         let what = format!("{}.{}", o.name, f.name);
         let v = match &f.resolve {
             FieldSource::Message { field, scalar } => {
-                message_value(&format_ident!("{}", field), *scalar, f.ty.non_null, &what)
+                message_value(&super::ident(field), *scalar, f.ty.non_null, &what)
             }
             FieldSource::Owned { field, entity } => {
                 if has_version(api, entity) {
@@ -531,7 +554,7 @@ fn converter(api: &GraphqlApi, entity: &str) -> Result<(Ident, TokenStream), Emi
                         "{what}: an owned {entity} cannot carry its own version"
                     )));
                 }
-                let field = format_ident!("{}", field);
+                let field = super::ident(field);
                 let conv = ident(entity);
                 if f.ty.list {
                     quote!(rt::Value::List(rt::list(&m.#field, #conv)?))
@@ -602,9 +625,9 @@ fn fetch(system: &System, l: &Lookup) -> Result<(Ident, TokenStream), EmitError>
 }
 
 fn fetch_many(name: &Ident, client: &TokenStream, l: &Lookup, batch: &BatchCall) -> TokenStream {
-    let method = format_ident!("{}", batch.rpc.method.to_snake_case());
-    let request = format_ident!("{}", batch.rpc.request);
-    let items = format_ident!("{}", batch.items);
+    let method = super::ident(batch.rpc.method.to_snake_case());
+    let request = super::ident(&batch.rpc.request);
+    let items = super::ident(&batch.items);
     let conv = ident(&l.entity);
     let service = &l.call.service;
     let doc = format!(
@@ -695,7 +718,7 @@ fn key_of(c: &OperationCall) -> TokenStream {
         | CallOutput::Deleted { key: k } => k,
         _ => return TokenStream::new(),
     };
-    let field = format_ident!("{}", key);
+    let field = super::ident(key);
     match c.request.iter().find(|f| &f.field == key).map(|f| f.label) {
         Some(Label::Required) => quote!(let key = req.#field.clone();),
         _ => quote!(let key = req.#field.clone().unwrap_or_default();),
@@ -704,7 +727,7 @@ fn key_of(c: &OperationCall) -> TokenStream {
 
 /// `let req = pb::GetProductRequest { .. };`
 fn request(c: &OperationCall) -> Result<TokenStream, EmitError> {
-    let ty = format_ident!("{}", c.rpc.request);
+    let ty = super::ident(&c.rpc.request);
     let fields = c
         .request
         .iter()
@@ -714,7 +737,7 @@ fn request(c: &OperationCall) -> Result<TokenStream, EmitError> {
 }
 
 fn request_field(f: &RequestField) -> Result<TokenStream, EmitError> {
-    let name = format_ident!("{}", f.field);
+    let name = super::ident(&f.field);
     let optional = f.label == Label::Optional;
     let v = match &f.source {
         ValueSource::Arg { name: arg, ty } => {
@@ -739,7 +762,7 @@ fn request_field(f: &RequestField) -> Result<TokenStream, EmitError> {
             fields,
             defaults,
         } => {
-            let message = format_ident!("{}", entity);
+            let message = super::ident(entity);
             let fields = fields
                 .iter()
                 .map(request_field)
@@ -779,7 +802,7 @@ fn reader(scalar: &str, ty: &ProtoType, optional: bool) -> Option<Ident> {
 /// `let r = rt::ok("product", client.get_product(..).await)?;` (or `let Some(r) =` for
 /// a target that may be gone; no `r` when the response is not read).
 fn rpc_call(c: &OperationCall, request: TokenStream) -> TokenStream {
-    let method = format_ident!("{}", c.rpc.method.to_snake_case());
+    let method = super::ident(c.rpc.method.to_snake_case());
     let service = &c.service;
     let sent = quote!(client.#method(#request).await);
     match &c.output {
@@ -805,7 +828,7 @@ fn output(api: &GraphqlApi, c: &OperationCall) -> Result<TokenStream, EmitError>
             version,
             ..
         } => {
-            let field = format_ident!("{}", field);
+            let field = super::ident(field);
             let conv = ident(entity);
             let args = if *version && has_version(api, entity) {
                 quote!(&m, r.version)
@@ -815,12 +838,12 @@ fn output(api: &GraphqlApi, c: &OperationCall) -> Result<TokenStream, EmitError>
             quote!(r.#field.map(|m| #conv(#args)).transpose())
         }
         CallOutput::Connection { entity, field } => {
-            let field = format_ident!("{}", field);
+            let field = super::ident(field);
             let conv = ident(entity);
             quote!(rt::connection(rt::list(&r.#field, #conv)?, r.next_page_token))
         }
         CallOutput::CommandPayload { id, id_name } => {
-            let id = format_ident!("{}", id);
+            let id = super::ident(id);
             quote!(rt::command_payload(#id_name, &r.#id, r.version)?)
         }
         CallOutput::Deleted { .. } => quote!(rt::delete_payload(&key)),

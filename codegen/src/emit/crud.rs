@@ -161,16 +161,16 @@ fn sorts(order: &[IndexColumn]) -> Vec<TokenStream> {
 }
 
 fn record(e: &Entity, t: &Table, owner: Option<(&Entity, &Relation)>) -> TokenStream {
-    let ty = format_ident!("{}", e.name);
+    let ty = super::ident(&e.name);
     let table = &t.name;
     let columns: Vec<&str> = e.fields.iter().map(|f| f.name.as_str()).collect();
     let reads = e.fields.iter().map(|f| {
-        let name = format_ident!("{}", f.name);
+        let name = super::ident(&f.name);
         let read = read_column(f);
         quote!(#name: #read)
     });
     let owned = e.relations.iter().filter(|r| r.owned).map(|r| {
-        let name = format_ident!("{}", r.name);
+        let name = super::ident(&r.name);
         quote!(#name: Default::default())
     });
     let args = e.fields.iter().map(|f| arg_of(f, &quote!(self)));
@@ -230,7 +230,7 @@ fn read_column(f: &Field) -> TokenStream {
 
 /// The SQL argument of field `f` of the message `src`.
 fn arg_of(f: &Field, src: &TokenStream) -> TokenStream {
-    let name = format_ident!("{}", f.name);
+    let name = super::ident(&f.name);
     let label = &f.name;
     match (&f.ty, f.optional) {
         (FieldType::Uuid | FieldType::Ref(_), false) => {
@@ -261,9 +261,9 @@ fn hooks_trait(m: &Model<'_>) -> TokenStream {
         .iter()
         .filter(|o| o.kind == OperationKind::Custom)
     {
-        let method = format_ident!("{}", o.name.to_snake_case());
-        let req = format_ident!("{}", o.rpc.request);
-        let resp = format_ident!("{}", o.rpc.response);
+        let method = super::ident(o.name.to_snake_case());
+        let req = super::ident(&o.rpc.request);
+        let resp = super::ident(&o.rpc.response);
         let doc = format!(
             " `{}` (kind: custom): {} The request is already validated against the spec.",
             o.name,
@@ -284,7 +284,7 @@ fn hooks_trait(m: &Model<'_>) -> TokenStream {
         .collect();
     if !computed.is_empty() {
         let method = format_ident!("fill_{}", names::snake(&m.entity.name));
-        let ty = format_ident!("{}", m.entity.name);
+        let ty = super::ident(&m.entity.name);
         let doc = format!(
             " Sets the computed fields of a {} ({}) before it is stored: on create (`created` true, the id and timestamps set) and on update (the stored {} with the request's changes).",
             m.entity.name,
@@ -373,13 +373,13 @@ fn service(m: &Model<'_>) -> Result<TokenStream, EmitError> {
 /// a page) and `store_<entity>_owned` (replace the owned rows of one): public, so that
 /// hand-written rules read and write the same way.
 fn support(m: &Model<'_>) -> TokenStream {
-    let ty = format_ident!("{}", m.entity.name);
+    let ty = super::ident(&m.entity.name);
     let snake = names::snake(&m.entity.name);
     let (load, attach, store) = support_names(m);
     let attach_fn = attach_owned(m);
     let store_each = m.owned.iter().map(|(r, child, _)| {
-        let field = format_ident!("{}", r.name);
-        let cty = format_ident!("{}", child.name);
+        let field = super::ident(&r.name);
+        let cty = super::ident(&child.name);
         let rows = if r.cardinality.is_many() {
             quote!(&record.#field)
         } else {
@@ -418,12 +418,12 @@ fn support(m: &Model<'_>) -> TokenStream {
 /// `attach_<entity>`: fills in what each record of a page owns, one query per owned
 /// relation.
 pub(super) fn attach_owned(m: &Model<'_>) -> TokenStream {
-    let ty = format_ident!("{}", m.entity.name);
+    let ty = super::ident(&m.entity.name);
     let snake = names::snake(&m.entity.name);
     let (_, attach, _) = support_names(m);
     let attach_each = m.owned.iter().map(|(r, child, _)| {
-        let field = format_ident!("{}", r.name);
-        let cty = format_ident!("{}", child.name);
+        let field = super::ident(&r.name);
+        let cty = super::ident(&child.name);
         let take = if r.cardinality.is_many() {
             quote!(found.remove(&id).unwrap_or_default())
         } else {
@@ -465,9 +465,9 @@ pub(super) fn support_names(
 }
 
 fn operation(m: &Model<'_>, o: &Operation) -> Result<TokenStream, EmitError> {
-    let method = format_ident!("{}", o.name.to_snake_case());
-    let req = format_ident!("{}", o.rpc.request);
-    let resp = format_ident!("{}", o.rpc.response);
+    let method = super::ident(o.name.to_snake_case());
+    let req = super::ident(&o.rpc.request);
+    let resp = super::ident(&o.rpc.response);
     let body = match o.kind {
         OperationKind::Get => get(m, &resp),
         OperationKind::List => list(m, o, &resp),
@@ -492,7 +492,7 @@ fn operation(m: &Model<'_>, o: &Operation) -> Result<TokenStream, EmitError> {
 }
 
 fn out_field(m: &Model<'_>) -> proc_macro2::Ident {
-    format_ident!("{}", names::snake(&m.entity.name))
+    super::ident(names::snake(&m.entity.name))
 }
 
 fn not_found(m: &Model<'_>) -> TokenStream {
@@ -513,11 +513,11 @@ fn get(m: &Model<'_>, resp: &proc_macro2::Ident) -> TokenStream {
 
 fn list(m: &Model<'_>, o: &Operation, resp: &proc_macro2::Ident) -> TokenStream {
     let (_, attach, _) = support_names(m);
-    let ty = format_ident!("{}", m.entity.name);
-    let items = format_ident!("{}", names::plural(&names::snake(&m.entity.name)));
+    let ty = super::ident(&m.entity.name);
+    let items = super::ident(names::plural(&names::snake(&m.entity.name)));
     let filters = o.filter.iter().filter_map(|name| {
         let f = m.entity.field(name)?;
-        let field = format_ident!("{}", name);
+        let field = super::ident(name);
         let arg = filter_arg(f);
         Some(quote! {
             if let Some(value) = &request.#field {
@@ -597,11 +597,11 @@ fn fill_call(m: &Model<'_>, created: bool) -> TokenStream {
 
 fn create(m: &Model<'_>, o: &Operation, resp: &proc_macro2::Ident) -> TokenStream {
     let (load, _, store) = support_names(m);
-    let ty = format_ident!("{}", m.entity.name);
+    let ty = super::ident(&m.entity.name);
     let out = out_field(m);
     let scope = format!("{}.{}", m.svc.name, o.name);
     let fields = m.entity.fields.iter().map(|f| {
-        let name = format_ident!("{}", f.name);
+        let name = super::ident(&f.name);
         if f.name == "id" && o.takes_idempotency_key() {
             quote!(#name: crud::new_id(#scope, key.as_deref()).to_string())
         } else if f.readonly || f.name == "id" {
@@ -612,7 +612,7 @@ fn create(m: &Model<'_>, o: &Operation, resp: &proc_macro2::Ident) -> TokenStrea
         }
     });
     let owned = m.entity.relations.iter().filter(|r| r.owned).map(|r| {
-        let name = format_ident!("{}", r.name);
+        let name = super::ident(&r.name);
         quote!(#name: request.#name)
     });
     let fill = fill_call(m, true);
@@ -658,7 +658,7 @@ fn answer(m: &Model<'_>) -> TokenStream {
 
 fn update(m: &Model<'_>, resp: &proc_macro2::Ident) -> TokenStream {
     let (_, _, store) = support_names(m);
-    let ty = format_ident!("{}", m.entity.name);
+    let ty = super::ident(&m.entity.name);
     let out = out_field(m);
     let nf = not_found(m);
     let writable: Vec<&Field> = m
@@ -668,11 +668,11 @@ fn update(m: &Model<'_>, resp: &proc_macro2::Ident) -> TokenStream {
         .filter(|f| !f.readonly && f.name != "id")
         .collect();
     let copy = writable.iter().map(|f| {
-        let name = format_ident!("{}", f.name);
+        let name = super::ident(&f.name);
         quote!(record.#name = request.#name;)
     });
     let copy_owned = m.entity.relations.iter().filter(|r| r.owned).map(|r| {
-        let name = format_ident!("{}", r.name);
+        let name = super::ident(&r.name);
         quote!(record.#name = request.#name;)
     });
     let set = m
@@ -704,8 +704,8 @@ fn update(m: &Model<'_>, resp: &proc_macro2::Ident) -> TokenStream {
 
 fn batch_get(m: &Model<'_>, resp: &proc_macro2::Ident) -> TokenStream {
     let (_, attach, _) = support_names(m);
-    let ty = format_ident!("{}", m.entity.name);
-    let items = format_ident!("{}", names::plural(&names::snake(&m.entity.name)));
+    let ty = super::ident(&m.entity.name);
+    let items = super::ident(names::plural(&names::snake(&m.entity.name)));
     let max = crate::proto_model::BATCH_GET_MAX;
     quote! {
         let mut items = crud::get_many::<pb::#ty>(&self.db, &request.ids, #max).await?;
@@ -715,7 +715,7 @@ fn batch_get(m: &Model<'_>, resp: &proc_macro2::Ident) -> TokenStream {
 }
 
 fn delete(m: &Model<'_>, resp: &proc_macro2::Ident) -> TokenStream {
-    let ty = format_ident!("{}", m.entity.name);
+    let ty = super::ident(&m.entity.name);
     let nf = not_found(m);
     quote! {
         let id = crud::uuid("id", &request.id)?;
@@ -857,7 +857,7 @@ fn app(m: &Model<'_>) -> TokenStream {
 
 /// `src/main.rs` of a service generated whole.
 pub fn main_rs(system: &System, svc: &Service) -> TokenStream {
-    let krate = format_ident!("{}", super::rust::crate_name(system, svc).replace('-', "_"));
+    let krate = super::ident(super::rust::crate_name(system, svc).replace('-', "_"));
     let doc = format!(
         " The {} service (crud, generated whole): `--database-url postgres://…` or `sqlite://…`.",
         svc.name

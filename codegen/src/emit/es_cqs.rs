@@ -80,19 +80,19 @@ fn use_cases(svc: &Service, state: &proc_macro2::Ident) -> Option<TokenStream> {
     let ps = svc.proto.services.first()?;
     let agg = svc.entity.as_str();
     let id_field = format!("{}_id", agg.to_snake_case());
-    let id_ident = format_ident!("{}", id_field);
-    let out_ident = format_ident!("{}", agg.to_snake_case());
+    let id_ident = super::ident(&id_field);
+    let out_ident = super::ident(agg.to_snake_case());
     let command_enum = format_ident!("{}Command", agg);
     let kind = names::snake(agg);
     let mut methods = Vec::new();
     for m in &ps.methods {
         let o = svc.operation(&m.method)?;
-        let method = format_ident!("{}", m.method.to_snake_case());
-        let req = format_ident!("{}", m.request);
-        let resp = format_ident!("{}", m.response);
+        let method = super::ident(m.method.to_snake_case());
+        let req = super::ident(&m.request);
+        let resp = super::ident(&m.response);
         let body = match o.kind {
             OperationKind::Command => {
-                let variant = format_ident!("{}", o.name);
+                let variant = super::ident(&o.name);
                 quote! {
                     let command = crate::#command_enum::#variant(crate::#variant::try_from(&request)?);
                     let done = self.store

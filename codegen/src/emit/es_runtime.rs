@@ -88,10 +88,10 @@ pub(super) fn view_mapping(
 ) -> TokenStream {
     let aggregate_trait = format_ident!("{}Aggregate", svc.entity);
     let decider = format_ident!("{}Decider", svc.entity);
-    let ty = format_ident!("{}", m.entity.name);
+    let ty = super::ident(&m.entity.name);
     let (_, attach, _) = crud::support_names(m);
     let owned = m.owned.iter().map(|(r, _, _)| {
-        let field = format_ident!("{}", r.name);
+        let field = super::ident(&r.name);
         if r.cardinality.is_many() {
             quote!(rows.children(id, &view.#field)?;)
         } else {
@@ -190,15 +190,15 @@ fn query_handlers(svc: &Service) -> TokenStream {
     }) else {
         return TokenStream::new();
     };
-    let id_ident = format_ident!("{}", id_field);
-    let out_ident = format_ident!("{}", agg.to_snake_case());
+    let id_ident = super::ident(&id_field);
+    let out_ident = super::ident(agg.to_snake_case());
     let read_model = format_ident!("{}ReadModel", agg);
     let aggregate_trait = format_ident!("{}Aggregate", agg);
     let kind = names::snake(agg);
     let methods = ps.methods.iter().map(|m| {
-        let method = format_ident!("{}", m.method.to_snake_case());
-        let req = format_ident!("{}", m.request);
-        let resp = format_ident!("{}", m.response);
+        let method = super::ident(m.method.to_snake_case());
+        let req = super::ident(&m.request);
+        let resp = super::ident(&m.response);
         quote! {
             async fn #method(&self, _ctx: RequestContext, request: pb::#req) -> Result<pb::#resp, ServiceError> {
                 let id = uuid::Uuid::parse_str(&request.#id_ident)
@@ -427,7 +427,7 @@ fn references(system: &System, svc: &Service) -> Option<(TokenStream, proc_macro
             "{}",
             super::rust::crate_name(system, owner).replace('-', "_")
         );
-        let client_field = format_ident!("{}", c.service.to_snake_case());
+        let client_field = super::ident(c.service.to_snake_case());
         if !seen.contains(&c.service.as_str()) {
             seen.push(&c.service);
             let client_mod = format_ident!("{}_client", get.service.to_snake_case());
@@ -447,10 +447,10 @@ fn references(system: &System, svc: &Service) -> Option<(TokenStream, proc_macro
                 ),
             });
         }
-        let variant = format_ident!("{}", o.name);
-        let field = format_ident!("{}", c.field);
-        let method = format_ident!("{}", get.method.to_snake_case());
-        let request = format_ident!("{}", get.request);
+        let variant = super::ident(&o.name);
+        let field = super::ident(&c.field);
+        let method = super::ident(get.method.to_snake_case());
+        let request = super::ident(&get.request);
         let kind = names::snake(&c.entity);
         let service_label = format!("{} service", c.service);
         let ask = quote! {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::quote;
 
 use super::{EmitError, GeneratedFile};
 use crate::ir::{Deployable, Role, System};
@@ -53,7 +53,7 @@ fn package_path(system: &System, d: &Deployable) -> String {
 }
 
 fn launch(system: &System) -> TokenStream {
-    let table = format_ident!("{}", super::system::crate_name(system).replace('-', "_"));
+    let table = super::ident(super::system::crate_name(system).replace('-', "_"));
     // One arm per package: the roles of a CQRS service share their crate's `run`.
     let mut packages: Vec<(&Deployable, Vec<&str>)> = Vec::new();
     for d in &system.deployables {
@@ -63,7 +63,7 @@ fn launch(system: &System) -> TokenStream {
         }
     }
     let arms = packages.iter().map(|(d, names)| {
-        let krate = format_ident!("{}", d.package.replace('-', "_"));
+        let krate = super::ident(d.package.replace('-', "_"));
         let start = match d.role {
             Role::Bff => quote! {
                 let mut stop = stop;

@@ -22,6 +22,19 @@ pub mod sql;
 pub mod sqlite;
 pub mod system;
 
+/// A Rust identifier for a name from the spec, spelled as prost spells it
+/// ([`crate::names::rust_ident`]): `type` is `r#type`.
+pub fn ident(name: impl std::fmt::Display) -> proc_macro2::Ident {
+    let name = name.to_string();
+    match crate::names::rust_ident(&name).strip_prefix("r#") {
+        Some(raw) => proc_macro2::Ident::new_raw(raw, proc_macro2::Span::call_site()),
+        None => proc_macro2::Ident::new(
+            &crate::names::rust_ident(&name),
+            proc_macro2::Span::call_site(),
+        ),
+    }
+}
+
 /// One output file, its path relative to the output folder (`generated/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeneratedFile {
@@ -39,6 +52,13 @@ pub enum EmitError {
     Rust(String),
     #[error("{0}")]
     Other(String),
+    /// The spec asks for something a target cannot hold, found while emitting: reported
+    /// as a spec error at `span`.
+    #[error("{message}")]
+    At {
+        span: crate::ir::Span,
+        message: String,
+    },
 }
 
 /// The first line(s) of every generated file, in the file's comment syntax.

@@ -73,7 +73,7 @@ pub fn crate_name(system: &System, svc: &Service) -> String {
 }
 
 fn crate_ident(system: &System, svc: &Service) -> proc_macro2::Ident {
-    format_ident!("{}", crate_name(system, svc).replace('-', "_"))
+    super::ident(crate_name(system, svc).replace('-', "_"))
 }
 
 pub(super) fn print(tokens: TokenStream) -> Result<String, EmitError> {
@@ -259,7 +259,7 @@ fn validators(svc: &Service) -> TokenStream {
         .iter()
         .filter(|m| wanted.contains(&m.name.as_str()))
         .map(|m| {
-            let ty = format_ident!("{}", m.name);
+            let ty = super::ident(&m.name);
             let checks = m.fields.iter().map(field_check);
             let uses_v = m
                 .fields
@@ -282,7 +282,7 @@ fn validators(svc: &Service) -> TokenStream {
 }
 
 fn field_check(f: &MessageField) -> TokenStream {
-    let name = format_ident!("{}", rust_field(&f.name));
+    let name = super::ident(rust_field(&f.name));
     let label = &f.name;
     let path = quote!(shop_kit::validate_path(prefix, #label));
     if let ProtoType::Message(_) = &f.ty {
@@ -380,13 +380,13 @@ fn use_case_trait_name(proto_service: &str) -> String {
 fn service_traits(svc: &Service) -> TokenStream {
     let mut out = TokenStream::new();
     for ps in &svc.proto.services {
-        let trait_name = format_ident!("{}", use_case_trait_name(&ps.name));
+        let trait_name = super::ident(use_case_trait_name(&ps.name));
         let grpc = format_ident!(
             "{}Grpc",
             ps.name.strip_suffix("Service").unwrap_or(&ps.name)
         );
         let server_mod = format_ident!("{}_server", ps.name.to_snake_case());
-        let tonic_trait = format_ident!("{}", ps.name);
+        let tonic_trait = super::ident(&ps.name);
         let tonic_server = format_ident!("{}Server", ps.name);
         let ctor = format_ident!(
             "{}_server",
@@ -399,9 +399,9 @@ fn service_traits(svc: &Service) -> TokenStream {
         let mut glue = Vec::new();
         for rpc in &ps.methods {
             let op = svc.operation(&rpc.method);
-            let method = format_ident!("{}", rpc.method.to_snake_case());
-            let req = format_ident!("{}", rpc.request);
-            let resp = format_ident!("{}", rpc.response);
+            let method = super::ident(rpc.method.to_snake_case());
+            let req = super::ident(&rpc.request);
+            let resp = super::ident(&rpc.response);
             let mut doc = op
                 .and_then(|o| o.doc.clone())
                 .unwrap_or_else(|| format!("`{}`", rpc.method));
@@ -513,7 +513,7 @@ fn upcasting(svc: &Service) -> TokenStream {
     let mut methods = Vec::new();
     let mut arms = Vec::new();
     for e in &svc.events {
-        let ident = format_ident!("{}", e.name);
+        let ident = super::ident(&e.name);
         let type_name = &e.name;
         let mut steps = Vec::new();
         for (i, old) in e.history.iter().enumerate() {
@@ -695,7 +695,7 @@ fn domain_type(f: &Field) -> TokenStream {
 
 /// Converts a validated proto field into its domain value; `src` is `request` or `p`.
 fn from_pb(f: &Field, src: &TokenStream) -> TokenStream {
-    let name = format_ident!("{}", f.name);
+    let name = super::ident(&f.name);
     let label = &f.name;
     // `v` is a reference to the proto value.
     let one = |v: TokenStream| -> TokenStream {
@@ -728,7 +728,7 @@ fn from_pb(f: &Field, src: &TokenStream) -> TokenStream {
 }
 
 fn to_pb(f: &Field, src: &TokenStream) -> TokenStream {
-    let name = format_ident!("{}", f.name);
+    let name = super::ident(&f.name);
     // `v` is a reference to the domain value.
     let one = |v: TokenStream| -> TokenStream {
         match f.ty {
@@ -756,7 +756,7 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
     let aggregate_trait = format_ident!("{}Aggregate", agg);
     let decider = format_ident!("{}Decider", agg);
     let service_name = svc.name.as_str();
-    let payload_mod = format_ident!("{}", format!("{agg}Event").to_snake_case());
+    let payload_mod = super::ident(format!("{agg}Event").to_snake_case());
 
     // Events.
     let mut event_structs = Vec::new();
@@ -765,16 +765,12 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
     let mut to_pb_arms = Vec::new();
     let mut from_pb_arms = Vec::new();
     for e in &svc.events {
-        let ident = format_ident!("{}", e.name);
+        let ident = super::ident(&e.name);
         let doc = e
             .doc
             .clone()
             .unwrap_or_else(|| format!(" `{}`, schema version {}.", e.name, e.version));
-        let names: Vec<_> = e
-            .fields
-            .iter()
-            .map(|f| format_ident!("{}", f.name))
-            .collect();
+        let names: Vec<_> = e.fields.iter().map(|f| super::ident(&f.name)).collect();
         let types: Vec<_> = e.fields.iter().map(domain_type).collect();
         let src = quote!(self);
         let pb_fields: Vec<_> = e.fields.iter().map(|f| to_pb(f, &src)).collect();
@@ -829,14 +825,10 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
         .iter()
         .filter(|o| o.kind == OperationKind::Command)
     {
-        let ident = format_ident!("{}", o.name);
-        let req = format_ident!("{}", o.rpc.request);
-        let method = format_ident!("{}", o.name.to_snake_case());
-        let names: Vec<_> = o
-            .input
-            .iter()
-            .map(|f| format_ident!("{}", f.name))
-            .collect();
+        let ident = super::ident(&o.name);
+        let req = super::ident(&o.rpc.request);
+        let method = super::ident(o.name.to_snake_case());
+        let names: Vec<_> = o.input.iter().map(|f| super::ident(&f.name)).collect();
         let types: Vec<_> = o.input.iter().map(domain_type).collect();
         let src = quote!(request);
         let from_fields: Vec<_> = o.input.iter().map(|f| from_pb(f, &src)).collect();
@@ -872,7 +864,7 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
             fn #method(&self, command: &#ident) -> Result<Vec<#event_enum>, ServiceError>;
         });
         stream_id_arms.push(if o.input.iter().any(|f| f.name == id_field) {
-            let id = format_ident!("{}", id_field);
+            let id = super::ident(&id_field);
             quote!(#command_enum::#ident(c) => Some(c.#id),)
         } else {
             quote!(#command_enum::#ident(_) => None,)
@@ -886,7 +878,7 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
             continue;
         };
         let other_crate = crate_ident(system, other);
-        let ev = format_ident!("{}", s.event);
+        let ev = super::ident(&s.event);
         let method = format_ident!("on_{}_{}", s.service, s.event.to_snake_case());
         let other_id = format_ident!("{}_id", other.entity.to_snake_case());
         let doc = format!(
@@ -926,7 +918,7 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
 
     let handlers = command_handlers(svc, &decider, &aggregate_trait, &command_enum);
     let view_method = if strong_queries(svc).next().is_some() || svc.pattern == Pattern::CqrsEs {
-        let entity = format_ident!("{}", agg);
+        let entity = super::ident(agg);
         quote! {
             /// The state as the API shows it (what a strongly consistent query answers);
             /// `None` when the stream does not exist for its callers (never created,
@@ -954,7 +946,7 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
     let event_doc = format!(" Every event of a `{agg}` stream.");
     let command_doc = format!(" Every command the `{agg}` aggregate decides.");
     let envelope = format_ident!("{}Event", agg);
-    let stream_field = format_ident!("{}", id_field);
+    let stream_field = super::ident(&id_field);
     Ok(quote! {
         /// The Kafka topic this service's events are published to, keyed by stream id.
         pub const TOPIC: &str = #topic;
@@ -1139,7 +1131,7 @@ fn reactions(
             other.name.to_upper_camel_case()
         );
         let arms = svc.subscriptions.iter().filter(|s| s.service == other_name).map(|s| {
-            let ev = format_ident!("{}", s.event);
+            let ev = super::ident(&s.event);
             let method = format_ident!("on_{}_{}", s.service, s.event.to_snake_case());
             quote!(#other_crate::#other_event::#ev(e) => self.0.#method(meta.stream_id, e).await,)
         });
@@ -1206,19 +1198,19 @@ fn command_handlers(
     };
     let agg = svc.entity.as_str();
     let id_field = format!("{}_id", agg.to_snake_case());
-    let id_ident = format_ident!("{}", id_field);
-    let out_ident = format_ident!("{}", agg.to_snake_case());
+    let id_ident = super::ident(&id_field);
+    let out_ident = super::ident(agg.to_snake_case());
     let mut methods = Vec::new();
     for m in &ps.methods {
         let Some(o) = svc.operation(&m.method) else {
             return TokenStream::new();
         };
-        let method = format_ident!("{}", m.method.to_snake_case());
-        let req = format_ident!("{}", m.request);
-        let resp = format_ident!("{}", m.response);
+        let method = super::ident(m.method.to_snake_case());
+        let req = super::ident(&m.request);
+        let resp = super::ident(&m.response);
         let body = match o.kind {
             OperationKind::Command => {
-                let variant = format_ident!("{}", o.name);
+                let variant = super::ident(&o.name);
                 quote! {
                     let command = #command_enum::#variant(#variant::try_from(&request)?);
                     let done = self
@@ -1254,7 +1246,7 @@ fn command_handlers(
         "{}Handlers",
         ps.name.strip_suffix("Service").unwrap_or(&ps.name)
     );
-    let use_cases = format_ident!("{}", use_case_trait_name(&ps.name));
+    let use_cases = super::ident(use_case_trait_name(&ps.name));
     let doc = format!(
         " `{}` on the event-sourcing runtime: every use case generated (feature `runtime`).",
         ps.name
