@@ -110,6 +110,13 @@ impl Lowering<'_> {
                     ),
                 );
             }
+            let table = names::plural(&names::snake(name));
+            if names::sql_reserved(&table) {
+                self.d.error(
+                    self.pos.key(&path),
+                    format!("entity `{name}` becomes the table `{table}`, a reserved word in SQL: choose another name"),
+                );
+            }
             let mut fields = Vec::new();
             for (fname, f) in &e.fields {
                 if let Some(f) = self.lower_field(&format!("{path}.fields.{fname}"), fname, f) {

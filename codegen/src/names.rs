@@ -110,6 +110,75 @@ const GRAPHQL_TYPES: &[&str] = &[
     "Error",
 ];
 
+/// SQLite key words that cannot name a table or column unquoted (each tried in
+/// `CREATE TABLE`, `CREATE INDEX`, `INSERT`, `SELECT … ORDER BY`, `UPDATE`, `DELETE`).
+const SQLITE: &[&str] = &[
+    "add",
+    "all",
+    "alter",
+    "and",
+    "as",
+    "autoincrement",
+    "between",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "commit",
+    "constraint",
+    "create",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "default",
+    "deferrable",
+    "delete",
+    "distinct",
+    "drop",
+    "else",
+    "escape",
+    "except",
+    "exists",
+    "foreign",
+    "from",
+    "group",
+    "having",
+    "if",
+    "in",
+    "index",
+    "insert",
+    "intersect",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "limit",
+    "not",
+    "nothing",
+    "notnull",
+    "null",
+    "on",
+    "or",
+    "order",
+    "primary",
+    "raise",
+    "references",
+    "returning",
+    "select",
+    "set",
+    "table",
+    "then",
+    "to",
+    "transaction",
+    "union",
+    "unique",
+    "update",
+    "using",
+    "values",
+    "when",
+    "where",
+];
+
 /// PostgreSQL reserved key words (SQL:2016 reserved ones PostgreSQL also reserves).
 const SQL: &[&str] = &[
     "all",
@@ -200,6 +269,12 @@ pub const GENERATED_COLUMNS: &[&str] = &[
     "idempotency_key",
 ];
 
+/// Whether PostgreSQL or SQLite reserves `name` (a table or column name would need
+/// quoting).
+pub fn sql_reserved(name: &str) -> bool {
+    SQL.contains(&name) || SQLITE.contains(&name)
+}
+
 /// Which languages reserve `name` as a field/column identifier.
 pub fn field_collisions(name: &str) -> Vec<&'static str> {
     let mut out = Vec::new();
@@ -211,6 +286,8 @@ pub fn field_collisions(name: &str) -> Vec<&'static str> {
     }
     if SQL.contains(&name) {
         out.push("SQL");
+    } else if SQLITE.contains(&name) {
+        out.push("SQLite");
     }
     out
 }

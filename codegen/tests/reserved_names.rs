@@ -1,12 +1,13 @@
 //! Specs whose names are drawn to include the reserved words of every target (Rust,
 //! protobuf, GraphQL, SQL) and the generator's own names: the generator either generates
-//! every artifact or refuses the spec with errors at spec positions. It never panics and
+//! every artifact (the protos compile, in the emitter; the SDL parses; the SQLite
+//! migrations apply) or refuses the spec with errors at spec positions. It never panics and
 //! never fails inside an emitter (an internal error such as "generated tokens do not
 //! parse" is a bug: a valid spec it cannot generate, or an invalid one it did not explain).
 
 use std::path::Path;
 
-use codegen::GenerateError;
+use codegen::{GenerateError, Generation};
 use heck::{ToSnakeCase, ToUpperCamelCase};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
@@ -120,6 +121,58 @@ fn word() -> impl Strategy<Value = &'static str> {
 
 fn pascal(w: &str) -> String {
     w.to_upper_camel_case()
+}
+
+/// What a generated spec's outputs must be to their consumers: the SDL parses as
+/// GraphQL, and every SQLite migration applies, in order, to a fresh database.
+fn outputs_are_accepted(g: &Generation, text: &str) {
+    let file = |path: &str| {
+        g.files
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| f.contents.as_str())
+    };
+    let sdl = file("graphql/schema.graphql").expect("an SDL");
+    if let Err(e) = async_graphql_parser::parse_schema(sdl) {
+        panic!("the SDL does not parse: {e}\n{text}");
+    }
+    let mut dbs: Vec<&str> = g
+        .files
+        .iter()
+        .filter_map(|f| {
+            f.path
+                .strip_prefix("sqlite/")?
+                .split_once('/')
+                .map(|(db, _)| db)
+        })
+        .collect();
+    dbs.sort_unstable();
+    dbs.dedup();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for db in dbs {
+        let mut migrations: Vec<_> = g
+            .files
+            .iter()
+            .filter(|f| f.path.starts_with(&format!("sqlite/{db}/")) && f.path.ends_with(".sql"))
+            .collect();
+        migrations.sort_by(|a, b| a.path.cmp(&b.path));
+        runtime.block_on(async {
+            let pool = sqlx::sqlite::SqlitePool::connect("sqlite::memory:")
+                .await
+                .expect("sqlite");
+            for m in migrations {
+                if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(m.contents.clone()))
+                    .execute(&pool)
+                    .await
+                {
+                    panic!("{} does not apply to SQLite: {e}\n{text}", m.path);
+                }
+            }
+        });
+    }
 }
 
 /// A small spec: a CRUD entity that owns a keyed child, a CQRS aggregate referring to it,
@@ -259,8 +312,9 @@ fn spec_of(n: &[&str; 17]) -> String {
 #[test]
 fn each_reserved_word_in_each_place() {
     let plain = spec_of(&PLAIN_SPEC);
-    if let Err(e) = codegen::generate(Path::new("lib.yaml"), &plain, None, false) {
-        panic!("{e}\n{plain}");
+    match codegen::generate(Path::new("lib.yaml"), &plain, None, false) {
+        Ok(g) => outputs_are_accepted(&g, &plain),
+        Err(e) => panic!("{e}\n{plain}"),
     }
     // The places by kind of name: entity, field, relation, service, operation, event.
     const KINDS: [&[usize]; 6] = [
@@ -280,7 +334,10 @@ fn each_reserved_word_in_each_place() {
             names[slot] = w;
             let text = spec_of(&names);
             match codegen::generate(Path::new("lib.yaml"), &text, None, false) {
-                Ok(_) => generated += 1,
+                Ok(g) => {
+                    outputs_are_accepted(&g, &text);
+                    generated += 1;
+                }
                 Err(GenerateError::Spec(errors)) => {
                     refused += 1;
                     let shown = errors.to_string();
