@@ -91,16 +91,14 @@ fn use_cases(svc: &Service, state: &proc_macro2::Ident) -> Option<TokenStream> {
         let req = super::ident(&m.request);
         let resp = super::ident(&m.response);
         let body = match o.kind {
-            OperationKind::Command => {
-                let variant = super::ident(&o.name);
-                quote! {
-                    let command = crate::#command_enum::#variant(crate::#variant::try_from(&request)?);
-                    let done = self.store
-                        .execute(&ctx, request.idempotency_key.as_deref(), request.expected_version, &command)
-                        .await?;
-                    Ok(pb::#resp { #id_ident: done.stream_id.to_string(), version: done.version })
-                }
-            }
+            OperationKind::Command => super::rust::command_use_case(
+                o,
+                &quote!(crate::),
+                &command_enum,
+                &quote!(self.store),
+                &id_ident,
+                &resp,
+            ),
             OperationKind::Query
                 if o.input.len() == 1
                     && o.input[0].name == id_field

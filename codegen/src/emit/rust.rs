@@ -1175,6 +1175,27 @@ fn strong_queries(svc: &Service) -> impl Iterator<Item = &Operation> {
     })
 }
 
+/// The body of a command use case on `runner` (the CQRS executor or the CQS store):
+/// request to command (types under `path`), executed under the request's idempotency key
+/// and expected version, answered with the stream id and version.
+pub(super) fn command_use_case(
+    o: &Operation,
+    path: &TokenStream,
+    command_enum: &proc_macro2::Ident,
+    runner: &TokenStream,
+    id_ident: &proc_macro2::Ident,
+    resp: &proc_macro2::Ident,
+) -> TokenStream {
+    let variant = super::ident(&o.name);
+    quote! {
+        let command = #path #command_enum::#variant(#path #variant::try_from(&request)?);
+        let done = #runner
+            .execute(&ctx, request.idempotency_key.as_deref(), request.expected_version, &command)
+            .await?;
+        Ok(pb::#resp { #id_ident: done.stream_id.to_string(), version: done.version })
+    }
+}
+
 /// The command side of a CQRS service on the runtime's executor: every command use case
 /// (request to command, execute under the request's idempotency key and expected
 /// version, answer the stream id and version) and every strong query (load, fold,
@@ -1209,17 +1230,14 @@ fn command_handlers(
         let req = super::ident(&m.request);
         let resp = super::ident(&m.response);
         let body = match o.kind {
-            OperationKind::Command => {
-                let variant = super::ident(&o.name);
-                quote! {
-                    let command = #command_enum::#variant(#variant::try_from(&request)?);
-                    let done = self
-                        .executor
-                        .execute(&ctx, request.idempotency_key.as_deref(), request.expected_version, &command)
-                        .await?;
-                    Ok(pb::#resp { #id_ident: done.stream_id.to_string(), version: done.version })
-                }
-            }
+            OperationKind::Command => command_use_case(
+                o,
+                &TokenStream::new(),
+                command_enum,
+                &quote!(self.executor),
+                &id_ident,
+                &resp,
+            ),
             OperationKind::Query
                 if o.input.len() == 1
                     && o.input[0].name == id_field

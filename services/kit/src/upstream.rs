@@ -49,11 +49,16 @@ pub fn channel(name: &str, url: &str, t: Timeouts) -> Result<Channel, UpstreamEr
 
 /// A request to another service carrying the caller's request and correlation ids.
 pub fn request<T>(ctx: &crate::RequestContext, message: T) -> tonic::Request<T> {
+    with_ids(message, &ctx.request_id, &ctx.correlation_id)
+}
+
+/// A request to another service carrying these request and correlation ids.
+pub fn with_ids<T>(message: T, request_id: &str, correlation_id: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
-    if let Ok(v) = ctx.request_id.parse() {
+    if let Ok(v) = request_id.parse() {
         r.metadata_mut().insert("x-request-id", v);
     }
-    if let Ok(v) = ctx.correlation_id.parse() {
+    if let Ok(v) = correlation_id.parse() {
         r.metadata_mut().insert("x-correlation-id", v);
     }
     r

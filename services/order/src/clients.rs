@@ -3,12 +3,12 @@
 
 use shop_cart::pb as cart;
 use shop_cart::pb::cart_command_service_client::CartCommandServiceClient;
-use shop_kit::upstream::Timeouts;
+use shop_kit::upstream::{Timeouts, error, with_ids};
 use shop_kit::{RequestContext, ServiceError};
 use shop_product::pb as product;
 use shop_product::pb::product_service_client::ProductServiceClient;
+use tonic::Code;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
 use uuid::Uuid;
 
 use crate::checkout::{CartSnapshot, Carts, Catalog, PricedProduct, ResetOutcome};
@@ -21,31 +21,6 @@ pub fn channel(name: &str, url: &str) -> anyhow::Result<Channel> {
         url,
         Timeouts::from_millis(10_000, 3_000),
     )?)
-}
-
-/// A dependency's failure as this service's: transient trouble stays retryable.
-fn upstream(service: &str, s: Status) -> ServiceError {
-    match s.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
-            ServiceError::Unavailable(format!("{service}: {}", s.message()))
-        }
-        _ => ServiceError::Internal(format!(
-            "{service} answered {:?}: {}",
-            s.code(),
-            s.message()
-        )),
-    }
-}
-
-fn with_ids<T>(message: T, request_id: &str, correlation_id: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    if let Ok(v) = request_id.parse() {
-        r.metadata_mut().insert("x-request-id", v);
-    }
-    if let Ok(v) = correlation_id.parse() {
-        r.metadata_mut().insert("x-correlation-id", v);
-    }
-    r
 }
 
 #[derive(Clone)]
@@ -78,7 +53,7 @@ impl Carts for GrpcCarts {
         let response = match self.command.clone().load_cart(request).await {
             Ok(r) => r.into_inner(),
             Err(s) if s.code() == Code::NotFound => return Ok(None),
-            Err(s) => return Err(upstream("cart", s)),
+            Err(s) => return Err(error("cart", s)),
         };
         Ok(response.cart.map(|c| CartSnapshot {
             customer_id: c.customer_id,
@@ -111,7 +86,7 @@ impl Carts for GrpcCarts {
         match self.command.clone().reset_cart(request).await {
             Ok(_) => Ok(ResetOutcome::Reset),
             Err(s) if s.code() == Code::Aborted => Ok(ResetOutcome::Changed(s.message().into())),
-            Err(s) => Err(upstream("cart", s)),
+            Err(s) => Err(error("cart", s)),
         }
     }
 }
@@ -146,7 +121,7 @@ impl Catalog for GrpcCatalog {
                 price: p.price,
             })),
             Err(s) if s.code() == Code::NotFound => Ok(None),
-            Err(s) => Err(upstream("product", s)),
+            Err(s) => Err(error("product", s)),
         }
     }
 }
