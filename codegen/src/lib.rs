@@ -72,3 +72,19 @@ fn unknown_key_span(text: &str, msg: &str) -> Option<Span> {
     let positions = positions::Positions::scan(text, &mut Diagnostics::default());
     positions.find_key(path, key)
 }
+
+/// The whole pipeline on untrusted bytes, as the fuzz target (`codegen/fuzz`) and the
+/// corpus test run it: a spec is either generated or refused with errors that each
+/// have a spec position. Anything else is a generator bug, described in the `Err`.
+pub fn generate_untrusted(data: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(data);
+    match generate(Path::new("fuzz.yaml"), &text, None, false) {
+        Ok(_) => Ok(()),
+        Err(GenerateError::Spec(e)) => match e.errors.iter().find(|d| d.span.line == 0) {
+            Some(d) => Err(format!("spec error without a position: {}", d.message)),
+            None if e.errors.is_empty() => Err("spec refused with no error".into()),
+            None => Ok(()),
+        },
+        Err(e) => Err(format!("internal error: {e}")),
+    }
+}

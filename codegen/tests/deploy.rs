@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use codegen::GeneratedFile;
 use codegen::emit::{compose, docker, envoy, k8s};
@@ -18,6 +18,9 @@ use codegen::ir::{Role, System};
 use docker_compose_types as dc;
 use expect_test::expect_file;
 use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+
+#[path = "support/envoy.rs"]
+mod envoy_check;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -100,28 +103,6 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The Envoy binary the project's harness installs.
-fn envoy_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap();
-    BIN.get_or_init(|| {
-        let script = root().join("xtask/infra/infra.sh");
-        run(Command::new("bash").arg(&script).args(["install", "envoy"]));
-        let env = run(Command::new("bash").arg(&script).arg("env"));
-        let bin = env
-            .lines()
-            .find_map(|l| l.strip_prefix("export ENVOY_BIN="))
-            .expect("infra.sh env prints ENVOY_BIN")
-            .trim_matches(['"', '\''])
-            .to_string();
-        let bin = PathBuf::from(bin);
-        assert!(bin.is_file(), "ENVOY_BIN {} does not exist", bin.display());
-        bin
-    })
-    .clone()
-}
-
 fn envoy_configs(g: &Generated) -> Vec<&String> {
     g.files
         .keys()
@@ -200,47 +181,12 @@ fn the_real_spec_gets_every_expected_file() {
 
 #[test]
 fn envoy_validates_every_config() {
-    let bin = envoy_bin();
     let configs: Vec<PathBuf> = [shop(), mini()]
         .into_iter()
         .flat_map(|g| envoy_configs(g).into_iter().map(|p| g.dir.join(p)))
         .collect();
     assert!(configs.len() >= 3 * 7, "{} configs", configs.len());
-    // Two at a time: this machine has two cores.
-    let failures = Mutex::new(Vec::new());
-    let next = Mutex::new(configs.iter());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                loop {
-                    let Some(path) = next.lock().unwrap().next() else {
-                        break;
-                    };
-                    let out = Command::new(&bin)
-                        .args([
-                            "--mode",
-                            "validate",
-                            "--disable-hot-restart",
-                            "--log-level",
-                            "warn",
-                            "-c",
-                        ])
-                        .arg(path)
-                        .output()
-                        .unwrap();
-                    if !out.status.success() {
-                        failures.lock().unwrap().push(format!(
-                            "{}:\n{}{}",
-                            path.display(),
-                            String::from_utf8_lossy(&out.stdout),
-                            String::from_utf8_lossy(&out.stderr)
-                        ));
-                    }
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
+    let failures = envoy_check::validate(&configs);
     assert!(
         failures.is_empty(),
         "envoy rejected:\n{}",

@@ -3,6 +3,9 @@
 //! Text artifacts come from tera templates under `templates/` (compiled in with
 //! `include_str!`, so generation does no I/O); Rust comes from `quote`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use crate::ir::System;
 
 pub mod bff;
@@ -105,13 +108,25 @@ pub fn crate_files(
 }
 
 /// Renders one tera template. `name` is its path under `templates/`, for messages.
+/// Parsed templates are kept per thread: parsing them took most of a small spec's
+/// generation time.
 pub fn render(name: &str, source: &str, context: &tera::Context) -> Result<String, EmitError> {
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(vec![]);
-    tera.add_raw_template(name, source)
-        .map_err(|e| template_error(name, &e))?;
-    tera.render(name, context)
-        .map_err(|e| template_error(name, &e))
+    thread_local! {
+        static PARSED: RefCell<(tera::Tera, HashMap<String, String>)> = RefCell::new({
+            let mut tera = tera::Tera::default();
+            tera.autoescape_on(vec![]);
+            (tera, HashMap::new())
+        });
+    }
+    PARSED.with_borrow_mut(|(tera, sources)| {
+        if sources.get(name).is_none_or(|s| s != source) {
+            tera.add_raw_template(name, source)
+                .map_err(|e| template_error(name, &e))?;
+            sources.insert(name.to_string(), source.to_string());
+        }
+        tera.render(name, context)
+            .map_err(|e| template_error(name, &e))
+    })
 }
 
 fn template_error(name: &str, e: &tera::Error) -> EmitError {

@@ -1,0 +1,180 @@
+//! A generation's output checked by the tools that consume it: protox compiles every
+//! proto, async-graphql builds the SDL into a schema, every SQLite and PostgreSQL
+//! migration applies in order to a fresh database, and (when asked) Envoy validates
+//! every config.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use codegen::Generation;
+
+#[path = "envoy.rs"]
+mod envoy;
+#[path = "gql.rs"]
+mod gql;
+#[path = "postgres.rs"]
+mod postgres;
+
+pub struct Checks {
+    pub postgres: bool,
+    pub envoy: bool,
+}
+
+/// Panics, showing `spec`, at the first consumer that rejects an output.
+pub fn accept(g: &Generation, spec: &str, checks: Checks) {
+    let files: BTreeMap<&str, &str> = g
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.contents.as_str()))
+        .collect();
+    protos_compile(&files, spec);
+    let sdl = files.get("graphql/schema.graphql").expect("an SDL");
+    let built = std::panic::catch_unwind(|| gql::build(&gql::parse(sdl)));
+    assert!(built.is_ok(), "the SDL is not a schema\n{spec}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        for (db, migrations) in migrations(&files, "sqlite/") {
+            let pool = sqlx::sqlite::SqlitePool::connect("sqlite::memory:")
+                .await
+                .expect("sqlite");
+            apply(&pool, &db, &migrations, spec).await;
+        }
+        if checks.postgres {
+            for (db, migrations) in migrations(&files, "sql/") {
+                on_fresh_postgres(&db, |pool| {
+                    let (db, migrations) = (db.clone(), migrations.clone());
+                    async move { apply(&pool, &db, &migrations, spec).await }
+                })
+                .await;
+            }
+        }
+    });
+    if checks.envoy {
+        envoy_validates(&files, spec);
+    }
+}
+
+fn protos_compile(files: &BTreeMap<&str, &str>, spec: &str) {
+    struct Memory(BTreeMap<String, String>);
+    impl protox::file::FileResolver for Memory {
+        fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+            match self.0.get(name) {
+                Some(src) => protox::file::File::from_source(name, src),
+                None => Err(protox::Error::file_not_found(name)),
+            }
+        }
+    }
+    let protos: BTreeMap<String, String> = files
+        .iter()
+        .filter_map(|(p, c)| Some((p.strip_prefix("proto/")?.to_string(), c.to_string())))
+        .filter(|(p, _)| p.ends_with(".proto"))
+        .collect();
+    assert!(!protos.is_empty(), "no protos\n{spec}");
+    let mut resolver = protox::file::ChainFileResolver::new();
+    resolver.add(Memory(protos.clone()));
+    resolver.add(protox::file::GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    for name in protos.keys() {
+        if let Err(e) = compiler.open_file(name) {
+            panic!("protox rejects {name}: {e:?}\n{spec}");
+        }
+    }
+}
+
+/// The migrations under `prefix` by database, each list in file-name order.
+fn migrations(
+    files: &BTreeMap<&str, &str>,
+    prefix: &str,
+) -> BTreeMap<String, Vec<(String, String)>> {
+    let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (path, contents) in files {
+        let Some((db, file)) = path.strip_prefix(prefix).and_then(|r| r.split_once('/')) else {
+            continue;
+        };
+        if file.ends_with(".sql") {
+            out.entry(db.to_string())
+                .or_default()
+                .push((path.to_string(), contents.to_string()));
+        }
+    }
+    out
+}
+
+async fn apply<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    db: &str,
+    migrations: &[(String, String)],
+    spec: &str,
+) where
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+{
+    for (path, sql) in migrations {
+        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(pool)
+            .await
+        {
+            panic!("{path} does not apply to {db} on {}: {e}\n{spec}", DB::NAME);
+        }
+    }
+}
+
+/// Runs `f` on a database of its own, dropped afterwards.
+async fn on_fresh_postgres<F, Fut>(db: &str, f: F)
+where
+    F: FnOnce(sqlx::PgPool) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let admin_url = postgres::postgres_url();
+    let name = format!(
+        "gen_{db}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = sqlx::PgPool::connect(admin_url).await.expect("postgres");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    let pool = sqlx::PgPool::connect(&postgres::db_url(admin_url, &name))
+        .await
+        .expect("connect");
+    f(pool.clone()).await;
+    pool.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\"")))
+        .execute(&admin)
+        .await
+        .expect("drop database");
+}
+
+fn envoy_validates(files: &BTreeMap<&str, &str>, spec: &str) {
+    let dir = std::env::temp_dir().join(format!(
+        "envoy-configs-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut configs: Vec<PathBuf> = Vec::new();
+    for (path, contents) in files {
+        if path.starts_with("envoy/") || path.starts_with("k8s/base/envoy/") {
+            let file = dir.join(path);
+            std::fs::create_dir_all(file.parent().unwrap_or(Path::new("."))).expect("dir");
+            std::fs::write(&file, contents).expect("write");
+            configs.push(file);
+        }
+    }
+    assert!(!configs.is_empty(), "no Envoy configs\n{spec}");
+    let failures = envoy::validate(&configs);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        failures.is_empty(),
+        "envoy rejected:\n{}\n{spec}",
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,413 @@
+//! Random specs, valid by construction but for their names: CRUD entities with fields of
+//! every type and constraint, references, owned children and indexes; CRUD services with
+//! a random set of use cases; a cqs-es and a cqrs-es service (owned collection, `calls`,
+//! `exists`, `subscribes`); a BFF exposing a random part. Names are drawn from plain words
+//! and, with the given probability, from words some target reserves; such a spec may be
+//! refused, but only with errors at spec positions.
+//!
+//! Shared by `codegen/tests/generated_specs.rs` and `xtask/tests/spec_edit.rs` (which
+//! compiles the Rust of a sample).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use heck::{ToSnakeCase, ToUpperCamelCase};
+
+/// Words some target reserves (Rust, protobuf, GraphQL, SQL, SQLite) or the generator
+/// derives names from.
+pub const RESERVED: &[&str] = &[
+    "return",
+    "type",
+    "match",
+    "loop",
+    "async",
+    "self",
+    "move",
+    "crate",
+    "super",
+    "fn",
+    "impl",
+    "where",
+    "mod",
+    "enum",
+    "struct",
+    "true",
+    "false",
+    "select",
+    "order",
+    "user",
+    "table",
+    "group",
+    "check",
+    "default",
+    "limit",
+    "offset",
+    "from",
+    "to",
+    "max",
+    "map",
+    "option",
+    "message",
+    "package",
+    "service",
+    "rpc",
+    "stream",
+    "query",
+    "mutation",
+    "string",
+    "int",
+    "id",
+    "node",
+    "error",
+    "key",
+    "value",
+    "values",
+    "version",
+    "page_size",
+    "idempotency_key",
+    "items",
+    "data",
+    "events",
+    "outbox",
+    "state",
+    "states",
+    "system",
+    "bff",
+    "index",
+    "column",
+    "analyze",
+    "union",
+    "references",
+    "transaction",
+    "commit",
+    "exists",
+    "null",
+];
+
+const PLAIN: &[&str] = &[
+    "book", "copy", "loan", "title", "pages", "barcode", "price", "shelf", "catalog", "lending",
+    "borrower", "branch", "rating", "author", "genre", "room", "guest", "stay", "night", "desk",
+    "label", "colour", "weight", "note", "opened", "closed", "count", "amount", "place", "ticket",
+];
+
+/// SplitMix64: small, seedable, the same specs on every machine.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+/// Unique snake_case names, each reserved with probability `reserved_percent`.
+struct Names {
+    used: BTreeSet<String>,
+    reserved_percent: u64,
+}
+
+impl Names {
+    fn snake(&mut self, rng: &mut Rng) -> String {
+        loop {
+            let base = if rng.chance(self.reserved_percent) {
+                rng.pick(RESERVED)
+            } else {
+                rng.pick(PLAIN)
+            };
+            let name = if self.used.contains(base) {
+                format!("{base}_{}", self.used.len())
+            } else {
+                base.to_string()
+            };
+            if self.used.insert(name.clone()) {
+                return name;
+            }
+        }
+    }
+
+    fn pascal(&mut self, rng: &mut Rng) -> String {
+        self.snake(rng).to_upper_camel_case()
+    }
+}
+
+/// A field declaration of a random type with random constraints.
+fn field(rng: &mut Rng) -> String {
+    let optional = if rng.chance(25) {
+        ", optional: true"
+    } else {
+        ""
+    };
+    match rng.below(8) {
+        0 => format!(
+            "{{ type: string, min_len: 1, max_len: {}{optional} }}",
+            5 + rng.below(60)
+        ),
+        1 => format!("{{ type: text{optional} }}"),
+        2 => format!("{{ type: email{optional} }}"),
+        3 => format!(
+            "{{ type: int, min: 0, max: {}{optional} }}",
+            1 + rng.below(1000)
+        ),
+        4 => format!("{{ type: money, min: 0{optional} }}"),
+        5 => "{ type: timestamp, readonly: true }".to_string(),
+        6 => format!("{{ type: bool{optional} }}"),
+        _ => format!("{{ type: string, one_of: [red, green, blue], default: red{optional} }}"),
+    }
+}
+
+struct Entity {
+    name: String,
+    /// Fields that may be listed in an input or an event: (name, declaration).
+    fields: Vec<(String, String)>,
+    /// A non-optional field a list may order by.
+    sortable: Option<String>,
+}
+
+impl Entity {
+    fn id(&self) -> String {
+        format!("{}_id", self.name.to_snake_case())
+    }
+}
+
+fn entity(rng: &mut Rng, names: &mut Names, refs: &[String]) -> Entity {
+    let mut e = Entity {
+        name: names.pascal(rng),
+        fields: Vec::new(),
+        sortable: None,
+    };
+    for _ in 0..1 + rng.below(4) {
+        let decl = field(rng);
+        let name = names.snake(rng);
+        if e.sortable.is_none() && !decl.contains("optional") && !decl.contains("readonly") {
+            e.sortable = Some(name.clone());
+        }
+        e.fields.push((name, decl));
+    }
+    if let Some(target) = refs.first().filter(|_| rng.chance(60)) {
+        let optional = if rng.chance(50) {
+            ", optional: true"
+        } else {
+            ""
+        };
+        e.fields.push((
+            format!("{}_id", target.to_snake_case()),
+            format!("{{ ref: {target}{optional} }}"),
+        ));
+    }
+    e
+}
+
+fn write_entity(out: &mut String, e: &Entity, extra: &str) {
+    let _ = writeln!(out, "  {}:\n    fields:\n      id: uuid", e.name);
+    for (name, decl) in &e.fields {
+        let _ = writeln!(out, "      {name}: {decl}");
+    }
+    out.push_str(extra);
+}
+
+/// A spec drawn from `seed`; `reserved_percent` of its names are reserved words.
+pub fn spec(seed: u64, reserved_percent: u64) -> String {
+    let rng = &mut Rng::new(seed);
+    let names = &mut Names {
+        used: BTreeSet::new(),
+        reserved_percent,
+    };
+    let mut entities = String::new();
+    let mut services = String::new();
+    let (mut queries, mut mutations) = (Vec::new(), Vec::new());
+
+    // CRUD services, the first one referenced by the others and by the aggregates.
+    let mut crud: Vec<(String, Entity)> = Vec::new();
+    for _ in 0..1 + rng.below(3) {
+        let refs: Vec<String> = crud.iter().map(|(_, e)| e.name.clone()).collect();
+        let e = entity(rng, names, &refs);
+        let mut extra = String::new();
+        if let Some(sortable) = e.sortable.clone().filter(|_| rng.chance(50)) {
+            let _ = writeln!(extra, "    indexes:\n      - [{sortable} desc]");
+        }
+        if rng.chance(40) {
+            let child = names.pascal(rng);
+            let (rel, key) = (names.snake(rng), names.snake(rng));
+            let _ = writeln!(
+                extra,
+                "    relations:\n      {rel}: {{ to: {child}, cardinality: \"0..*\", owned: true }}"
+            );
+            let _ = writeln!(
+                entities,
+                "  {child}:\n    key: [{key}]\n    fields:\n      {key}: {{ type: string, min_len: 1, max_len: 8 }}\n      {}: {}",
+                names.snake(rng),
+                field(rng)
+            );
+        }
+        write_entity(&mut entities, &e, &extra);
+        let svc = names.snake(rng);
+        let _ = writeln!(
+            services,
+            "  {svc}:\n    pattern: crud\n    entity: {}\n    store: postgres\n    use_cases:",
+            e.name
+        );
+        let list = names.pascal(rng);
+        let order = e
+            .sortable
+            .as_ref()
+            .map_or(String::new(), |s| format!(", order_by: [{s}]"));
+        let filter = e
+            .fields
+            .iter()
+            .find(|(_, d)| d.contains("ref:") || d.contains("bool"))
+            .filter(|_| rng.chance(50))
+            .map_or(String::new(), |(f, _)| format!(", filter: [{f}]"));
+        let _ = writeln!(
+            services,
+            "      {list}: {{ kind: list{order}{filter}, page_size: {{ default: 10, max: 50 }} }}"
+        );
+        queries.push(list);
+        for kind in ["get", "create", "update", "delete"] {
+            if kind == "get" || kind == "create" || rng.chance(60) {
+                let op = names.pascal(rng);
+                let audience = if kind == "delete" && rng.chance(50) {
+                    ", audience: back-office"
+                } else {
+                    ""
+                };
+                let idempotent = if kind == "create" && rng.chance(50) {
+                    ", idempotent: true"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    services,
+                    "      {op}: {{ kind: {kind}{audience}{idempotent} }}"
+                );
+                if kind == "get" {
+                    queries.push(op)
+                } else {
+                    mutations.push(op)
+                }
+            }
+        }
+        crud.push((svc, e));
+    }
+
+    // A cqs-es service whose events another service may subscribe to.
+    let mut subscribable = None;
+    if rng.chance(70) {
+        let refs: Vec<String> = crud.iter().map(|(_, e)| e.name.clone()).collect();
+        let agg = entity(rng, names, &refs);
+        write_entity(&mut entities, &agg, "");
+        let svc = names.snake(rng);
+        let (open, close, opened, closed, view) = (
+            names.pascal(rng),
+            names.pascal(rng),
+            names.pascal(rng),
+            names.pascal(rng),
+            names.pascal(rng),
+        );
+        let fields: Vec<&str> = agg
+            .fields
+            .iter()
+            .filter(|(_, d)| !d.contains("readonly"))
+            .map(|(f, _)| f.as_str())
+            .collect();
+        let payload = fields.join(", ");
+        let _ = writeln!(
+            services,
+            "  {svc}:\n    pattern: cqs-es\n    aggregate: {a}\n    store: postgres\n    messaging: {{ broker: kafka, topic: {svc}.events }}\n    commands:\n      {open}: {{ input: [{payload}], emits: [{opened}] }}\n      {close}: {{ input: [{id}], emits: [{closed}] }}\n    events:\n      {opened}: [{payload}]\n      {closed}: []\n    queries:\n      {view}: {{ input: [{id}], output: {a} }}",
+            a = agg.name,
+            id = agg.id(),
+        );
+        queries.push(view);
+        mutations.extend([open, close.clone()]);
+        subscribable = Some(format!("{svc}.{closed}"));
+    }
+
+    // A cqrs-es service owning a collection keyed by a reference to the first CRUD entity.
+    if rng.chance(70) {
+        let (target_svc, target) = &crud[0];
+        let agg = entity(rng, names, &[]);
+        let line = names.pascal(rng);
+        let rel = names.snake(rng);
+        let qty = names.snake(rng);
+        write_entity(
+            &mut entities,
+            &agg,
+            &format!(
+                "    relations:\n      {rel}: {{ to: {line}, cardinality: \"0..*\", owned: true }}\n"
+            ),
+        );
+        let item = target.id();
+        let _ = writeln!(
+            entities,
+            "  {line}:\n    key: [{item}]\n    fields:\n      {item}: {{ ref: {} }}\n      {qty}: {{ type: int, min: 1, max: 9 }}",
+            target.name
+        );
+        let svc = names.snake(rng);
+        let id = agg.id();
+        let (add, clear, drop, added, cleared, dropped, view) = (
+            names.pascal(rng),
+            names.pascal(rng),
+            names.pascal(rng),
+            names.pascal(rng),
+            names.pascal(rng),
+            names.pascal(rng),
+            names.pascal(rng),
+        );
+        let exists = if rng.chance(50) {
+            format!(", exists: [{item}]")
+        } else {
+            String::new()
+        };
+        let consistency = if rng.chance(30) {
+            ", consistency: strong"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            services,
+            "  {svc}:\n    pattern: cqrs-es\n    aggregate: {a}\n    event_store: mongodb\n    read_model: postgres\n    messaging: {{ broker: kafka, topic: {svc}.events }}\n    calls: [{target_svc}]\n    commands:\n      {add}: {{ input: [{id}, {item}, {qty}], emits: [{added}]{exists} }}\n      {clear}: {{ input: [{id}], emits: [{cleared}] }}\n      {drop}: {{ input: [{id}], emits: [{dropped}], audience: internal }}\n    events:\n      {added}: [{item}, {qty}]\n      {cleared}: []\n      {dropped}: []\n    queries:\n      {view}: {{ input: [{id}], output: {a}{consistency} }}",
+            a = agg.name,
+        );
+        if let Some(event) = &subscribable {
+            let _ = writeln!(services, "    subscribes:\n      {event}: {drop}");
+        }
+        queries.push(view);
+        mutations.extend([add, clear]);
+    }
+
+    let keep = |rng: &mut Rng, ops: Vec<String>| -> Vec<String> {
+        let kept: Vec<String> = ops.iter().filter(|_| rng.chance(80)).cloned().collect();
+        if kept.is_empty() {
+            ops.into_iter().take(1).collect()
+        } else {
+            kept
+        }
+    };
+    let (queries, mutations) = (keep(rng, queries), keep(rng, mutations));
+    format!(
+        "system: {}\nmoney: {{ currency: EUR, minor_units: 2 }}\n\nentities:\n{entities}\nservices:\n{services}\nbff:\n  graphql:\n    queries: [{}]\n    mutations: [{}]\n",
+        names.snake(rng),
+        queries.join(", "),
+        mutations.join(", ")
+    )
+}
