@@ -64,6 +64,16 @@ impl Lowering<'_> {
                 ),
             );
         }
+        if self.raw.system.len() > names::MAX_DERIVED_NAME {
+            self.d.error(
+                self.pos.value("system"),
+                format!(
+                    "system name `{}` is too long for Kubernetes (a namespace): at most {} characters",
+                    self.raw.system,
+                    names::MAX_DERIVED_NAME
+                ),
+            );
+        }
         let c = &self.raw.money.currency;
         if c.len() != 3 || !c.chars().all(|c| c.is_ascii_uppercase()) {
             self.d.error(
@@ -115,6 +125,16 @@ impl Lowering<'_> {
                 self.d.error(
                     self.pos.key(&path),
                     format!("entity `{name}` becomes the table `{table}`, a reserved word in SQL: choose another name"),
+                );
+            }
+            let longest = format!("{}_deletions", names::snake(name));
+            if longest.len().max(table.len()) > names::MAX_DERIVED_NAME {
+                self.d.error(
+                    self.pos.key(&path),
+                    format!(
+                        "entity name `{name}` is too long for PostgreSQL: its tables (`{longest}`) may have at most {} characters: choose a shorter name",
+                        names::MAX_DERIVED_NAME
+                    ),
                 );
             }
             let mut fields = Vec::new();
@@ -378,6 +398,16 @@ impl Lowering<'_> {
                 format!(
                     "field name `{name}` is a reserved word in {}: choose another name",
                     collide.join(", ")
+                ),
+            );
+            ok = false;
+        }
+        if name.len() > names::MAX_DERIVED_NAME {
+            self.d.error(
+                span,
+                format!(
+                    "field name `{name}` is too long for PostgreSQL (a column name): at most {} characters",
+                    names::MAX_DERIVED_NAME
                 ),
             );
             ok = false;
@@ -894,6 +924,21 @@ impl Lowering<'_> {
                 return None;
             }
         };
+        for (target, derived) in
+            names::service_bounded_names(&self.raw.system, name, pattern == Pattern::CqrsEs)
+        {
+            if derived.len() > names::MAX_DERIVED_NAME {
+                self.d.error(
+                    span,
+                    format!(
+                        "service name `{name}` is too long for {target}: `{derived}` has {} characters, at most {} are allowed: choose a shorter name",
+                        derived.len(),
+                        names::MAX_DERIVED_NAME
+                    ),
+                );
+                ok = false;
+            }
+        }
         let not_for = |this: &mut Self, key: &str, present: bool, why: &str| {
             if present {
                 this.d.error(

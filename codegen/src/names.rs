@@ -339,6 +339,40 @@ pub fn service_collisions(name: &str) -> Vec<&'static str> {
     out
 }
 
+/// Kubernetes object names (a Service's is a DNS-1035 label) and PostgreSQL and MongoDB
+/// database names keep at most 63 bytes; PostgreSQL silently cuts longer ones.
+pub const MAX_DERIVED_NAME: usize = 63;
+
+/// The longest name derived from a service's in each target that bounds names: (the
+/// target, the derived name). `cqrs`: the service runs as three deployables
+/// (`<name>-event-handler` is the longest) with an event store database.
+pub fn service_bounded_names(
+    system: &str,
+    service: &str,
+    cqrs: bool,
+) -> [(&'static str, String); 2] {
+    if cqrs {
+        [
+            (
+                "Kubernetes (a Service name)",
+                format!("{}-event-handler", kebab(service)),
+            ),
+            (
+                "MongoDB and PostgreSQL (a database name)",
+                format!("{system}_{service}_events"),
+            ),
+        ]
+    } else {
+        [
+            ("Kubernetes (a Service name)", kebab(service)),
+            (
+                "PostgreSQL (a database name)",
+                format!("{system}_{service}"),
+            ),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

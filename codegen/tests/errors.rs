@@ -479,6 +479,50 @@ fn a_service_called_system_is_refused() {
 }
 
 #[test]
+fn names_too_long_for_kubernetes_or_postgresql() {
+    let long_service = "s".repeat(59);
+    let long_field = format!("f{}", "x".repeat(63));
+    let long_entity = format!("P{}", "r".repeat(55));
+    let spec = VALID
+        .replace(
+            "  product:\n    pattern",
+            &format!("  {long_service}:\n    pattern"),
+        )
+        .replace(
+            "      id: uuid\n",
+            &format!("      id: uuid\n      {long_field}: int\n"),
+        )
+        .replace("  Product:\n", &format!("  {long_entity}:\n"))
+        .replace("entity: Product", &format!("entity: {long_entity}"));
+    let found = errors(&spec);
+    assert_error(
+        &found,
+        &spec,
+        4,
+        &long_entity,
+        &["too long for PostgreSQL", "at most 63 characters"],
+    );
+    assert_error(
+        &found,
+        &spec,
+        7,
+        &long_field,
+        &["too long for PostgreSQL (a column name)"],
+    );
+    // The database `mini_<service>` is the longest of its derived names.
+    assert_error(
+        &found,
+        &spec,
+        11,
+        &long_service,
+        &[
+            "too long for PostgreSQL (a database name)",
+            &format!("`mini_{long_service}` has 64"),
+        ],
+    );
+}
+
+#[test]
 fn all_errors_are_reported_at_once_in_order() {
     let spec = VALID
         .replace("{ type: money, min: 0 }", "{ type: decimal }")

@@ -99,7 +99,9 @@ struct Topic<'a> {
 #[derive(Serialize)]
 struct Base<'a> {
     header: String,
-    namespace: &'a str,
+    system: &'a str,
+    /// The system's name as a DNS label (`my_shop` is `my-shop`).
+    namespace: String,
     postgres: bool,
     postgres_user: &'a str,
     mongodb: bool,
@@ -141,7 +143,8 @@ struct Ports {
 fn context(system: &System) -> Result<tera::Context, EmitError> {
     let base = Base {
         header: header("#"),
-        namespace: &system.name,
+        system: &system.name,
+        namespace: crate::names::kebab(&system.name),
         postgres: !compose::postgres_databases(system).is_empty(),
         postgres_user: postgres_user(system),
         mongodb: !system.event_stores.is_empty(),

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use codegen::Generation;
+use serde::Deserialize;
 
 #[path = "envoy.rs"]
 mod envoy;
@@ -30,6 +31,7 @@ pub fn accept(g: &Generation, spec: &str, checks: Checks) {
         .map(|f| (f.path.as_str(), f.contents.as_str()))
         .collect();
     protos_compile(&files, spec);
+    deploy_names_are_valid(&files, spec);
     let sdl = files.get("graphql/schema.graphql").expect("an SDL");
     let built = std::panic::catch_unwind(|| gql::build(&gql::parse(sdl)));
     assert!(built.is_ok(), "the SDL is not a schema\n{spec}");
@@ -177,4 +179,53 @@ fn envoy_validates(files: &BTreeMap<&str, &str>, spec: &str) {
         "envoy rejected:\n{}\n{spec}",
         failures.join("\n")
     );
+}
+
+/// Every Kubernetes object is named as its kind requires (a Service or Namespace name is
+/// a DNS label of at most 63 characters, other objects DNS subdomains), and every compose
+/// service name is one compose accepts.
+fn deploy_names_are_valid(files: &BTreeMap<&str, &str>, spec: &str) {
+    let label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    let subdomain = |s: &str| s.len() <= 253 && s.split('.').all(label);
+    let mut named = 0;
+    for (path, contents) in files
+        .iter()
+        .filter(|(p, _)| p.starts_with("k8s/") && p.ends_with(".yaml"))
+    {
+        for doc in serde_yaml::Deserializer::from_str(contents) {
+            let value = serde_yaml::Value::deserialize(doc).expect("k8s YAML");
+            let kind = value["kind"].as_str().unwrap_or_default();
+            for name in [&value["metadata"]["name"], &value["namespace"]] {
+                let Some(name) = name.as_str() else { continue };
+                let ok = match kind {
+                    "Service" | "Namespace" | "Kustomization" => label(name),
+                    _ => subdomain(name),
+                };
+                assert!(
+                    ok,
+                    "{path}: {kind} name `{name}` is not valid in Kubernetes\n{spec}"
+                );
+                named += 1;
+            }
+        }
+    }
+    assert!(named > 0, "no Kubernetes names\n{spec}");
+    let compose = files
+        .get("compose/docker-compose.yaml")
+        .expect("a compose file");
+    let compose: serde_yaml::Value = serde_yaml::from_str(compose).expect("compose YAML");
+    let services = compose["services"].as_mapping().expect("compose services");
+    for name in services.keys().filter_map(|k| k.as_str()) {
+        let ok = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        assert!(ok, "compose service name `{name}` is not valid\n{spec}");
+    }
 }
