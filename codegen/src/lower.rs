@@ -1345,6 +1345,18 @@ impl Lowering<'_> {
                 let input = self.resolve_inputs(&qpath, op, &q.input, &mut local);
                 let output = q.output.clone().unwrap_or_else(|| entity.name.clone());
                 self.check_output(&qpath, op, &output);
+                let id = format!("{}_id", names::snake(&entity.name));
+                if pattern == Pattern::CqsEs
+                    && !(input.len() == 1 && input[0].name == id && output == entity.name)
+                {
+                    self.d.error(
+                        qspan,
+                        format!(
+                            "query `{op}`: a cqs-es query answers the aggregate by its id, `{{ input: [{id}], output: {} }}`; the runtime serves no other form",
+                            entity.name
+                        ),
+                    );
+                }
                 let audience = self.audience(&qpath, &q.audience);
                 let strong = match q.consistency.as_deref() {
                     None | Some("eventual") => false,

@@ -20,6 +20,9 @@ use std::process::Command;
 use shop_kit::sql::Dialect;
 use shop_kit::testing::TestStore;
 
+#[path = "../../codegen/tests/support/random_spec.rs"]
+mod random_spec;
+
 fn root() -> PathBuf {
     // One spelling of the repository (the harness keys its state by the path).
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -363,22 +366,42 @@ fn a_new_command_needs_only_its_decision_and_apply() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// The Rust emitted for each fixture spec compiles (as diesel checks its output): every
-/// generated crate but the launcher, which needs the hand-written crates of a real
-/// project, with every feature (the event-sourced services' `runtime`: read model,
-/// state store, use cases, settings and `run_with`).
+/// The Rust emitted for each fixture spec, and for random specs (names with Rust
+/// keywords among them), compiles (as diesel checks its output): every generated crate
+/// but the launcher, which needs the hand-written crates of a real project, with every
+/// feature (the event-sourced services' `runtime`: read model, state store, use cases,
+/// settings and `run_with`).
 #[test]
 fn the_rust_generated_for_the_fixture_specs_compiles() {
-    for fixture in ["mini", "deploy-mini", "evolve"] {
-        let dir = std::env::temp_dir().join(format!("fixture-{fixture}-{}", std::process::id()));
+    let mut specs: Vec<(String, String)> = ["mini", "deploy-mini", "evolve"]
+        .iter()
+        .map(|f| {
+            let path = root().join(format!("codegen/tests/fixtures/{f}.yaml"));
+            (f.to_string(), fs::read_to_string(path).expect("fixture"))
+        })
+        .collect();
+    specs.push(("random-plain".into(), random_spec::spec(20_261_129, 0)));
+    // One whose entities include one named like a Rust keyword (`Match`: its field and
+    // variable names are `r#match`).
+    let keyword_entity = |text: &String| {
+        codegen::load(Path::new("r.yaml"), text).is_ok_and(|system| {
+            system.entities.iter().any(|e| {
+                let snake = codegen::names::snake(&e.name);
+                codegen::names::rust_ident(&snake) != snake
+            })
+        }) && codegen::generate(Path::new("r.yaml"), text, None, false).is_ok()
+    };
+    let reserved = (20_261_129..)
+        .map(|seed| random_spec::spec(seed, 25))
+        .find(keyword_entity)
+        .expect("a random spec with reserved names that generates");
+    specs.push(("random-reserved".into(), reserved));
+    for (name, text) in specs {
+        let dir = std::env::temp_dir().join(format!("fixture-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("scratch");
         let spec = dir.join("spec.yaml");
-        fs::copy(
-            root().join(format!("codegen/tests/fixtures/{fixture}.yaml")),
-            &spec,
-        )
-        .expect("fixture");
+        fs::write(&spec, &text).expect("spec");
         run(Command::new(env!("CARGO_BIN_EXE_xtask")).args([
             "generate",
             "--spec",
