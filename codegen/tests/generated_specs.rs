@@ -28,8 +28,37 @@ fn base_seed() -> u64 {
 #[test]
 fn random_specs_generate_outputs_their_consumers_accept() {
     let base = base_seed();
-    for i in 0..24 {
-        let text = random_spec::spec(base + i, 0);
+    let specs: Vec<String> = (0..24).map(|i| random_spec::spec(base + i, 0)).collect();
+    // Every feature the builder can draw is drawn at least once.
+    for feature in [
+        "abstract: true",
+        "extends: ",
+        "unique: true",
+        "owned: true",
+        "cardinality: \"0..*\" }",
+        "indexes:",
+        "filter: [",
+        "kind: update",
+        "kind: delete",
+        "kind: custom",
+        "idempotent: true",
+        "audience: back-office",
+        "pattern: cqs-es",
+        "pattern: cqrs-es",
+        "exists: [",
+        "subscribes:",
+        "consistency: strong",
+        "optional: true",
+        "readonly: true",
+        "one_of: ",
+        "type: money",
+    ] {
+        assert!(
+            specs.iter().any(|s| s.contains(feature)),
+            "no random spec has `{feature}`"
+        );
+    }
+    for (i, text) in (0..).zip(specs) {
         match codegen::generate(Path::new("random.yaml"), &text, None, false) {
             Ok(g) => consumers::accept(
                 &g,

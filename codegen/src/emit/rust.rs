@@ -1187,10 +1187,16 @@ pub(super) fn command_use_case(
     resp: &proc_macro2::Ident,
 ) -> TokenStream {
     let variant = super::ident(&o.name);
+    // An idempotent command's request has no key: retrying it is safe as it is.
+    let key = if o.takes_idempotency_key() {
+        quote!(request.idempotency_key.as_deref())
+    } else {
+        quote!(None)
+    };
     quote! {
         let command = #path #command_enum::#variant(#path #variant::try_from(&request)?);
         let done = #runner
-            .execute(&ctx, request.idempotency_key.as_deref(), request.expected_version, &command)
+            .execute(&ctx, #key, request.expected_version, &command)
             .await?;
         Ok(pb::#resp { #id_ident: done.stream_id.to_string(), version: done.version })
     }

@@ -178,6 +178,10 @@ fn field(rng: &mut Rng) -> String {
 
 struct Entity {
     name: String,
+    /// The abstract entity whose fields come first.
+    extends: Option<String>,
+    /// Lines after the fields: indexes, relations.
+    extra: String,
     /// Fields that may be listed in an input or an event: (name, declaration).
     fields: Vec<(String, String)>,
     /// A non-optional field a list may order by.
@@ -193,11 +197,16 @@ impl Entity {
 fn entity(rng: &mut Rng, names: &mut Names, refs: &[String]) -> Entity {
     let mut e = Entity {
         name: names.pascal(rng),
+        extends: None,
+        extra: String::new(),
         fields: Vec::new(),
         sortable: None,
     };
     for _ in 0..1 + rng.below(4) {
-        let decl = field(rng);
+        let mut decl = field(rng);
+        if rng.chance(10) && !decl.contains("bool") && !decl.contains("readonly") {
+            decl = decl.replace(" }", ", unique: true }");
+        }
         let name = names.snake(rng);
         if e.sortable.is_none() && !decl.contains("optional") && !decl.contains("readonly") {
             e.sortable = Some(name.clone());
@@ -218,12 +227,20 @@ fn entity(rng: &mut Rng, names: &mut Names, refs: &[String]) -> Entity {
     e
 }
 
-fn write_entity(out: &mut String, e: &Entity, extra: &str) {
-    let _ = writeln!(out, "  {}:\n    fields:\n      id: uuid", e.name);
+fn write_entity(out: &mut String, e: &Entity) {
+    let _ = writeln!(out, "  {}:", e.name);
+    match &e.extends {
+        Some(base) => {
+            let _ = writeln!(out, "    extends: {base}\n    fields:");
+        }
+        None => {
+            let _ = writeln!(out, "    fields:\n      id: uuid");
+        }
+    }
     for (name, decl) in &e.fields {
         let _ = writeln!(out, "      {name}: {decl}");
     }
-    out.push_str(extra);
+    out.push_str(&e.extra);
 }
 
 /// A spec drawn from `seed`; `reserved_percent` of its names are reserved words.
@@ -237,20 +254,33 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
     let mut services = String::new();
     let (mut queries, mut mutations) = (Vec::new(), Vec::new());
 
+    // An abstract entity the first CRUD entity may extend.
+    let base = rng.chance(30).then(|| {
+        let name = names.pascal(rng);
+        let (email, since) = (names.snake(rng), names.snake(rng));
+        let _ = writeln!(
+            entities,
+            "  {name}:\n    abstract: true\n    fields:\n      id: uuid\n      {email}: {{ type: email, unique: true }}\n      {since}: {{ type: timestamp, readonly: true }}"
+        );
+        name
+    });
+
     // CRUD services, the first one referenced by the others and by the aggregates.
     let mut crud: Vec<(String, Entity)> = Vec::new();
-    for _ in 0..1 + rng.below(3) {
+    for i in 0..1 + rng.below(3) {
         let refs: Vec<String> = crud.iter().map(|(_, e)| e.name.clone()).collect();
-        let e = entity(rng, names, &refs);
-        let mut extra = String::new();
+        let mut e = entity(rng, names, &refs);
+        if i == 0 {
+            e.extends = base.clone();
+        }
         if let Some(sortable) = e.sortable.clone().filter(|_| rng.chance(50)) {
-            let _ = writeln!(extra, "    indexes:\n      - [{sortable} desc]");
+            let _ = writeln!(e.extra, "    indexes:\n      - [{sortable} desc]");
         }
         if rng.chance(40) {
             let child = names.pascal(rng);
             let (rel, key) = (names.snake(rng), names.snake(rng));
             let _ = writeln!(
-                extra,
+                e.extra,
                 "    relations:\n      {rel}: {{ to: {child}, cardinality: \"0..*\", owned: true }}"
             );
             let _ = writeln!(
@@ -260,7 +290,6 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
                 field(rng)
             );
         }
-        write_entity(&mut entities, &e, &extra);
         let svc = names.snake(rng);
         let _ = writeln!(
             services,
@@ -307,7 +336,51 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
                 }
             }
         }
+        if rng.chance(40) {
+            let (op, param) = (names.pascal(rng), names.snake(rng));
+            let idempotent = if rng.chance(50) {
+                "\n        idempotent: true"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                services,
+                "      {op}:\n        kind: custom\n        params:\n          {param}: {{ type: int, min: 1, max: 90 }}\n        input: [{}, {param}]\n        output: {}{idempotent}",
+                e.id(),
+                e.name
+            );
+            mutations.push(op);
+        }
         crud.push((svc, e));
+    }
+    // The first entity's relations to the entities that refer to it.
+    let first = crud[0].1.name.clone();
+    let referring: Vec<String> = crud[1..]
+        .iter()
+        .filter(|(_, e)| {
+            e.fields
+                .iter()
+                .any(|(_, d)| d.contains(&format!("ref: {first}")))
+        })
+        .map(|(_, e)| e.name.clone())
+        .collect();
+    for target in &referring {
+        if !rng.chance(60) {
+            continue;
+        }
+        let rel = names.snake(rng);
+        let head = if crud[0].1.extra.contains("    relations:\n") {
+            ""
+        } else {
+            "    relations:\n"
+        };
+        let _ = writeln!(
+            crud[0].1.extra,
+            "{head}      {rel}: {{ to: {target}, cardinality: \"0..*\" }}"
+        );
+    }
+    for (_, e) in &crud {
+        write_entity(&mut entities, e);
     }
 
     // A cqs-es service whose events another service may subscribe to.
@@ -315,7 +388,7 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
     if rng.chance(70) {
         let refs: Vec<String> = crud.iter().map(|(_, e)| e.name.clone()).collect();
         let agg = entity(rng, names, &refs);
-        write_entity(&mut entities, &agg, "");
+        write_entity(&mut entities, &agg);
         let svc = names.snake(rng);
         let (open, close, opened, closed, view) = (
             names.pascal(rng),
@@ -333,9 +406,15 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
         let payload = fields.join(", ");
         let _ = writeln!(
             services,
-            "  {svc}:\n    pattern: cqs-es\n    aggregate: {a}\n    store: postgres\n    messaging: {{ broker: kafka, topic: {svc}.events }}\n    commands:\n      {open}: {{ input: [{payload}], emits: [{opened}] }}\n      {close}: {{ input: [{id}], emits: [{closed}] }}\n    events:\n      {opened}: [{payload}]\n      {closed}: []\n    queries:\n      {view}: {{ input: [{id}], output: {a} }}",
+            "  {svc}:\n    pattern: cqs-es\n    aggregate: {a}\n    store: postgres\n    messaging: {{ broker: kafka, topic: {svc}.events }}\n    commands:\n      {open}: {{ input: [{payload}], emits: [{opened}] }}\n      {close}: {{ input: [{id}, {reason}], params: {{ {reason}: {{ type: string, max_len: 40, optional: true }} }}, emits: [{closed}]{idem} }}\n    events:\n      {opened}: [{payload}]\n      {closed}: []\n    queries:\n      {view}: {{ input: [{id}], output: {a} }}",
             a = agg.name,
             id = agg.id(),
+            reason = names.snake(rng),
+            idem = if rng.chance(50) {
+                ", idempotent: true"
+            } else {
+                ""
+            },
         );
         queries.push(view);
         mutations.extend([open, close.clone()]);
@@ -345,17 +424,14 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
     // A cqrs-es service owning a collection keyed by a reference to the first CRUD entity.
     if rng.chance(70) {
         let (target_svc, target) = &crud[0];
-        let agg = entity(rng, names, &[]);
+        let mut agg = entity(rng, names, &[]);
         let line = names.pascal(rng);
         let rel = names.snake(rng);
         let qty = names.snake(rng);
-        write_entity(
-            &mut entities,
-            &agg,
-            &format!(
-                "    relations:\n      {rel}: {{ to: {line}, cardinality: \"0..*\", owned: true }}\n"
-            ),
+        agg.extra = format!(
+            "    relations:\n      {rel}: {{ to: {line}, cardinality: \"0..*\", owned: true }}\n"
         );
+        write_entity(&mut entities, &agg);
         let item = target.id();
         let _ = writeln!(
             entities,
