@@ -48,6 +48,7 @@ fn random_specs_generate_outputs_their_consumers_accept() {
         "exists: [",
         "subscribes:",
         "consistency: strong",
+        random_spec::HAND_WRITTEN_QUERY,
         "optional: true",
         "readonly: true",
         "one_of: ",

@@ -92,6 +92,10 @@ const PLAIN: &[&str] = &[
     "label", "colour", "weight", "note", "opened", "closed", "count", "amount", "place", "ticket",
 ];
 
+/// The doc of a query that generated code does not serve (a cqrs-es query by more than
+/// the id).
+pub const HAND_WRITTEN_QUERY: &str = "Served by hand-written code.";
+
 /// SplitMix64: small, seedable, the same specs on every machine.
 pub struct Rng(u64);
 
@@ -464,6 +468,16 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
             "  {svc}:\n    pattern: cqrs-es\n    aggregate: {a}\n    event_store: mongodb\n    read_model: postgres\n    messaging: {{ broker: kafka, topic: {svc}.events }}\n    calls: [{target_svc}]\n    commands:\n      {add}: {{ input: [{id}, {item}, {qty}], emits: [{added}]{exists} }}\n      {clear}: {{ input: [{id}], emits: [{cleared}] }}\n      {drop}: {{ input: [{id}], emits: [{dropped}], audience: internal }}\n    events:\n      {added}: [{item}, {qty}]\n      {cleared}: []\n      {dropped}: []\n    queries:\n      {view}: {{ input: [{id}], output: {a}{consistency} }}",
             a = agg.name,
         );
+        // A query of another form than by id: served by hand-written code.
+        if rng.chance(30) {
+            let (find, min) = (names.pascal(rng), names.snake(rng));
+            let _ = writeln!(
+                services,
+                "      {find}:\n        doc: {HAND_WRITTEN_QUERY}\n        params:\n          {min}: {{ type: int, min: 0 }}\n        input: [{id}, {min}]\n        output: {a}",
+                a = agg.name
+            );
+            queries.push(find);
+        }
         if let Some(event) = &subscribable {
             let _ = writeln!(services, "    subscribes:\n      {event}: {drop}");
         }
