@@ -383,13 +383,14 @@ impl Lowering<'_> {
 
     fn lower_field(&mut self, path: &str, name: &str, f: &spec::Field) -> Option<Field> {
         let span = self.pos.key(path);
+        // A refused name is reported here; the field stays, so that what refers to it
+        // is not reported as unknown as well.
         let mut ok = true;
         if !names::is_snake(name) {
             self.d.error(
                 span,
                 format!("field name `{name}` must be snake_case, e.g. `unit_price`"),
             );
-            ok = false;
         }
         let collide = names::field_collisions(name);
         if !collide.is_empty() {
@@ -400,7 +401,6 @@ impl Lowering<'_> {
                     collide.join(", ")
                 ),
             );
-            ok = false;
         }
         if name.len() > names::MAX_DERIVED_NAME {
             self.d.error(
@@ -410,14 +410,12 @@ impl Lowering<'_> {
                     names::MAX_DERIVED_NAME
                 ),
             );
-            ok = false;
         }
         if names::GENERATED_COLUMNS.contains(&name) {
             self.d.error(
                 span,
                 format!("field name `{name}` is used by the generator itself: choose another name"),
             );
-            ok = false;
         }
         let type_span = self.pos.value(&format!("{path}.type"));
         let ty = match (&f.ty, &f.reference) {

@@ -523,6 +523,22 @@ fn names_too_long_for_kubernetes_or_postgresql() {
 }
 
 #[test]
+fn a_refused_field_name_is_reported_once_not_again_where_it_is_used() {
+    let spec = VALID
+        .replace("      id: uuid\n", "      id: uuid\n      version: int\n")
+        .replace("{ kind: list }", "{ kind: list, order_by: [version] }");
+    let found = errors(&spec);
+    assert_error(
+        &found,
+        &spec,
+        7,
+        "version",
+        &["used by the generator itself"],
+    );
+    assert_eq!(found.len(), 1, "{}", found.join("\n"));
+}
+
+#[test]
 fn all_errors_are_reported_at_once_in_order() {
     let spec = VALID
         .replace("{ type: money, min: 0 }", "{ type: decimal }")
