@@ -891,13 +891,14 @@ impl Lowering<'_> {
         op_names: &mut HashMap<String, String>,
     ) -> Option<Service> {
         let span = self.pos.key(path);
+        // A refused name is reported; the service is still lowered so that what refers
+        // to it and its operations is not reported as unknown as well.
         let mut ok = true;
         if !names::is_snake(name) {
             self.d.error(
                 span,
                 format!("service name `{name}` must be snake_case, e.g. `product`"),
             );
-            ok = false;
         }
         let collide = names::service_collisions(name);
         if !collide.is_empty() {
@@ -908,7 +909,6 @@ impl Lowering<'_> {
                     collide.join(", ")
                 ),
             );
-            ok = false;
         }
         let pattern = match s.pattern.as_str() {
             "crud" => Pattern::Crud,
@@ -934,7 +934,6 @@ impl Lowering<'_> {
                         names::MAX_DERIVED_NAME
                     ),
                 );
-                ok = false;
             }
         }
         let not_for = |this: &mut Self, key: &str, present: bool, why: &str| {
