@@ -47,7 +47,7 @@ pub fn plural(s: &str) -> String {
     format!("{s}s")
 }
 
-const RUST: &[&str] = &[
+pub const RUST: &[&str] = &[
     "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
     "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
     "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe",
@@ -112,7 +112,7 @@ const GRAPHQL_TYPES: &[&str] = &[
 
 /// SQLite key words that cannot name a table or column unquoted (each tried in
 /// `CREATE TABLE`, `CREATE INDEX`, `INSERT`, `SELECT … ORDER BY`, `UPDATE`, `DELETE`).
-const SQLITE: &[&str] = &[
+pub const SQLITE: &[&str] = &[
     "add",
     "all",
     "alter",
@@ -179,8 +179,9 @@ const SQLITE: &[&str] = &[
     "where",
 ];
 
-/// PostgreSQL reserved key words (SQL:2016 reserved ones PostgreSQL also reserves).
-const SQL: &[&str] = &[
+/// PostgreSQL's reserved key words: `pg_get_keywords()` with `catcode = 'R'` on
+/// PostgreSQL 15 (`codegen/tests/reserved_words.rs` compares them).
+pub const SQL: &[&str] = &[
     "all",
     "analyse",
     "analyze",
