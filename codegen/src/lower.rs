@@ -279,7 +279,16 @@ impl Lowering<'_> {
                 }
                 ok
             };
-            check_names(self, "`key`", &format!("{path}.key"), &e.key);
+            if check_names(self, "`key`", &format!("{path}.key"), &e.key) {
+                for (j, k) in e.key.iter().enumerate() {
+                    if self.entities[i].field(k).is_some_and(|f| f.optional) {
+                        self.d.error(
+                            self.pos.value(&format!("{path}.key.{j}")),
+                            format!("key field `{k}` of `{name}` is optional: a key tells the items apart, it must always be there"),
+                        );
+                    }
+                }
+            }
             let mut unique = Vec::new();
             for (j, u) in e.unique.iter().enumerate() {
                 if check_names(self, "`unique`", &format!("{path}.unique.{j}"), u) {

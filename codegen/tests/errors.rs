@@ -429,6 +429,31 @@ entities:
 }
 
 #[test]
+fn an_optional_key_field() {
+    let spec = r#"system: mini
+money: { currency: EUR, minor_units: 2 }
+entities:
+  Basket:
+    fields:
+      id: uuid
+    relations:
+      lines: { to: Line, cardinality: "0..*", owned: true }
+  Line:
+    key: [sku]
+    fields:
+      sku: { type: string, max_len: 20, optional: true }
+"#;
+    let found = errors(spec);
+    assert_error(
+        &found,
+        spec,
+        10,
+        "sku",
+        &["key field `sku` of `Line` is optional"],
+    );
+}
+
+#[test]
 fn names_that_collide_with_keywords() {
     let spec = VALID
         .replace(

@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use codegen::lock::Lock;
 
@@ -155,30 +154,9 @@ fn without_positions(lock: &str) -> String {
 
 // ---------------------------------------------------------------------- PostgreSQL
 
-fn postgres_url() -> String {
-    let script = root().join("xtask/infra/infra.sh");
-    let up = Command::new("bash")
-        .arg(&script)
-        .args(["up", "postgres"])
-        .output()
-        .expect("run infra.sh");
-    assert!(
-        up.status.success(),
-        "`xtask/infra/infra.sh up postgres` failed: PostgreSQL is required for this test\n{}{}",
-        String::from_utf8_lossy(&up.stdout),
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let env = Command::new("bash")
-        .arg(&script)
-        .arg("env")
-        .output()
-        .expect("run infra.sh env");
-    String::from_utf8_lossy(&env.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("export DATABASE_URL="))
-        .map(|u| u.trim_matches(['\'', '"']).to_string())
-        .expect("DATABASE_URL in `infra.sh env`")
-}
+#[path = "support/postgres.rs"]
+mod postgres;
+use postgres::catalog;
 
 struct Server {
     url: String,
@@ -188,7 +166,7 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
-        let url = postgres_url();
+        let url = postgres::postgres_url().to_string();
         let admin = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .connect(&url)
@@ -284,37 +262,6 @@ async fn migrate(pool: &sqlx::PgPool, files: &BTreeMap<String, String>, db: &str
         .run(pool)
         .await
         .unwrap_or_else(|e| panic!("{db}: migrations fail: {e}"));
-}
-
-/// Everything about the schema that a migration can get wrong, one line per fact.
-async fn catalog(pool: &sqlx::PgPool) -> BTreeSet<String> {
-    let sql = r"
-        SELECT format('column %s.%s %s null=%s default=%s', table_name, column_name, data_type,
-                      is_nullable, coalesce(column_default, '-'))
-          FROM information_schema.columns
-         WHERE table_schema = 'public' AND table_name NOT LIKE '\_sqlx%'
-        UNION ALL
-        SELECT format('constraint %s.%s %s', c.conrelid::regclass::text, c.conname,
-                      pg_get_constraintdef(c.oid))
-          FROM pg_constraint c
-         WHERE c.connamespace = 'public'::regnamespace AND c.contype <> 'n'
-           AND c.conrelid::regclass::text NOT LIKE '\_sqlx%'
-        UNION ALL
-        SELECT format('index %s.%s %s', tablename, indexname, indexdef)
-          FROM pg_indexes
-         WHERE schemaname = 'public' AND tablename NOT LIKE '\_sqlx%'
-        UNION ALL
-        SELECT format('comment %s.%s %s', c.relname, coalesce(a.attname, '-'), d.description)
-          FROM pg_description d
-          JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass
-          LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0
-         WHERE c.relnamespace = 'public'::regnamespace AND c.relname NOT LIKE '\_sqlx%'";
-    sqlx::query_scalar(sql)
-        .fetch_all(pool)
-        .await
-        .expect("catalog")
-        .into_iter()
-        .collect()
 }
 
 /// The migrated database `a` has exactly the schema that the current spec's fresh

@@ -133,26 +133,9 @@ where
 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let admin_url = postgres::postgres_url();
-    let name = format!(
-        "gen_{db}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let admin = sqlx::PgPool::connect(admin_url).await.expect("postgres");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&admin)
-        .await
-        .expect("create database");
-    let pool = sqlx::PgPool::connect(&postgres::db_url(admin_url, &name))
-        .await
-        .expect("connect");
-    f(pool.clone()).await;
-    pool.close().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\"")))
-        .execute(&admin)
-        .await
-        .expect("drop database");
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let name = format!("gen_{db}_{}_{n}", std::process::id());
+    postgres::with_database(&name, f).await;
 }
 
 fn envoy_validates(files: &BTreeMap<&str, &str>, spec: &str) {
