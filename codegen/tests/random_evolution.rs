@@ -43,12 +43,13 @@ fn stored_entities(spec: &mut Value) -> Vec<(String, &mut Mapping)> {
         .collect()
 }
 
-/// One random edit of the kinds people make: add, drop, rename or constrain a field,
-/// index one, or add an entity with its service.
+/// One random edit of the kinds people make: add, drop, rename, retype or constrain a
+/// field (optional, unique, required with a default), index one, or add an entity with
+/// its service.
 fn edit(text: &str, rng: &mut random_spec::Rng, step: u64) -> String {
     let mut spec: Value = serde_yaml::from_str(text).expect("a random spec parses");
-    let kind = rng.below(6);
-    if kind == 5 {
+    let kind = rng.below(9);
+    if kind == 8 {
         let entity = format!("Added{step}");
         let svc = format!("added_{step}");
         let yaml = |s: &str| serde_yaml::from_str::<Value>(s).expect("yaml");
@@ -103,6 +104,19 @@ fn edit(text: &str, rng: &mut random_spec::Rng, step: u64) -> String {
             } else if let Some(Value::Mapping(m)) = fields.get_mut(f.as_str()) {
                 m.insert("optional".into(), true.into());
             }
+        }
+        (5, Some(f)) => {
+            let retyped = "{ type: string, max_len: 10, optional: true }";
+            fields.insert(f.into(), serde_yaml::from_str(retyped).expect("yaml"));
+        }
+        (6, Some(f)) => {
+            if let Some(Value::Mapping(m)) = fields.get_mut(f.as_str()) {
+                m.insert("unique".into(), true.into());
+            }
+        }
+        (7, Some(f)) => {
+            let required = "{ type: int, min: 0, default: 7 }";
+            fields.insert(f.into(), serde_yaml::from_str(required).expect("yaml"));
         }
         (_, Some(f)) => {
             let entity = entities[pick].0.clone();

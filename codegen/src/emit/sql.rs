@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::emit::{EmitError, GeneratedFile, header, render};
-use crate::ir::{Column, Database, DatabaseKind, IndexColumn, System, Table};
+use crate::ir::{Column, Database, DatabaseKind, IndexColumn, SqlType, System, Table};
 use crate::names;
 
 const TEMPLATE: &str = include_str!("../../../templates/sql/init.sql.tera");
@@ -402,8 +402,9 @@ pub fn migration(
                     alter_columns.push(format!("ALTER TABLE {tn} ALTER COLUMN {cn} DROP DEFAULT;"));
                 }
                 let ty = c.sql_type.postgres();
+                let using = conversion(&cn, was.sql_type, c.sql_type);
                 alter_columns.push(format!(
-                    "ALTER TABLE {tn} ALTER COLUMN {cn} TYPE {ty} USING {cn}::{ty};"
+                    "ALTER TABLE {tn} ALTER COLUMN {cn} TYPE {ty} USING {using};"
                 ));
                 altered = true;
             }
@@ -677,6 +678,23 @@ pub(crate) fn ident(name: &str) -> String {
         name.to_string()
     } else {
         format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// How a retyped column's values become the new type: PostgreSQL's own cast where it
+/// has one, else through their text form, which any type has and any type reads (a
+/// value that does not read fails the migration, in its transaction: nothing is lost).
+fn conversion(column: &str, from: SqlType, to: SqlType) -> String {
+    use SqlType::*;
+    let direct = matches!(
+        (from, to),
+        (Integer, BigInt) | (BigInt, Integer) | (Integer, Boolean) | (Boolean, Integer) | (_, Text)
+    );
+    let ty = to.postgres();
+    if direct {
+        format!("{column}::{ty}")
+    } else {
+        format!("{column}::text::{ty}")
     }
 }
 
