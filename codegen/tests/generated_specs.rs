@@ -36,6 +36,8 @@ fn random_specs_generate_outputs_their_consumers_accept() {
         "unique: true",
         "owned: true",
         "cardinality: \"0..*\" }",
+        "on_delete: cascade",
+        "desc] }",
         "indexes:",
         "filter: [",
         "kind: update",

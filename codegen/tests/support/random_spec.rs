@@ -283,9 +283,14 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
         if rng.chance(40) {
             let child = names.pascal(rng);
             let (rel, key) = (names.snake(rng), names.snake(rng));
+            let order = if rng.chance(50) {
+                format!(", order_by: [{key} desc]")
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 e.extra,
-                "    relations:\n      {rel}: {{ to: {child}, cardinality: \"0..*\", owned: true }}"
+                "    relations:\n      {rel}: {{ to: {child}, cardinality: \"0..*\", owned: true{order} }}"
             );
             let _ = writeln!(
                 entities,
@@ -378,9 +383,14 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
         } else {
             "    relations:\n"
         };
+        let cardinality = if rng.chance(30) {
+            "\"0..1\", on_delete: cascade"
+        } else {
+            "\"0..*\""
+        };
         let _ = writeln!(
             crud[0].1.extra,
-            "{head}      {rel}: {{ to: {target}, cardinality: \"0..*\" }}"
+            "{head}      {rel}: {{ to: {target}, cardinality: {cardinality} }}"
         );
     }
     for (_, e) in &crud {
