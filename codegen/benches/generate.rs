@@ -90,37 +90,58 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Median load and emit times of `spec` over `runs` runs, and the number of files.
-fn measure(spec: &str, runs: usize) -> (Duration, Duration, usize) {
-    let mut load = Vec::new();
-    let mut emit = Vec::new();
-    let mut files = 0;
-    for _ in 0..runs {
-        let t = Instant::now();
-        let system = match codegen::load(Path::new("bench.yaml"), spec) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("spec rejected:\n{e}");
-                std::process::exit(1);
-            }
-        };
-        load.push(t.elapsed());
+struct Times {
+    load: Duration,
+    /// A fresh thread: nothing memoized, what one `cargo xtask generate` pays.
+    cold: Duration,
+    /// The same system again on the same thread: what a repeat pays (tests, the fuzzer).
+    warm: Duration,
+    files: usize,
+}
+
+/// Median times of `spec` over `runs` runs, each on a thread of its own.
+fn measure(spec: &str, runs: usize) -> Times {
+    let samples: Vec<Times> = (0..runs)
+        .map(|_| std::thread::scope(|s| s.spawn(|| measure_once(spec)).join().unwrap()))
+        .collect();
+    Times {
+        load: median(samples.iter().map(|t| t.load).collect()),
+        cold: median(samples.iter().map(|t| t.cold).collect()),
+        warm: median(samples.iter().map(|t| t.warm).collect()),
+        files: samples[0].files,
+    }
+}
+
+fn measure_once(spec: &str) -> Times {
+    let t = Instant::now();
+    let system = codegen::load(Path::new("bench.yaml"), spec).unwrap_or_else(|e| {
+        eprintln!("spec rejected:\n{e}");
+        std::process::exit(1);
+    });
+    let load = t.elapsed();
+    let emit = || {
         let t = Instant::now();
         let out = codegen::emit::all(&system).unwrap_or_else(|e| {
             eprintln!("emit failed: {e}");
             std::process::exit(1);
         });
-        emit.push(t.elapsed());
-        files = out.len();
+        (t.elapsed(), out.len())
+    };
+    let (cold, files) = emit();
+    let (warm, _) = emit();
+    Times {
+        load,
+        cold,
+        warm,
+        files,
     }
-    (median(load), median(emit), files)
 }
 
 fn main() {
     let runs = 5;
     println!(
-        "{:<16} {:>9} {:>9} {:>7} {:>10} {:>10} {:>6}",
-        "spec", "entities", "services", "lines", "load", "emit", "files"
+        "{:<16} {:>9} {:>9} {:>7} {:>10} {:>10} {:>10} {:>6}",
+        "spec", "entities", "services", "lines", "load", "emit", "emit again", "files"
     );
     let shop =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/shop.yaml"))
@@ -128,24 +149,69 @@ fn main() {
                 eprintln!("spec/shop.yaml: {e}");
                 std::process::exit(1);
             });
-    let (load, emit, files) = measure(&shop, runs);
-    println!(
-        "{:<16} {:>9} {:>9} {:>7} {:>10.2?} {:>10.2?} {files:>6}",
-        "spec/shop.yaml",
-        7,
-        4,
-        shop.lines().count(),
-        load,
-        emit
-    );
-    for services in [5, 12, 25, 50] {
-        let spec = synthetic_spec(services);
-        let (load, emit, files) = measure(&spec, runs);
+    let row = |name: &str, entities: usize, services: usize, spec: &str| {
+        let t = measure(spec, runs);
         println!(
-            "{:<16} {:>9} {services:>9} {:>7} {load:>10.2?} {emit:>10.2?} {files:>6}",
+            "{name:<16} {entities:>9} {services:>9} {:>7} {:>10.2?} {:>10.2?} {:>10.2?} {:>6}",
+            spec.lines().count(),
+            t.load,
+            t.cold,
+            t.warm,
+            t.files
+        );
+    };
+    row("spec/shop.yaml", 7, 4, &shop);
+    for services in [5, 12, 25, 50] {
+        row(
             "synthetic",
             services * 4,
-            spec.lines().count(),
+            services,
+            &synthetic_spec(services),
         );
+    }
+    per_emitter(&shop, runs);
+}
+
+type Emitter =
+    fn(&codegen::ir::System) -> Result<Vec<codegen::emit::GeneratedFile>, codegen::emit::EmitError>;
+
+/// Where the shop's emit time goes: the median of each emitter alone, nothing memoized.
+fn per_emitter(spec: &str, runs: usize) {
+    use codegen::emit::*;
+    let emitters: [(&str, Emitter); 13] = [
+        ("proto", proto::emit),
+        ("graphql", graphql::emit),
+        ("bff", bff::emit),
+        ("sql", sql::emit),
+        ("sqlite", sqlite::emit),
+        ("mongo", mongo::emit),
+        ("rust", rust::emit),
+        ("envoy", envoy::emit),
+        ("compose", compose::emit),
+        ("k8s", k8s::emit),
+        ("docker", docker::emit),
+        ("system", system::emit),
+        ("launcher", launcher::emit),
+    ];
+    let system = codegen::load(Path::new("shop.yaml"), spec).unwrap_or_else(|e| {
+        eprintln!("spec rejected:\n{e}");
+        std::process::exit(1);
+    });
+    println!("\nspec/shop.yaml by emitter (fresh thread)");
+    for (name, emit) in emitters {
+        let times = (0..runs)
+            .map(|_| {
+                std::thread::scope(|s| {
+                    s.spawn(|| {
+                        let t = Instant::now();
+                        let _ = emit(&system);
+                        t.elapsed()
+                    })
+                    .join()
+                    .unwrap()
+                })
+            })
+            .collect();
+        println!("{name:<16} {:>10.2?}", median(times));
     }
 }

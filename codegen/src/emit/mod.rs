@@ -129,6 +129,39 @@ pub fn render(name: &str, source: &str, context: &tera::Context) -> Result<Strin
     })
 }
 
+/// Results of a pure, costly step (printing Rust, compiling protos) by its whole input,
+/// kept per thread. A process that generates many similar systems (the test suite, the
+/// fuzzer) pays for each distinct input once; a single generation is unaffected.
+pub(crate) struct Memo<V> {
+    entries: HashMap<String, V>,
+}
+
+impl<V: Clone> Memo<V> {
+    const CAPACITY: usize = 256;
+
+    pub(crate) fn new() -> Self {
+        Memo {
+            entries: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn get_or_try(
+        &mut self,
+        key: String,
+        compute: impl FnOnce() -> Result<V, EmitError>,
+    ) -> Result<V, EmitError> {
+        if let Some(v) = self.entries.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = compute()?;
+        if self.entries.len() >= Self::CAPACITY {
+            self.entries.clear();
+        }
+        self.entries.insert(key, v.clone());
+        Ok(v)
+    }
+}
+
 fn template_error(name: &str, e: &tera::Error) -> EmitError {
     let mut message = e.to_string();
     let mut source = std::error::Error::source(e);

@@ -7,13 +7,14 @@
 //! Rust is built with `quote` and printed with `prettyplease`; only the fixed,
 //! rustfmt-stable `lib.rs` and `Cargo.toml` come from templates.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 use heck::{ToSnakeCase, ToUpperCamelCase};
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
-use super::{EmitError, GeneratedFile};
+use super::{EmitError, GeneratedFile, Memo};
 use crate::ir::*;
 
 pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
@@ -77,17 +78,59 @@ fn crate_ident(system: &System, svc: &Service) -> proc_macro2::Ident {
 }
 
 pub(super) fn print(tokens: TokenStream) -> Result<String, EmitError> {
-    let file: syn::File = syn::parse2(tokens)
-        .map_err(|e| EmitError::Rust(format!("generated tokens do not parse: {e}")))?;
-    Ok(format!(
-        "{}{}",
-        super::header("//"),
-        prettyplease::unparse(&file)
-    ))
+    thread_local! {
+        static PRINTED: RefCell<Memo<String>> = RefCell::new(Memo::new());
+    }
+    PRINTED.with_borrow_mut(|memo| {
+        memo.get_or_try(tokens.to_string(), || {
+            let file: syn::File = syn::parse2(tokens)
+                .map_err(|e| EmitError::Rust(format!("generated tokens do not parse: {e}")))?;
+            Ok(format!(
+                "{}{}",
+                super::header("//"),
+                prettyplease::unparse(&file)
+            ))
+        })
+    })
 }
 
 /// Compiles every proto in memory; returns the Rust of `pkg` and its encoded descriptor set.
 fn compile_proto(
+    protos: &[GeneratedFile],
+    pkg: &ProtoPackage,
+) -> Result<(String, Vec<u8>), EmitError> {
+    thread_local! {
+        static COMPILED: RefCell<Memo<(String, Vec<u8>)>> = RefCell::new(Memo::new());
+    }
+    let mut key = String::new();
+    for f in proto_closure(protos, &pkg.file) {
+        key.extend([&f.path, "\0", &f.contents, "\0"]);
+    }
+    COMPILED.with_borrow_mut(|memo| memo.get_or_try(key, || compile_proto_uncached(protos, pkg)))
+}
+
+/// `file` and the generated protos it imports, directly or not.
+fn proto_closure<'a>(protos: &'a [GeneratedFile], file: &str) -> Vec<&'a GeneratedFile> {
+    let mut closure: Vec<&GeneratedFile> = Vec::new();
+    let mut pending = vec![file.to_string()];
+    while let Some(name) = pending.pop() {
+        let Some(f) = protos.iter().find(|f| f.path == name) else {
+            continue;
+        };
+        if closure.iter().any(|c| c.path == f.path) {
+            continue;
+        }
+        closure.push(f);
+        pending.extend(f.contents.lines().filter_map(|l| {
+            let l = l.trim().strip_prefix("import")?.trim_start();
+            let l = l.strip_prefix("public").unwrap_or(l).trim_start();
+            Some(l.strip_prefix('"')?.split('"').next()?.to_string())
+        }));
+    }
+    closure
+}
+
+fn compile_proto_uncached(
     protos: &[GeneratedFile],
     pkg: &ProtoPackage,
 ) -> Result<(String, Vec<u8>), EmitError> {
@@ -1290,5 +1333,32 @@ fn command_handlers(
         {
             #(#methods)*
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proto(path: &str, contents: &str) -> GeneratedFile {
+        GeneratedFile {
+            path: path.to_string(),
+            contents: contents.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_proto_closure_follows_imports_and_leaves_out_the_rest() {
+        let protos = [
+            proto("a.proto", "syntax = \"proto3\";\nimport \"b.proto\";\n"),
+            proto("b.proto", "import public \"c.proto\";\nimport \"a.proto\";\n"),
+            proto("c.proto", "import \"google/protobuf/timestamp.proto\";\n"),
+            proto("d.proto", "message D {}\n"),
+        ];
+        let paths: Vec<&str> = proto_closure(&protos, "a.proto")
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect();
+        assert_eq!(paths, ["a.proto", "b.proto", "c.proto"]);
     }
 }
