@@ -2008,7 +2008,7 @@ fn is_utc_timestamp(s: &str) -> bool {
         && fraction.chars().all(|c| c.is_ascii_digit())
 }
 
-/// The rule the generated validation applies (shop_kit's `Violations::email`).
+/// The rule the generated validation applies (keel's `Violations::email`).
 fn is_email(s: &str) -> bool {
     s.split_once('@').is_some_and(|(local, domain)| {
         !local.is_empty()

@@ -6,7 +6,7 @@
 //! update, delete, a constraint violation, an unknown id, the new field read back).
 //!
 //! The first test's scratch workspace holds the generated tree, the runtime
-//! (`services/kit`) and a small probe program (`spec_edit/probe.rs`). The second copies
+//! (`services/keel`) and a small probe program (`spec_edit/probe.rs`). The second copies
 //! the whole repository, edits its spec, regenerates and runs a GraphQL journey
 //! (`spec_edit/journey.rs`) against `shop up` and against the deployables behind their
 //! Envoys on the real servers, with no hand-written Rust added. Both build into their own
@@ -17,8 +17,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use shop_kit::sql::Dialect;
-use shop_kit::testing::TestStore;
+use keel::sql::Dialect;
+use keel::testing::TestStore;
 
 #[path = "../../codegen/tests/support/random_spec.rs"]
 mod random_spec;
@@ -105,7 +105,7 @@ fn scratch_workspace(dir: &Path) {
     fs::write(dir.join("spec/shop.yaml"), edited_spec()).expect("spec");
 }
 
-/// A workspace in `dir` of `members` on the repository's runtime (`services/kit`), with
+/// A workspace in `dir` of `members` on the repository's runtime (`services/keel`), with
 /// the repository's dependency versions and lock file.
 fn runtime_workspace(dir: &Path, members: &[String]) {
     let manifest = fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
@@ -126,14 +126,14 @@ fn runtime_workspace(dir: &Path, members: &[String]) {
     .expect("manifest");
     fs::copy(root().join("Cargo.lock"), dir.join("Cargo.lock")).expect("lock file");
     copy_dir(
-        &root().join("services/kit/src"),
-        &dir.join("services/kit/src"),
+        &root().join("services/keel/src"),
+        &dir.join("services/keel/src"),
     );
     fs::copy(
-        root().join("services/kit/Cargo.toml"),
-        dir.join("services/kit/Cargo.toml"),
+        root().join("services/keel/Cargo.toml"),
+        dir.join("services/keel/Cargo.toml"),
     )
-    .expect("kit manifest");
+    .expect("runtime manifest");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

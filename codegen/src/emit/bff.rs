@@ -3,7 +3,7 @@
 //! resolver per Query, Mutation and relation field (`registry`), the proto → GraphQL
 //! converter of each entity, the upstream clients and their configuration (defaults:
 //! each deployable's local Envoy), and one per-request loader per entity that relation
-//! fields fetch by id. The glue they share is `shop_kit::graphql` (`rt` below).
+//! fields fetch by id. The glue they share is `keel::graphql` (`rt` below).
 //!
 //! Rust is built with `quote` and printed by `prettyplease`; `lib.rs` and `Cargo.toml`
 //! come from templates.
@@ -92,7 +92,7 @@ fn api(system: &System) -> Result<TokenStream, EmitError> {
         #![doc = #doc]
         use std::collections::BTreeMap;
 
-        use shop_kit::graphql as rt;
+        use keel::graphql as rt;
 
         /// The schema these resolvers implement (`generated/graphql/schema.graphql`).
         pub const SDL: &str = include_str!("../../../graphql/schema.graphql");
@@ -466,7 +466,7 @@ fn service_module(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
     Ok(quote! {
         #[doc = #doc]
         pub mod #module {
-            use shop_kit::graphql as rt;
+            use keel::graphql as rt;
             use #krate::pb;
 
             #(#items)*

@@ -1,5 +1,5 @@
 //! A `crud` service, generated whole: the row mapping of its entity and of what the
-//! entity owns (`shop_kit::crud::Record`), the use cases over `shop_kit::crud`, the
+//! entity owns (`keel::crud::Record`), the use cases over `keel::crud`, the
 //! service's settings and `run()`, and, when the spec asks for no hand-written rule, its
 //! binary.
 //!
@@ -99,11 +99,11 @@ pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> 
     let app = app(&m);
     let child_import = (!m.owned.is_empty()).then(|| {
         quote!(
-            use shop_kit::crud::Child;
+            use keel::crud::Child;
         )
     });
     let doc = format!(
-        " The `{}` service over `shop_kit::crud`: storage, use cases, settings, `run`.",
+        " The `{}` service over `keel::crud`: storage, use cases, settings, `run`.",
         svc.name
     );
     Ok(quote! {
@@ -112,9 +112,9 @@ pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> 
         use std::sync::Arc;
 
         #child_import
-        use shop_kit::crud::{self, Record};
-        use shop_kit::sql::{self, Arg, Db, Row};
-        use shop_kit::{RequestContext, ServiceError};
+        use keel::crud::{self, Record};
+        use keel::sql::{self, Arg, Db, Row};
+        use keel::{RequestContext, ServiceError};
 
         use crate::pb;
 
@@ -223,7 +223,7 @@ fn read_column(f: &Field) -> TokenStream {
         (FieldType::Bool, true) => quote!(row.opt_bool(#c)?),
         (FieldType::Timestamp, false) => quote!(crud::timestamp(&row.time(#c)?)),
         (FieldType::Timestamp, true) => {
-            quote!(row.opt_time(#c)?.as_ref().map(shop_kit::utc_to_timestamp))
+            quote!(row.opt_time(#c)?.as_ref().map(keel::utc_to_timestamp))
         }
     }
 }
@@ -637,10 +637,10 @@ fn create(m: &Model<'_>, o: &Operation, resp: &proc_macro2::Ident) -> TokenStrea
         #fill
         let id = crud::uuid("id", &record.id)?;
         #first_answer
-        let mut tx = self.db.begin().await.map_err(shop_kit::db::error)?;
+        let mut tx = self.db.begin().await.map_err(keel::db::error)?;
         crud::insert(&mut tx, &record).await?;
         #store(&mut tx, id, &record).await?;
-        tx.commit().await.map_err(shop_kit::db::error)?;
+        tx.commit().await.map_err(keel::db::error)?;
         #answer
         Ok(pb::#resp { #out: Some(record) })
     }
@@ -689,14 +689,14 @@ fn update(m: &Model<'_>, resp: &proc_macro2::Ident) -> TokenStream {
     let answer = answer(m);
     quote! {
         let id = crud::uuid("id", &request.id)?;
-        let mut tx = self.db.begin().await.map_err(shop_kit::db::error)?;
+        let mut tx = self.db.begin().await.map_err(keel::db::error)?;
         let mut record = crud::get::<pb::#ty>(&mut tx, id).await?.ok_or_else(|| #nf)?;
         #(#copy)*
         #(#copy_owned)*
         #fill
         crud::update::<pb::#ty>(&mut tx, id, vec![#(#set),*]).await?;
         #store(&mut tx, id, &record).await?;
-        tx.commit().await.map_err(shop_kit::db::error)?;
+        tx.commit().await.map_err(keel::db::error)?;
         #answer
         Ok(pb::#resp { #out: Some(record) })
     }
@@ -833,13 +833,13 @@ fn app(m: &Model<'_>) -> TokenStream {
             ).await?;
             let hooks = Arc::new(hooks(&config, &db)?);
             let background = tokio::spawn(hooks.clone().background(db.clone(), stop.clone()));
-            let router = shop_kit::server::grpc_router(&[#service_name], &[crate::FILE_DESCRIPTOR_SET]).await?;
+            let router = keel::server::grpc_router(&[#service_name], &[crate::FILE_DESCRIPTOR_SET]).await?;
             tracing::info!(listen = %config.listen, dialect = ?db.dialect(), #started);
             let mut stop_serving = stop;
             let served = router
                 .add_service(crate::#server_ctor(Arc::new(#name::new(db.clone(), hooks))))
                 .serve_with_incoming_shutdown(incoming, async move {
-                    shop_kit::server::stopped(&mut stop_serving).await;
+                    keel::server::stopped(&mut stop_serving).await;
                 })
                 .await;
             if let Err(e) = background.await {
@@ -868,10 +868,10 @@ pub fn main_rs(system: &System, svc: &Service) -> TokenStream {
 
         #[tokio::main]
         async fn main() -> anyhow::Result<()> {
-            shop_kit::server::init_tracing();
+            keel::server::init_tracing();
             let config = #krate::Config::parse();
-            let incoming = shop_kit::server::bind(config.listen)?;
-            #krate::run(config, incoming, shop_kit::server::stop_on_signal()).await
+            let incoming = keel::server::bind(config.listen)?;
+            #krate::run(config, incoming, keel::server::stop_on_signal()).await
         }
     }
 }

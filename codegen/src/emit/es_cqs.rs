@@ -1,6 +1,6 @@
 //! `src/runtime.rs` of a CQS + event sourcing service (feature `runtime`): the state
 //! rows' mapping (`Record` of the entity in the service's database, `ViewMapping` and
-//! `CqsModel` over the aggregate), the use cases on `shop_kit::es::cqs::Store`, and the
+//! `CqsModel` over the aggregate), the use cases on `keel::es::cqs::Store`, and the
 //! process (`Config`, `run_with`, `run`, `main`): the server and the outbox relay.
 
 use heck::{ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
@@ -40,15 +40,15 @@ pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> 
     );
     let child_import = (!m.owned.is_empty()).then(|| {
         quote!(
-            use shop_kit::crud::Child;
+            use keel::crud::Child;
         )
     });
     Ok(quote! {
         #![doc = #doc]
         #child_import
-        use shop_kit::crud::{self, Record};
-        use shop_kit::sql::{self, Arg, Db, Row};
-        use shop_kit::{RequestContext, ServiceError};
+        use keel::crud::{self, Record};
+        use keel::sql::{self, Arg, Db, Row};
+        use keel::{RequestContext, ServiceError};
 
         use crate::pb;
 
@@ -64,7 +64,7 @@ pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> 
 
         #mapping
 
-        impl<A: crate::#aggregate_trait> shop_kit::es::cqs::CqsModel for #state<A> {
+        impl<A: crate::#aggregate_trait> keel::es::cqs::CqsModel for #state<A> {
             const LOCK: i64 = #lock;
         }
 
@@ -129,7 +129,7 @@ fn use_cases(svc: &Service, state: &proc_macro2::Ident) -> Option<TokenStream> {
     Some(quote! {
         #[doc = #doc]
         pub struct #handlers<A> {
-            pub store: shop_kit::es::cqs::Store<#state<A>>,
+            pub store: keel::es::cqs::Store<#state<A>>,
         }
 
         impl<A> Clone for #handlers<A> {
@@ -190,8 +190,8 @@ fn process(system: &System, svc: &Service, m: &Model<'_>) -> TokenStream {
         #[group(id = #group_id)]
         pub struct Config {
             /// What to run.
-            #[arg(value_enum, default_value_t = shop_kit::es::app::Mode::Serve)]
-            pub mode: shop_kit::es::app::Mode,
+            #[arg(value_enum, default_value_t = keel::es::app::Mode::Serve)]
+            pub mode: keel::es::app::Mode,
             /// Address to serve gRPC on (the binary binds it; `run_with` takes the bound socket).
             #[arg(long, env = "LISTEN_ADDR", default_value = #listen)]
             pub listen: std::net::SocketAddr,
@@ -210,7 +210,7 @@ fn process(system: &System, svc: &Service, m: &Model<'_>) -> TokenStream {
             pub #partitions_field: i32,
             #(#upstreams)*
             #[command(flatten)]
-            pub runtime: shop_kit::es::app::RuntimeArgs,
+            pub runtime: keel::es::app::RuntimeArgs,
         }
 
         /// Connects to the database (migrating it), then serves gRPC on `incoming` (unless
@@ -222,7 +222,7 @@ fn process(system: &System, svc: &Service, m: &Model<'_>) -> TokenStream {
             incoming: Option<tonic::transport::server::TcpIncoming>,
             stop: tokio::sync::watch::Receiver<bool>,
         ) -> anyhow::Result<()> {
-            use shop_kit::es::app::{self, Mode};
+            use keel::es::app::{self, Mode};
             let db = app::database(Some(&config.database_url), &DB_MIGRATIONS, &config.runtime).await?;
             let mut background = app::Background::new(&config.runtime, &stop);
             let served = async {
@@ -234,7 +234,7 @@ fn process(system: &System, svc: &Service, m: &Model<'_>) -> TokenStream {
                 }
                 match serving {
                     Some(incoming) => {
-                        let store = shop_kit::es::cqs::Store::<#state<A>>::new(db.clone(), config.#topic_field.clone());
+                        let store = keel::es::cqs::Store::<#state<A>>::new(db.clone(), config.#topic_field.clone());
                         let router = app::router(&[#service_name], &[crate::FILE_DESCRIPTOR_SET]).await?
                             .add_service(crate::#server(std::sync::Arc::new(#handlers { store })));
                         tracing::info!(listen = %config.listen, dialect = ?db.dialect(), "serving");
@@ -242,7 +242,7 @@ fn process(system: &System, svc: &Service, m: &Model<'_>) -> TokenStream {
                     }
                     None => {
                         let mut stop = stop.clone();
-                        shop_kit::server::stopped(&mut stop).await;
+                        keel::server::stopped(&mut stop).await;
                     }
                 }
                 anyhow::Ok(())
@@ -258,13 +258,13 @@ fn process(system: &System, svc: &Service, m: &Model<'_>) -> TokenStream {
         /// The binary: logs, settings from flags and environment, then the server and
         /// relay until SIGINT/SIGTERM.
         pub async fn main_with<A: crate::#aggregate_trait>() -> anyhow::Result<()> {
-            shop_kit::server::init_tracing();
+            keel::server::init_tracing();
             let config = <Config as clap::Parser>::parse();
             let incoming = match config.mode {
-                shop_kit::es::app::Mode::Serve => Some(shop_kit::server::bind(config.listen)?),
-                shop_kit::es::app::Mode::Relay => None,
+                keel::es::app::Mode::Serve => Some(keel::server::bind(config.listen)?),
+                keel::es::app::Mode::Relay => None,
             };
-            run_with::<A>(config, incoming, shop_kit::server::stop_on_signal()).await
+            run_with::<A>(config, incoming, keel::server::stop_on_signal()).await
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `src/runtime.rs` of an event-sourced service's crate (feature `runtime`): what runs
-//! it on `shop_kit::es`. For a CQRS service: the read model's row mapping
-//! (`shop_kit::crud::Record`/`Child` of the entity and what it owns, in the read
-//! database), its `shop_kit::es::view::StateView` (table names, lock, migrations, the
+//! it on `keel::es`. For a CQRS service: the read model's row mapping
+//! (`keel::crud::Record`/`Child` of the entity and what it owns, in the read
+//! database), its `keel::es::view::StateView` (table names, lock, migrations, the
 //! aggregate's `view()` as the one mapping from state to rows) and the query use cases
 //! answered from it.
 
@@ -43,16 +43,16 @@ fn cqrs_module(system: &System, svc: &Service) -> Result<TokenStream, EmitError>
     );
     let child_import = (!m.owned.is_empty()).then(|| {
         quote!(
-            use shop_kit::crud::Child;
+            use keel::crud::Child;
         )
     });
     Ok(quote! {
         #![doc = #doc]
         #child_import
-        use shop_kit::crud::{self, Record};
-        use shop_kit::es::view::{self, StateView};
-        use shop_kit::sql::{self, Arg, Db, Row};
-        use shop_kit::{RequestContext, ServiceError};
+        use keel::crud::{self, Record};
+        use keel::es::view::{self, StateView};
+        use keel::sql::{self, Arg, Db, Row};
+        use keel::{RequestContext, ServiceError};
 
         use crate::pb;
 
@@ -99,7 +99,7 @@ pub(super) fn view_mapping(
         }
     });
     quote! {
-        impl<A: crate::#aggregate_trait> shop_kit::es::view::ViewMapping for #mapping<A> {
+        impl<A: crate::#aggregate_trait> keel::es::view::ViewMapping for #mapping<A> {
             type Decider = crate::#decider<A>;
             type View = pb::#ty;
             fn migrations() -> &'static sql::Migrations {
@@ -109,7 +109,7 @@ pub(super) fn view_mapping(
                 state.view(id)
             }
             #[allow(unused_variables)]
-            fn owned_rows(view: &pb::#ty, id: uuid::Uuid, rows: &mut shop_kit::es::view::Rows) -> Result<(), ServiceError> {
+            fn owned_rows(view: &pb::#ty, id: uuid::Uuid, rows: &mut keel::es::view::Rows) -> Result<(), ServiceError> {
                 #(#owned)*
                 Ok(())
             }
@@ -311,7 +311,7 @@ fn event_store_layout(system: &System, svc: &Service) -> Result<(TokenStream, St
             pub static EVENTS_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!(#lite);
             pub static EVENTS_MIGRATIONS: sql::Migrations = sql::Migrations { postgres: &EVENTS_PG, sqlite: &EVENTS_SQLITE };
             /// What the generator wrote for the event store, per backend.
-            pub const EVENT_STORE: shop_kit::es::store::StoreLayout = shop_kit::es::store::StoreLayout {
+            pub const EVENT_STORE: keel::es::store::StoreLayout = keel::es::store::StoreLayout {
                 migrations: &EVENTS_MIGRATIONS,
                 collections_json: include_str!(#json),
             };
@@ -365,11 +365,11 @@ fn subscribers(system: &System, svc: &Service) -> (Vec<TokenStream>, Vec<TokenSt
         let what = format!("{other} events subscriber");
         starts.push(quote! {
             let bus = app::bus(&config.bus_url, Some((&config.#topic_field, 1))).await?;
-            background.spawn(#what, shop_kit::es::subscriber::run_subscriber(
+            background.spawn(#what, keel::es::subscriber::run_subscriber(
                 executor.clone(),
                 crate::#wrapper(subscriptions.clone()),
                 bus,
-                shop_kit::es::subscriber::SubscriberConfig {
+                keel::es::subscriber::SubscriberConfig {
                     topic: config.#topic_field.clone(),
                     group: config.#group_field.clone(),
                     ..Default::default()
@@ -443,7 +443,7 @@ fn references(system: &System, svc: &Service) -> Option<(TokenStream, proc_macro
             );
             inits.push(quote! {
                 #client_field: #krate::pb::#client_mod::#client::new(
-                    shop_kit::upstream::channel(#label, &config.#url, timeouts)?
+                    keel::upstream::channel(#label, &config.#url, timeouts)?
                 ),
             });
         }
@@ -454,8 +454,8 @@ fn references(system: &System, svc: &Service) -> Option<(TokenStream, proc_macro
         let kind = names::snake(&c.entity);
         let service_label = format!("{} service", c.service);
         let ask = quote! {
-            let request = shop_kit::upstream::request(ctx, #krate::pb::#request { id: id.to_string() });
-            shop_kit::upstream::found(self.#client_field.clone().#method(request).await, #service_label, #kind, id)?;
+            let request = keel::upstream::request(ctx, #krate::pb::#request { id: id.to_string() });
+            keel::upstream::found(self.#client_field.clone().#method(request).await, #service_label, #kind, id)?;
         };
         // An absent optional reference has nothing to check.
         arms.push(if c.optional {
@@ -479,7 +479,7 @@ fn references(system: &System, svc: &Service) -> Option<(TokenStream, proc_macro
             impl #name {
                 /// Clients on lazy channels (the service starts without its upstreams).
                 pub fn new(config: &Config) -> anyhow::Result<#name> {
-                    let timeouts = shop_kit::upstream::Timeouts {
+                    let timeouts = keel::upstream::Timeouts {
                         call: config.runtime.call_timeout(),
                         connect: std::time::Duration::from_secs(1),
                     };
@@ -487,7 +487,7 @@ fn references(system: &System, svc: &Service) -> Option<(TokenStream, proc_macro
                 }
             }
 
-            impl<A: crate::#aggregate_trait> shop_kit::es::command::Checks<crate::#decider<A>> for #name {
+            impl<A: crate::#aggregate_trait> keel::es::command::Checks<crate::#decider<A>> for #name {
                 async fn check(&self, ctx: &RequestContext, _state: &A, command: &crate::#command_enum) -> Result<(), ServiceError> {
                     #(#arms)*
                     Ok(())
@@ -575,13 +575,13 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
             defs,
             quote! {
                 let checks = (#name::new(&config)?, checks(&config)?);
-                let executor = shop_kit::es::command::Executor::<crate::#decider<A>, _>::new(store.clone(), checks);
+                let executor = keel::es::command::Executor::<crate::#decider<A>, _>::new(store.clone(), checks);
             },
         ),
         None => (
             TokenStream::new(),
             quote! {
-                let executor = shop_kit::es::command::Executor::<crate::#decider<A>, C>::new(store.clone(), checks(&config)?);
+                let executor = keel::es::command::Executor::<crate::#decider<A>, C>::new(store.clone(), checks(&config)?);
             },
         ),
     };
@@ -589,8 +589,8 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
     let stopped = format!("{name} service stopped");
     Ok(quote! {
         use std::sync::Arc;
-        use shop_kit::es::app::{self, Background};
-        use shop_kit::es::store::EventStore;
+        use keel::es::app::{self, Background};
+        use keel::es::store::EventStore;
 
         #layout
         #refs
@@ -670,7 +670,7 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
         ) -> anyhow::Result<()>
         where
             A: crate::#aggregate_trait,
-            C: shop_kit::es::command::Checks<crate::#decider<A>> + Clone,
+            C: keel::es::command::Checks<crate::#decider<A>> + Clone,
             #sub_bound
         {
             let mut background = Background::new(&config.runtime, &stop);
@@ -740,16 +740,16 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
         ) -> anyhow::Result<()>
         where
             A: crate::#aggregate_trait,
-            C: shop_kit::es::command::Checks<crate::#decider<A>> + Clone,
+            C: keel::es::command::Checks<crate::#decider<A>> + Clone,
             #sub_bound
         {
-            shop_kit::server::init_tracing();
+            keel::server::init_tracing();
             let config = <Config as clap::Parser>::parse();
             if let Some(task) = &config.task {
                 return run_task::<A>(&config, task).await;
             }
-            let incoming = shop_kit::server::bind(config.listen())?;
-            run_with::<A, C #sub_generic>(config, incoming, shop_kit::server::stop_on_signal(), checks, #sub_arg).await
+            let incoming = keel::server::bind(config.listen())?;
+            run_with::<A, C #sub_generic>(config, incoming, keel::server::stop_on_signal(), checks, #sub_arg).await
         }
     })
 }

@@ -68,14 +68,14 @@ fn launch(system: &System) -> TokenStream {
             Role::Bff => quote! {
                 let mut stop = stop;
                 Box::pin(#krate::serve_on(config, listener, async move {
-                    shop_kit::server::stopped(&mut stop).await;
+                    keel::server::stopped(&mut stop).await;
                 }))
             },
             _ => quote!(Box::pin(#krate::run(config, listener.into(), stop))),
         };
         quote! {
             #(#names)|* => {
-                let config: #krate::Config = shop_kit::launch::config(d.binary, d.args, settings, tuning)?;
+                let config: #krate::Config = keel::launch::config(d.binary, d.args, settings, tuning)?;
                 #start
             }
         }

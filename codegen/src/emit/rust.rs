@@ -260,7 +260,7 @@ fn api(system: &System, svc: &Service, descriptor: &[u8]) -> Result<TokenStream,
         use std::future::Future;
         use std::sync::Arc;
 
-        use shop_kit::{RequestContext, ServiceError, Validate, Violations};
+        use keel::{RequestContext, ServiceError, Validate, Violations};
 
         use crate::pb;
 
@@ -327,7 +327,7 @@ fn validators(svc: &Service) -> TokenStream {
 fn field_check(f: &MessageField) -> TokenStream {
     let name = super::ident(rust_field(&f.name));
     let label = &f.name;
-    let path = quote!(shop_kit::validate_path(prefix, #label));
+    let path = quote!(keel::validate_path(prefix, #label));
     if let ProtoType::Message(_) = &f.ty {
         return match f.label {
             Label::Repeated => quote! {
@@ -467,7 +467,7 @@ fn service_traits(svc: &Service) -> TokenStream {
             });
             glue.push(quote! {
                 async fn #method(&self, request: tonic::Request<pb::#req>) -> Result<tonic::Response<pb::#resp>, tonic::Status> {
-                    shop_kit::rpc::serve(#method_name, request, |ctx, request| self.inner.#method(ctx, request)).await
+                    keel::rpc::serve(#method_name, request, |ctx, request| self.inner.#method(ctx, request)).await
                 }
             });
         }
@@ -749,7 +749,7 @@ fn from_pb(f: &Field, src: &TokenStream) -> TokenStream {
             FieldType::String | FieldType::Text | FieldType::Email => quote!(#v.clone()),
             FieldType::Int | FieldType::Money | FieldType::Bool => quote!(*#v),
             FieldType::Timestamp => quote! {
-                shop_kit::timestamp_to_utc(#v).ok_or_else(|| ServiceError::invalid(#label, "must be a valid timestamp"))?
+                keel::timestamp_to_utc(#v).ok_or_else(|| ServiceError::invalid(#label, "must be a valid timestamp"))?
             },
         }
     };
@@ -778,7 +778,7 @@ fn to_pb(f: &Field, src: &TokenStream) -> TokenStream {
             FieldType::Uuid | FieldType::Ref(_) => quote!(#v.to_string()),
             FieldType::String | FieldType::Text | FieldType::Email => quote!(#v.clone()),
             FieldType::Int | FieldType::Money | FieldType::Bool => quote!(*#v),
-            FieldType::Timestamp => quote!(shop_kit::utc_to_timestamp(#v)),
+            FieldType::Timestamp => quote!(keel::utc_to_timestamp(#v)),
         }
     };
     if f.optional {
@@ -786,7 +786,7 @@ fn to_pb(f: &Field, src: &TokenStream) -> TokenStream {
         return quote!(#src.#name.as_ref().map(|x| #c));
     }
     match f.ty {
-        FieldType::Timestamp => quote!(Some(shop_kit::utc_to_timestamp(&#src.#name))),
+        FieldType::Timestamp => quote!(Some(keel::utc_to_timestamp(&#src.#name))),
         FieldType::Int | FieldType::Money | FieldType::Bool => quote!(#src.#name),
         _ => one(quote!(#src.#name)),
     }
@@ -1024,7 +1024,7 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
                     event_id: meta.event_id.to_string(),
                     #stream_field: meta.stream_id.to_string(),
                     version: meta.version,
-                    occurred_at: Some(shop_kit::utc_to_timestamp(&meta.occurred_at)),
+                    occurred_at: Some(keel::utc_to_timestamp(&meta.occurred_at)),
                     correlation_id: meta.correlation_id.clone(),
                     causation_id: meta.causation_id.clone(),
                     schema_version,
@@ -1039,7 +1039,7 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
                     event_id: uuid::Uuid::parse_str(&e.event_id).map_err(|_| bad("event_id"))?,
                     stream_id: uuid::Uuid::parse_str(&e.#stream_field).map_err(|_| bad("stream_id"))?,
                     version: e.version,
-                    occurred_at: e.occurred_at.as_ref().and_then(shop_kit::timestamp_to_utc).ok_or_else(|| bad("occurred_at"))?,
+                    occurred_at: e.occurred_at.as_ref().and_then(keel::timestamp_to_utc).ok_or_else(|| bad("occurred_at"))?,
                     correlation_id: e.correlation_id.clone(),
                     causation_id: e.causation_id.clone(),
                 };
@@ -1050,15 +1050,15 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
 
         #upcasting
 
-        pub use shop_kit::es::EventMeta;
+        pub use keel::es::EventMeta;
 
-        impl shop_kit::es::Event for #event_enum {
+        impl keel::es::Event for #event_enum {
             type Envelope = pb::#envelope;
             fn type_and_version(&self) -> (&'static str, u32) {
                 #event_enum::type_and_version(self)
             }
             fn to_json(&self) -> Result<serde_json::Value, ServiceError> {
-                shop_kit::es::payload_json(self)
+                keel::es::payload_json(self)
             }
             fn decode_stored(event_type: &str, schema_version: u32, json: &serde_json::Value) -> Result<Self, ServiceError> {
                 #event_enum::decode_stored(event_type, schema_version, json)
@@ -1121,7 +1121,7 @@ fn event_sourcing(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
         /// The aggregate `A` as the event-sourcing runtime runs it.
         pub struct #decider<A>(std::marker::PhantomData<fn() -> A>);
 
-        impl<A: #aggregate_trait> shop_kit::es::Decider for #decider<A> {
+        impl<A: #aggregate_trait> keel::es::Decider for #decider<A> {
             type State = A;
             type Event = #event_enum;
             type Command = #command_enum;
@@ -1186,11 +1186,11 @@ fn reactions(
             #[doc = #doc]
             pub struct #wrapper<T>(pub T);
 
-            impl<T: #subscriptions> shop_kit::es::Reaction<#other_crate::#other_event> for #wrapper<T> {
+            impl<T: #subscriptions> keel::es::Reaction<#other_crate::#other_event> for #wrapper<T> {
                 type Command = #command_enum;
                 async fn commands(
                     &self,
-                    meta: &shop_kit::es::EventMeta,
+                    meta: &keel::es::EventMeta,
                     event: &#other_crate::#other_event,
                 ) -> Result<Vec<#command_enum>, ServiceError> {
                     #[allow(unreachable_patterns)]
@@ -1322,14 +1322,14 @@ fn command_handlers(
         #[doc = #doc]
         #[cfg(feature = "runtime")]
         pub struct #handlers<A, C> {
-            pub executor: shop_kit::es::command::Executor<#decider<A>, C>,
+            pub executor: keel::es::command::Executor<#decider<A>, C>,
         }
 
         #[cfg(feature = "runtime")]
         impl<A, C> #use_cases for #handlers<A, C>
         where
             A: #aggregate_trait,
-            C: shop_kit::es::command::Checks<#decider<A>>,
+            C: keel::es::command::Checks<#decider<A>>,
         {
             #(#methods)*
         }
@@ -1351,7 +1351,10 @@ mod tests {
     fn a_proto_closure_follows_imports_and_leaves_out_the_rest() {
         let protos = [
             proto("a.proto", "syntax = \"proto3\";\nimport \"b.proto\";\n"),
-            proto("b.proto", "import public \"c.proto\";\nimport \"a.proto\";\n"),
+            proto(
+                "b.proto",
+                "import public \"c.proto\";\nimport \"a.proto\";\n",
+            ),
             proto("c.proto", "import \"google/protobuf/timestamp.proto\";\n"),
             proto("d.proto", "message D {}\n"),
         ];

@@ -1,10 +1,10 @@
-//! Error codes: those of the resolvers' calls come from `shop_kit::graphql::errors`
+//! Error codes: those of the resolvers' calls come from `keel::graphql::errors`
 //! (re-exported here, with the table of codes); this adds a code to what async-graphql
 //! rejects or fails on by itself.
 
 use async_graphql::ServerError;
 
-pub use shop_kit::graphql::errors::*;
+pub use keel::graphql::errors::*;
 
 /// Gives every error of a response a code. Resolver errors carry theirs already; what
 /// is left comes from async-graphql itself: a rejected operation (parse, validation,

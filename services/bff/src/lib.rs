@@ -4,7 +4,7 @@
 //! start into an `async_graphql::dynamic::Schema` (see [`sdl`]) with the generated
 //! resolvers of `shop_bff` (one per root and relation field, from the same IR as the
 //! SDL); they call the services over gRPC through their Envoy proxies and map statuses to
-//! GraphQL errors with `extensions.code` (`shop_kit::graphql`). This crate adds what no
+//! GraphQL errors with `extensions.code` (`keel::graphql`). This crate adds what no
 //! spec decides: HTTP, limits, error codes of rejected operations, configuration.
 //!
 //! ```no_run
@@ -48,8 +48,8 @@ pub enum BuildError {
     },
 }
 
-impl From<shop_kit::graphql::UpstreamError> for BuildError {
-    fn from(e: shop_kit::graphql::UpstreamError) -> BuildError {
+impl From<keel::graphql::UpstreamError> for BuildError {
+    fn from(e: keel::graphql::UpstreamError) -> BuildError {
         BuildError::Upstream {
             name: e.name,
             url: e.url,

@@ -3,7 +3,7 @@
 //! `PRODUCT_URL`, …).
 
 use clap::Parser;
-use shop_kit::server;
+use keel::server;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ use async_graphql::parser::types::{
 };
 use async_graphql::parser::{Positioned, parse_schema};
 
-use shop_kit::graphql::Resolve;
+use keel::graphql::Resolve;
 
 use crate::BuildError;
 
@@ -304,7 +304,7 @@ fn deprecation(
 }
 
 /// The custom scalars this BFF knows how to check. A new scalar in the SDL needs a
-/// line here (and a mapping in `shop_kit::graphql`), so it fails the build instead of
+/// line here (and a mapping in `keel::graphql`), so it fails the build instead of
 /// passing anything through.
 fn scalar(name: &str) -> Result<Scalar, BuildError> {
     match name {

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use async_graphql::Value;
 use async_graphql::parser::types::TypeKind;
+use keel::{RequestContext, ServiceError};
 use serde_json::{Value as Json, json};
-use shop_kit::{RequestContext, ServiceError};
 
-use shop_kit::graphql as rt;
+use keel::graphql as rt;
 
 use crate::sdl::Sdl;
 use crate::{Bff, Config, Limits};

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use keel::testing::TestDatabase;
 use serde_json::{Value as Json, json};
-use shop_kit::testing::TestDatabase;
 use tower::ServiceExt;
 
 struct Gql {
@@ -89,9 +89,9 @@ const GET: &str = "query($id: ID!) { getProduct(id: $id) { id name description p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_crud_against_the_real_product_service() {
     let db = TestDatabase::create("bff_it").await;
-    let store = shop_kit::sql::Db::connect(
+    let store = keel::sql::Db::connect(
         &db.url,
-        &shop_kit::sql::ConnectOptions::default(),
+        &keel::sql::ConnectOptions::default(),
         Some(&shop_product::MIGRATIONS),
     )
     .await

@@ -16,15 +16,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cart_service::Cart;
+use keel::RequestContext;
+use keel::es::RawEvent;
+use keel::es::command::{Executor, NoChecks};
+use keel::es::store::{EventStore, NewCommit};
+use keel::testing::{TestDatabase, infra_up, infra_var};
 use shop_cart::CartDecider;
 use shop_cart::{
     AddProduct, CartCommand, CartEvent, ChangeProductQuantity, EventMeta, ProductAdded,
 };
-use shop_kit::RequestContext;
-use shop_kit::es::RawEvent;
-use shop_kit::es::command::{Executor, NoChecks};
-use shop_kit::es::store::{EventStore, NewCommit};
-use shop_kit::testing::{TestDatabase, infra_up, infra_var};
 use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cart-service");
@@ -71,7 +71,7 @@ async fn main() {
         .await
         .expect("event store");
     store.ensure_indexes().await.expect("indexes");
-    shop_kit::bus::Bus::connect(&brokers)
+    keel::bus::Bus::connect(&brokers)
         .await
         .expect("kafka")
         .ensure_topic(&topic, 3)
@@ -82,7 +82,7 @@ async fn main() {
         .connect(&db.url)
         .await
         .expect("read db");
-    shop_kit::sql::Db::open(&db.url, &Default::default(), &shop_cart::READ_MIGRATIONS)
+    keel::sql::Db::open(&db.url, &Default::default(), &shop_cart::READ_MIGRATIONS)
         .await
         .expect("read model")
         .close()
@@ -175,7 +175,7 @@ async fn main() {
             let done = loop {
                 match commands.execute(&ctx, Some(key.as_str()), None, &c).await {
                     Ok(d) => break d,
-                    Err(shop_kit::ServiceError::Conflict(_)) => continue,
+                    Err(keel::ServiceError::Conflict(_)) => continue,
                     Err(e) => panic!("{e:?}"),
                 }
             };

@@ -19,12 +19,12 @@
 
 use std::collections::BTreeMap;
 
+use keel::ServiceError;
 use shop_cart::{
     AddProduct, AssignCustomer, CartAggregate, CartDeleted, CartEvent, CartReset,
     ChangeProductQuantity, CustomerAssigned, DeleteCart, ProductAdded, ProductQuantityChanged,
     ProductRemoved, RemoveProduct, ResetCart,
 };
-use shop_kit::ServiceError;
 use uuid::Uuid;
 
 /// The spec's bounds of `CartItem.quantity`.

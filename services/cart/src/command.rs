@@ -2,10 +2,10 @@
 //! customer's carts. (That an added product exists is the spec's `exists` check,
 //! generated.)
 
+use keel::ServiceError;
+use keel::es::command::load;
+use keel::es::store::EventStore;
 use shop_cart::{CartCommand, CartDecider, CartSubscriptions, DeleteCart};
-use shop_kit::ServiceError;
-use shop_kit::es::command::load;
-use shop_kit::es::store::EventStore;
 use uuid::Uuid;
 
 use crate::aggregate::Cart;

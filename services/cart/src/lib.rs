@@ -10,8 +10,8 @@ pub mod command;
 
 pub use aggregate::Cart;
 pub use command::Subscriptions;
+use keel::es::command::NoChecks;
 pub use shop_cart::Config;
-use shop_kit::es::command::NoChecks;
 
 /// Serves `config.role` on `incoming` until `stop` turns true (the launcher's entry).
 pub async fn run(

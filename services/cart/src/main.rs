@@ -1,7 +1,7 @@
 //! `cart-service [--role command|query|event-handler] [rebuild|repair]`: see `--help`
 //! (the settings are generated from the spec: `shop_cart::Config`).
 
-use shop_kit::es::command::NoChecks;
+use keel::es::command::NoChecks;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

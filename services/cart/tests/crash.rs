@@ -17,8 +17,8 @@ use std::time::Duration;
 use common::procs::{BIN, Proc, cart_env, random_command, with};
 use common::{CartCommands, FixedCatalog};
 use common::{ReadDb, TestStore, ctx, infra, unique, wait_read_model_matches};
+use keel::ServiceError;
 use rand::{Rng, SeedableRng};
-use shop_kit::ServiceError;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,7 +32,7 @@ async fn killed_relay_and_event_handler_lose_nothing() {
     let db = ReadDb::create().await;
     let topic = unique("cart-test-crash");
     let brokers = infra().brokers.clone();
-    shop_kit::bus::Bus::connect(&brokers)
+    keel::bus::Bus::connect(&brokers)
         .await
         .expect("kafka")
         .ensure_topic(&topic, 3)

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use common::load_view;
 use common::{CartCommands, FixedCatalog, HandlerConfig, Projector};
 use common::{ReadDb, TestStore, ctx, read_model_diff, unique};
+use keel::bus::{Bus, Outgoing};
+use keel::es::Projected;
+use keel::sql::Dialect;
 use prost::Message as _;
 use shop_cart::{AddProduct, CartCommand, CartEvent, ChangeProductQuantity, EventMeta};
-use shop_kit::bus::{Bus, Outgoing};
-use shop_kit::es::Projected;
-use shop_kit::sql::Dialect;
 use uuid::Uuid;
 
 fn add(cart: Uuid, product: u128, quantity: i32) -> CartCommand {
@@ -179,7 +179,7 @@ async fn the_event_handler_parks_what_it_cannot_apply_and_goes_on() {
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let projector = Projector::new(db.pool.clone()).with_store(t.store.clone());
-    let handler = tokio::spawn(shop_kit::es::handler::run_event_handler(
+    let handler = tokio::spawn(keel::es::handler::run_event_handler(
         projector.clone(),
         bus.clone(),
         HandlerConfig {
@@ -287,7 +287,7 @@ async fn parked_events_show_in_the_health_status() {
         .expect("parks");
     wait_for(ServingStatus::NotServing).await;
 
-    shop_kit::sql::query("DELETE FROM parked_events")
+    keel::sql::query("DELETE FROM parked_events")
         .execute(&db.pool)
         .await
         .expect("cleared");

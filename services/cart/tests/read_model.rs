@@ -15,15 +15,15 @@ use common::{
 };
 use common::{ReadDb, TestStore, ctx, infra, read_model_diff, unique, wait_read_model_matches};
 use common::{deleted_at, load_view};
+use keel::ServiceError;
+use keel::bus::{Bus, Outgoing};
+use keel::es::view::Applied;
+use keel::sql::{self, Dialect};
 use prost::Message as _;
 use shop_cart::{
     AddProduct, AssignCustomer, CartCommand, CartDeleted, CartEvent, CartQueryUseCases, CartReset,
     EventMeta, ProductAdded, ProductQuantityChanged, ResetCart, pb,
 };
-use shop_kit::ServiceError;
-use shop_kit::bus::{Bus, Outgoing};
-use shop_kit::es::view::Applied;
-use shop_kit::sql::{self, Dialect};
 use uuid::Uuid;
 
 fn meta(cart: Uuid, version: i64) -> EventMeta {
@@ -226,7 +226,7 @@ async fn pipeline(t: TestStore, db: ReadDb, bus: Bus) {
         relay.run(stopped).await;
         Ok(())
     })];
-    let handler = shop_kit::es::handler::run_event_handler(
+    let handler = keel::es::handler::run_event_handler(
         Projector::new(db.pool.clone()),
         bus.clone(),
         HandlerConfig {
@@ -324,7 +324,7 @@ async fn pipeline(t: TestStore, db: ReadDb, bus: Bus) {
         .await
         .expect("damage");
     assert!(!read_model_diff(&t.store, &db.pool).await.is_empty());
-    let report = shop_kit::es::rebuild::rebuild::<common::ReadModel>(&t.store, &db.pool)
+    let report = keel::es::rebuild::rebuild::<common::ReadModel>(&t.store, &db.pool)
         .await
         .expect("rebuild");
     assert_eq!(report.streams, 4);

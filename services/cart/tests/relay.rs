@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use common::{CartCommands, FixedCatalog, Relay, RelayConfig};
 use common::{NewCommit, RawEvent};
 use common::{TestStore, all_commits, consume_all, ctx, infra, unique};
+use keel::ServiceError;
+use keel::bus::Bus;
 use rand::{Rng, SeedableRng};
 use shop_cart::{AddProduct, CartCommand, CartEvent, EventMeta, ProductAdded};
-use shop_kit::ServiceError;
-use shop_kit::bus::Bus;
 use uuid::Uuid;
 
 fn config(topic: &str) -> RelayConfig {

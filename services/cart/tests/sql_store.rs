@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use common::PrefixReader;
 use common::{CartCommands, FixedCatalog, Projector, Relay, RelayConfig, StoreTailer, TailConfig};
 use common::{ReadDb, TestStore, all_commits, ctx, read_model_diff, wait_read_model_matches};
+use keel::ServiceError;
+use keel::bus::Bus;
+use keel::sql::{self, Dialect};
 use prost::Message as _;
 use shop_cart::{AddProduct, AssignCustomer, CartCommand, CartSubscriptions, pb};
-use shop_kit::ServiceError;
-use shop_kit::bus::Bus;
-use shop_kit::sql::{self, Dialect};
 use uuid::Uuid;
 
 fn commands(t: &TestStore) -> CartCommands {
@@ -331,7 +331,7 @@ async fn tail_and_rebuild_on_sqlite_equal_the_fold_of_the_store() {
         .await
         .expect("damage");
     assert!(!read_model_diff(&t.store, &db.pool).await.is_empty());
-    let report = shop_kit::es::rebuild::rebuild::<common::ReadModel>(&t.store, &db.pool)
+    let report = keel::es::rebuild::rebuild::<common::ReadModel>(&t.store, &db.pool)
         .await
         .expect("rebuild");
     assert_eq!(report.streams, carts.len());

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use common::procs::{Proc, cart_env, random_command, with};
 use common::{CartCommands, FixedCatalog, Projector};
 use common::{ReadDb, TestStore, ctx, infra, unique, wait_read_model_matches};
+use keel::ServiceError;
+use keel::testing::{infra_up, repo_root};
 use rand::{Rng, SeedableRng};
-use shop_kit::ServiceError;
-use shop_kit::testing::{infra_up, repo_root};
 use uuid::Uuid;
 
 /// The server process of a harness component, as `infra.sh status` reports it (the
@@ -75,7 +75,7 @@ async fn killing_the_stores_mid_load_loses_and_stalls_nothing() {
     let db = ReadDb::create().await;
     let topic = unique("cart-test-faults");
     let brokers = infra().brokers.clone();
-    shop_kit::bus::Bus::connect(&brokers)
+    keel::bus::Bus::connect(&brokers)
         .await
         .expect("kafka")
         .ensure_topic(&topic, 3)

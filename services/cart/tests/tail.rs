@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{CartCommands, FixedCatalog, Projector, StoreTailer, TailConfig};
 use common::{ReadDb, TestStore, ctx, read_model_diff, wait_read_model_matches};
+use keel::ServiceError;
 use shop_cart::{AddProduct, CartCommand};
-use shop_kit::ServiceError;
 use uuid::Uuid;
 
 fn config(batch_size: i64) -> TailConfig {

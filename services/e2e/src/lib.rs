@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 pub mod ops;
 pub mod stack;
 
-pub use shop_kit::testing::{TestDatabase, infra_up, infra_var, repo_root};
+pub use keel::testing::{TestDatabase, infra_up, infra_var, repo_root};
 pub use stack::Stack;
 
 /// A child process stopped (SIGTERM, then SIGKILL) when dropped; its output goes to a

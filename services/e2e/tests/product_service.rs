@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use shop_kit::sql::{self, ConnectOptions, Db, Dialect};
-use shop_kit::testing::TestStore;
+use keel::sql::{self, ConnectOptions, Db, Dialect};
+use keel::testing::TestStore;
 use shop_product::pb::product_service_client::ProductServiceClient;
 use shop_product::{Config, MIGRATIONS, ProductCrud, pb};
 use tonic::Code;

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
-use shop_kit::{RequestContext, ServiceError};
+use keel::{RequestContext, ServiceError};
 use shop_order::pb;
 use uuid::Uuid;
 

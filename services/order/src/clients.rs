@@ -1,10 +1,10 @@
 //! The real [`Carts`] and [`Catalog`]: gRPC through the Envoys of the cart command side
 //! and of the product service.
 
+use keel::upstream::{Timeouts, error, with_ids};
+use keel::{RequestContext, ServiceError};
 use shop_cart::pb as cart;
 use shop_cart::pb::cart_command_service_client::CartCommandServiceClient;
-use shop_kit::upstream::{Timeouts, error, with_ids};
-use shop_kit::{RequestContext, ServiceError};
 use shop_product::pb as product;
 use shop_product::pb::product_service_client::ProductServiceClient;
 use tonic::Code;
@@ -16,7 +16,7 @@ use crate::checkout::{CartSnapshot, Carts, Catalog, PricedProduct, ResetOutcome}
 /// A lazily connected channel to deployable `name`: the service starts even if a
 /// dependency is not up yet.
 pub fn channel(name: &str, url: &str) -> anyhow::Result<Channel> {
-    Ok(shop_kit::upstream::channel(
+    Ok(keel::upstream::channel(
         name,
         url,
         Timeouts::from_millis(10_000, 3_000),

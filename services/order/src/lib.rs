@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use shop_kit::sql::Db;
-use shop_kit::{RequestContext, ServiceError, server};
+use keel::sql::Db;
+use keel::{RequestContext, ServiceError, server};
 use shop_order::{OrderHooks, pb};
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;

@@ -3,8 +3,8 @@
 //! `--listen` says otherwise.
 
 use clap::Parser;
+use keel::server;
 use order_service::{Config, run};
-use shop_kit::server;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

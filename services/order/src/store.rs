@@ -6,9 +6,9 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use shop_kit::crud::{self, Record};
-use shop_kit::sql::{self, Arg, Db};
-use shop_kit::{ServiceError, db};
+use keel::crud::{self, Record};
+use keel::sql::{self, Arg, Db};
+use keel::{ServiceError, db};
 use shop_order::pb;
 use uuid::Uuid;
 

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use keel::sql::{self, ConnectOptions, Db, Dialect};
+use keel::testing::TestStore;
+use keel::{RequestContext, ServiceError};
 use order_service::{
     CartSnapshot, Carts, Catalog, Config, MIGRATIONS, OrderCrud, Orders, PricedProduct, Recovery,
     ResetOutcome, order_id_for,
 };
-use shop_kit::sql::{self, ConnectOptions, Db, Dialect};
-use shop_kit::testing::TestStore;
-use shop_kit::{RequestContext, ServiceError};
 use shop_order::pb;
 use shop_order::pb::order_service_client::OrderServiceClient;
 use tonic::Code;

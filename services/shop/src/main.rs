@@ -64,7 +64,7 @@ async fn run() -> anyhow::Result<()> {
         listen: up.listen,
         demo: !up.no_demo,
     };
-    shop::up(options, shop_kit::server::shutdown_signal(), |a, data| {
+    shop::up(options, keel::server::shutdown_signal(), |a, data| {
         println!("The shop is up. Embedded storage in {}", data.display());
         println!("  GraphiQL  http://{}/", a.graphql);
         println!("  GraphQL   http://{}/graphql", a.graphql);

@@ -2,7 +2,7 @@
 //! command. Pure: no I/O, no clock. The runtime's store loads, decides, appends.
 
 use chrono::{DateTime, Utc};
-use shop_kit::ServiceError;
+use keel::ServiceError;
 use shop_user::{
     AccountDeleted, CustomerAggregate, CustomerEvent, CustomerRegistered, DeleteAccount, EventMeta,
     RegisterCustomer,
@@ -98,7 +98,7 @@ impl CustomerAggregate for Customer {
             id: id.to_string(),
             email: self.email.clone(),
             name: self.name.clone(),
-            registered_at: self.registered_at.as_ref().map(shop_kit::utc_to_timestamp),
+            registered_at: self.registered_at.as_ref().map(keel::utc_to_timestamp),
         })
     }
 

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{TestDb, TestServer};
+use keel::sql::{self, Dialect};
 use prost::Message as _;
-use shop_kit::sql::{self, Dialect};
 use shop_user::pb;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -165,7 +165,7 @@ async fn register_view_delete_view(dialect: Dialect) {
     // One time, to the microsecond, in the event row, the envelope and the state row.
     let recorded_at = rows[0].time("recorded_at").expect("recorded_at");
     assert_eq!(meta.occurred_at, recorded_at);
-    assert_eq!(shop_kit::utc_to_timestamp(&recorded_at), registered_at);
+    assert_eq!(keel::utc_to_timestamp(&recorded_at), registered_at);
     assert!(matches!(
         event,
         shop_user::CustomerEvent::CustomerRegistered(_)

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use clap::Parser as _;
 use common::{Seen, TestDb, consume, versions_by_key};
 use common::{Users, users};
+use keel::RequestContext;
+use keel::es::app::Mode;
+use keel::es::outbox::{Relay, RelayConfig};
+use keel::sql::{self, Dialect};
 use prost::Message as _;
-use shop_kit::RequestContext;
-use shop_kit::es::app::Mode;
-use shop_kit::es::outbox::{Relay, RelayConfig};
-use shop_kit::sql::{self, Dialect};
 use shop_user::{UserUseCases, pb};
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
@@ -183,19 +183,19 @@ async fn crash_between_publish_and_mark_duplicates_but_loses_nothing(dialect: Di
 
 async fn one_relay_holds_the_lease_and_the_others_stand_by(dialect: Dialect) {
     let db = TestDb::create(dialect).await;
-    let first = shop_kit::es::outbox::try_lease(&db.db, shop_user::RELAY_LEASE_LOCK)
+    let first = keel::es::outbox::try_lease(&db.db, shop_user::RELAY_LEASE_LOCK)
         .await
         .expect("lease query")
         .expect("first takes the lease");
     assert!(
-        shop_kit::es::outbox::try_lease(&db.db, shop_user::RELAY_LEASE_LOCK)
+        keel::es::outbox::try_lease(&db.db, shop_user::RELAY_LEASE_LOCK)
             .await
             .expect("lease query")
             .is_none(),
         "second stands by"
     );
     first.release().await;
-    let second = shop_kit::es::outbox::try_lease(&db.db, shop_user::RELAY_LEASE_LOCK)
+    let second = keel::es::outbox::try_lease(&db.db, shop_user::RELAY_LEASE_LOCK)
         .await
         .expect("lease query")
         .expect("free again after release");
@@ -399,7 +399,7 @@ async fn run_serves_relays_and_stops(dialect: Dialect) {
         bus_url: db.bus_url.clone(),
         user_topic: shop_user::TOPIC.into(),
         user_topic_partitions: 3,
-        runtime: shop_kit::es::app::RuntimeArgs {
+        runtime: keel::es::app::RuntimeArgs {
             max_connections: 5,
             shutdown_timeout_secs: 5,
             ..Default::default()

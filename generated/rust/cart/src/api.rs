@@ -2,7 +2,7 @@
 //! The `cart` service (cqrs-es): shop.cart.v1.
 use std::future::Future;
 use std::sync::Arc;
-use shop_kit::{RequestContext, ServiceError, Validate, Violations};
+use keel::{RequestContext, ServiceError, Validate, Violations};
 use crate::pb;
 /// The encoded `FileDescriptorSet` of this service's proto package, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xF7\x1F\n\x17shop/cart/v1/cart.proto\x12\x0Cshop.cart.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"z\n\x04Cart\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12$\n\x0Bcustomer_id\x18\x02 \x01(\tH\0R\ncustomerId\x88\x01\x01\x12,\n\x05items\x18\x03 \x03(\x0B2\x16.shop.cart.v1.CartItemR\x05itemsB\x0E\n\x0C_customer_id\"E\n\x08CartItem\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x02 \x01(\x05R\x08quantity\"\xEE\x01\n\x11AddProductRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x1D\n\nproduct_id\x18\x02 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x03 \x01(\x05R\x08quantity\x12.\n\x10expected_version\x18\x04 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x05 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"G\n\x12AddProductResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xD5\x01\n\x14RemoveProductRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x1D\n\nproduct_id\x18\x02 \x01(\tR\tproductId\x12.\n\x10expected_version\x18\x03 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"J\n\x15RemoveProductResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xF9\x01\n\x1CChangeProductQuantityRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x1D\n\nproduct_id\x18\x02 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x03 \x01(\x05R\x08quantity\x12.\n\x10expected_version\x18\x04 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x05 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"R\n\x1DChangeProductQuantityResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xB2\x01\n\x10ResetCartRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"F\n\x11ResetCartResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xB3\x01\n\x11DeleteCartRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"G\n\x12DeleteCartResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xED\x01\n\x15AssignCustomerRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12$\n\x0Bcustomer_id\x18\x02 \x01(\tH\0R\ncustomerId\x88\x01\x01\x12.\n\x10expected_version\x18\x03 \x01(\x03H\x01R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x02R\x0EidempotencyKey\x88\x01\x01B\x0E\n\x0C_customer_idB\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"K\n\x16AssignCustomerResponse\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"*\n\x0FViewCartRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\"b\n\x10ViewCartResponse\x12+\n\x04cart\x18\x01 \x01(\x0B2\x12.shop.cart.v1.CartH\0R\x04cart\x88\x01\x01\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07versionB\x07\n\x05_cart\"*\n\x0FLoadCartRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\"b\n\x10LoadCartResponse\x12+\n\x04cart\x18\x01 \x01(\x0B2\x12.shop.cart.v1.CartH\0R\x04cart\x88\x01\x01\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07versionB\x07\n\x05_cart\"I\n\x0CProductAdded\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x02 \x01(\x05R\x08quantity\"/\n\x0EProductRemoved\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\"S\n\x16ProductQuantityChanged\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12\x1A\n\x08quantity\x18\x02 \x01(\x05R\x08quantity\"\x0B\n\tCartReset\"\r\n\x0BCartDeleted\"H\n\x10CustomerAssigned\x12$\n\x0Bcustomer_id\x18\x01 \x01(\tH\0R\ncustomerId\x88\x01\x01B\x0E\n\x0C_customer_id\"\xC9\x05\n\tCartEvent\x12\x19\n\x08event_id\x18\x01 \x01(\tR\x07eventId\x12\x17\n\x07cart_id\x18\x02 \x01(\tR\x06cartId\x12\x18\n\x07version\x18\x03 \x01(\x03R\x07version\x12;\n\x0Boccurred_at\x18\x04 \x01(\x0B2\x1A.google.protobuf.TimestampR\noccurredAt\x12%\n\x0Ecorrelation_id\x18\x05 \x01(\tR\rcorrelationId\x12!\n\x0Ccausation_id\x18\x06 \x01(\tR\x0BcausationId\x12%\n\x0Eschema_version\x18\x07 \x01(\rR\rschemaVersion\x12A\n\rproduct_added\x18\n \x01(\x0B2\x1A.shop.cart.v1.ProductAddedH\0R\x0CproductAdded\x12G\n\x0Fproduct_removed\x18\x0B \x01(\x0B2\x1C.shop.cart.v1.ProductRemovedH\0R\x0EproductRemoved\x12`\n\x18product_quantity_changed\x18\x0C \x01(\x0B2$.shop.cart.v1.ProductQuantityChangedH\0R\x16productQuantityChanged\x128\n\ncart_reset\x18\r \x01(\x0B2\x17.shop.cart.v1.CartResetH\0R\tcartReset\x12>\n\x0Ccart_deleted\x18\x0E \x01(\x0B2\x19.shop.cart.v1.CartDeletedH\0R\x0BcartDeleted\x12M\n\x11customer_assigned\x18\x0F \x01(\x0B2\x1E.shop.cart.v1.CustomerAssignedH\0R\x10customerAssignedB\t\n\x07payload2\xF8\x04\n\x12CartCommandService\x12O\n\nAddProduct\x12\x1F.shop.cart.v1.AddProductRequest\x1A .shop.cart.v1.AddProductResponse\x12X\n\rRemoveProduct\x12\".shop.cart.v1.RemoveProductRequest\x1A#.shop.cart.v1.RemoveProductResponse\x12p\n\x15ChangeProductQuantity\x12*.shop.cart.v1.ChangeProductQuantityRequest\x1A+.shop.cart.v1.ChangeProductQuantityResponse\x12L\n\tResetCart\x12\x1E.shop.cart.v1.ResetCartRequest\x1A\x1F.shop.cart.v1.ResetCartResponse\x12O\n\nDeleteCart\x12\x1F.shop.cart.v1.DeleteCartRequest\x1A .shop.cart.v1.DeleteCartResponse\x12[\n\x0EAssignCustomer\x12#.shop.cart.v1.AssignCustomerRequest\x1A$.shop.cart.v1.AssignCustomerResponse\x12I\n\x08LoadCart\x12\x1D.shop.cart.v1.LoadCartRequest\x1A\x1E.shop.cart.v1.LoadCartResponse2]\n\x10CartQueryService\x12I\n\x08ViewCart\x12\x1D.shop.cart.v1.ViewCartRequest\x1A\x1E.shop.cart.v1.ViewCartResponseb\x06proto3";
@@ -10,16 +10,16 @@ impl Validate for pb::AddProductRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.cart_id;
-            v.uuid(shop_kit::validate_path(prefix, "cart_id"), value);
+            v.uuid(keel::validate_path(prefix, "cart_id"), value);
         }
         {
             let value = &self.product_id;
-            v.uuid(shop_kit::validate_path(prefix, "product_id"), value);
+            v.uuid(keel::validate_path(prefix, "product_id"), value);
         }
         {
             let value = &self.quantity;
             v.range(
-                shop_kit::validate_path(prefix, "quantity"),
+                keel::validate_path(prefix, "quantity"),
                 i64::from(*value),
                 Some(1i64),
                 Some(99i64),
@@ -27,7 +27,7 @@ impl Validate for pb::AddProductRequest {
         }
         if let Some(value) = &self.expected_version {
             v.range(
-                shop_kit::validate_path(prefix, "expected_version"),
+                keel::validate_path(prefix, "expected_version"),
                 i64::from(*value),
                 Some(0i64),
                 None,
@@ -35,7 +35,7 @@ impl Validate for pb::AddProductRequest {
         }
         if let Some(value) = &self.idempotency_key {
             v.length(
-                shop_kit::validate_path(prefix, "idempotency_key"),
+                keel::validate_path(prefix, "idempotency_key"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -47,15 +47,15 @@ impl Validate for pb::RemoveProductRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.cart_id;
-            v.uuid(shop_kit::validate_path(prefix, "cart_id"), value);
+            v.uuid(keel::validate_path(prefix, "cart_id"), value);
         }
         {
             let value = &self.product_id;
-            v.uuid(shop_kit::validate_path(prefix, "product_id"), value);
+            v.uuid(keel::validate_path(prefix, "product_id"), value);
         }
         if let Some(value) = &self.expected_version {
             v.range(
-                shop_kit::validate_path(prefix, "expected_version"),
+                keel::validate_path(prefix, "expected_version"),
                 i64::from(*value),
                 Some(0i64),
                 None,
@@ -63,7 +63,7 @@ impl Validate for pb::RemoveProductRequest {
         }
         if let Some(value) = &self.idempotency_key {
             v.length(
-                shop_kit::validate_path(prefix, "idempotency_key"),
+                keel::validate_path(prefix, "idempotency_key"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -75,16 +75,16 @@ impl Validate for pb::ChangeProductQuantityRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.cart_id;
-            v.uuid(shop_kit::validate_path(prefix, "cart_id"), value);
+            v.uuid(keel::validate_path(prefix, "cart_id"), value);
         }
         {
             let value = &self.product_id;
-            v.uuid(shop_kit::validate_path(prefix, "product_id"), value);
+            v.uuid(keel::validate_path(prefix, "product_id"), value);
         }
         {
             let value = &self.quantity;
             v.range(
-                shop_kit::validate_path(prefix, "quantity"),
+                keel::validate_path(prefix, "quantity"),
                 i64::from(*value),
                 Some(1i64),
                 Some(99i64),
@@ -92,7 +92,7 @@ impl Validate for pb::ChangeProductQuantityRequest {
         }
         if let Some(value) = &self.expected_version {
             v.range(
-                shop_kit::validate_path(prefix, "expected_version"),
+                keel::validate_path(prefix, "expected_version"),
                 i64::from(*value),
                 Some(0i64),
                 None,
@@ -100,7 +100,7 @@ impl Validate for pb::ChangeProductQuantityRequest {
         }
         if let Some(value) = &self.idempotency_key {
             v.length(
-                shop_kit::validate_path(prefix, "idempotency_key"),
+                keel::validate_path(prefix, "idempotency_key"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -112,11 +112,11 @@ impl Validate for pb::ResetCartRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.cart_id;
-            v.uuid(shop_kit::validate_path(prefix, "cart_id"), value);
+            v.uuid(keel::validate_path(prefix, "cart_id"), value);
         }
         if let Some(value) = &self.expected_version {
             v.range(
-                shop_kit::validate_path(prefix, "expected_version"),
+                keel::validate_path(prefix, "expected_version"),
                 i64::from(*value),
                 Some(0i64),
                 None,
@@ -124,7 +124,7 @@ impl Validate for pb::ResetCartRequest {
         }
         if let Some(value) = &self.idempotency_key {
             v.length(
-                shop_kit::validate_path(prefix, "idempotency_key"),
+                keel::validate_path(prefix, "idempotency_key"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -136,11 +136,11 @@ impl Validate for pb::DeleteCartRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.cart_id;
-            v.uuid(shop_kit::validate_path(prefix, "cart_id"), value);
+            v.uuid(keel::validate_path(prefix, "cart_id"), value);
         }
         if let Some(value) = &self.expected_version {
             v.range(
-                shop_kit::validate_path(prefix, "expected_version"),
+                keel::validate_path(prefix, "expected_version"),
                 i64::from(*value),
                 Some(0i64),
                 None,
@@ -148,7 +148,7 @@ impl Validate for pb::DeleteCartRequest {
         }
         if let Some(value) = &self.idempotency_key {
             v.length(
-                shop_kit::validate_path(prefix, "idempotency_key"),
+                keel::validate_path(prefix, "idempotency_key"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -160,14 +160,14 @@ impl Validate for pb::AssignCustomerRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.cart_id;
-            v.uuid(shop_kit::validate_path(prefix, "cart_id"), value);
+            v.uuid(keel::validate_path(prefix, "cart_id"), value);
         }
         if let Some(value) = &self.customer_id {
-            v.uuid(shop_kit::validate_path(prefix, "customer_id"), value);
+            v.uuid(keel::validate_path(prefix, "customer_id"), value);
         }
         if let Some(value) = &self.expected_version {
             v.range(
-                shop_kit::validate_path(prefix, "expected_version"),
+                keel::validate_path(prefix, "expected_version"),
                 i64::from(*value),
                 Some(0i64),
                 None,
@@ -175,7 +175,7 @@ impl Validate for pb::AssignCustomerRequest {
         }
         if let Some(value) = &self.idempotency_key {
             v.length(
-                shop_kit::validate_path(prefix, "idempotency_key"),
+                keel::validate_path(prefix, "idempotency_key"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -187,7 +187,7 @@ impl Validate for pb::ViewCartRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.cart_id;
-            v.uuid(shop_kit::validate_path(prefix, "cart_id"), value);
+            v.uuid(keel::validate_path(prefix, "cart_id"), value);
         }
     }
 }
@@ -195,7 +195,7 @@ impl Validate for pb::LoadCartRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.cart_id;
-            v.uuid(shop_kit::validate_path(prefix, "cart_id"), value);
+            v.uuid(keel::validate_path(prefix, "cart_id"), value);
         }
     }
 }
@@ -275,7 +275,7 @@ for CartCommandGrpc<T> {
         &self,
         request: tonic::Request<pb::AddProductRequest>,
     ) -> Result<tonic::Response<pb::AddProductResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "AddProduct",
                 request,
                 |ctx, request| self.inner.add_product(ctx, request),
@@ -286,7 +286,7 @@ for CartCommandGrpc<T> {
         &self,
         request: tonic::Request<pb::RemoveProductRequest>,
     ) -> Result<tonic::Response<pb::RemoveProductResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "RemoveProduct",
                 request,
                 |ctx, request| self.inner.remove_product(ctx, request),
@@ -297,7 +297,7 @@ for CartCommandGrpc<T> {
         &self,
         request: tonic::Request<pb::ChangeProductQuantityRequest>,
     ) -> Result<tonic::Response<pb::ChangeProductQuantityResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "ChangeProductQuantity",
                 request,
                 |ctx, request| self.inner.change_product_quantity(ctx, request),
@@ -308,7 +308,7 @@ for CartCommandGrpc<T> {
         &self,
         request: tonic::Request<pb::ResetCartRequest>,
     ) -> Result<tonic::Response<pb::ResetCartResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "ResetCart",
                 request,
                 |ctx, request| self.inner.reset_cart(ctx, request),
@@ -319,7 +319,7 @@ for CartCommandGrpc<T> {
         &self,
         request: tonic::Request<pb::DeleteCartRequest>,
     ) -> Result<tonic::Response<pb::DeleteCartResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "DeleteCart",
                 request,
                 |ctx, request| self.inner.delete_cart(ctx, request),
@@ -330,7 +330,7 @@ for CartCommandGrpc<T> {
         &self,
         request: tonic::Request<pb::AssignCustomerRequest>,
     ) -> Result<tonic::Response<pb::AssignCustomerResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "AssignCustomer",
                 request,
                 |ctx, request| self.inner.assign_customer(ctx, request),
@@ -341,7 +341,7 @@ for CartCommandGrpc<T> {
         &self,
         request: tonic::Request<pb::LoadCartRequest>,
     ) -> Result<tonic::Response<pb::LoadCartResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "LoadCart",
                 request,
                 |ctx, request| self.inner.load_cart(ctx, request),
@@ -383,7 +383,7 @@ for CartQueryGrpc<T> {
         &self,
         request: tonic::Request<pb::ViewCartRequest>,
     ) -> Result<tonic::Response<pb::ViewCartResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "ViewCart",
                 request,
                 |ctx, request| self.inner.view_cart(ctx, request),
@@ -603,7 +603,7 @@ impl CartEvent {
             event_id: meta.event_id.to_string(),
             cart_id: meta.stream_id.to_string(),
             version: meta.version,
-            occurred_at: Some(shop_kit::utc_to_timestamp(&meta.occurred_at)),
+            occurred_at: Some(keel::utc_to_timestamp(&meta.occurred_at)),
             correlation_id: meta.correlation_id.clone(),
             causation_id: meta.causation_id.clone(),
             schema_version,
@@ -623,7 +623,7 @@ impl CartEvent {
             occurred_at: e
                 .occurred_at
                 .as_ref()
-                .and_then(shop_kit::timestamp_to_utc)
+                .and_then(keel::timestamp_to_utc)
                 .ok_or_else(|| bad("occurred_at"))?,
             correlation_id: e.correlation_id.clone(),
             causation_id: e.causation_id.clone(),
@@ -828,14 +828,14 @@ impl CartEvent {
         }
     }
 }
-pub use shop_kit::es::EventMeta;
-impl shop_kit::es::Event for CartEvent {
+pub use keel::es::EventMeta;
+impl keel::es::Event for CartEvent {
     type Envelope = pb::CartEvent;
     fn type_and_version(&self) -> (&'static str, u32) {
         CartEvent::type_and_version(self)
     }
     fn to_json(&self) -> Result<serde_json::Value, ServiceError> {
-        shop_kit::es::payload_json(self)
+        keel::es::payload_json(self)
     }
     fn decode_stored(
         event_type: &str,
@@ -1056,7 +1056,7 @@ pub fn fold<'a, A: CartAggregate>(events: impl IntoIterator<Item = &'a CartEvent
 }
 /// The aggregate `A` as the event-sourcing runtime runs it.
 pub struct CartDecider<A>(std::marker::PhantomData<fn() -> A>);
-impl<A: CartAggregate> shop_kit::es::Decider for CartDecider<A> {
+impl<A: CartAggregate> keel::es::Decider for CartDecider<A> {
     type State = A;
     type Event = CartEvent;
     type Command = CartCommand;
@@ -1086,12 +1086,12 @@ pub trait CartSubscriptions: Send + Sync + 'static {
 }
 /// Runs [`CartSubscriptions`] for the events of service `user` (the runtime's subscriber takes it).
 pub struct CartOnUserEvents<T>(pub T);
-impl<T: CartSubscriptions> shop_kit::es::Reaction<shop_user::CustomerEvent>
+impl<T: CartSubscriptions> keel::es::Reaction<shop_user::CustomerEvent>
 for CartOnUserEvents<T> {
     type Command = CartCommand;
     async fn commands(
         &self,
-        meta: &shop_kit::es::EventMeta,
+        meta: &keel::es::EventMeta,
         event: &shop_user::CustomerEvent,
     ) -> Result<Vec<CartCommand>, ServiceError> {
         #[allow(unreachable_patterns)]
@@ -1106,13 +1106,13 @@ for CartOnUserEvents<T> {
 /// `CartCommandService` on the event-sourcing runtime: every use case generated (feature `runtime`).
 #[cfg(feature = "runtime")]
 pub struct CartCommandHandlers<A, C> {
-    pub executor: shop_kit::es::command::Executor<CartDecider<A>, C>,
+    pub executor: keel::es::command::Executor<CartDecider<A>, C>,
 }
 #[cfg(feature = "runtime")]
 impl<A, C> CartCommandUseCases for CartCommandHandlers<A, C>
 where
     A: CartAggregate,
-    C: shop_kit::es::command::Checks<CartDecider<A>>,
+    C: keel::es::command::Checks<CartDecider<A>>,
 {
     async fn add_product(
         &self,

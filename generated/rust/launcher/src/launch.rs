@@ -18,7 +18,7 @@ pub fn start(
     Ok(
         match name {
             "bff" => {
-                let config: bff::Config = shop_kit::launch::config(
+                let config: bff::Config = keel::launch::config(
                     d.binary,
                     d.args,
                     settings,
@@ -30,13 +30,13 @@ pub fn start(
                         config,
                         listener,
                         async move {
-                            shop_kit::server::stopped(&mut stop).await;
+                            keel::server::stopped(&mut stop).await;
                         },
                     ),
                 )
             }
             "product" => {
-                let config: shop_product::Config = shop_kit::launch::config(
+                let config: shop_product::Config = keel::launch::config(
                     d.binary,
                     d.args,
                     settings,
@@ -45,7 +45,7 @@ pub fn start(
                 Box::pin(shop_product::run(config, listener.into(), stop))
             }
             "order" => {
-                let config: order_service::Config = shop_kit::launch::config(
+                let config: order_service::Config = keel::launch::config(
                     d.binary,
                     d.args,
                     settings,
@@ -54,7 +54,7 @@ pub fn start(
                 Box::pin(order_service::run(config, listener.into(), stop))
             }
             "cart-command" | "cart-query" | "cart-event-handler" => {
-                let config: cart_service::Config = shop_kit::launch::config(
+                let config: cart_service::Config = keel::launch::config(
                     d.binary,
                     d.args,
                     settings,
@@ -63,7 +63,7 @@ pub fn start(
                 Box::pin(cart_service::run(config, listener.into(), stop))
             }
             "user" => {
-                let config: user_service::Config = shop_kit::launch::config(
+                let config: user_service::Config = keel::launch::config(
                     d.binary,
                     d.args,
                     settings,

@@ -2,7 +2,7 @@
 //! The `order` service (crud): shop.order.v1.
 use std::future::Future;
 use std::sync::Arc;
-use shop_kit::{RequestContext, ServiceError, Validate, Violations};
+use keel::{RequestContext, ServiceError, Validate, Violations};
 use crate::pb;
 /// The encoded `FileDescriptorSet` of this service's proto package, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\x9E\x0E\n\x19shop/order/v1/order.proto\x12\rshop.order.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"\x91\x02\n\x05Order\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1F\n\x0Bcustomer_id\x18\x02 \x01(\tR\ncustomerId\x12\x17\n\x07cart_id\x18\x03 \x01(\tR\x06cartId\x12!\n\x0Ccart_version\x18\x04 \x01(\x05R\x0BcartVersion\x12\x14\n\x05total\x18\x05 \x01(\x03R\x05total\x127\n\tplaced_at\x18\x06 \x01(\x0B2\x1A.google.protobuf.TimestampR\x08placedAt\x124\n\x07details\x18\x07 \x03(\x0B2\x1A.shop.order.v1.OrderDetailR\x07details\x12\x16\n\x06status\x18\x08 \x01(\tR\x06status\"\x8A\x01\n\x0BOrderDetail\x12\x1D\n\nproduct_id\x18\x01 \x01(\tR\tproductId\x12!\n\x0Cproduct_name\x18\x02 \x01(\tR\x0BproductName\x12\x1D\n\nunit_price\x18\x03 \x01(\x03R\tunitPrice\x12\x1A\n\x08quantity\x18\x04 \x01(\x05R\x08quantity\"K\n\x0FCheckoutRequest\x12\x17\n\x07cart_id\x18\x01 \x01(\tR\x06cartId\x12\x1F\n\x0Bcustomer_id\x18\x02 \x01(\tR\ncustomerId\"M\n\x10CheckoutResponse\x12/\n\x05order\x18\x01 \x01(\x0B2\x14.shop.order.v1.OrderH\0R\x05order\x88\x01\x01B\x08\n\x06_order\"\xAD\x01\n\x12CreateOrderRequest\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\x124\n\x07details\x18\x02 \x03(\x0B2\x1A.shop.order.v1.OrderDetailR\x07details\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\0R\x0EidempotencyKey\x88\x01\x01B\x12\n\x10_idempotency_key\"P\n\x13CreateOrderResponse\x12/\n\x05order\x18\x01 \x01(\x0B2\x14.shop.order.v1.OrderH\0R\x05order\x88\x01\x01B\x08\n\x06_order\"\x85\x01\n\x11ViewOrdersRequest\x12$\n\x0Bcustomer_id\x18\x01 \x01(\tH\0R\ncustomerId\x88\x01\x01\x12\x1B\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1D\n\npage_token\x18\x03 \x01(\tR\tpageTokenB\x0E\n\x0C_customer_id\"j\n\x12ViewOrdersResponse\x12,\n\x06orders\x18\x01 \x03(\x0B2\x14.shop.order.v1.OrderR\x06orders\x12&\n\x0Fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"!\n\x0FGetOrderRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"M\n\x10GetOrderResponse\x12/\n\x05order\x18\x01 \x01(\x0B2\x14.shop.order.v1.OrderH\0R\x05order\x88\x01\x01B\x08\n\x06_order\")\n\x15BatchGetOrdersRequest\x12\x10\n\x03ids\x18\x01 \x03(\tR\x03ids\"F\n\x16BatchGetOrdersResponse\x12,\n\x06orders\x18\x01 \x03(\x0B2\x14.shop.order.v1.OrderR\x06orders2\xB0\x03\n\x0COrderService\x12K\n\x08Checkout\x12\x1E.shop.order.v1.CheckoutRequest\x1A\x1F.shop.order.v1.CheckoutResponse\x12T\n\x0BCreateOrder\x12!.shop.order.v1.CreateOrderRequest\x1A\".shop.order.v1.CreateOrderResponse\x12Q\n\nViewOrders\x12 .shop.order.v1.ViewOrdersRequest\x1A!.shop.order.v1.ViewOrdersResponse\x12K\n\x08GetOrder\x12\x1E.shop.order.v1.GetOrderRequest\x1A\x1F.shop.order.v1.GetOrderResponse\x12]\n\x0EBatchGetOrders\x12$.shop.order.v1.BatchGetOrdersRequest\x1A%.shop.order.v1.BatchGetOrdersResponseb\x06proto3";
@@ -10,12 +10,12 @@ impl Validate for pb::OrderDetail {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.product_id;
-            v.uuid(shop_kit::validate_path(prefix, "product_id"), value);
+            v.uuid(keel::validate_path(prefix, "product_id"), value);
         }
         {
             let value = &self.product_name;
             v.length(
-                shop_kit::validate_path(prefix, "product_name"),
+                keel::validate_path(prefix, "product_name"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -24,7 +24,7 @@ impl Validate for pb::OrderDetail {
         {
             let value = &self.unit_price;
             v.range(
-                shop_kit::validate_path(prefix, "unit_price"),
+                keel::validate_path(prefix, "unit_price"),
                 i64::from(*value),
                 Some(0i64),
                 None,
@@ -33,7 +33,7 @@ impl Validate for pb::OrderDetail {
         {
             let value = &self.quantity;
             v.range(
-                shop_kit::validate_path(prefix, "quantity"),
+                keel::validate_path(prefix, "quantity"),
                 i64::from(*value),
                 Some(1i64),
                 Some(99i64),
@@ -45,11 +45,11 @@ impl Validate for pb::CheckoutRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.cart_id;
-            v.uuid(shop_kit::validate_path(prefix, "cart_id"), value);
+            v.uuid(keel::validate_path(prefix, "cart_id"), value);
         }
         {
             let value = &self.customer_id;
-            v.uuid(shop_kit::validate_path(prefix, "customer_id"), value);
+            v.uuid(keel::validate_path(prefix, "customer_id"), value);
         }
     }
 }
@@ -57,17 +57,17 @@ impl Validate for pb::CreateOrderRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.customer_id;
-            v.uuid(shop_kit::validate_path(prefix, "customer_id"), value);
+            v.uuid(keel::validate_path(prefix, "customer_id"), value);
         }
         for (i, item) in self.details.iter().enumerate() {
             item.validate_into(
-                &format!("{}[{}]", shop_kit::validate_path(prefix, "details"), i),
+                &format!("{}[{}]", keel::validate_path(prefix, "details"), i),
                 v,
             );
         }
         if let Some(value) = &self.idempotency_key {
             v.length(
-                shop_kit::validate_path(prefix, "idempotency_key"),
+                keel::validate_path(prefix, "idempotency_key"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -78,12 +78,12 @@ impl Validate for pb::CreateOrderRequest {
 impl Validate for pb::ViewOrdersRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         if let Some(value) = &self.customer_id {
-            v.uuid(shop_kit::validate_path(prefix, "customer_id"), value);
+            v.uuid(keel::validate_path(prefix, "customer_id"), value);
         }
         {
             let value = &self.page_size;
             v.range(
-                shop_kit::validate_path(prefix, "page_size"),
+                keel::validate_path(prefix, "page_size"),
                 i64::from(*value),
                 Some(0i64),
                 Some(100i64),
@@ -95,14 +95,14 @@ impl Validate for pb::GetOrderRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.id;
-            v.uuid(shop_kit::validate_path(prefix, "id"), value);
+            v.uuid(keel::validate_path(prefix, "id"), value);
         }
     }
 }
 impl Validate for pb::BatchGetOrdersRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         for value in &self.ids {
-            v.uuid(shop_kit::validate_path(prefix, "ids"), value);
+            v.uuid(keel::validate_path(prefix, "ids"), value);
         }
     }
 }
@@ -163,7 +163,7 @@ impl<T: OrderUseCases> pb::order_service_server::OrderService for OrderGrpc<T> {
         &self,
         request: tonic::Request<pb::CheckoutRequest>,
     ) -> Result<tonic::Response<pb::CheckoutResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "Checkout",
                 request,
                 |ctx, request| self.inner.checkout(ctx, request),
@@ -174,7 +174,7 @@ impl<T: OrderUseCases> pb::order_service_server::OrderService for OrderGrpc<T> {
         &self,
         request: tonic::Request<pb::CreateOrderRequest>,
     ) -> Result<tonic::Response<pb::CreateOrderResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "CreateOrder",
                 request,
                 |ctx, request| self.inner.create_order(ctx, request),
@@ -185,7 +185,7 @@ impl<T: OrderUseCases> pb::order_service_server::OrderService for OrderGrpc<T> {
         &self,
         request: tonic::Request<pb::ViewOrdersRequest>,
     ) -> Result<tonic::Response<pb::ViewOrdersResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "ViewOrders",
                 request,
                 |ctx, request| self.inner.view_orders(ctx, request),
@@ -196,7 +196,7 @@ impl<T: OrderUseCases> pb::order_service_server::OrderService for OrderGrpc<T> {
         &self,
         request: tonic::Request<pb::GetOrderRequest>,
     ) -> Result<tonic::Response<pb::GetOrderResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "GetOrder",
                 request,
                 |ctx, request| self.inner.get_order(ctx, request),
@@ -207,7 +207,7 @@ impl<T: OrderUseCases> pb::order_service_server::OrderService for OrderGrpc<T> {
         &self,
         request: tonic::Request<pb::BatchGetOrdersRequest>,
     ) -> Result<tonic::Response<pb::BatchGetOrdersResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "BatchGetOrders",
                 request,
                 |ctx, request| self.inner.batch_get_orders(ctx, request),

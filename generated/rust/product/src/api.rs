@@ -2,7 +2,7 @@
 //! The `product` service (crud): shop.product.v1.
 use std::future::Future;
 use std::sync::Arc;
-use shop_kit::{RequestContext, ServiceError, Validate, Violations};
+use keel::{RequestContext, ServiceError, Validate, Violations};
 use crate::pb;
 /// The encoded `FileDescriptorSet` of this service's proto package, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xEC\x0E\n\x1Dshop/product/v1/product.proto\x12\x0Fshop.product.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"\xB5\x01\n\x07Product\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12%\n\x0Bdescription\x18\x03 \x01(\tH\0R\x0Bdescription\x88\x01\x01\x12\x14\n\x05price\x18\x04 \x01(\x03R\x05price\x129\n\ncreated_at\x18\x05 \x01(\x0B2\x1A.google.protobuf.TimestampR\tcreatedAtB\x0E\n\x0C_description\"Q\n\x13ViewProductsRequest\x12\x1B\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1D\n\npage_token\x18\x02 \x01(\tR\tpageToken\"t\n\x14ViewProductsResponse\x124\n\x08products\x18\x01 \x03(\x0B2\x18.shop.product.v1.ProductR\x08products\x12&\n\x0Fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"#\n\x11GetProductRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"Y\n\x12GetProductResponse\x127\n\x07product\x18\x01 \x01(\x0B2\x18.shop.product.v1.ProductH\0R\x07product\x88\x01\x01B\n\n\x08_product\"\xB9\x01\n\x14CreateProductRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12%\n\x0Bdescription\x18\x02 \x01(\tH\0R\x0Bdescription\x88\x01\x01\x12\x14\n\x05price\x18\x03 \x01(\x03R\x05price\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x0E\n\x0C_descriptionB\x12\n\x10_idempotency_key\"\\\n\x15CreateProductResponse\x127\n\x07product\x18\x01 \x01(\x0B2\x18.shop.product.v1.ProductH\0R\x07product\x88\x01\x01B\n\n\x08_product\"\x87\x01\n\x14UpdateProductRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12%\n\x0Bdescription\x18\x03 \x01(\tH\0R\x0Bdescription\x88\x01\x01\x12\x14\n\x05price\x18\x04 \x01(\x03R\x05priceB\x0E\n\x0C_description\"\\\n\x15UpdateProductResponse\x127\n\x07product\x18\x01 \x01(\x0B2\x18.shop.product.v1.ProductH\0R\x07product\x88\x01\x01B\n\n\x08_product\"&\n\x14DeleteProductRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"\x17\n\x15DeleteProductResponse\"+\n\x17BatchGetProductsRequest\x12\x10\n\x03ids\x18\x01 \x03(\tR\x03ids\"P\n\x18BatchGetProductsResponse\x124\n\x08products\x18\x01 \x03(\x0B2\x18.shop.product.v1.ProductR\x08products2\xCD\x04\n\x0EProductService\x12[\n\x0CViewProducts\x12$.shop.product.v1.ViewProductsRequest\x1A%.shop.product.v1.ViewProductsResponse\x12U\n\nGetProduct\x12\".shop.product.v1.GetProductRequest\x1A#.shop.product.v1.GetProductResponse\x12^\n\rCreateProduct\x12%.shop.product.v1.CreateProductRequest\x1A&.shop.product.v1.CreateProductResponse\x12^\n\rUpdateProduct\x12%.shop.product.v1.UpdateProductRequest\x1A&.shop.product.v1.UpdateProductResponse\x12^\n\rDeleteProduct\x12%.shop.product.v1.DeleteProductRequest\x1A&.shop.product.v1.DeleteProductResponse\x12g\n\x10BatchGetProducts\x12(.shop.product.v1.BatchGetProductsRequest\x1A).shop.product.v1.BatchGetProductsResponseb\x06proto3";
@@ -11,7 +11,7 @@ impl Validate for pb::ViewProductsRequest {
         {
             let value = &self.page_size;
             v.range(
-                shop_kit::validate_path(prefix, "page_size"),
+                keel::validate_path(prefix, "page_size"),
                 i64::from(*value),
                 Some(0i64),
                 Some(100i64),
@@ -23,7 +23,7 @@ impl Validate for pb::GetProductRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.id;
-            v.uuid(shop_kit::validate_path(prefix, "id"), value);
+            v.uuid(keel::validate_path(prefix, "id"), value);
         }
     }
 }
@@ -32,7 +32,7 @@ impl Validate for pb::CreateProductRequest {
         {
             let value = &self.name;
             v.length(
-                shop_kit::validate_path(prefix, "name"),
+                keel::validate_path(prefix, "name"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -40,7 +40,7 @@ impl Validate for pb::CreateProductRequest {
         }
         if let Some(value) = &self.description {
             v.length(
-                shop_kit::validate_path(prefix, "description"),
+                keel::validate_path(prefix, "description"),
                 value,
                 None,
                 Some(5000u32),
@@ -49,7 +49,7 @@ impl Validate for pb::CreateProductRequest {
         {
             let value = &self.price;
             v.range(
-                shop_kit::validate_path(prefix, "price"),
+                keel::validate_path(prefix, "price"),
                 i64::from(*value),
                 Some(0i64),
                 None,
@@ -57,7 +57,7 @@ impl Validate for pb::CreateProductRequest {
         }
         if let Some(value) = &self.idempotency_key {
             v.length(
-                shop_kit::validate_path(prefix, "idempotency_key"),
+                keel::validate_path(prefix, "idempotency_key"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -69,12 +69,12 @@ impl Validate for pb::UpdateProductRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.id;
-            v.uuid(shop_kit::validate_path(prefix, "id"), value);
+            v.uuid(keel::validate_path(prefix, "id"), value);
         }
         {
             let value = &self.name;
             v.length(
-                shop_kit::validate_path(prefix, "name"),
+                keel::validate_path(prefix, "name"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -82,7 +82,7 @@ impl Validate for pb::UpdateProductRequest {
         }
         if let Some(value) = &self.description {
             v.length(
-                shop_kit::validate_path(prefix, "description"),
+                keel::validate_path(prefix, "description"),
                 value,
                 None,
                 Some(5000u32),
@@ -91,7 +91,7 @@ impl Validate for pb::UpdateProductRequest {
         {
             let value = &self.price;
             v.range(
-                shop_kit::validate_path(prefix, "price"),
+                keel::validate_path(prefix, "price"),
                 i64::from(*value),
                 Some(0i64),
                 None,
@@ -103,14 +103,14 @@ impl Validate for pb::DeleteProductRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.id;
-            v.uuid(shop_kit::validate_path(prefix, "id"), value);
+            v.uuid(keel::validate_path(prefix, "id"), value);
         }
     }
 }
 impl Validate for pb::BatchGetProductsRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         for value in &self.ids {
-            v.uuid(shop_kit::validate_path(prefix, "ids"), value);
+            v.uuid(keel::validate_path(prefix, "ids"), value);
         }
     }
 }
@@ -179,7 +179,7 @@ impl<T: ProductUseCases> pb::product_service_server::ProductService for ProductG
         &self,
         request: tonic::Request<pb::ViewProductsRequest>,
     ) -> Result<tonic::Response<pb::ViewProductsResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "ViewProducts",
                 request,
                 |ctx, request| self.inner.view_products(ctx, request),
@@ -190,7 +190,7 @@ impl<T: ProductUseCases> pb::product_service_server::ProductService for ProductG
         &self,
         request: tonic::Request<pb::GetProductRequest>,
     ) -> Result<tonic::Response<pb::GetProductResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "GetProduct",
                 request,
                 |ctx, request| self.inner.get_product(ctx, request),
@@ -201,7 +201,7 @@ impl<T: ProductUseCases> pb::product_service_server::ProductService for ProductG
         &self,
         request: tonic::Request<pb::CreateProductRequest>,
     ) -> Result<tonic::Response<pb::CreateProductResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "CreateProduct",
                 request,
                 |ctx, request| self.inner.create_product(ctx, request),
@@ -212,7 +212,7 @@ impl<T: ProductUseCases> pb::product_service_server::ProductService for ProductG
         &self,
         request: tonic::Request<pb::UpdateProductRequest>,
     ) -> Result<tonic::Response<pb::UpdateProductResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "UpdateProduct",
                 request,
                 |ctx, request| self.inner.update_product(ctx, request),
@@ -223,7 +223,7 @@ impl<T: ProductUseCases> pb::product_service_server::ProductService for ProductG
         &self,
         request: tonic::Request<pb::DeleteProductRequest>,
     ) -> Result<tonic::Response<pb::DeleteProductResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "DeleteProduct",
                 request,
                 |ctx, request| self.inner.delete_product(ctx, request),
@@ -234,7 +234,7 @@ impl<T: ProductUseCases> pb::product_service_server::ProductService for ProductG
         &self,
         request: tonic::Request<pb::BatchGetProductsRequest>,
     ) -> Result<tonic::Response<pb::BatchGetProductsResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "BatchGetProducts",
                 request,
                 |ctx, request| self.inner.batch_get_products(ctx, request),

@@ -3,8 +3,8 @@
 use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shop_kit::server::init_tracing();
+    keel::server::init_tracing();
     let config = shop_product::Config::parse();
-    let incoming = shop_kit::server::bind(config.listen)?;
-    shop_product::run(config, incoming, shop_kit::server::stop_on_signal()).await
+    let incoming = keel::server::bind(config.listen)?;
+    shop_product::run(config, incoming, keel::server::stop_on_signal()).await
 }

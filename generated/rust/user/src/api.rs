@@ -2,7 +2,7 @@
 //! The `user` service (cqs-es): shop.user.v1.
 use std::future::Future;
 use std::sync::Arc;
-use shop_kit::{RequestContext, ServiceError, Validate, Violations};
+use keel::{RequestContext, ServiceError, Validate, Violations};
 use crate::pb;
 /// The encoded `FileDescriptorSet` of this service's proto package, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xF1\r\n\x17shop/user/v1/user.proto\x12\x0Cshop.user.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"\x85\x01\n\x08Customer\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12?\n\rregistered_at\x18\x04 \x01(\x0B2\x1A.google.protobuf.TimestampR\x0CregisteredAt\"\xCA\x01\n\x17RegisterCustomerRequest\x12\x14\n\x05email\x18\x01 \x01(\tR\x05email\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12.\n\x10expected_version\x18\x03 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"U\n\x18RegisterCustomerResponse\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xBE\x01\n\x14DeleteAccountRequest\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"R\n\x15DeleteAccountResponse\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"5\n\x12ViewProfileRequest\x12\x1F\n\x0Bcustomer_id\x18\x01 \x01(\tR\ncustomerId\"u\n\x13ViewProfileResponse\x127\n\x08customer\x18\x01 \x01(\x0B2\x16.shop.user.v1.CustomerH\0R\x08customer\x88\x01\x01\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07versionB\x0B\n\t_customer\">\n\x12CustomerRegistered\x12\x14\n\x05email\x18\x01 \x01(\tR\x05email\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\"\x10\n\x0EAccountDeleted\"\xBC\x03\n\rCustomerEvent\x12\x19\n\x08event_id\x18\x01 \x01(\tR\x07eventId\x12\x1F\n\x0Bcustomer_id\x18\x02 \x01(\tR\ncustomerId\x12\x18\n\x07version\x18\x03 \x01(\x03R\x07version\x12;\n\x0Boccurred_at\x18\x04 \x01(\x0B2\x1A.google.protobuf.TimestampR\noccurredAt\x12%\n\x0Ecorrelation_id\x18\x05 \x01(\tR\rcorrelationId\x12!\n\x0Ccausation_id\x18\x06 \x01(\tR\x0BcausationId\x12%\n\x0Eschema_version\x18\x07 \x01(\rR\rschemaVersion\x12S\n\x13customer_registered\x18\n \x01(\x0B2 .shop.user.v1.CustomerRegisteredH\0R\x12customerRegistered\x12G\n\x0Faccount_deleted\x18\x0B \x01(\x0B2\x1C.shop.user.v1.AccountDeletedH\0R\x0EaccountDeletedB\t\n\x07payload2\x9E\x02\n\x0BUserService\x12a\n\x10RegisterCustomer\x12%.shop.user.v1.RegisterCustomerRequest\x1A&.shop.user.v1.RegisterCustomerResponse\x12X\n\rDeleteAccount\x12\".shop.user.v1.DeleteAccountRequest\x1A#.shop.user.v1.DeleteAccountResponse\x12R\n\x0BViewProfile\x12 .shop.user.v1.ViewProfileRequest\x1A!.shop.user.v1.ViewProfileResponseb\x06proto3";
@@ -10,18 +10,13 @@ impl Validate for pb::RegisterCustomerRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.email;
-            v.length(
-                shop_kit::validate_path(prefix, "email"),
-                value,
-                None,
-                Some(254u32),
-            );
-            v.email(shop_kit::validate_path(prefix, "email"), value);
+            v.length(keel::validate_path(prefix, "email"), value, None, Some(254u32));
+            v.email(keel::validate_path(prefix, "email"), value);
         }
         {
             let value = &self.name;
             v.length(
-                shop_kit::validate_path(prefix, "name"),
+                keel::validate_path(prefix, "name"),
                 value,
                 Some(1u32),
                 Some(100u32),
@@ -29,7 +24,7 @@ impl Validate for pb::RegisterCustomerRequest {
         }
         if let Some(value) = &self.expected_version {
             v.range(
-                shop_kit::validate_path(prefix, "expected_version"),
+                keel::validate_path(prefix, "expected_version"),
                 i64::from(*value),
                 Some(0i64),
                 None,
@@ -37,7 +32,7 @@ impl Validate for pb::RegisterCustomerRequest {
         }
         if let Some(value) = &self.idempotency_key {
             v.length(
-                shop_kit::validate_path(prefix, "idempotency_key"),
+                keel::validate_path(prefix, "idempotency_key"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -49,11 +44,11 @@ impl Validate for pb::DeleteAccountRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.customer_id;
-            v.uuid(shop_kit::validate_path(prefix, "customer_id"), value);
+            v.uuid(keel::validate_path(prefix, "customer_id"), value);
         }
         if let Some(value) = &self.expected_version {
             v.range(
-                shop_kit::validate_path(prefix, "expected_version"),
+                keel::validate_path(prefix, "expected_version"),
                 i64::from(*value),
                 Some(0i64),
                 None,
@@ -61,7 +56,7 @@ impl Validate for pb::DeleteAccountRequest {
         }
         if let Some(value) = &self.idempotency_key {
             v.length(
-                shop_kit::validate_path(prefix, "idempotency_key"),
+                keel::validate_path(prefix, "idempotency_key"),
                 value,
                 Some(1u32),
                 Some(200u32),
@@ -73,7 +68,7 @@ impl Validate for pb::ViewProfileRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
             let value = &self.customer_id;
-            v.uuid(shop_kit::validate_path(prefix, "customer_id"), value);
+            v.uuid(keel::validate_path(prefix, "customer_id"), value);
         }
     }
 }
@@ -118,7 +113,7 @@ impl<T: UserUseCases> pb::user_service_server::UserService for UserGrpc<T> {
         &self,
         request: tonic::Request<pb::RegisterCustomerRequest>,
     ) -> Result<tonic::Response<pb::RegisterCustomerResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "RegisterCustomer",
                 request,
                 |ctx, request| self.inner.register_customer(ctx, request),
@@ -129,7 +124,7 @@ impl<T: UserUseCases> pb::user_service_server::UserService for UserGrpc<T> {
         &self,
         request: tonic::Request<pb::DeleteAccountRequest>,
     ) -> Result<tonic::Response<pb::DeleteAccountResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "DeleteAccount",
                 request,
                 |ctx, request| self.inner.delete_account(ctx, request),
@@ -140,7 +135,7 @@ impl<T: UserUseCases> pb::user_service_server::UserService for UserGrpc<T> {
         &self,
         request: tonic::Request<pb::ViewProfileRequest>,
     ) -> Result<tonic::Response<pb::ViewProfileResponse>, tonic::Status> {
-        shop_kit::rpc::serve(
+        keel::rpc::serve(
                 "ViewProfile",
                 request,
                 |ctx, request| self.inner.view_profile(ctx, request),
@@ -239,7 +234,7 @@ impl CustomerEvent {
             event_id: meta.event_id.to_string(),
             customer_id: meta.stream_id.to_string(),
             version: meta.version,
-            occurred_at: Some(shop_kit::utc_to_timestamp(&meta.occurred_at)),
+            occurred_at: Some(keel::utc_to_timestamp(&meta.occurred_at)),
             correlation_id: meta.correlation_id.clone(),
             causation_id: meta.causation_id.clone(),
             schema_version,
@@ -262,7 +257,7 @@ impl CustomerEvent {
             occurred_at: e
                 .occurred_at
                 .as_ref()
-                .and_then(shop_kit::timestamp_to_utc)
+                .and_then(keel::timestamp_to_utc)
                 .ok_or_else(|| bad("occurred_at"))?,
             correlation_id: e.correlation_id.clone(),
             causation_id: e.causation_id.clone(),
@@ -375,14 +370,14 @@ impl CustomerEvent {
         }
     }
 }
-pub use shop_kit::es::EventMeta;
-impl shop_kit::es::Event for CustomerEvent {
+pub use keel::es::EventMeta;
+impl keel::es::Event for CustomerEvent {
     type Envelope = pb::CustomerEvent;
     fn type_and_version(&self) -> (&'static str, u32) {
         CustomerEvent::type_and_version(self)
     }
     fn to_json(&self) -> Result<serde_json::Value, ServiceError> {
-        shop_kit::es::payload_json(self)
+        keel::es::payload_json(self)
     }
     fn decode_stored(
         event_type: &str,
@@ -495,7 +490,7 @@ pub fn fold<'a, A: CustomerAggregate>(
 }
 /// The aggregate `A` as the event-sourcing runtime runs it.
 pub struct CustomerDecider<A>(std::marker::PhantomData<fn() -> A>);
-impl<A: CustomerAggregate> shop_kit::es::Decider for CustomerDecider<A> {
+impl<A: CustomerAggregate> keel::es::Decider for CustomerDecider<A> {
     type State = A;
     type Event = CustomerEvent;
     type Command = CustomerCommand;

@@ -12,36 +12,36 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use cart_service::Cart;
+use keel::RequestContext;
+#[allow(unused_imports)]
+pub use keel::es::RawEvent;
+use keel::es::command::{Checks, Executed, Executor};
+#[allow(unused_imports)]
+pub use keel::es::handler::HandlerConfig;
+#[allow(unused_imports)]
+pub use keel::es::relay::{PrefixReader, RelayConfig};
+#[allow(unused_imports)]
+pub use keel::es::store::{Appended, Commit, EventStore, NewCommit};
+#[allow(unused_imports)]
+pub use keel::es::subscriber::SubscriberConfig;
+#[allow(unused_imports)]
+pub use keel::es::tail::TailConfig;
+use keel::sql::{self, ConnectOptions, Db, Dialect};
+use keel::testing::{self, infra_up, infra_var};
 use prost::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use shop_cart::CartDecider;
 use shop_cart::{CartAggregate, pb};
-use shop_kit::RequestContext;
-#[allow(unused_imports)]
-pub use shop_kit::es::RawEvent;
-use shop_kit::es::command::{Checks, Executed, Executor};
-#[allow(unused_imports)]
-pub use shop_kit::es::handler::HandlerConfig;
-#[allow(unused_imports)]
-pub use shop_kit::es::relay::{PrefixReader, RelayConfig};
-#[allow(unused_imports)]
-pub use shop_kit::es::store::{Appended, Commit, EventStore, NewCommit};
-#[allow(unused_imports)]
-pub use shop_kit::es::subscriber::SubscriberConfig;
-#[allow(unused_imports)]
-pub use shop_kit::es::tail::TailConfig;
-use shop_kit::sql::{self, ConnectOptions, Db, Dialect};
-use shop_kit::testing::{self, infra_up, infra_var};
 use uuid::Uuid;
 
 /// The runtime's pieces over the cart's generated types and hand-written aggregate.
 pub type ReadModel = shop_cart::CartReadModel<Cart>;
-pub type Projector = shop_kit::es::view::Projector<ReadModel>;
+pub type Projector = keel::es::view::Projector<ReadModel>;
 pub type CartQueries = shop_cart::CartQueryHandlers<Cart>;
-pub type Relay = shop_kit::es::relay::Relay<shop_cart::CartEvent>;
-pub type StoreTailer = shop_kit::es::tail::StoreTailer<shop_cart::CartEvent, Projector>;
+pub type Relay = keel::es::relay::Relay<shop_cart::CartEvent>;
+pub type StoreTailer = keel::es::tail::StoreTailer<shop_cart::CartEvent, Projector>;
 
 /// The products that exist for a test (`None`: every product).
 pub struct FixedCatalog(pub Option<std::collections::HashSet<Uuid>>);
@@ -57,12 +57,12 @@ impl Checks<CartDecider<Cart>> for KnownProducts {
         _ctx: &RequestContext,
         _state: &Cart,
         command: &shop_cart::CartCommand,
-    ) -> Result<(), shop_kit::ServiceError> {
+    ) -> Result<(), keel::ServiceError> {
         match (command, &self.0.0) {
             (shop_cart::CartCommand::AddProduct(add), Some(known))
                 if !known.contains(&add.product_id) =>
             {
-                Err(shop_kit::ServiceError::not_found("product", add.product_id))
+                Err(keel::ServiceError::not_found("product", add.product_id))
             }
             _ => Ok(()),
         }
@@ -102,10 +102,7 @@ impl CartCommands {
         }
     }
 
-    pub async fn load(
-        &self,
-        cart: Uuid,
-    ) -> Result<(Cart, i64, Vec<Commit>), shop_kit::ServiceError> {
+    pub async fn load(&self, cart: Uuid) -> Result<(Cart, i64, Vec<Commit>), keel::ServiceError> {
         self.executor.load(cart).await
     }
 
@@ -115,7 +112,7 @@ impl CartCommands {
         key: impl Into<Option<&'k str>>,
         expected_version: Option<i64>,
         command: &shop_cart::CartCommand,
-    ) -> Result<Executed, shop_kit::ServiceError> {
+    ) -> Result<Executed, keel::ServiceError> {
         self.executor
             .execute(ctx, key.into(), expected_version, command)
             .await
@@ -124,7 +121,7 @@ impl CartCommands {
 
 /// The commit id the executor derives for `command` on `cart` under `key`.
 pub fn commit_id(command: &shop_cart::CartCommand, cart: Uuid, key: Option<&str>) -> Uuid {
-    shop_kit::es::command::commit_id::<CartDecider<Cart>>(cart, command, key)
+    keel::es::command::commit_id::<CartDecider<Cart>>(cart, command, key)
 }
 
 /// Serves `CartCommandService` (health, reflection) on `commands` until `shutdown`.
@@ -133,7 +130,7 @@ pub async fn serve_command(
     incoming: tonic::transport::server::TcpIncoming,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    shop_kit::server::grpc_router(
+    keel::server::grpc_router(
         &["shop.cart.v1.CartCommandService"],
         &[shop_cart::FILE_DESCRIPTOR_SET],
     )
@@ -149,19 +146,13 @@ pub async fn serve_command(
 /// Runs the cart's subscriptions (the service's own decision) on `commands`.
 pub async fn run_subscriber(
     commands: CartCommands,
-    bus: shop_kit::bus::Bus,
+    bus: keel::bus::Bus,
     config: SubscriberConfig,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let reaction = shop_cart::CartOnUserEvents(cart_service::Subscriptions::new(commands.store()));
-    shop_kit::es::subscriber::run_subscriber(
-        commands.executor().clone(),
-        reaction,
-        bus,
-        config,
-        stop,
-    )
-    .await?;
+    keel::es::subscriber::run_subscriber(commands.executor().clone(), reaction, bus, config, stop)
+        .await?;
     Ok(())
 }
 
@@ -176,8 +167,8 @@ pub struct CartView {
 
 /// One cart from the read model (the runtime's `view::load`); `None` when it was never
 /// projected or is deleted.
-pub async fn load_view(db: &Db, id: Uuid) -> Result<Option<CartView>, shop_kit::ServiceError> {
-    let Some((cart, version)) = shop_kit::es::view::load::<ReadModel>(db, id).await? else {
+pub async fn load_view(db: &Db, id: Uuid) -> Result<Option<CartView>, keel::ServiceError> {
+    let Some((cart, version)) = keel::es::view::load::<ReadModel>(db, id).await? else {
         return Ok(None);
     };
     let uuid = |s: &str| Uuid::parse_str(s).expect("a UUID in the read model");
@@ -194,13 +185,13 @@ pub async fn load_view(db: &Db, id: Uuid) -> Result<Option<CartView>, shop_kit::
 }
 
 /// The version at which a cart was deleted from the read model, if it was.
-pub async fn deleted_at(db: &Db, id: Uuid) -> Result<Option<i64>, shop_kit::ServiceError> {
+pub async fn deleted_at(db: &Db, id: Uuid) -> Result<Option<i64>, keel::ServiceError> {
     sql::query("SELECT version FROM cart_deletions WHERE id = $1")
         .bind(id)
         .fetch_optional(db)
         .await
         .and_then(|r| r.map(|r| r.i64("version")).transpose())
-        .map_err(shop_kit::db::error)
+        .map_err(keel::db::error)
 }
 
 pub struct Infra {

@@ -9,13 +9,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use keel::bus::Bus;
+use keel::sql::{self, ConnectOptions, Db, Dialect};
+use keel::testing::{TestStore, infra_up, infra_var};
 use prost::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use shop_kit::bus::Bus;
-use shop_kit::sql::{self, ConnectOptions, Db, Dialect};
-use shop_kit::testing::{TestStore, infra_up, infra_var};
 use shop_user::pb;
 use shop_user::pb::user_service_client::UserServiceClient;
 use tokio::sync::oneshot;
@@ -30,11 +30,11 @@ macro_rules! on_both_dialects {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres_kafka() {
-                super::$name(shop_kit::sql::Dialect::Postgres).await
+                super::$name(keel::sql::Dialect::Postgres).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite_embedded_bus() {
-                super::$name(shop_kit::sql::Dialect::Sqlite).await
+                super::$name(keel::sql::Dialect::Sqlite).await
             }
         }
     )*};
@@ -157,7 +157,7 @@ pub type Users = shop_user::UserHandlers<user_service::Customer>;
 
 pub fn users(db: Db) -> Users {
     shop_user::UserHandlers {
-        store: shop_kit::es::cqs::Store::new(db, shop_user::TOPIC),
+        store: keel::es::cqs::Store::new(db, shop_user::TOPIC),
     }
 }
 
@@ -167,7 +167,7 @@ pub async fn serve(
     incoming: TcpIncoming,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    shop_kit::server::grpc_router(
+    keel::server::grpc_router(
         &["shop.user.v1.UserService"],
         &[shop_user::FILE_DESCRIPTOR_SET],
     )

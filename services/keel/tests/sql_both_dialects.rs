@@ -2,8 +2,8 @@
 //! and on SQLite, over tables shaped like the generated migrations of each dialect.
 
 use chrono::{DateTime, Utc};
-use shop_kit::sql::{self, ConnectOptions, Db, Dialect, ViolationKind};
-use shop_kit::testing::TestStore;
+use keel::sql::{self, ConnectOptions, Db, Dialect, ViolationKind};
+use keel::testing::TestStore;
 use uuid::Uuid;
 
 fn ddl(d: Dialect) -> &'static str {

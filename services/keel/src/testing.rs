@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use sqlx::{Connection, Executor, PgConnection};
 
-/// The repository root (this crate lives in `services/kit`).
+/// The repository root (this crate lives in `services/keel`).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

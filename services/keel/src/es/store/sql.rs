@@ -1,4 +1,4 @@
-//! The event store in SQL, over [`shop_kit::sql::Db`]: PostgreSQL (`postgres://…`) or an
+//! The event store in SQL, over [`keel::sql::Db`]: PostgreSQL (`postgres://…`) or an
 //! embedded SQLite file (`sqlite://path/events.db`), every statement written once for
 //! both. Tables (generated from the spec's event store layout, migrations in
 //! `generated/sql/shop_cart_events` and `generated/sqlite/shop_cart_events`):

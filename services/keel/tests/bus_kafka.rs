@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use shop_kit::bus::{Bus, Outgoing};
-use shop_kit::testing::{infra_up, infra_var};
+use keel::bus::{Bus, Outgoing};
+use keel::testing::{infra_up, infra_var};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_is_read_in_order_and_a_restart_resumes_after_the_last_commit() {
