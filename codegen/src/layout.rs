@@ -53,12 +53,12 @@ pub fn is_computed(f: &Field) -> bool {
 }
 
 /// The cargo package and the binary that run the deployables of `service` (`None`: the
-/// BFF, `bff` and `bff`). The binary is `<service>-service`; its package is the
+/// BFF: the generated `<system>-bff`, binary `bff`). The binary is `<service>-service`; its package is the
 /// generated crate `<system>-<service>` when the service is generated whole, else the
 /// hand-written crate named like the binary.
 pub fn program(system: &str, service: Option<&Service>, entities: &[Entity]) -> (String, String) {
     let Some(svc) = service else {
-        return ("bff".into(), "bff".into());
+        return (format!("{system}-bff"), "bff".into());
     };
     let kebab = names::kebab(&svc.name);
     let binary = format!("{kebab}-service");

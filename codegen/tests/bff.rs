@@ -65,7 +65,8 @@ fn the_crate_is_where_the_workspace_and_the_sdl_expect_it() {
         [
             "rust/bff/Cargo.toml",
             "rust/bff/src/lib.rs",
-            "rust/bff/src/api.rs"
+            "rust/bff/src/api.rs",
+            "rust/bff/src/main.rs"
         ]
     );
     let all = codegen::emit::all(&system).expect("emits");

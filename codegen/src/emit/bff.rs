@@ -37,7 +37,12 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         lib_rs: include_str!("../../../templates/rust/bff/lib.rs.tera"),
         module: "api",
     };
-    super::crate_files(&templates, &mut ctx, api(system)?)
+    let mut files = super::crate_files(&templates, &mut ctx, api(system)?)?;
+    files.push(GeneratedFile {
+        path: format!("{DIR}/src/main.rs"),
+        contents: super::rust::print(main_rs(system))?,
+    });
+    Ok(files)
 }
 
 /// `shop-bff`.
@@ -80,6 +85,7 @@ fn api(system: &System) -> Result<TokenStream, EmitError> {
         system.name
     );
     let config = config(system)?;
+    let server = server(system);
     let upstreams = upstreams(system);
     let loaders = loaders(system)?;
     let registry = registry(api);
@@ -98,12 +104,98 @@ fn api(system: &System) -> Result<TokenStream, EmitError> {
         pub const SDL: &str = include_str!("../../../graphql/schema.graphql");
 
         #config
+        #server
         #upstreams
         #loaders
         #registry
         #by_id
         #(#modules)*
     })
+}
+
+/// The BFF's settings and entry points, over `keel::bff`.
+fn server(system: &System) -> TokenStream {
+    let about = format!("The {} system's GraphQL gateway (BFF)", system.name);
+    quote! {
+        /// The BFF's settings, by flag or environment variable.
+        #[derive(clap::Parser, Debug, Clone, PartialEq, Eq)]
+        #[command(name = "bff", about = #about)]
+        pub struct Config {
+            /// Address to serve HTTP on: POST/GET /graphql, GraphiQL at /, /healthz.
+            #[arg(long, env = "LISTEN_ADDR", default_value_t = LISTEN)]
+            pub listen: std::net::SocketAddr,
+            #[command(flatten)]
+            pub upstreams: UpstreamConfig,
+            #[command(flatten)]
+            pub limits: keel::bff::Limits,
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config {
+                    listen: LISTEN,
+                    upstreams: UpstreamConfig::default(),
+                    limits: keel::bff::Limits::default(),
+                }
+            }
+        }
+
+        /// The generated half of the BFF: the SDL and its resolvers.
+        pub fn api() -> keel::bff::Api {
+            keel::bff::Api { sdl: SDL, relations: RELATIONS, registry: registry() }
+        }
+
+        /// The schema over (lazily connecting) upstream channels. Needs a tokio runtime;
+        /// contacts no upstream.
+        pub fn bff(config: &Config) -> Result<keel::bff::Bff, keel::bff::BuildError> {
+            let upstreams = Upstreams::connect_lazy(&config.upstreams)?;
+            keel::bff::Bff::new(&api(), upstreams, config.limits, |u, id| u.request(id))
+        }
+
+        /// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`.
+        pub fn app(config: &Config) -> Result<keel::bff::Router, keel::bff::BuildError> {
+            Ok(bff(config)?.router())
+        }
+
+        /// Serves the BFF on an already bound `listener` (`config.listen` is not used)
+        /// until `shutdown` resolves, then drains.
+        pub async fn serve_on(
+            config: Config,
+            listener: tokio::net::TcpListener,
+            shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        ) -> anyhow::Result<()> {
+            let bff = bff(&config)?;
+            tracing::info!(upstreams = ?config.upstreams.urls(), "bff upstreams");
+            Ok(bff.serve_on(listener, shutdown).await?)
+        }
+
+        /// Serves the BFF on `config.listen` until `shutdown` resolves, then drains.
+        pub async fn serve(
+            config: Config,
+            shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        ) -> anyhow::Result<()> {
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            serve_on(config, listener, shutdown).await
+        }
+    }
+}
+
+/// The BFF binary: `bff --help` lists every setting.
+fn main_rs(system: &System) -> TokenStream {
+    let krate = super::ident(crate_name(system).replace('-', "_"));
+    quote! {
+        //! The BFF binary: `bff --listen <addr> --<upstream>-url <url> …` (defaults: the
+        //! spec's local ports; every flag also reads its environment variable).
+
+        use clap::Parser;
+
+        #[tokio::main]
+        async fn main() -> anyhow::Result<()> {
+            keel::server::init_tracing();
+            let config = #krate::Config::parse();
+            #krate::serve(config, keel::server::shutdown_signal()).await
+        }
+    }
 }
 
 // ------------------------------------------------------------------ config, clients

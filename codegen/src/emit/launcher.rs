@@ -43,11 +43,12 @@ pub fn crate_name(system: &System) -> String {
     format!("{}-launcher", system.name)
 }
 
-/// Where the package of `d` lives, from this crate: a generated crate beside it, or the
-/// hand-written crate of its service under `services/`.
+/// Where the package of `d` lives, from this crate: a generated crate beside it (the BFF's
+/// too), or the hand-written crate of its service under `services/`.
 fn package_path(system: &System, d: &Deployable) -> String {
     match system.services.iter().find(|s| s.name == d.service) {
         Some(s) if d.package == super::rust::crate_name(system, s) => format!("../{}", s.name),
+        None if d.role == Role::Bff => "../bff".to_string(),
         _ => format!("../../../services/{}", d.service),
     }
 }

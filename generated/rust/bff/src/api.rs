@@ -67,6 +67,64 @@ impl UpstreamConfig {
         ]
     }
 }
+/// The BFF's settings, by flag or environment variable.
+#[derive(clap::Parser, Debug, Clone, PartialEq, Eq)]
+#[command(name = "bff", about = "The shop system's GraphQL gateway (BFF)")]
+pub struct Config {
+    /// Address to serve HTTP on: POST/GET /graphql, GraphiQL at /, /healthz.
+    #[arg(long, env = "LISTEN_ADDR", default_value_t = LISTEN)]
+    pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub upstreams: UpstreamConfig,
+    #[command(flatten)]
+    pub limits: keel::bff::Limits,
+}
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: LISTEN,
+            upstreams: UpstreamConfig::default(),
+            limits: keel::bff::Limits::default(),
+        }
+    }
+}
+/// The generated half of the BFF: the SDL and its resolvers.
+pub fn api() -> keel::bff::Api {
+    keel::bff::Api {
+        sdl: SDL,
+        relations: RELATIONS,
+        registry: registry(),
+    }
+}
+/// The schema over (lazily connecting) upstream channels. Needs a tokio runtime;
+/// contacts no upstream.
+pub fn bff(config: &Config) -> Result<keel::bff::Bff, keel::bff::BuildError> {
+    let upstreams = Upstreams::connect_lazy(&config.upstreams)?;
+    keel::bff::Bff::new(&api(), upstreams, config.limits, |u, id| u.request(id))
+}
+/// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`.
+pub fn app(config: &Config) -> Result<keel::bff::Router, keel::bff::BuildError> {
+    Ok(bff(config)?.router())
+}
+/// Serves the BFF on an already bound `listener` (`config.listen` is not used)
+/// until `shutdown` resolves, then drains.
+pub async fn serve_on(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let bff = bff(&config)?;
+    tracing::info!(upstreams = ? config.upstreams.urls(), "bff upstreams");
+    Ok(bff.serve_on(listener, shutdown).await?)
+}
+/// Serves the BFF on `config.listen` until `shutdown` resolves, then drains.
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    serve_on(config, listener, shutdown).await
+}
 /// One client per upstream deployable; cloning is cheap (they share the channel).
 #[derive(Clone, Debug)]
 pub struct Upstreams {

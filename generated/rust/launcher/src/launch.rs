@@ -18,7 +18,7 @@ pub fn start(
     Ok(
         match name {
             "bff" => {
-                let config: bff::Config = keel::launch::config(
+                let config: shop_bff::Config = keel::launch::config(
                     d.binary,
                     d.args,
                     settings,
@@ -26,7 +26,7 @@ pub fn start(
                 )?;
                 let mut stop = stop;
                 Box::pin(
-                    bff::serve_on(
+                    shop_bff::serve_on(
                         config,
                         listener,
                         async move {

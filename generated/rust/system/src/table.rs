@@ -86,7 +86,7 @@ pub static DEPLOYABLES: &[Deployable] = &[
         name: "bff",
         service: "bff",
         role: Role::Bff,
-        package: "bff",
+        package: "shop-bff",
         binary: "bff",
         args: &[],
         settings: &[

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tracing::Instrument;
 
-use crate::Bff;
+use super::Bff;
 
 /// The request id of one HTTP request: Envoy's `x-request-id`, or a new UUID.
 #[derive(Clone, Debug)]

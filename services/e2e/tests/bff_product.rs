@@ -108,15 +108,15 @@ async fn graphql_crud_against_the_real_product_service() {
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let service = tokio::spawn(service);
 
-    let config = bff::Config {
-        upstreams: bff::UpstreamConfig {
+    let config = shop_bff::Config {
+        upstreams: shop_bff::UpstreamConfig {
             product_url,
             ..Default::default()
         },
         ..Default::default()
     };
     let gql = Gql {
-        router: bff::app(&config).expect("the BFF builds"),
+        router: shop_bff::app(&config).expect("the BFF builds"),
     };
 
     // ---- create three

@@ -1,7 +1,7 @@
 //! The served schema is built from the generated SDL itself: every type, field,
 //! argument, input field, description and default value comes from
-//! `generated/graphql/schema.graphql` (compiled into `shop_bff`). Only behaviour is
-//! added here: the generated resolvers (`shop_bff::registry`) keyed by `"Type.field"`,
+//! `generated/graphql/schema.graphql` (compiled into the system's `<system>-bff` crate).
+//! Only behaviour is added here: the generated resolvers keyed by `"Type.field"`,
 //! the scalars' validators, and a default resolver that reads a plain field from its
 //! parent's value.
 
@@ -18,12 +18,8 @@ use async_graphql::parser::types::{
 };
 use async_graphql::parser::{Positioned, parse_schema};
 
-use keel::graphql::Resolve;
-
-use crate::BuildError;
-
-/// The generated schema, as served.
-pub const SDL: &str = shop_bff::SDL;
+use super::BuildError;
+use crate::graphql::Resolve;
 
 /// The parsed SDL with its root type names.
 pub struct Sdl {
@@ -72,22 +68,14 @@ impl Sdl {
         })
     }
 
-    /// The generated schema.
-    pub fn generated() -> Result<Sdl, BuildError> {
-        Sdl::parse(SDL)
-    }
-
     pub fn is_root(&self, type_name: &str) -> bool {
         type_name == self.query || Some(type_name) == self.mutation.as_deref()
     }
 
     /// The `"Type.field"` keys that must have a resolver: every root field and every
-    /// relation field (generated with the SDL: `shop_bff::RELATIONS`).
-    pub fn resolver_keys(&self) -> BTreeSet<String> {
-        let mut keys: BTreeSet<String> = shop_bff::RELATIONS
-            .iter()
-            .map(|k| (*k).to_string())
-            .collect();
+    /// relation field (`relations`, generated with the SDL).
+    pub fn resolver_keys(&self, relations: &[&str]) -> BTreeSet<String> {
+        let mut keys: BTreeSet<String> = relations.iter().map(|k| (*k).to_string()).collect();
         for t in &self.types {
             if let TypeKind::Object(o) = &t.kind
                 && self.is_root(&t.name.node)
@@ -105,8 +93,9 @@ impl Sdl {
         &self,
         mut builder: SchemaBuilder,
         registry: &BTreeMap<&'static str, Resolve>,
+        relations: &[&str],
     ) -> Result<SchemaBuilder, BuildError> {
-        let needed = self.resolver_keys();
+        let needed = self.resolver_keys(relations);
         let mut used = BTreeSet::new();
         for t in &self.types {
             if t.extend {
@@ -251,7 +240,7 @@ fn plain_field(key: String, name: String, ty: TypeRef) -> Field {
             Some(Value::Null) => FieldFuture::Value(None),
             Some(v) => FieldFuture::Value(Some(FieldValue::value(v))),
             None => {
-                let e = crate::errors::internal(format!("no value for `{key}`"));
+                let e = super::errors::internal(format!("no value for `{key}`"));
                 FieldFuture::new(async move { Err::<Option<FieldValue>, _>(e) })
             }
         }

@@ -4,12 +4,12 @@
 
 use async_graphql::ServerError;
 
-pub use keel::graphql::errors::*;
+pub use crate::graphql::errors::*;
 
 /// Gives every error of a response a code. Resolver errors carry theirs already; what
 /// is left comes from async-graphql itself: a rejected operation (parse, validation,
 /// limits) or an internal fault while executing (whose message is replaced).
-pub fn classify(error: &mut ServerError, limits: &crate::Limits) {
+pub fn classify(error: &mut ServerError, limits: &super::Limits) {
     if error
         .extensions
         .as_ref()
@@ -63,7 +63,7 @@ mod tests {
 
     #[test]
     fn classify_fills_missing_codes() {
-        let limits = crate::Limits::default();
+        let limits = crate::bff::Limits::default();
         let mut deep = ServerError::new("Query is nested too deep.", None);
         classify(&mut deep, &limits);
         assert!(deep.message.contains("at most 10 levels"));

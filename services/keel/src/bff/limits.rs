@@ -22,8 +22,8 @@ use async_graphql::{
     Variables,
 };
 
-use crate::Limits;
-use crate::errors::{self, QUERY_TOO_COMPLEX, QUERY_TOO_DEEP};
+use super::Limits;
+use super::errors::{self, QUERY_TOO_COMPLEX, QUERY_TOO_DEEP};
 
 pub const INTROSPECTION_MAX_DEPTH: usize = 16;
 pub const INTROSPECTION_MAX_COMPLEXITY: usize = 1_000;

@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use async_graphql::Value;
 use async_graphql::parser::types::TypeKind;
+use clap::Parser;
 use keel::{RequestContext, ServiceError};
 use serde_json::{Value as Json, json};
 
 use keel::graphql as rt;
 
-use crate::sdl::Sdl;
-use crate::{Bff, Config, Limits};
+use keel::bff::sdl::Sdl;
+use keel::bff::{Bff, Limits};
+use shop_bff::Config;
 
 // ------------------------------------------------------------------- helpers
 
@@ -38,7 +40,7 @@ async fn offline_bff(limits: Limits) -> Bff {
     let url = closed_url().await;
     let config = Config {
         limits,
-        upstreams: crate::UpstreamConfig {
+        upstreams: shop_bff::UpstreamConfig {
             product_url: url.clone(),
             order_url: url.clone(),
             cart_command_url: url.clone(),
@@ -49,7 +51,7 @@ async fn offline_bff(limits: Limits) -> Bff {
         },
         ..Default::default()
     };
-    Bff::new(&config).expect("bff builds")
+    shop_bff::bff(&config).expect("bff builds")
 }
 
 async fn run(bff: &Bff, query: &str) -> Json {
@@ -248,7 +250,7 @@ fn introspected_shapes(schema: &Json) -> BTreeMap<String, TypeShape> {
 
 #[tokio::test]
 async fn served_schema_equals_the_generated_sdl() {
-    let sdl = Sdl::generated().expect("the generated SDL parses");
+    let sdl = Sdl::parse(shop_bff::SDL).expect("the generated SDL parses");
     let bff = offline_bff(Limits::default()).await;
     // With the default limits: GraphiQL's introspection must not be rejected.
     let r = run(&bff, INTROSPECTION).await;
@@ -274,16 +276,16 @@ async fn served_schema_equals_the_generated_sdl() {
         ("\"Something the shop sells.\"", "\"Something else.\""),
         ("price: Money!\n  createdAt", "price: Int!\n  createdAt"),
     ] {
-        assert!(crate::SDL.contains(from), "{from}");
-        let edited = Sdl::parse(&crate::SDL.replace(from, to)).expect("parses");
+        assert!(shop_bff::SDL.contains(from), "{from}");
+        let edited = Sdl::parse(&shop_bff::SDL.replace(from, to)).expect("parses");
         assert_ne!(sdl_shapes(&edited), got, "an edit ({to}) went unnoticed");
     }
 }
 
 #[test]
 fn every_root_and_relation_field_has_a_resolver_and_no_other() {
-    let sdl = Sdl::generated().expect("parses");
-    let needed = sdl.resolver_keys();
+    let sdl = Sdl::parse(shop_bff::SDL).expect("parses");
+    let needed = sdl.resolver_keys(shop_bff::RELATIONS);
     let registry: BTreeSet<String> = shop_bff::registry()
         .keys()
         .map(|k| (*k).to_string())
@@ -315,20 +317,20 @@ fn every_root_and_relation_field_has_a_resolver_and_no_other() {
 
 #[test]
 fn a_missing_or_stale_resolver_fails_the_build() {
-    let sdl = Sdl::generated().expect("parses");
+    let sdl = Sdl::parse(shop_bff::SDL).expect("parses");
     let builder = || async_graphql::dynamic::Schema::build("Query", Some("Mutation"), None);
     let mut registry = shop_bff::registry();
     registry.remove("CartItem.product");
     assert!(matches!(
-        sdl.register(builder(), &registry),
-        Err(crate::BuildError::MissingResolver(k)) if k == "CartItem.product"
+        sdl.register(builder(), &registry, shop_bff::RELATIONS),
+        Err(keel::bff::BuildError::MissingResolver(k)) if k == "CartItem.product"
     ));
     let mut registry = shop_bff::registry();
     let any = registry.get("Query.getProduct").copied().expect("exists");
     registry.insert("Product.noSuchField", any);
     assert!(matches!(
-        sdl.register(builder(), &registry),
-        Err(crate::BuildError::UnknownResolver(k)) if k == "Product.noSuchField"
+        sdl.register(builder(), &registry, shop_bff::RELATIONS),
+        Err(keel::bff::BuildError::UnknownResolver(k)) if k == "Product.noSuchField"
     ));
 }
 
@@ -428,8 +430,8 @@ fn mapped_samples() -> BTreeMap<&'static str, Value> {
 
 #[test]
 fn every_plain_field_is_produced_by_the_mapping() {
-    let sdl = Sdl::generated().expect("parses");
-    let needed = sdl.resolver_keys();
+    let sdl = Sdl::parse(shop_bff::SDL).expect("parses");
+    let needed = sdl.resolver_keys(shop_bff::RELATIONS);
     let samples = mapped_samples();
     for t in &sdl.types {
         let TypeKind::Object(o) = &t.kind else {
@@ -591,7 +593,7 @@ async fn http_routes() {
     use axum::http::{Request, StatusCode};
 
     let bff = offline_bff(Limits::default()).await;
-    let router = crate::http::router(bff);
+    let router = bff.router();
 
     let (status, _, body) = http(
         router.clone(),
@@ -817,7 +819,7 @@ async fn cart_items_load_their_products_once_each_concurrently_with_the_request_
     let mut config = Config::default();
     config.upstreams.product_url = url.clone();
     config.upstreams.cart_query_url = url;
-    let bff = Bff::new(&config).expect("builds");
+    let bff = shop_bff::bff(&config).expect("builds");
     let query = format!(
         r#"{{ viewCart(cartId: "{CART}") {{ id version customer {{ id }}
               items {{ productId quantity product {{ id name price createdAt }} }} }}
@@ -875,4 +877,69 @@ async fn cart_items_load_their_products_once_each_concurrently_with_the_request_
         .map(|c| c.clone())
         .unwrap_or_default();
     assert_eq!(cart_ids, ["req-42", "req-42"]);
+}
+
+// ------------------------------------------------------------------- settings
+
+/// The port of the listener or of the first cluster of a local Envoy config.
+fn envoy_port(deployable: &str, section: &str) -> u16 {
+    let path = format!(
+        "{}/../../generated/envoy/local/{deployable}.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("envoy yaml parses");
+    let addr = match section {
+        "listener" => &doc["static_resources"]["listeners"][0]["address"]["socket_address"],
+        _ => {
+            &doc["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+                [0]["endpoint"]["address"]["socket_address"]
+        }
+    };
+    let port = addr["port_value"].as_u64().expect("port_value");
+    u16::try_from(port).expect("a port")
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("url with a port")
+}
+
+#[test]
+fn defaults_are_the_local_envoy_ports() {
+    let c = Config::default();
+    assert_eq!(c.listen.port(), envoy_port("bff", "cluster"));
+    let urls = c.upstreams.urls();
+    assert!(urls.len() >= 5, "{urls:?}");
+    for (deployable, url) in urls {
+        assert_eq!(
+            port_of(url),
+            envoy_port(deployable, "listener"),
+            "{deployable}"
+        );
+    }
+}
+
+#[test]
+fn flags_override_defaults() {
+    let c = Config::try_parse_from([
+        "bff",
+        "--listen",
+        "127.0.0.1:1",
+        "--product-url",
+        "http://127.0.0.1:2",
+        "--cart-query-url",
+        "http://127.0.0.1:3",
+        "--max-depth",
+        "3",
+    ])
+    .expect("parses");
+    assert_eq!(c.listen.port(), 1);
+    assert_eq!(c.upstreams.product_url, "http://127.0.0.1:2");
+    assert_eq!(c.upstreams.cart_query_url, "http://127.0.0.1:3");
+    assert_eq!(c.limits.max_depth, 3);
+    let d = Config::try_parse_from(["bff"]).expect("parses");
+    assert_eq!(d, Config::default());
 }
