@@ -132,5 +132,5 @@ fn deployables_name_their_package_binary_arguments_and_settings() {
         ]
     );
     let (package, binary, args, _) = row("bff");
-    assert_eq!((package, binary, args.as_str()), ("bff", "bff", ""));
+    assert_eq!((package, binary, args.as_str()), ("shop-bff", "bff", ""));
 }

@@ -1,8 +1,8 @@
 //! The crate `<system>-launcher` under `generated/rust/launcher/`: `start(name, …)`
 //! runs any deployable of the table in the calling process, through the same `Config`
 //! and `run` its binary uses, configured by the settings its table row lists. An
-//! embedded launcher (`shop up`) is then generic: it binds ports, chooses URLs and
-//! calls `start` for every row.
+//! embedded launcher (`keel::embedded::up`, given `SYSTEM`) is then generic: it binds
+//! ports, chooses URLs and calls `start` for every row.
 
 use std::collections::BTreeMap;
 
@@ -82,11 +82,14 @@ fn launch(system: &System) -> TokenStream {
         }
     });
     quote! {
-        use std::future::Future;
-        use std::pin::Pin;
+        pub use keel::embedded::Running;
 
-        /// A started deployable: resolves when it has stopped.
-        pub type Running = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+        /// The system for `keel::embedded::up`: its name, its table and `start`.
+        pub const SYSTEM: keel::embedded::System = keel::embedded::System {
+            name: #table::SYSTEM,
+            table: #table::DEPLOYABLES,
+            start,
+        };
 
         /// Starts deployable `name` on `listener` until `stop` turns true. `settings` gives
         /// a value to every setting its table row lists (environment variable, value);

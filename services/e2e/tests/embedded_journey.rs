@@ -88,7 +88,7 @@ async fn journey_on_embedded_storage_survives_a_crash_and_a_restart() {
     build_binaries(&["shop"]);
     let data = tempfile::tempdir().expect("data folder");
     let (mut shop, banner) = start(data.path(), "embedded-shop-1");
-    let expected_deployables: Vec<&str> = shop::DEPLOYABLES
+    let expected_deployables: Vec<&str> = shop::deployables()
         .iter()
         .copied()
         .filter(|d| *d != "bff")

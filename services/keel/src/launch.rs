@@ -17,7 +17,8 @@ pub enum LaunchError {
 /// value). A setting it does not read is left out: the table gives a caller of a CQRS
 /// service both sides' URLs, whichever it calls. Flags win over the process
 /// environment, so a setting given here is never overridden by a variable exported in
-/// the caller's shell.
+/// the caller's shell. `tuning` is applied where the command reads it; a name
+/// `*_SUFFIX` applies to every variable ending in `_SUFFIX`.
 pub fn config<C: CommandFactory + FromArgMatches>(
     binary: &str,
     args: &[&str],
@@ -34,9 +35,27 @@ pub fn config<C: CommandFactory + FromArgMatches>(
     };
     let mut argv: Vec<String> = vec![binary.to_string()];
     argv.extend(args.iter().map(|a| a.to_string()));
-    let given = settings.iter().map(|(e, v)| (*e, v.as_str()));
-    for (env, value) in given.chain(tuning.iter().copied()) {
+    for (env, value) in settings {
         if let Some(long) = flag(env) {
+            argv.push(format!("--{long}={value}"));
+        }
+    }
+    // Tuning: `*_SUFFIX` applies to every variable of the command ending so.
+    for arg in command.get_arguments() {
+        let (Some(env), Some(long)) = (arg.get_env().and_then(OsStr::to_str), arg.get_long())
+        else {
+            continue;
+        };
+        if settings.iter().any(|(given, _)| *given == env) {
+            continue;
+        }
+        let tuned = tuning
+            .iter()
+            .find(|(pattern, _)| match pattern.strip_prefix('*') {
+                Some(suffix) => env.ends_with(suffix),
+                None => *pattern == env,
+            });
+        if let Some((_, value)) = tuned {
             argv.push(format!("--{long}={value}"));
         }
     }
@@ -70,6 +89,18 @@ mod tests {
         )
         .expect("parses");
         assert_eq!((c.database_url.as_str(), c.poll_ms), ("sqlite://x.db", 20));
+    }
+
+    #[test]
+    fn a_tuning_pattern_matches_by_suffix() {
+        let c: Demo = config(
+            "demo",
+            &[],
+            &[("DEMO_DATABASE_URL", "sqlite://x.db".into())],
+            &[("*_POLL_MS", "7")],
+        )
+        .expect("parses");
+        assert_eq!(c.poll_ms, 7);
     }
 
     #[test]

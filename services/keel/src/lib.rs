@@ -13,6 +13,8 @@ mod context;
 pub mod crud;
 #[cfg(feature = "postgres")]
 pub mod db;
+#[cfg(feature = "embedded")]
+pub mod embedded;
 mod error;
 pub mod es;
 #[cfg(feature = "graphql")]
@@ -27,6 +29,7 @@ pub mod rpc;
 pub mod server;
 #[cfg(feature = "sql")]
 pub mod sql;
+pub mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;

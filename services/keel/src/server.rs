@@ -1,5 +1,6 @@
 //! What every service process shares: logs, health, reflection, shutdown.
 
+#[cfg(feature = "postgres")]
 use std::time::Duration;
 
 use tonic_health::server::HealthReporter;

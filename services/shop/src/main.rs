@@ -33,18 +33,9 @@ struct Up {
     no_demo: bool,
 }
 
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    init_logs();
+    keel::embedded::init_logs();
     match run().await {
         Ok(()) => {
             println!("The shop stopped cleanly.");
@@ -58,20 +49,24 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
+    use anyhow::Context;
     let Command::Up(up) = Cli::parse().command;
-    let options = shop::UpOptions {
-        data: up.data,
-        listen: up.listen,
-        demo: !up.no_demo,
-    };
-    shop::up(options, keel::server::shutdown_signal(), |a, data| {
-        println!("The shop is up. Embedded storage in {}", data.display());
-        println!("  GraphiQL  http://{}/", a.graphql);
-        println!("  GraphQL   http://{}/graphql", a.graphql);
-        for (name, addr) in &a.grpc {
-            println!("  gRPC      {name:<19} http://{addr}");
-        }
-        println!("Ctrl-C stops it.");
-    })
+    let shutdown = keel::server::shutdown_signal();
+    keel::embedded::up(
+        &shop::SYSTEM,
+        &up.data,
+        up.listen,
+        shutdown,
+        async |a, data| {
+            if !up.no_demo {
+                let product = format!("http://{}", a.grpc["product"]);
+                shop::demo::seed_once(data, &product)
+                    .await
+                    .context("adding the demo products")?;
+            }
+            keel::embedded::print_banner("shop", a, data);
+            Ok(())
+        },
+    )
     .await
 }
