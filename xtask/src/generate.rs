@@ -20,7 +20,7 @@ fn shown(path: &Path) -> &Path {
     let cwd = std::env::current_dir().ok();
     cwd.as_deref()
         .and_then(|c| path.strip_prefix(c).ok())
-        .or_else(|| path.strip_prefix(crate::project_root()).ok())
+        .or_else(|| path.strip_prefix(crate::framework_root()).ok())
         .unwrap_or(path)
 }
 

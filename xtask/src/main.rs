@@ -1,8 +1,9 @@
 //! `cargo xtask`: the project's own commands.
 
 mod generate;
+mod new;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result};
@@ -11,7 +12,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Generator and developer commands for the shop"
+    about = "The keel framework's generator and developer commands"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -25,17 +26,25 @@ enum Cmd {
         /// Write nothing; fail with a diff if generated/ is stale.
         #[arg(long)]
         check: bool,
-        /// The spec to read, relative to the current directory (default: the
-        /// repository's `spec/shop.yaml`).
+        /// The spec to read, relative to the current directory (default: the one
+        /// `spec/*.yaml` of the project the current directory is in).
         #[arg(long)]
         spec: Option<PathBuf>,
         /// The folder to write into, relative to the current directory (default: the
-        /// repository's `generated/`).
+        /// `generated/` of the spec's project).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Go ahead despite breaking changes (the report lists them; they are written).
         #[arg(long)]
         accept_breaking: bool,
+    },
+    /// Start a new system on this framework in DIR (absent or empty): a starter spec,
+    /// its generated code, a workspace, a launcher and a journey test.
+    New {
+        dir: PathBuf,
+        /// The system's name (default: DIR's name).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Real infrastructure on this machine: PostgreSQL, Kafka, FerretDB, Envoy.
     Infra {
@@ -45,11 +54,65 @@ enum Cmd {
     },
 }
 
-pub fn project_root() -> PathBuf {
+/// This framework's repository.
+pub fn framework_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The project `dir` is in: the nearest folder holding a `Cargo.toml` and a `spec/`.
+fn project_of(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| d.join("Cargo.toml").is_file() && d.join("spec").is_dir())
+        .map(Path::to_path_buf)
+}
+
+/// The one `spec/*.yaml` of `project`.
+fn default_spec(project: &Path) -> Result<PathBuf> {
+    let dir = project.join("spec");
+    let mut specs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    specs.sort();
+    match specs.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => anyhow::bail!("no spec in {}: pass --spec", dir.display()),
+        _ => anyhow::bail!("several specs in {}: pass --spec", dir.display()),
+    }
+}
+
+fn generate_command(
+    spec: Option<PathBuf>,
+    out: Option<PathBuf>,
+    check: bool,
+    accept_breaking: bool,
+) -> Result<bool> {
+    let cwd = std::env::current_dir().context("the current directory")?;
+    let project = || {
+        project_of(&cwd).with_context(|| {
+            format!(
+                "{} is in no project (a folder with Cargo.toml and spec/): pass --spec and --out",
+                cwd.display()
+            )
+        })
+    };
+    let spec = match spec {
+        Some(s) => cwd.join(s),
+        None => default_spec(&project()?)?,
+    };
+    // Without --out, the spec's own project: never another project's generated/.
+    let out = match out {
+        Some(o) => cwd.join(o),
+        None => match spec.parent().and_then(project_of) {
+            Some(p) => p.join("generated"),
+            None => project()?.join("generated"),
+        },
+    };
+    generate::run(&spec, &out, check, accept_breaking)
 }
 
 fn main() -> ExitCode {
@@ -60,19 +123,10 @@ fn main() -> ExitCode {
             spec,
             out,
             accept_breaking,
-        } => {
-            let root = project_root();
-            let given = |p: Option<PathBuf>, default: &str| match p {
-                Some(p) => std::env::current_dir().map(|cwd| cwd.join(p)),
-                None => Ok(root.join(default)),
-            };
-            match (given(spec, "spec/shop.yaml"), given(out, "generated")) {
-                (Ok(spec), Ok(out)) => generate::run(&spec, &out, check, accept_breaking),
-                (Err(e), _) | (_, Err(e)) => {
-                    Err(anyhow::Error::from(e).context("the current directory"))
-                }
-            }
-        }
+        } => generate_command(spec, out, check, accept_breaking),
+        Cmd::New { dir, name } => std::env::current_dir()
+            .context("the current directory")
+            .and_then(|cwd| new::run(&cwd.join(dir), name.as_deref(), &framework_root())),
         Cmd::Infra { args } => infra(&args),
     };
     match result {
@@ -86,7 +140,7 @@ fn main() -> ExitCode {
 }
 
 fn infra(args: &[String]) -> Result<bool> {
-    let script = project_root().join("xtask/infra/infra.sh");
+    let script = framework_root().join("xtask/infra/infra.sh");
     let status = Command::new("bash")
         .arg(&script)
         .args(args)

@@ -171,7 +171,7 @@ type Tasks = JoinSet<(&'static str, anyhow::Result<()>)>;
 /// Where the embedded system keeps things and where its parts listen.
 struct Embedded<'a> {
     /// `sqlite://…` URL of a file in the data folder.
-    url: &'a dyn Fn(&str) -> String,
+    url: &'a (dyn Fn(&str) -> String + Sync),
     addresses: &'a Addresses,
     system: &'a str,
 }
