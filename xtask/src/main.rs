@@ -30,8 +30,8 @@ enum Cmd {
         /// `spec/*.yaml` of the project the current directory is in).
         #[arg(long)]
         spec: Option<PathBuf>,
-        /// The folder to write into, relative to the current directory (default: the
-        /// `generated/` of the spec's project).
+        /// The folder to write into, relative to the current directory (default:
+        /// `generated/` beside the spec's `spec/` folder).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Go ahead despite breaking changes (the report lists them; they are written).
@@ -62,11 +62,17 @@ pub fn framework_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The project `dir` is in: the nearest folder holding a `Cargo.toml` and a `spec/`.
+/// The project `dir` is in: the nearest folder holding a `spec/`.
 fn project_of(dir: &Path) -> Option<PathBuf> {
     dir.ancestors()
-        .find(|d| d.join("Cargo.toml").is_file() && d.join("spec").is_dir())
+        .find(|d| d.join("spec").is_dir())
         .map(Path::to_path_buf)
+}
+
+/// The project of the spec file `spec`: the folder of its `spec/` folder.
+fn project_of_spec(spec: &Path) -> Option<PathBuf> {
+    let folder = spec.parent()?;
+    (folder.file_name()? == "spec").then(|| folder.parent().map(Path::to_path_buf))?
 }
 
 /// The one `spec/*.yaml` of `project`.
@@ -95,7 +101,7 @@ fn generate_command(
     let project = || {
         project_of(&cwd).with_context(|| {
             format!(
-                "{} is in no project (a folder with Cargo.toml and spec/): pass --spec and --out",
+                "{} is in no project (a folder with a spec/ folder): pass --spec",
                 cwd.display()
             )
         })
@@ -107,10 +113,14 @@ fn generate_command(
     // Without --out, the spec's own project: never another project's generated/.
     let out = match out {
         Some(o) => cwd.join(o),
-        None => match spec.parent().and_then(project_of) {
-            Some(p) => p.join("generated"),
-            None => project()?.join("generated"),
-        },
+        None => project_of_spec(&spec)
+            .with_context(|| {
+                format!(
+                    "{} is not in a `spec/` folder, so it has no project: pass --out",
+                    spec.display()
+                )
+            })?
+            .join("generated"),
     };
     generate::run(&spec, &out, check, accept_breaking)
 }
@@ -147,4 +157,19 @@ fn infra(args: &[String]) -> Result<bool> {
         .status()
         .with_context(|| format!("running {}", script.display()))?;
     Ok(status.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_s_project_is_the_folder_of_its_spec_folder() {
+        assert_eq!(
+            project_of_spec(Path::new("/p/lend/spec/lend.yaml")),
+            Some(PathBuf::from("/p/lend"))
+        );
+        assert_eq!(project_of_spec(Path::new("/p/lend/lend.yaml")), None);
+        assert_eq!(project_of_spec(Path::new("lend.yaml")), None);
+    }
 }

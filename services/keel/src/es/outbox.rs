@@ -254,13 +254,21 @@ impl Relay {
                     Err(e) => tracing::warn!(error = %e, "relay lease"),
                 },
                 Some(true) => {
-                    tokio::select! {
-                        r = self.run_once() => match r {
-                            Ok(n) => busy = n >= batch,
-                            Err(e) => tracing::warn!(error = %e, "relay round failed"),
-                        },
-                        // Abandoned mid-round: what was delivered and not marked is sent again.
-                        () = stopped(&mut shutdown) => break,
+                    let round = self.run_once();
+                    tokio::pin!(round);
+                    let outcome = tokio::select! {
+                        r = &mut round => Some(r),
+                        () = stopped(&mut shutdown) => {
+                            // A round under way may finish for a bounded time; abandoned,
+                            // what was delivered and not marked is sent again.
+                            let _ = tokio::time::timeout(super::relay::STOP_GRACE, &mut round).await;
+                            None
+                        }
+                    };
+                    match outcome {
+                        Some(Ok(n)) => busy = n >= batch,
+                        Some(Err(e)) => tracing::warn!(error = %e, "relay round failed"),
+                        None => break,
                     }
                 }
                 Some(false) => {

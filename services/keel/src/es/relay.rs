@@ -66,6 +66,9 @@ impl Default for RelayConfig {
     }
 }
 
+/// How long a stopping relay lets a round under way finish.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// What a round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Round {
@@ -371,7 +374,8 @@ impl<E: Event> Relay<E> {
         (commits[..first_failed].to_vec(), failure)
     }
 
-    /// Runs until `shutdown` turns true: lease, round, sleep when idle.
+    /// Runs until `shutdown` turns true: lease, round, sleep when idle. A round under way
+    /// when `shutdown` turns true gets up to [`STOP_GRACE`] to finish.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut holding = false;
         let batch = usize::try_from(self.config.batch_size).unwrap_or(usize::MAX);
@@ -383,12 +387,22 @@ impl<E: Event> Relay<E> {
                         tracing::info!(owner = %self.owner, "relay lease acquired: publishing");
                         holding = true;
                     }
-                    tokio::select! {
-                        r = self.run_once() => match r {
-                            Ok(round) => busy = round.commits >= batch,
-                            Err(e) => tracing::warn!(error = %e, "relay round failed"),
-                        },
-                        () = stopped(&mut shutdown) => break,
+                    let round = self.run_once();
+                    tokio::pin!(round);
+                    let outcome = tokio::select! {
+                        r = &mut round => Some(r),
+                        () = stopped(&mut shutdown) => {
+                            // A round in flight may finish (and save its checkpoint) for a
+                            // bounded time: cut short after Kafka acknowledged, it would
+                            // publish those events again after a restart.
+                            let _ = tokio::time::timeout(STOP_GRACE, &mut round).await;
+                            None
+                        }
+                    };
+                    match outcome {
+                        Some(Ok(round)) => busy = round.commits >= batch,
+                        Some(Err(e)) => tracing::warn!(error = %e, "relay round failed"),
+                        None => break,
                     }
                 }
                 Ok(false) => {

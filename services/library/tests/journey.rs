@@ -1,0 +1,197 @@
+//! The library through GraphQL on embedded storage (`library up` in this process): the
+//! catalogue generated whole (a reference, filters, an order, a unique ISBN, an
+//! idempotent create), members (CQS + ES) and loans (CQRS + ES: the rules of a card,
+//! the `exists` check of a borrowed book, and a member leaving closing their card
+//! through the event subscription across services).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Gql {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Gql {
+    async fn ask(&self, query: &str, variables: Value) -> Value {
+        self.client
+            .post(&self.url)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("the BFF answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    async fn ok(&self, query: &str, variables: Value) -> Value {
+        let r = self.ask(query, variables).await;
+        assert!(r["errors"].is_null(), "{query}: {r:#}");
+        r["data"].clone()
+    }
+
+    async fn code(&self, query: &str, variables: Value) -> String {
+        let r = self.ask(query, variables).await;
+        r["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{query}: no error: {r:#}"))
+            .to_string()
+    }
+}
+
+const ADD_BOOK: &str = "mutation($input: AddBookInput!) { addBook(input: $input) { id title } }";
+const BORROW: &str = "mutation($card: ID!, $book: ID!) { borrow(input: { cardId: $card, bookId: $book }) { version } }";
+const CARD: &str =
+    "query($id: ID!) { viewCard(cardId: $id) { closed version loans { bookId renewals } } }";
+
+async fn journey(gql: &Gql) {
+    let author = gql
+        .ok(
+            "mutation { addAuthor(input: { name: \"Ursula K. Le Guin\", country: \"US\" }) { id } }",
+            json!({}),
+        )
+        .await["addAuthor"]["id"]
+        .clone();
+    let mut books = Vec::new();
+    for (title, isbn, year) in [
+        ("A Wizard of Earthsea", "9780553383041", 1968),
+        ("The Dispossessed", "9780061054884", 1974),
+        ("The Left Hand of Darkness", "9780441478125", 1969),
+    ] {
+        let input = json!({ "title": title, "isbn": isbn, "authorId": author, "genre": "fiction", "year": year });
+        books.push(gql.ok(ADD_BOOK, json!({ "input": input })).await["addBook"]["id"].clone());
+    }
+    let again = json!({ "title": "Copy", "isbn": "9780553383041", "authorId": author, "genre": "fiction", "year": 1968 });
+    assert_eq!(
+        gql.code(ADD_BOOK, json!({ "input": again })).await,
+        "CONFLICT"
+    );
+    let listed = gql
+        .ok(
+            "query($a: ID!) { listBooks(authorId: $a, genre: \"fiction\", first: 2) { nodes { title year } pageInfo { hasNextPage } } }",
+            json!({ "a": author }),
+        )
+        .await;
+    assert_eq!(
+        listed["listBooks"]["nodes"],
+        json!([{ "title": "The Dispossessed", "year": 1974 }, { "title": "The Left Hand of Darkness", "year": 1969 }])
+    );
+    assert_eq!(listed["listBooks"]["pageInfo"]["hasNextPage"], true);
+
+    let member = gql
+        .ok(
+            "mutation { join(input: { name: \"Ged\", email: \"ged@roke.example\" }) { memberId } }",
+            json!({}),
+        )
+        .await["join"]["memberId"]
+        .clone();
+    let card = gql
+        .ok(
+            "mutation($m: ID!) { openCard(input: { memberId: $m }) { cardId } }",
+            json!({ "m": member }),
+        )
+        .await["openCard"]["cardId"]
+        .clone();
+    for book in &books {
+        gql.ok(BORROW, json!({ "card": card, "book": book })).await;
+    }
+    assert_eq!(
+        gql.code(BORROW, json!({ "card": card, "book": books[0] }))
+            .await,
+        "FAILED_PRECONDITION"
+    );
+    let nowhere = "00000000-0000-7000-8000-000000000001";
+    assert_eq!(
+        gql.code(BORROW, json!({ "card": card, "book": nowhere }))
+            .await,
+        "NOT_FOUND"
+    );
+    gql.ok(
+        "mutation($c: ID!, $b: ID!) { renew(input: { cardId: $c, bookId: $b }) { version } }",
+        json!({ "c": card, "b": books[1] }),
+    )
+    .await;
+    gql.ok(
+        "mutation($c: ID!, $b: ID!) { giveBack(input: { cardId: $c, bookId: $b }) { version } }",
+        json!({ "c": card, "b": books[2] }),
+    )
+    .await;
+    // Opened, three borrowed, one renewed, one given back: version 6.
+    let seen = eventually(gql, card.clone(), |c| c["version"] == 6).await;
+    let mut loans: Vec<(String, i64)> = seen["loans"]
+        .as_array()
+        .expect("loans")
+        .iter()
+        .map(|l| {
+            let book = l["bookId"].as_str().unwrap_or("").to_string();
+            (book, l["renewals"].as_i64().unwrap_or(-1))
+        })
+        .collect();
+    loans.sort();
+    let mut expected: Vec<(String, i64)> = vec![
+        (books[0].as_str().unwrap_or("").to_string(), 0),
+        (books[1].as_str().unwrap_or("").to_string(), 1),
+    ];
+    expected.sort();
+    assert_eq!(loans, expected, "{seen:#}");
+
+    gql.ok(
+        "mutation($m: ID!) { leave(input: { memberId: $m }) { version } }",
+        json!({ "m": member }),
+    )
+    .await;
+    let closed = eventually(gql, card.clone(), |c| c["closed"] == true).await;
+    assert_eq!(closed["closed"], true);
+    assert_eq!(
+        gql.code(BORROW, json!({ "card": card, "book": books[2] }))
+            .await,
+        "FAILED_PRECONDITION"
+    );
+    let gone = "query($m: ID!) { viewMember(memberId: $m) { name } }";
+    assert_eq!(gql.code(gone, json!({ "m": member })).await, "NOT_FOUND");
+}
+
+/// The card as the read model shows it once `done` holds (the query side lags).
+async fn eventually(gql: &Gql, card: Value, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = gql.ask(CARD, json!({ "id": card })).await;
+        let c = r["data"]["viewCard"].clone();
+        if done(&c) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "the card never got there: {r:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_library_through_graphql() {
+    let folder = tempfile::tempdir().expect("data folder");
+    let (url_tx, url_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let system = tokio::spawn(async move {
+        keel::embedded::up(
+            &library_launcher::SYSTEM,
+            folder.path(),
+            "127.0.0.1:0".parse().expect("address"),
+            async {
+                let _ = stop_rx.await;
+            },
+            async |a, _| {
+                let _ = url_tx.send(format!("http://{}/graphql", a.graphql));
+                Ok(())
+            },
+        )
+        .await
+    });
+    let gql = Gql {
+        url: url_rx.await.expect("the library starts"),
+        client: reqwest::Client::new(),
+    };
+    journey(&gql).await;
+    let _ = stop_tx.send(());
+    system.await.expect("joins").expect("stops cleanly");
+}
