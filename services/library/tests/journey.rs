@@ -60,10 +60,10 @@ async fn journey(gql: &Gql) {
         ("The Dispossessed", "9780061054884", 1974),
         ("The Left Hand of Darkness", "9780441478125", 1969),
     ] {
-        let input = json!({ "title": title, "isbn": isbn, "authorId": author, "genre": "fiction", "year": year });
+        let input = json!({ "title": title, "isbn": isbn, "authorId": author, "genre": "fiction", "year": year, "replacementCost": 1999 });
         books.push(gql.ok(ADD_BOOK, json!({ "input": input })).await["addBook"]["id"].clone());
     }
-    let again = json!({ "title": "Copy", "isbn": "9780553383041", "authorId": author, "genre": "fiction", "year": 1968 });
+    let again = json!({ "title": "Copy", "isbn": "9780553383041", "authorId": author, "genre": "fiction", "year": 1968, "replacementCost": 1999 });
     assert_eq!(
         gql.code(ADD_BOOK, json!({ "input": again })).await,
         "CONFLICT"
@@ -102,6 +102,14 @@ async fn journey(gql: &Gql) {
             .await,
         "FAILED_PRECONDITION"
     );
+    // The strong query answers from the event store: no waiting for the read model.
+    let checked = gql
+        .ok(
+            "query($id: ID!) { checkCard(cardId: $id) { version loans { bookId } } }",
+            json!({ "id": card }),
+        )
+        .await;
+    assert_eq!(checked["checkCard"]["version"], 4, "{checked:#}");
     let nowhere = "00000000-0000-7000-8000-000000000001";
     assert_eq!(
         gql.code(BORROW, json!({ "card": card, "book": nowhere }))

@@ -3,20 +3,25 @@
 -- No BEGIN/COMMIT: sqlx runs every migration in its own transaction.
 
 CREATE TABLE books (
-    id        uuid NOT NULL,
-    title     text NOT NULL,
-    isbn      text NOT NULL,
-    author_id uuid NOT NULL,
-    genre     text NOT NULL,
-    year      integer NOT NULL,
-    added_at  timestamptz NOT NULL,
+    id               uuid NOT NULL,
+    title            text NOT NULL,
+    isbn             text NOT NULL,
+    author_id        uuid NOT NULL,
+    genre            text NOT NULL,
+    year             integer NOT NULL,
+    summary          text,
+    replacement_cost bigint NOT NULL DEFAULT 2000,
+    added_at         timestamptz NOT NULL,
     CONSTRAINT books_pkey PRIMARY KEY (id),
     CONSTRAINT books_isbn_key UNIQUE (isbn),
     CONSTRAINT books_title_check CHECK (char_length(title) BETWEEN 1 AND 300),
     CONSTRAINT books_isbn_check CHECK (char_length(isbn) BETWEEN 10 AND 17),
     CONSTRAINT books_genre_check CHECK (genre IN ('fiction', 'science', 'history', 'children')),
-    CONSTRAINT books_year_check CHECK (year BETWEEN 1450 AND 2100)
+    CONSTRAINT books_year_check CHECK (year BETWEEN 1450 AND 2100),
+    CONSTRAINT books_summary_check CHECK (char_length(summary) <= 4000),
+    CONSTRAINT books_replacement_cost_check CHECK (replacement_cost >= 0)
 );
 CREATE INDEX books_genre_year_idx ON books (genre, year DESC);
 CREATE INDEX books_author_id_genre_year_title_id_idx ON books (author_id, genre, year DESC, title, id);
 COMMENT ON TABLE books IS 'A title the library holds.';
+COMMENT ON COLUMN books.replacement_cost IS 'What a lost copy costs the member.';

@@ -5,14 +5,17 @@
 -- No BEGIN/COMMIT: sqlx runs every migration in its own transaction.
 
 -- books: A title the library holds.
+-- books.replacement_cost: What a lost copy costs the member.
 CREATE TABLE books (
-    id        TEXT NOT NULL CHECK (length(id) = 36),
-    title     TEXT NOT NULL CONSTRAINT books_title_check CHECK (length(title) BETWEEN 1 AND 300),
-    isbn      TEXT NOT NULL CONSTRAINT books_isbn_check CHECK (length(isbn) BETWEEN 10 AND 17),
-    author_id TEXT NOT NULL CHECK (length(author_id) = 36),
-    genre     TEXT NOT NULL CONSTRAINT books_genre_check CHECK (genre IN ('fiction', 'science', 'history', 'children')),
-    year      INTEGER NOT NULL CONSTRAINT books_year_check CHECK (year BETWEEN 1450 AND 2100),
-    added_at  TEXT NOT NULL,
+    id               TEXT NOT NULL CHECK (length(id) = 36),
+    title            TEXT NOT NULL CONSTRAINT books_title_check CHECK (length(title) BETWEEN 1 AND 300),
+    isbn             TEXT NOT NULL CONSTRAINT books_isbn_check CHECK (length(isbn) BETWEEN 10 AND 17),
+    author_id        TEXT NOT NULL CHECK (length(author_id) = 36),
+    genre            TEXT NOT NULL CONSTRAINT books_genre_check CHECK (genre IN ('fiction', 'science', 'history', 'children')),
+    year             INTEGER NOT NULL CONSTRAINT books_year_check CHECK (year BETWEEN 1450 AND 2100),
+    summary          TEXT CONSTRAINT books_summary_check CHECK (length(summary) <= 4000),
+    replacement_cost INTEGER NOT NULL DEFAULT 2000 CONSTRAINT books_replacement_cost_check CHECK (replacement_cost >= 0),
+    added_at         TEXT NOT NULL,
     CONSTRAINT books_pkey PRIMARY KEY (id),
     CONSTRAINT books_isbn_key UNIQUE (isbn)
 ) STRICT;

@@ -218,13 +218,14 @@ impl Loaders {
 /// The resolver of every Query and Mutation field and of every relation field,
 /// by `"Type.field"`. Every other field is read from its parent's value.
 pub fn registry() -> BTreeMap<&'static str, rt::Resolve> {
-    let entries: [(&'static str, rt::Resolve); 20usize] = [
+    let entries: [(&'static str, rt::Resolve); 21usize] = [
         ("Query.listAuthors", authors::list_authors),
         ("Query.getAuthor", authors::get_author),
         ("Query.listBooks", books::list_books),
         ("Query.getBook", books::get_book),
         ("Query.viewMember", members::view_member),
         ("Query.viewCard", loans::view_card),
+        ("Query.checkCard", loans::check_card),
         ("Mutation.addAuthor", authors::add_author),
         ("Mutation.editAuthor", authors::edit_author),
         ("Mutation.addBook", books::add_book),
@@ -368,6 +369,8 @@ pub mod books {
                 ("authorId", rt::Value::from(m.author_id.as_str())),
                 ("genre", rt::Value::from(m.genre.as_str())),
                 ("year", rt::Value::from(m.year)),
+                ("summary", rt::opt(m.summary.as_deref())),
+                ("replacementCost", rt::Value::from(m.replacement_cost)),
                 ("addedAt", rt::datetime(m.added_at.as_ref(), "Book.addedAt")?),
             ]),
         )
@@ -428,6 +431,8 @@ pub mod books {
                 author_id: a.id("authorId"),
                 genre: a.string("genre"),
                 year: a.int("year"),
+                summary: a.opt_string("summary"),
+                replacement_cost: a.i64("replacementCost"),
             };
             a.finish()?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.books.clone();
@@ -608,6 +613,20 @@ pub mod loans {
             let key = req.card_id.clone();
             let mut client = rt::data::<super::Upstreams>(&ctx)?.loans_query.clone();
             let r = rt::ok("loans", client.view_card(rt::grpc(&ctx, req)).await)?;
+            rt::found("card", &key, r.card.map(|m| card(&m, r.version)).transpose()?)
+        })
+    }
+    /// `Query.checkCard`: `CheckCard`.
+    pub(crate) fn check_card(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
+        rt::FieldFuture::new(async move {
+            let mut a = rt::Args::of(&ctx.args);
+            let req = pb::CheckCardRequest {
+                card_id: a.id("cardId"),
+            };
+            a.finish()?;
+            let key = req.card_id.clone();
+            let mut client = rt::data::<super::Upstreams>(&ctx)?.loans_command.clone();
+            let r = rt::ok("loans", client.check_card(rt::grpc(&ctx, req)).await)?;
             rt::found("card", &key, r.card.map(|m| card(&m, r.version)).transpose()?)
         })
     }

@@ -15,6 +15,8 @@ impl Record for pb::Book {
         "author_id",
         "genre",
         "year",
+        "summary",
+        "replacement_cost",
         "added_at",
     ];
     const UNIQUE: &'static [crud::Unique] = &[
@@ -31,6 +33,8 @@ impl Record for pb::Book {
             author_id: row.uuid("author_id")?.to_string(),
             genre: row.text("genre")?,
             year: row.i32("year")?,
+            summary: row.opt_text("summary")?,
+            replacement_cost: row.i64("replacement_cost")?,
             added_at: crud::timestamp(&row.time("added_at")?),
         })
     }
@@ -40,6 +44,7 @@ impl Record for pb::Book {
                 Arg::from(crud::uuid("id", & self.id) ?), Arg::from(& self.title),
                 Arg::from(& self.isbn), Arg::from(crud::uuid("author_id", & self
                 .author_id) ?), Arg::from(& self.genre), Arg::from(self.year),
+                Arg::from(& self.summary), Arg::from(self.replacement_cost),
                 Arg::from(crud::required_time("added_at", & self.added_at) ?)
             ],
         )
@@ -178,6 +183,8 @@ impl<H: BooksHooks> crate::BooksUseCases for BooksCrud<H> {
             author_id: request.author_id,
             genre: request.genre,
             year: request.year,
+            summary: request.summary,
+            replacement_cost: request.replacement_cost,
             added_at: crud::timestamp(&now),
         };
         let id = crud::uuid("id", &record.id)?;

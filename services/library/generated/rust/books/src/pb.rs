@@ -15,7 +15,12 @@ pub struct Book {
     pub genre: ::prost::alloc::string::String,
     #[prost(int32, tag = "6")]
     pub year: i32,
-    #[prost(message, optional, tag = "7")]
+    #[prost(string, optional, tag = "7")]
+    pub summary: ::core::option::Option<::prost::alloc::string::String>,
+    /// What a lost copy costs the member.
+    #[prost(int64, tag = "8")]
+    pub replacement_cost: i64,
+    #[prost(message, optional, tag = "9")]
     pub added_at: ::core::option::Option<::prost_types::Timestamp>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -61,6 +66,11 @@ pub struct AddBookRequest {
     pub genre: ::prost::alloc::string::String,
     #[prost(int32, tag = "5")]
     pub year: i32,
+    #[prost(string, optional, tag = "6")]
+    pub summary: ::core::option::Option<::prost::alloc::string::String>,
+    /// What a lost copy costs the member.
+    #[prost(int64, tag = "7")]
+    pub replacement_cost: i64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AddBookResponse {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use keel::{RequestContext, ServiceError, Validate, Violations};
 use crate::pb;
 /// The encoded `FileDescriptorSet` of this service's proto package, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xD4\x17\n\x1Clibrary/loans/v1/loans.proto\x12\x10library.loans.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"y\n\x04Card\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1B\n\tmember_id\x18\x02 \x01(\tR\x08memberId\x12\x16\n\x06closed\x18\x03 \x01(\x08R\x06closed\x12,\n\x05loans\x18\x04 \x03(\x0B2\x16.library.loans.v1.LoanR\x05loans\";\n\x04Loan\x12\x17\n\x07book_id\x18\x01 \x01(\tR\x06bookId\x12\x1A\n\x08renewals\x18\x02 \x01(\x05R\x08renewals\"\xB5\x01\n\x0FOpenCardRequest\x12\x1B\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"E\n\x10OpenCardResponse\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xC8\x01\n\rBorrowRequest\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x17\n\x07book_id\x18\x02 \x01(\tR\x06bookId\x12.\n\x10expected_version\x18\x03 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"C\n\x0EBorrowResponse\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xC7\x01\n\x0CRenewRequest\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x17\n\x07book_id\x18\x02 \x01(\tR\x06bookId\x12.\n\x10expected_version\x18\x03 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"B\n\rRenewResponse\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xCA\x01\n\x0FGiveBackRequest\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x17\n\x07book_id\x18\x02 \x01(\tR\x06bookId\x12.\n\x10expected_version\x18\x03 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"E\n\x10GiveBackResponse\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xB2\x01\n\x10CloseCardRequest\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"F\n\x11CloseCardResponse\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"*\n\x0FViewCardRequest\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\"f\n\x10ViewCardResponse\x12/\n\x04card\x18\x01 \x01(\x0B2\x16.library.loans.v1.CardH\0R\x04card\x88\x01\x01\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07versionB\x07\n\x05_card\")\n\nCardOpened\x12\x1B\n\tmember_id\x18\x01 \x01(\tR\x08memberId\"#\n\x08Borrowed\x12\x17\n\x07book_id\x18\x01 \x01(\tR\x06bookId\"\"\n\x07Renewed\x12\x17\n\x07book_id\x18\x01 \x01(\tR\x06bookId\"$\n\tGivenBack\x12\x17\n\x07book_id\x18\x01 \x01(\tR\x06bookId\"\x0C\n\nCardClosed\"\xC3\x04\n\tCardEvent\x12\x19\n\x08event_id\x18\x01 \x01(\tR\x07eventId\x12\x17\n\x07card_id\x18\x02 \x01(\tR\x06cardId\x12\x18\n\x07version\x18\x03 \x01(\x03R\x07version\x12;\n\x0Boccurred_at\x18\x04 \x01(\x0B2\x1A.google.protobuf.TimestampR\noccurredAt\x12%\n\x0Ecorrelation_id\x18\x05 \x01(\tR\rcorrelationId\x12!\n\x0Ccausation_id\x18\x06 \x01(\tR\x0BcausationId\x12%\n\x0Eschema_version\x18\x07 \x01(\rR\rschemaVersion\x12?\n\x0Bcard_opened\x18\n \x01(\x0B2\x1C.library.loans.v1.CardOpenedH\0R\ncardOpened\x128\n\x08borrowed\x18\x0B \x01(\x0B2\x1A.library.loans.v1.BorrowedH\0R\x08borrowed\x125\n\x07renewed\x18\x0C \x01(\x0B2\x19.library.loans.v1.RenewedH\0R\x07renewed\x12<\n\ngiven_back\x18\r \x01(\x0B2\x1B.library.loans.v1.GivenBackH\0R\tgivenBack\x12?\n\x0Bcard_closed\x18\x0E \x01(\x0B2\x1C.library.loans.v1.CardClosedH\0R\ncardClosedB\t\n\x07payload2\xA8\x03\n\x13LoansCommandService\x12Q\n\x08OpenCard\x12!.library.loans.v1.OpenCardRequest\x1A\".library.loans.v1.OpenCardResponse\x12K\n\x06Borrow\x12\x1F.library.loans.v1.BorrowRequest\x1A .library.loans.v1.BorrowResponse\x12H\n\x05Renew\x12\x1E.library.loans.v1.RenewRequest\x1A\x1F.library.loans.v1.RenewResponse\x12Q\n\x08GiveBack\x12!.library.loans.v1.GiveBackRequest\x1A\".library.loans.v1.GiveBackResponse\x12T\n\tCloseCard\x12\".library.loans.v1.CloseCardRequest\x1A#.library.loans.v1.CloseCardResponse2f\n\x11LoansQueryService\x12Q\n\x08ViewCard\x12!.library.loans.v1.ViewCardRequest\x1A\".library.loans.v1.ViewCardResponseb\x06proto3";
+pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xC0\x19\n\x1Clibrary/loans/v1/loans.proto\x12\x10library.loans.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"y\n\x04Card\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1B\n\tmember_id\x18\x02 \x01(\tR\x08memberId\x12\x16\n\x06closed\x18\x03 \x01(\x08R\x06closed\x12,\n\x05loans\x18\x04 \x03(\x0B2\x16.library.loans.v1.LoanR\x05loans\";\n\x04Loan\x12\x17\n\x07book_id\x18\x01 \x01(\tR\x06bookId\x12\x1A\n\x08renewals\x18\x02 \x01(\x05R\x08renewals\"\xB5\x01\n\x0FOpenCardRequest\x12\x1B\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"E\n\x10OpenCardResponse\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xC8\x01\n\rBorrowRequest\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x17\n\x07book_id\x18\x02 \x01(\tR\x06bookId\x12.\n\x10expected_version\x18\x03 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"C\n\x0EBorrowResponse\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xC7\x01\n\x0CRenewRequest\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x17\n\x07book_id\x18\x02 \x01(\tR\x06bookId\x12.\n\x10expected_version\x18\x03 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"B\n\rRenewResponse\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xCA\x01\n\x0FGiveBackRequest\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x17\n\x07book_id\x18\x02 \x01(\tR\x06bookId\x12.\n\x10expected_version\x18\x03 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x04 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"E\n\x10GiveBackResponse\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"\xB2\x01\n\x10CloseCardRequest\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12.\n\x10expected_version\x18\x02 \x01(\x03H\0R\x0FexpectedVersion\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x13\n\x11_expected_versionB\x12\n\x10_idempotency_key\"F\n\x11CloseCardResponse\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\"*\n\x0FViewCardRequest\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\"f\n\x10ViewCardResponse\x12/\n\x04card\x18\x01 \x01(\x0B2\x16.library.loans.v1.CardH\0R\x04card\x88\x01\x01\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07versionB\x07\n\x05_card\"+\n\x10CheckCardRequest\x12\x17\n\x07card_id\x18\x01 \x01(\tR\x06cardId\"g\n\x11CheckCardResponse\x12/\n\x04card\x18\x01 \x01(\x0B2\x16.library.loans.v1.CardH\0R\x04card\x88\x01\x01\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07versionB\x07\n\x05_card\")\n\nCardOpened\x12\x1B\n\tmember_id\x18\x01 \x01(\tR\x08memberId\"#\n\x08Borrowed\x12\x17\n\x07book_id\x18\x01 \x01(\tR\x06bookId\"\"\n\x07Renewed\x12\x17\n\x07book_id\x18\x01 \x01(\tR\x06bookId\"$\n\tGivenBack\x12\x17\n\x07book_id\x18\x01 \x01(\tR\x06bookId\"\x0C\n\nCardClosed\"\xC3\x04\n\tCardEvent\x12\x19\n\x08event_id\x18\x01 \x01(\tR\x07eventId\x12\x17\n\x07card_id\x18\x02 \x01(\tR\x06cardId\x12\x18\n\x07version\x18\x03 \x01(\x03R\x07version\x12;\n\x0Boccurred_at\x18\x04 \x01(\x0B2\x1A.google.protobuf.TimestampR\noccurredAt\x12%\n\x0Ecorrelation_id\x18\x05 \x01(\tR\rcorrelationId\x12!\n\x0Ccausation_id\x18\x06 \x01(\tR\x0BcausationId\x12%\n\x0Eschema_version\x18\x07 \x01(\rR\rschemaVersion\x12?\n\x0Bcard_opened\x18\n \x01(\x0B2\x1C.library.loans.v1.CardOpenedH\0R\ncardOpened\x128\n\x08borrowed\x18\x0B \x01(\x0B2\x1A.library.loans.v1.BorrowedH\0R\x08borrowed\x125\n\x07renewed\x18\x0C \x01(\x0B2\x19.library.loans.v1.RenewedH\0R\x07renewed\x12<\n\ngiven_back\x18\r \x01(\x0B2\x1B.library.loans.v1.GivenBackH\0R\tgivenBack\x12?\n\x0Bcard_closed\x18\x0E \x01(\x0B2\x1C.library.loans.v1.CardClosedH\0R\ncardClosedB\t\n\x07payload2\xFE\x03\n\x13LoansCommandService\x12Q\n\x08OpenCard\x12!.library.loans.v1.OpenCardRequest\x1A\".library.loans.v1.OpenCardResponse\x12K\n\x06Borrow\x12\x1F.library.loans.v1.BorrowRequest\x1A .library.loans.v1.BorrowResponse\x12H\n\x05Renew\x12\x1E.library.loans.v1.RenewRequest\x1A\x1F.library.loans.v1.RenewResponse\x12Q\n\x08GiveBack\x12!.library.loans.v1.GiveBackRequest\x1A\".library.loans.v1.GiveBackResponse\x12T\n\tCloseCard\x12\".library.loans.v1.CloseCardRequest\x1A#.library.loans.v1.CloseCardResponse\x12T\n\tCheckCard\x12\".library.loans.v1.CheckCardRequest\x1A#.library.loans.v1.CheckCardResponse2f\n\x11LoansQueryService\x12Q\n\x08ViewCard\x12!.library.loans.v1.ViewCardRequest\x1A\".library.loans.v1.ViewCardResponseb\x06proto3";
 impl Validate for pb::OpenCardRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         {
@@ -146,6 +146,14 @@ impl Validate for pb::ViewCardRequest {
         }
     }
 }
+impl Validate for pb::CheckCardRequest {
+    fn validate_into(&self, prefix: &str, v: &mut Violations) {
+        {
+            let value = &self.card_id;
+            v.uuid(keel::validate_path(prefix, "card_id"), value);
+        }
+    }
+}
 /// The use cases of `library.loans.v1.LoansCommandService`. Hand-written code implements this; a use case added to the spec shows up as a missing method here.
 pub trait LoansCommandUseCases: Send + Sync + 'static {
     /** `OpenCard`
@@ -188,6 +196,14 @@ pub trait LoansCommandUseCases: Send + Sync + 'static {
         ctx: RequestContext,
         request: pb::CloseCardRequest,
     ) -> impl Future<Output = Result<pb::CloseCardResponse, ServiceError>> + Send;
+    /** The card at its latest version, from the event store.
+
+ Kind: Query; audience: Public; idempotent (retried by Envoy). The request is already validated against the spec.*/
+    fn check_card(
+        &self,
+        ctx: RequestContext,
+        request: pb::CheckCardRequest,
+    ) -> impl Future<Output = Result<pb::CheckCardResponse, ServiceError>> + Send;
 }
 /// Serves a [`LoansCommandUseCases`] as `library.loans.v1.LoansCommandService`: validates, traces, maps errors to statuses.
 pub struct LoansCommandGrpc<T> {
@@ -248,6 +264,17 @@ for LoansCommandGrpc<T> {
                 "CloseCard",
                 request,
                 |ctx, request| self.inner.close_card(ctx, request),
+            )
+            .await
+    }
+    async fn check_card(
+        &self,
+        request: tonic::Request<pb::CheckCardRequest>,
+    ) -> Result<tonic::Response<pb::CheckCardResponse>, tonic::Status> {
+        keel::rpc::serve(
+                "CheckCard",
+                request,
+                |ctx, request| self.inner.check_card(ctx, request),
             )
             .await
     }
@@ -989,6 +1016,21 @@ where
         Ok(pb::CloseCardResponse {
             card_id: done.stream_id.to_string(),
             version: done.version,
+        })
+    }
+    async fn check_card(
+        &self,
+        ctx: RequestContext,
+        request: pb::CheckCardRequest,
+    ) -> Result<pb::CheckCardResponse, ServiceError> {
+        let _ = ctx;
+        let id = uuid::Uuid::parse_str(&request.card_id)
+            .map_err(|_| ServiceError::invalid("card_id", "must be a UUID"))?;
+        let (state, version, _) = self.executor.load(id).await?;
+        let found = state.view(id).ok_or_else(|| ServiceError::not_found("Card", id))?;
+        Ok(pb::CheckCardResponse {
+            card: Some(found),
+            version,
         })
     }
 }

@@ -135,6 +135,19 @@ pub struct ViewCardResponse {
     pub version: i64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CheckCardRequest {
+    #[prost(string, tag = "1")]
+    pub card_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CheckCardResponse {
+    #[prost(message, optional, tag = "1")]
+    pub card: ::core::option::Option<Card>,
+    /// The version of the state returned.
+    #[prost(int64, tag = "2")]
+    pub version: i64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CardOpened {
     #[prost(string, tag = "1")]
     pub member_id: ::prost::alloc::string::String,
@@ -408,6 +421,33 @@ pub mod loans_command_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// The card at its latest version, from the event store.
+        pub async fn check_card(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CheckCardRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CheckCardResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/library.loans.v1.LoansCommandService/CheckCard",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("library.loans.v1.LoansCommandService", "CheckCard"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -450,6 +490,14 @@ pub mod loans_command_service_server {
             request: tonic::Request<super::CloseCardRequest>,
         ) -> std::result::Result<
             tonic::Response<super::CloseCardResponse>,
+            tonic::Status,
+        >;
+        /// The card at its latest version, from the event store.
+        async fn check_card(
+            &self,
+            request: tonic::Request<super::CheckCardRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CheckCardResponse>,
             tonic::Status,
         >;
     }
@@ -739,6 +787,52 @@ pub mod loans_command_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = CloseCardSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/library.loans.v1.LoansCommandService/CheckCard" => {
+                    #[allow(non_camel_case_types)]
+                    struct CheckCardSvc<T: LoansCommandService>(pub Arc<T>);
+                    impl<
+                        T: LoansCommandService,
+                    > tonic::server::UnaryService<super::CheckCardRequest>
+                    for CheckCardSvc<T> {
+                        type Response = super::CheckCardResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CheckCardRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as LoansCommandService>::check_card(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CheckCardSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -51,6 +51,10 @@ impl Child for pb::Loan {
     const PARENT: &'static str = "card_id";
     const ORDER: &'static [crud::Sort] = &[
         crud::Sort {
+            column: "renewals",
+            descending: true,
+        },
+        crud::Sort {
             column: "book_id",
             descending: false,
         },
