@@ -84,7 +84,7 @@ pid_alive() {
   state="$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)"
   [[ "$state" != Z ]] || return 1
   if [[ -n "$want" ]]; then
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$want" || return 1
+    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$want"* ]] || return 1
   fi
   return 0
 }

@@ -18,9 +18,12 @@ envoy_bin() {
 }
 
 envoy_is_installed() {
-  local b
+  local b v
   b="$(envoy_bin)" || return 1
-  "$b" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"
+  # Captured, not piped into `grep -q`: grep exiting at the first match can SIGPIPE
+  # envoy, which `pipefail` turns into "not installed".
+  v="$("$b" --version 2>/dev/null)" || return 1
+  [[ "$v" == *"/$ENVOY_VERSION/"* ]]
 }
 
 # envoy_venv: create $INFRA_DIR/venv if missing.
