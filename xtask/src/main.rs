@@ -110,6 +110,13 @@ fn generate_command(
         Some(s) => cwd.join(s),
         None => default_spec(&project()?)?,
     };
+    // A spec that cannot be read says so first, named as given.
+    std::fs::metadata(&spec).with_context(|| {
+        format!(
+            "reading {}",
+            spec.strip_prefix(&cwd).unwrap_or(&spec).display()
+        )
+    })?;
     // Without --out, the spec's own project: never another project's generated/.
     let out = match out {
         Some(o) => cwd.join(o),

@@ -372,6 +372,14 @@ fn paths_are_relative_to_the_current_directory() {
     assert!(dir.join("lib.lock").is_file(), "the lock beside the spec");
     assert!(!root().join("lib.yaml").exists() && !root().join("gen").exists());
 
+    let homeless = run(&["generate", "--spec", "lib.yaml"]);
+    assert!(!homeless.status.success(), "wrote somewhere without --out");
+    assert!(
+        text(&homeless).contains("pass --out"),
+        "{}",
+        text(&homeless)
+    );
+
     let missing = run(&["generate", "--spec", "nope/missing.yaml"]);
     assert!(!missing.status.success());
     let said = text(&missing);
