@@ -49,19 +49,10 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn a_service_added_to_the_spec_answers() {
     let folder = tempfile::tempdir().expect("data folder");
-    let (url_tx, url_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let system = tokio::spawn(async move {
-        keel::embedded::up(
-            &lend_launcher::SYSTEM,
-            folder.path(),
-            "127.0.0.1:0".parse().expect("address"),
-            async { let _ = stop_rx.await; },
-            async |a, _| { let _ = url_tx.send(format!("http://{}/graphql", a.graphql)); Ok(()) },
-        )
+    let system = keel::embedded::spawn(lend_launcher::SYSTEM, folder.path().to_path_buf())
         .await
-    });
-    let url = url_rx.await.expect("starts");
+        .expect("starts");
+    let url = system.graphql_url.clone();
     let client = reqwest::Client::new();
     let ask = |query: &'static str| {
         let request = client.post(&url).json(&json!({ "query": query }));
@@ -71,8 +62,7 @@ async fn a_service_added_to_the_spec_answers() {
     assert_eq!(created["data"]["createNote"], json!({ "text": "Buy milk", "pinned": true }), "{created:#}");
     let listed = ask("{ listNotes { nodes { text } } }").await;
     assert_eq!(listed["data"]["listNotes"]["nodes"], json!([{ "text": "Buy milk" }]), "{listed:#}");
-    let _ = stop_tx.send(());
-    system.await.expect("joins").expect("stops cleanly");
+    system.stop().await.expect("stops cleanly");
 }
 "#;
 

@@ -116,7 +116,7 @@ pub async fn up(
         addresses: &addresses,
         system: system.name,
     };
-    spawn(system, &mut tasks, &at, listeners, stop_rx)?;
+    spawn_all(system, &mut tasks, &at, listeners, stop_rx)?;
 
     let started = async {
         wait_ready(&addresses).await?;
@@ -212,7 +212,7 @@ fn data_file(system: &str, database: &str) -> String {
     format!("{}.db", bare.replace('_', "-"))
 }
 
-fn spawn(
+fn spawn_all(
     system: &System,
     tasks: &mut Tasks,
     at: &Embedded<'_>,
@@ -298,6 +298,57 @@ async fn wait_ready(addresses: &Addresses) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A system [`spawn`]ed in the background: where its GraphQL is, and how to stop it.
+pub struct Spawned {
+    /// `http://127.0.0.1:<port>/graphql`.
+    pub graphql_url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Spawned {
+    /// Stops every part and waits for it; the system's own error, if it failed.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("the system's task")?
+    }
+}
+
+/// Starts `system` with its data in `data` and GraphQL on a free loopback port, and
+/// returns once every part serves (for tests and tools that drive a whole system).
+pub async fn spawn(system: System, data: PathBuf) -> anyhow::Result<Spawned> {
+    let (url_tx, url_rx) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        up(
+            &system,
+            &data,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            shutdown,
+            async |a, _| {
+                let _ = url_tx.send(format!("http://{}/graphql", a.graphql));
+                Ok(())
+            },
+        )
+        .await
+    });
+    match url_rx.await {
+        Ok(graphql_url) => Ok(Spawned {
+            graphql_url,
+            stop,
+            task,
+        }),
+        Err(_) => Err(task
+            .await
+            .context("the system's task")?
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("the system stopped before it served"))),
+    }
 }
 
 /// Configures every deployable of `system` as `up` would, starting none: a setting its

@@ -178,28 +178,13 @@ async fn eventually(gql: &Gql, card: Value, done: impl Fn(&Value) -> bool) -> Va
 #[tokio::test]
 async fn the_library_through_graphql() {
     let folder = tempfile::tempdir().expect("data folder");
-    let (url_tx, url_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let system = tokio::spawn(async move {
-        keel::embedded::up(
-            &library_launcher::SYSTEM,
-            folder.path(),
-            "127.0.0.1:0".parse().expect("address"),
-            async {
-                let _ = stop_rx.await;
-            },
-            async |a, _| {
-                let _ = url_tx.send(format!("http://{}/graphql", a.graphql));
-                Ok(())
-            },
-        )
+    let system = keel::embedded::spawn(library_launcher::SYSTEM, folder.path().to_path_buf())
         .await
-    });
+        .expect("the library starts");
     let gql = Gql {
-        url: url_rx.await.expect("the library starts"),
+        url: system.graphql_url.clone(),
         client: reqwest::Client::new(),
     };
     journey(&gql).await;
-    let _ = stop_tx.send(());
-    system.await.expect("joins").expect("stops cleanly");
+    system.stop().await.expect("stops cleanly");
 }

@@ -24,24 +24,10 @@ fn data(response: &Value) -> &Value {
 #[tokio::test]
 async fn items_and_tasks_through_graphql() {
     let folder = tempfile::tempdir().expect("data folder");
-    let (url_tx, url_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let system = tokio::spawn(async move {
-        keel::embedded::up(
-            &{{crate}}_launcher::SYSTEM,
-            folder.path(),
-            "127.0.0.1:0".parse().expect("address"),
-            async {
-                let _ = stop_rx.await;
-            },
-            async |a, _| {
-                let _ = url_tx.send(format!("http://{}/graphql", a.graphql));
-                Ok(())
-            },
-        )
+    let system = keel::embedded::spawn({{crate}}_launcher::SYSTEM, folder.path().to_path_buf())
         .await
-    });
-    let url = url_rx.await.expect("the system starts");
+        .expect("the system starts");
+    let url = system.graphql_url.clone();
 
     let created = graphql(
         &url,
@@ -98,6 +84,5 @@ async fn items_and_tasks_through_graphql() {
         "{renamed:#}"
     );
 
-    let _ = stop_tx.send(());
-    system.await.expect("joins").expect("stops cleanly");
+    system.stop().await.expect("stops cleanly");
 }
