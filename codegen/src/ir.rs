@@ -924,6 +924,12 @@ pub enum SettingKind {
     Bus,
     /// The URL of the named upstream deployable, through its Envoy.
     Upstream(String),
+    /// The name of the event store's database on the MongoDB wire (default here).
+    EventStoreDatabase(String),
+    /// The name of a topic it produces to or consumes from (default here).
+    Topic(String),
+    /// The name of a consumer group it reads in (default here).
+    ConsumerGroup(String),
 }
 
 #[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]

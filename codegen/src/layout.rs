@@ -86,8 +86,40 @@ fn args(role: Role) -> Vec<String> {
     vec!["--role".to_string(), role.to_string()]
 }
 
-/// What a deployable reads from its environment, from what it connects to.
-fn settings(d: &Deployable) -> Vec<Setting> {
+/// `CART_TOPIC`: the variable that names service `service`'s topic.
+pub fn topic_var(service: &str) -> String {
+    format!("{}_TOPIC", service.to_shouty_snake_case())
+}
+
+/// `USER_EVENTS_GROUP`: the variable that names the consumer group in which a
+/// subscriber's command side reads service `service`'s events.
+pub fn events_group_var(service: &str) -> String {
+    format!("{}_EVENTS_GROUP", service.to_shouty_snake_case())
+}
+
+/// `cart-command-user-events`: the default of that group for subscriber `subscriber`.
+pub fn events_group(subscriber: &str, service: &str) -> String {
+    format!(
+        "{}-command-{}-events",
+        subscriber.replace('_', "-"),
+        service.replace('_', "-")
+    )
+}
+
+/// The variable that names a CQRS event handler's consumer group.
+pub const HANDLER_GROUP_VAR: &str = "CONSUMER_GROUP";
+
+/// `cart-event-handler`: the default of that group.
+pub fn handler_group(service: &str) -> String {
+    format!("{}-event-handler", service.replace('_', "-"))
+}
+
+/// The variable that names the event store's database on the MongoDB wire.
+pub const EVENT_STORE_DATABASE_VAR: &str = "EVENT_STORE_DATABASE";
+
+/// What a deployable reads from its environment, from what it connects to; `owner`
+/// gives the service whose topic a topic name is.
+fn settings(d: &Deployable, owner: impl Fn(&str) -> Option<String>) -> Vec<Setting> {
     let setting = |env: &str, kind: SettingKind| Setting {
         env: env.to_string(),
         kind,
@@ -101,9 +133,35 @@ fn settings(d: &Deployable) -> Vec<Setting> {
             "EVENT_STORE_URL",
             SettingKind::EventStore(store.clone()),
         ));
+        out.push(setting(
+            EVENT_STORE_DATABASE_VAR,
+            SettingKind::EventStoreDatabase(store.clone()),
+        ));
     }
     if !d.produces.is_empty() || !d.consumes.is_empty() {
         out.push(setting("BUS_URL", SettingKind::Bus));
+    }
+    for topic in d.produces.iter().chain(&d.consumes) {
+        let Some(service) = owner(topic) else {
+            continue;
+        };
+        out.push(setting(
+            &topic_var(&service),
+            SettingKind::Topic(topic.clone()),
+        ));
+        if !d.produces.contains(topic) {
+            out.push(if service == d.service {
+                setting(
+                    HANDLER_GROUP_VAR,
+                    SettingKind::ConsumerGroup(handler_group(&service)),
+                )
+            } else {
+                setting(
+                    &events_group_var(&service),
+                    SettingKind::ConsumerGroup(events_group(&d.service, &service)),
+                )
+            });
+        }
     }
     for up in &d.upstreams {
         out.push(setting(
@@ -256,7 +314,13 @@ fn deployables(system: &System) -> Vec<Deployable> {
         let svc = system.services.iter().find(|s| s.name == d.service);
         (d.package, d.binary) = program(&system.name, svc, &system.entities);
         d.args = args(d.role);
-        d.settings = settings(d);
+        d.settings = settings(d, |topic| {
+            system
+                .services
+                .iter()
+                .find(|s| s.messaging.as_ref().is_some_and(|m| m.topic == topic))
+                .map(|s| s.name.clone())
+        });
         // Without a lock, slots follow deployable order; the lock pins them by name.
         d.slot = i as u16;
         d.local = local_ports(d.slot);

@@ -124,3 +124,36 @@ fn the_examples_beyond_the_shop_use_every_feature_of_the_spec_language() {
         "move {now_used:?} from NOT_YET to FEATURES"
     );
 }
+
+/// The deployables table promises each deployable reads the variables it lists (test
+/// stacks and deploy files set them): the generated crate of its service declares each
+/// one as an `env` of its `Config`, for the shop and both examples beyond it.
+#[test]
+fn every_setting_of_the_deployables_table_is_read_by_the_generated_config() {
+    for (path, text) in [
+        example("spec/shop.yaml"),
+        example("services/library/spec/library.yaml"),
+        example("templates/new/spec.yaml"),
+    ] {
+        let system = codegen::load(Path::new(&path), &text).unwrap_or_else(|e| panic!("{e}"));
+        let files = codegen::emit::all(&system).unwrap_or_else(|e| panic!("{path}: {e}"));
+        for d in &system.deployables {
+            let crate_dir = format!("rust/{}/", d.service);
+            let sources: String = files
+                .iter()
+                .filter(|f| f.path.starts_with(&crate_dir) && f.path.ends_with(".rs"))
+                .map(|f| f.contents.as_str())
+                .collect();
+            assert!(!sources.is_empty(), "{path}: no crate {crate_dir}");
+            for s in &d.settings {
+                assert!(
+                    sources.contains(&format!("env = \"{}\"", s.env)),
+                    "{path}: {} lists {} ({:?}) but {crate_dir} does not read it",
+                    d.name,
+                    s.env,
+                    s.kind
+                );
+            }
+        }
+    }
+}

@@ -128,8 +128,27 @@ fn deployables_name_their_package_binary_arguments_and_settings() {
             "LISTEN_ADDR=Listen",
             "DATABASE_URL=Database(\"shop_cart_read\")",
             "EVENT_STORE_URL=EventStore(\"shop_cart_events\")",
+            "EVENT_STORE_DATABASE=EventStoreDatabase(\"shop_cart_events\")",
             "BUS_URL=Bus",
+            "CART_TOPIC=Topic(\"cart.events\")",
+            "CONSUMER_GROUP=ConsumerGroup(\"cart-event-handler\")",
         ]
+    );
+    // The command side relays its events and reads the user service's in a group of
+    // its own.
+    let (_, _, _, settings) = row("cart-command");
+    assert_eq!(
+        settings[2..6],
+        [
+            "EVENT_STORE_DATABASE=EventStoreDatabase(\"shop_cart_events\")",
+            "BUS_URL=Bus",
+            "CART_TOPIC=Topic(\"cart.events\")",
+            "USER_TOPIC=Topic(\"user.events\")",
+        ]
+    );
+    assert_eq!(
+        settings[6],
+        "USER_EVENTS_GROUP=ConsumerGroup(\"cart-command-user-events\")"
     );
     let (package, binary, args, _) = row("bff");
     assert_eq!((package, binary, args.as_str()), ("shop-bff", "bff", ""));

@@ -129,6 +129,10 @@ pub(crate) fn container_env(
             }
             SettingKind::Bus => format!("kafka://{KAFKA_HOST}:{}", ports::KAFKA),
             SettingKind::Upstream(up) => format!("http://{}:{}", upstream_host(up), ports::ENVOY),
+            // Names whose defaults are right in a deployment of their own.
+            SettingKind::EventStoreDatabase(_)
+            | SettingKind::Topic(_)
+            | SettingKind::ConsumerGroup(_) => continue,
         };
         env.push(var(&s.env, value));
     }

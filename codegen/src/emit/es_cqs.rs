@@ -3,7 +3,7 @@
 //! `CqsModel` over the aggregate), the use cases on `keel::es::cqs::Store`, and the
 //! process (`Config`, `run_with`, `run`, `main`): the server and the outbox relay.
 
-use heck::{ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
+use heck::{ToSnakeCase, ToUpperCamelCase};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
@@ -21,8 +21,8 @@ pub fn module(system: &System, svc: &Service) -> Result<TokenStream, EmitError> 
     let mapping = view_mapping(svc, &m, &state, &format_ident!("DB_MIGRATIONS"));
     let migrations = migrations(&m.database.name, "DB", "The database's");
     let aggregate_trait = format_ident!("{}Aggregate", svc.entity);
-    let lock = key_of(&format!("{}_out", svc.name));
-    let lease = key_of(&format!("{}_rly", svc.name));
+    let lock = key_of(&format!("{}/commands", svc.name));
+    let lease = key_of(&format!("{}/relay", svc.name));
     let Some(handlers) = use_cases(svc, &state) else {
         return Err(EmitError::Other(format!(
             "service `{}` (cqs-es): every query must take only the stream id and answer the aggregate",
@@ -172,8 +172,8 @@ fn process(system: &System, svc: &Service, m: &Model<'_>) -> TokenStream {
         .unwrap_or_default();
     let topic_field = format_ident!("{}_topic", name.to_snake_case());
     let partitions_field = format_ident!("{}_topic_partitions", name.to_snake_case());
-    let topic_env = format!("{}_TOPIC", name.to_shouty_snake_case());
-    let partitions_env = format!("{}_TOPIC_PARTITIONS", name.to_shouty_snake_case());
+    let topic_env = crate::layout::topic_var(name);
+    let partitions_env = format!("{topic_env}_PARTITIONS");
     let upstreams = upstream_fields(system, svc);
     let about =
         format!("The {name} service (CQS + event sourcing): the gRPC server and its outbox relay");

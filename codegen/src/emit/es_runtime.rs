@@ -12,7 +12,7 @@ use quote::{format_ident, quote};
 use super::EmitError;
 use super::crud::{self, Model};
 use crate::ir::*;
-use crate::names;
+use crate::{layout, names};
 
 /// Whether the service's crate has a `runtime` module.
 pub fn has_module(svc: &Service) -> bool {
@@ -64,18 +64,28 @@ fn cqrs_module(system: &System, svc: &Service) -> Result<TokenStream, EmitError>
     })
 }
 
-/// The advisory-lock key of a read model: `<service>proj` as 8 bytes.
+/// The advisory-lock key of a read model: `<service>proj` as 8 bytes (the only key of
+/// its database, so a prefix suffices; kept so a running projector and its successor
+/// still exclude each other).
 fn lock_key(service: &str) -> i64 {
-    key_of(&format!("{service}proj"))
-}
-
-/// An advisory-lock key: the first 8 bytes of `name`, padded with `_`.
-pub(super) fn key_of(name: &str) -> i64 {
     let mut bytes = [b'_'; 8];
-    for (b, c) in bytes.iter_mut().zip(name.bytes()) {
+    for (b, c) in bytes.iter_mut().zip(format!("{service}proj").bytes()) {
         *b = c;
     }
     i64::from_be_bytes(bytes)
+}
+
+/// An advisory-lock key: FNV-1a of the whole `name`. Keys of one database must differ,
+/// so no prefix of the name may decide it (the first 8 bytes once did: a service named
+/// `members` got one key for its commands' lock and its relay's lease, and every
+/// command waited for the relay).
+pub(super) fn key_of(name: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_be_bytes(hash.to_be_bytes())
 }
 
 /// `impl ViewMapping for <mapping><A>`: the entity's rows from the aggregate's `view()`,
@@ -342,13 +352,9 @@ fn subscribers(system: &System, svc: &Service) -> (Vec<TokenStream>, Vec<TokenSt
             .unwrap_or_default();
         let topic_field = format_ident!("{}_topic", other.to_snake_case());
         let group_field = format_ident!("{}_events_group", other.to_snake_case());
-        let topic_env = format!("{}_TOPIC", other.to_shouty_snake_case());
-        let group_env = format!("{}_EVENTS_GROUP", other.to_shouty_snake_case());
-        let group = format!(
-            "{}-command-{}-events",
-            svc.name.replace('_', "-"),
-            other.replace('_', "-")
-        );
+        let topic_env = layout::topic_var(other);
+        let group_env = layout::events_group_var(other);
+        let group = layout::events_group(&svc.name, other);
         let topic_doc = format!(" The topic of service `{other}`'s events (its subscriptions).");
         fields.push(quote! {
             #[doc = #topic_doc]
@@ -544,9 +550,10 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
         .unwrap_or_default();
     let topic_field = format_ident!("{}_topic", name.to_snake_case());
     let partitions_field = format_ident!("{}_topic_partitions", name.to_snake_case());
-    let topic_env = format!("{}_TOPIC", name.to_shouty_snake_case());
-    let partitions_env = format!("{}_TOPIC_PARTITIONS", name.to_shouty_snake_case());
-    let group = format!("{}-event-handler", name.replace('_', "-"));
+    let topic_env = layout::topic_var(name);
+    let partitions_env = format!("{topic_env}_PARTITIONS");
+    let group = layout::handler_group(name);
+    let (group_env, store_db_env) = (layout::HANDLER_GROUP_VAR, layout::EVENT_STORE_DATABASE_VAR);
     let about = format!(
         "The {name} service (CQRS + event sourcing): the command, query or event-handler role, or a task"
     );
@@ -613,7 +620,7 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
             #[arg(long, env = "EVENT_STORE_URL", default_value = "mongodb://127.0.0.1:57017/")]
             pub event_store_url: String,
             /// The event store's database on the MongoDB wire (a SQL store's is in its URL).
-            #[arg(long, env = "EVENT_STORE_DATABASE", default_value = #events_db)]
+            #[arg(long, env = #store_db_env, default_value = #events_db)]
             pub event_store_database: String,
             /// The read database (query and event-handler roles, tasks): `postgres://…` or
             /// `sqlite://path`; migrations run at start.
@@ -630,7 +637,7 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
             #[arg(long, env = #partitions_env, default_value_t = 3)]
             pub #partitions_field: i32,
             /// Consumer group of the event handler.
-            #[arg(long, env = "CONSUMER_GROUP", default_value = #group)]
+            #[arg(long, env = #group_env, default_value = #group)]
             pub consumer_group: String,
             #(#sub_fields)*
             #(#upstreams)*
@@ -756,6 +763,22 @@ fn cqrs_process(system: &System, svc: &Service, m: &Model<'_>) -> Result<TokenSt
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cqs_services_command_lock_and_relay_lease_differ_whatever_its_name() {
+        for service in [
+            "user",
+            "members",
+            "subscriptions",
+            "a_very_long_service_name",
+        ] {
+            let lock = key_of(&format!("{service}/commands"));
+            let lease = key_of(&format!("{service}/relay"));
+            assert_ne!(lock, lease, "{service}");
+        }
+    }
+
     #[test]
     fn the_cart_lock_key_is_the_one_it_always_had() {
         assert_eq!(super::lock_key("cart"), 0x6361_7274_7072_6f6a);

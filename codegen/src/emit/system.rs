@@ -69,6 +69,9 @@ fn row(d: &Deployable) -> TokenStream {
             SettingKind::EventStore(store) => quote!(SettingKind::EventStore(#store)),
             SettingKind::Bus => quote!(SettingKind::Bus),
             SettingKind::Upstream(up) => quote!(SettingKind::Upstream(#up)),
+            SettingKind::EventStoreDatabase(db) => quote!(SettingKind::EventStoreDatabase(#db)),
+            SettingKind::Topic(topic) => quote!(SettingKind::Topic(#topic)),
+            SettingKind::ConsumerGroup(group) => quote!(SettingKind::ConsumerGroup(#group)),
         };
         quote!(Setting { env: #env, kind: #kind })
     });

@@ -5,7 +5,7 @@
 //!
 //! The generated local ports are fixed, so this test and `journey.rs` serialize on
 //! [`lock_ports`] (in [`Stack::start`]); Kafka topics, consumer groups and the Mongo
-//! database are unique to the run.
+//! database are unique to the run (the table's settings name them).
 
 use e2e::ops::*;
 use e2e::*;
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cart_journey_through_envoy() {
-    let stack = Stack::start(&[
+    let stack = start_shop(&[
         "product",
         "cart-command",
         "cart-query",

@@ -35,7 +35,7 @@ async fn product_names(gql: &Graphql) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn products_and_customers_through_envoy() {
-    let stack = Stack::start(&["product", "user", "bff"]).await;
+    let stack = start_shop(&["product", "user", "bff"]).await;
     let gql = stack.graphql();
 
     // Products: create, page through in a stable order.

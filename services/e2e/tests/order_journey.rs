@@ -16,7 +16,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_journey_with_checkout_through_envoy() {
-    let stack = Stack::start(&[
+    let stack = start_shop(&[
         "product",
         "user",
         "cart-command",

@@ -184,22 +184,24 @@ impl Embedded<'_> {
         }
     }
 
-    /// The value of each setting `d` lists.
+    /// The value of each setting `d` lists, but the names whose defaults serve.
     fn settings(&self, d: &Deployable) -> anyhow::Result<Vec<(&'static str, String)>> {
-        d.settings
-            .iter()
-            .map(|s| {
-                let value = match s.kind {
-                    SettingKind::Listen => self.address(d.name)?.to_string(),
-                    SettingKind::Database(db) | SettingKind::EventStore(db) => {
-                        (self.url)(&data_file(self.system, db))
-                    }
-                    SettingKind::Bus => (self.url)("bus.db"),
-                    SettingKind::Upstream(up) => format!("http://{}", self.address(up)?),
-                };
-                Ok((s.env, value))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for s in d.settings {
+            let value = match s.kind {
+                SettingKind::Listen => self.address(d.name)?.to_string(),
+                SettingKind::Database(db) | SettingKind::EventStore(db) => {
+                    (self.url)(&data_file(self.system, db))
+                }
+                SettingKind::Bus => (self.url)("bus.db"),
+                SettingKind::Upstream(up) => format!("http://{}", self.address(up)?),
+                SettingKind::EventStoreDatabase(_)
+                | SettingKind::Topic(_)
+                | SettingKind::ConsumerGroup(_) => continue,
+            };
+            out.push((s.env, value));
+        }
+        Ok(out)
     }
 }
 

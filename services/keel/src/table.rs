@@ -28,6 +28,13 @@ pub enum SettingKind {
     Bus,
     /// The URL of the named upstream deployable, through its Envoy.
     Upstream(&'static str),
+    /// The name of the event store's database on the MongoDB wire (default here).
+    EventStoreDatabase(&'static str),
+    /// The name of a topic it produces to or consumes from (default here): a test
+    /// stack gives each run topics of its own through these.
+    Topic(&'static str),
+    /// The name of a consumer group it reads in (default here).
+    ConsumerGroup(&'static str),
 }
 /// An environment variable a deployable reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,6 +7,11 @@ use std::sync::OnceLock;
 
 use sqlx::{Connection, Executor, PgConnection};
 
+#[cfg(feature = "stack")]
+pub mod process;
+#[cfg(feature = "stack")]
+pub mod stack;
+
 /// The repository root (this crate lives in `services/keel`).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -1,4 +1,5 @@
-//! The library through GraphQL on embedded storage (`library up` in this process): the
+//! The library through GraphQL, on embedded storage (`library up` in this process) and
+//! on the real servers (each deployable its own process behind its Envoy): the
 //! catalogue generated whole (a reference, filters, an order, a unique ISBN, an
 //! idempotent create), members (CQS + ES) and loans (CQRS + ES: the rules of a card,
 //! the `exists` check of a borrowed book, and a member leaving closing their card
@@ -187,4 +188,22 @@ async fn the_library_through_graphql() {
     };
     journey(&gql).await;
     system.stop().await.expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn the_library_on_real_servers_through_envoy() {
+    let system = keel::testing::stack::System {
+        name: library_system::SYSTEM,
+        table: library_system::DEPLOYABLES,
+        root: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        env: Vec::new(),
+    };
+    let names = system.names();
+    let stack = keel::testing::stack::Stack::start(system, &names).await;
+    let gql = Gql {
+        url: stack.graphql_url(),
+        client: reqwest::Client::new(),
+    };
+    journey(&gql).await;
+    stack.stop();
 }

@@ -109,7 +109,7 @@ async fn the_new_service_answers_graphql_embedded_and_through_envoys() {
     drive(&Graphql::new(url)).await;
     assert!(shop.interrupt(Duration::from_secs(20)).is_some_and(|s| s.success()));
 
-    let stack = Stack::start(&["supplier", "product", "bff"]).await;
+    let stack = start_shop(&["supplier", "product", "bff"]).await;
     drive(stack.graphql()).await;
     stack.stop();
 }

@@ -127,8 +127,24 @@ pub static DEPLOYABLES: &[Deployable] = &[
                 kind: SettingKind::EventStore("shop_cart_events"),
             },
             Setting {
+                env: "EVENT_STORE_DATABASE",
+                kind: SettingKind::EventStoreDatabase("shop_cart_events"),
+            },
+            Setting {
                 env: "BUS_URL",
                 kind: SettingKind::Bus,
+            },
+            Setting {
+                env: "CART_TOPIC",
+                kind: SettingKind::Topic("cart.events"),
+            },
+            Setting {
+                env: "USER_TOPIC",
+                kind: SettingKind::Topic("user.events"),
+            },
+            Setting {
+                env: "USER_EVENTS_GROUP",
+                kind: SettingKind::ConsumerGroup("cart-command-user-events"),
             },
             Setting {
                 env: "PRODUCT_URL",
@@ -191,8 +207,20 @@ pub static DEPLOYABLES: &[Deployable] = &[
                 kind: SettingKind::EventStore("shop_cart_events"),
             },
             Setting {
+                env: "EVENT_STORE_DATABASE",
+                kind: SettingKind::EventStoreDatabase("shop_cart_events"),
+            },
+            Setting {
                 env: "BUS_URL",
                 kind: SettingKind::Bus,
+            },
+            Setting {
+                env: "CART_TOPIC",
+                kind: SettingKind::Topic("cart.events"),
+            },
+            Setting {
+                env: "CONSUMER_GROUP",
+                kind: SettingKind::ConsumerGroup("cart-event-handler"),
             },
         ],
         upstreams: &[],
@@ -223,6 +251,10 @@ pub static DEPLOYABLES: &[Deployable] = &[
             Setting {
                 env: "BUS_URL",
                 kind: SettingKind::Bus,
+            },
+            Setting {
+                env: "USER_TOPIC",
+                kind: SettingKind::Topic("user.events"),
             },
         ],
         upstreams: &[],

@@ -53,7 +53,7 @@ pub static DB_MIGRATIONS: sql::Migrations = sql::Migrations {
     sqlite: &DB_SQLITE,
 };
 /// The lease key of the outbox relay in the service's database.
-pub const RELAY_LEASE_LOCK: i64 = 8463219666661305465i64;
+pub const RELAY_LEASE_LOCK: i64 = 7008096500122459908i64;
 /// The state rows of `user`: the `customers` table from the spec, rows from [`crate::CustomerAggregate::view`].
 pub struct CustomerState<A>(std::marker::PhantomData<fn() -> A>);
 impl<A: crate::CustomerAggregate> keel::es::view::ViewMapping for CustomerState<A> {
@@ -78,7 +78,7 @@ impl<A: crate::CustomerAggregate> keel::es::view::ViewMapping for CustomerState<
     }
 }
 impl<A: crate::CustomerAggregate> keel::es::cqs::CqsModel for CustomerState<A> {
-    const LOCK: i64 = 8463219666661111156i64;
+    const LOCK: i64 = 6423040474519510597i64;
 }
 /// `UserService` on the CQS store: every use case generated.
 pub struct UserHandlers<A> {

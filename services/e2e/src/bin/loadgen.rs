@@ -31,7 +31,10 @@ fn usage() -> String {
 
 /// The BFF's GraphQL endpoint through its local Envoy.
 fn default_url() -> String {
-    format!("{}/graphql", e2e::stack::edge_url("bff"))
+    format!(
+        "{}/graphql",
+        e2e::shop().deployable("bff").local_envoy_url()
+    )
 }
 
 fn parse_args() -> Result<Args, String> {

@@ -53,7 +53,7 @@ pub static DB_MIGRATIONS: sql::Migrations = sql::Migrations {
     sqlite: &DB_SQLITE,
 };
 /// The lease key of the outbox relay in the service's database.
-pub const RELAY_LEASE_LOCK: i64 = 7882826992158143327i64;
+pub const RELAY_LEASE_LOCK: i64 = -9103529525196702374i64;
 /// The state rows of `members`: the `members` table from the spec, rows from [`crate::MemberAggregate::view`].
 pub struct MemberState<A>(std::marker::PhantomData<fn() -> A>);
 impl<A: crate::MemberAggregate> keel::es::view::ViewMapping for MemberState<A> {
@@ -78,7 +78,7 @@ impl<A: crate::MemberAggregate> keel::es::view::ViewMapping for MemberState<A> {
     }
 }
 impl<A: crate::MemberAggregate> keel::es::cqs::CqsModel for MemberState<A> {
-    const LOCK: i64 = 7882826992158143327i64;
+    const LOCK: i64 = -18964770879754245i64;
 }
 /// `MembersService` on the CQS store: every use case generated.
 pub struct MembersHandlers<A> {

@@ -118,6 +118,10 @@ pub static DEPLOYABLES: &[Deployable] = &[
                 env: "BUS_URL",
                 kind: SettingKind::Bus,
             },
+            Setting {
+                env: "MEMBERS_TOPIC",
+                kind: SettingKind::Topic("members.events"),
+            },
         ],
         upstreams: &[],
         databases: &["library_members"],
@@ -145,8 +149,24 @@ pub static DEPLOYABLES: &[Deployable] = &[
                 kind: SettingKind::EventStore("library_loans_events"),
             },
             Setting {
+                env: "EVENT_STORE_DATABASE",
+                kind: SettingKind::EventStoreDatabase("library_loans_events"),
+            },
+            Setting {
                 env: "BUS_URL",
                 kind: SettingKind::Bus,
+            },
+            Setting {
+                env: "LOANS_TOPIC",
+                kind: SettingKind::Topic("loans.events"),
+            },
+            Setting {
+                env: "MEMBERS_TOPIC",
+                kind: SettingKind::Topic("members.events"),
+            },
+            Setting {
+                env: "MEMBERS_EVENTS_GROUP",
+                kind: SettingKind::ConsumerGroup("loans-command-members-events"),
             },
             Setting {
                 env: "BOOKS_URL",
@@ -209,8 +229,20 @@ pub static DEPLOYABLES: &[Deployable] = &[
                 kind: SettingKind::EventStore("library_loans_events"),
             },
             Setting {
+                env: "EVENT_STORE_DATABASE",
+                kind: SettingKind::EventStoreDatabase("library_loans_events"),
+            },
+            Setting {
                 env: "BUS_URL",
                 kind: SettingKind::Bus,
+            },
+            Setting {
+                env: "LOANS_TOPIC",
+                kind: SettingKind::Topic("loans.events"),
+            },
+            Setting {
+                env: "CONSUMER_GROUP",
+                kind: SettingKind::ConsumerGroup("loans-event-handler"),
             },
         ],
         upstreams: &[],
