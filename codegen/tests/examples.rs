@@ -31,6 +31,7 @@ const FEATURES: &[&str] = &[
     "max",
     "one_of",
     "default",
+    "renamed_from",
     "abstract",
     "extends",
     "relations",
@@ -43,6 +44,8 @@ const FEATURES: &[&str] = &[
     "kind:create",
     "kind:update",
     "kind:delete",
+    "kind:custom",
+    "params",
     "audience:back-office",
     "audience:internal",
     "idempotent",
@@ -61,7 +64,7 @@ const FEATURES: &[&str] = &[
 ];
 
 /// Used by the shop and the generator's fixtures only, for now.
-const NOT_YET: &[&str] = &["kind:custom", "params", "renamed_from"];
+const NOT_YET: &[&str] = &[];
 
 fn facts(value: &Value, parent: Option<&str>, out: &mut BTreeSet<String>) {
     match value {

@@ -1,7 +1,7 @@
 //! The library through GraphQL, on embedded storage (`library up` in this process) and
 //! on the real servers (each deployable its own process behind its Envoy): the
-//! catalogue generated whole (a reference, filters, an order, a unique ISBN, an
-//! idempotent create), members (CQS + ES) and loans (CQRS + ES: the rules of a card,
+//! catalogue generated but for one rule (a reference, filters, an order, a unique ISBN, an
+//! idempotent create, the appraisal behind `kind: custom`), members (CQS + ES) and loans (CQRS + ES: the rules of a card,
 //! the `exists` check of a borrowed book, and a member leaving closing their card
 //! through the event subscription across services).
 
@@ -50,7 +50,7 @@ const CARD: &str =
 async fn journey(gql: &Gql) {
     let author = gql
         .ok(
-            "mutation { addAuthor(input: { name: \"Ursula K. Le Guin\", country: \"US\" }) { id } }",
+            "mutation { addAuthor(input: { name: \"Ursula K. Le Guin\", countryCode: \"US\" }) { id } }",
             json!({}),
         )
         .await["addAuthor"]["id"]
@@ -80,6 +80,21 @@ async fn journey(gql: &Gql) {
         json!([{ "title": "The Dispossessed", "year": 1974 }, { "title": "The Left Hand of Darkness", "year": 1969 }])
     );
     assert_eq!(listed["listBooks"]["pageInfo"]["hasNextPage"], true);
+
+    // The one hand-written rule of the catalogue (`kind: custom`): older books cost more.
+    let appraise = "mutation($b: ID!, $base: Money!) { appraise(input: { bookId: $b, base: $base }) { replacementCost } }";
+    let cost = |v: Value| v["appraise"]["replacementCost"].clone();
+    let earthsea = json!({ "b": books[0], "base": 1500 });
+    assert_eq!(cost(gql.ok(appraise, earthsea.clone()).await), 1500);
+    assert_eq!(
+        cost(gql.ok(appraise, earthsea).await),
+        1500,
+        "the same request, the same cost"
+    );
+    let missing = json!({ "b": "00000000-0000-7000-8000-000000000002", "base": 1500 });
+    assert_eq!(gql.code(appraise, missing).await, "NOT_FOUND");
+    let negative = json!({ "b": books[0], "base": -1 });
+    assert_eq!(gql.code(appraise, negative).await, "BAD_USER_INPUT");
 
     let member = gql
         .ok(

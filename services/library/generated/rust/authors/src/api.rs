@@ -5,12 +5,12 @@ use std::sync::Arc;
 use keel::{RequestContext, ServiceError, Validate, Violations};
 use crate::pb;
 /// The encoded `FileDescriptorSet` of this service's proto package, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xA0\x0C\n library/authors/v1/authors.proto\x12\x12library.authors.v1\"W\n\x06Author\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x1D\n\x07country\x18\x03 \x01(\tH\0R\x07country\x88\x01\x01B\n\n\x08_country\"{\n\x12ListAuthorsRequest\x12\x1D\n\x07country\x18\x01 \x01(\tH\0R\x07country\x88\x01\x01\x12\x1B\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1D\n\npage_token\x18\x03 \x01(\tR\tpageTokenB\n\n\x08_country\"s\n\x13ListAuthorsResponse\x124\n\x07authors\x18\x01 \x03(\x0B2\x1A.library.authors.v1.AuthorR\x07authors\x12&\n\x0Fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\"\n\x10GetAuthorRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"W\n\x11GetAuthorResponse\x127\n\x06author\x18\x01 \x01(\x0B2\x1A.library.authors.v1.AuthorH\0R\x06author\x88\x01\x01B\t\n\x07_author\"\x93\x01\n\x10AddAuthorRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1D\n\x07country\x18\x02 \x01(\tH\0R\x07country\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\n\n\x08_countryB\x12\n\x10_idempotency_key\"W\n\x11AddAuthorResponse\x127\n\x06author\x18\x01 \x01(\x0B2\x1A.library.authors.v1.AuthorH\0R\x06author\x88\x01\x01B\t\n\x07_author\"b\n\x11EditAuthorRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x1D\n\x07country\x18\x03 \x01(\tH\0R\x07country\x88\x01\x01B\n\n\x08_country\"X\n\x12EditAuthorResponse\x127\n\x06author\x18\x01 \x01(\x0B2\x1A.library.authors.v1.AuthorH\0R\x06author\x88\x01\x01B\t\n\x07_author\"*\n\x16BatchGetAuthorsRequest\x12\x10\n\x03ids\x18\x01 \x03(\tR\x03ids\"O\n\x17BatchGetAuthorsResponse\x124\n\x07authors\x18\x01 \x03(\x0B2\x1A.library.authors.v1.AuthorR\x07authors2\xED\x03\n\x0EAuthorsService\x12^\n\x0BListAuthors\x12&.library.authors.v1.ListAuthorsRequest\x1A'.library.authors.v1.ListAuthorsResponse\x12X\n\tGetAuthor\x12$.library.authors.v1.GetAuthorRequest\x1A%.library.authors.v1.GetAuthorResponse\x12X\n\tAddAuthor\x12$.library.authors.v1.AddAuthorRequest\x1A%.library.authors.v1.AddAuthorResponse\x12[\n\nEditAuthor\x12%.library.authors.v1.EditAuthorRequest\x1A&.library.authors.v1.EditAuthorResponse\x12j\n\x0FBatchGetAuthors\x12*.library.authors.v1.BatchGetAuthorsRequest\x1A+.library.authors.v1.BatchGetAuthorsResponseb\x06proto3";
+pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFD\x0C\n library/authors/v1/authors.proto\x12\x12library.authors.v1\"n\n\x06Author\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12&\n\x0Ccountry_code\x18\x03 \x01(\tH\0R\x0BcountryCode\x88\x01\x01B\x0F\n\r_country_codeR\x07country\"\x92\x01\n\x12ListAuthorsRequest\x12&\n\x0Ccountry_code\x18\x01 \x01(\tH\0R\x0BcountryCode\x88\x01\x01\x12\x1B\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1D\n\npage_token\x18\x03 \x01(\tR\tpageTokenB\x0F\n\r_country_codeR\x07country\"s\n\x13ListAuthorsResponse\x124\n\x07authors\x18\x01 \x03(\x0B2\x1A.library.authors.v1.AuthorR\x07authors\x12&\n\x0Fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\"\n\x10GetAuthorRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"W\n\x11GetAuthorResponse\x127\n\x06author\x18\x01 \x01(\x0B2\x1A.library.authors.v1.AuthorH\0R\x06author\x88\x01\x01B\t\n\x07_author\"\xAA\x01\n\x10AddAuthorRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12&\n\x0Ccountry_code\x18\x02 \x01(\tH\0R\x0BcountryCode\x88\x01\x01\x12,\n\x0Fidempotency_key\x18\x03 \x01(\tH\x01R\x0EidempotencyKey\x88\x01\x01B\x0F\n\r_country_codeB\x12\n\x10_idempotency_keyR\x07country\"W\n\x11AddAuthorResponse\x127\n\x06author\x18\x01 \x01(\x0B2\x1A.library.authors.v1.AuthorH\0R\x06author\x88\x01\x01B\t\n\x07_author\"y\n\x11EditAuthorRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12&\n\x0Ccountry_code\x18\x03 \x01(\tH\0R\x0BcountryCode\x88\x01\x01B\x0F\n\r_country_codeR\x07country\"X\n\x12EditAuthorResponse\x127\n\x06author\x18\x01 \x01(\x0B2\x1A.library.authors.v1.AuthorH\0R\x06author\x88\x01\x01B\t\n\x07_author\"*\n\x16BatchGetAuthorsRequest\x12\x10\n\x03ids\x18\x01 \x03(\tR\x03ids\"O\n\x17BatchGetAuthorsResponse\x124\n\x07authors\x18\x01 \x03(\x0B2\x1A.library.authors.v1.AuthorR\x07authors2\xED\x03\n\x0EAuthorsService\x12^\n\x0BListAuthors\x12&.library.authors.v1.ListAuthorsRequest\x1A'.library.authors.v1.ListAuthorsResponse\x12X\n\tGetAuthor\x12$.library.authors.v1.GetAuthorRequest\x1A%.library.authors.v1.GetAuthorResponse\x12X\n\tAddAuthor\x12$.library.authors.v1.AddAuthorRequest\x1A%.library.authors.v1.AddAuthorResponse\x12[\n\nEditAuthor\x12%.library.authors.v1.EditAuthorRequest\x1A&.library.authors.v1.EditAuthorResponse\x12j\n\x0FBatchGetAuthors\x12*.library.authors.v1.BatchGetAuthorsRequest\x1A+.library.authors.v1.BatchGetAuthorsResponseb\x06proto3";
 impl Validate for pb::ListAuthorsRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
-        if let Some(value) = &self.country {
+        if let Some(value) = &self.country_code {
             v.length(
-                keel::validate_path(prefix, "country"),
+                keel::validate_path(prefix, "country_code"),
                 value,
                 Some(2u32),
                 Some(2u32),
@@ -46,9 +46,9 @@ impl Validate for pb::AddAuthorRequest {
                 Some(200u32),
             );
         }
-        if let Some(value) = &self.country {
+        if let Some(value) = &self.country_code {
             v.length(
-                keel::validate_path(prefix, "country"),
+                keel::validate_path(prefix, "country_code"),
                 value,
                 Some(2u32),
                 Some(2u32),
@@ -79,9 +79,9 @@ impl Validate for pb::EditAuthorRequest {
                 Some(200u32),
             );
         }
-        if let Some(value) = &self.country {
+        if let Some(value) = &self.country_code {
             v.length(
-                keel::validate_path(prefix, "country"),
+                keel::validate_path(prefix, "country_code"),
                 value,
                 Some(2u32),
                 Some(2u32),

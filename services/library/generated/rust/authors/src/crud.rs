@@ -8,20 +8,20 @@ use keel::{RequestContext, ServiceError};
 use crate::pb;
 impl Record for pb::Author {
     const TABLE: &'static str = "authors";
-    const COLUMNS: &'static [&'static str] = &["id", "name", "country"];
+    const COLUMNS: &'static [&'static str] = &["id", "name", "country_code"];
     const UNIQUE: &'static [crud::Unique] = &[];
     fn from_row(row: &Row) -> Result<Self, sql::Error> {
         Ok(pb::Author {
             id: row.uuid("id")?.to_string(),
             name: row.text("name")?,
-            country: row.opt_text("country")?,
+            country_code: row.opt_text("country_code")?,
         })
     }
     fn to_args(&self) -> Result<Vec<Arg>, ServiceError> {
         Ok(
             vec![
                 Arg::from(crud::uuid("id", & self.id) ?), Arg::from(& self.name),
-                Arg::from(& self.country)
+                Arg::from(& self.country_code)
             ],
         )
     }
@@ -105,8 +105,8 @@ impl<H: AuthorsHooks> crate::AuthorsUseCases for AuthorsCrud<H> {
             },
         ];
         let mut filters: Vec<(&'static str, Arg)> = Vec::new();
-        if let Some(value) = &request.country {
-            filters.push(("country", Arg::from(value)));
+        if let Some(value) = &request.country_code {
+            filters.push(("country_code", Arg::from(value)));
         }
         let (mut items, next_page_token) = crud::list::<
             pb::Author,
@@ -152,7 +152,7 @@ impl<H: AuthorsHooks> crate::AuthorsUseCases for AuthorsCrud<H> {
         let mut record = pb::Author {
             id: crud::new_id("authors.AddAuthor", key.as_deref()).to_string(),
             name: request.name,
-            country: request.country,
+            country_code: request.country_code,
         };
         let id = crud::uuid("id", &record.id)?;
         if key.is_some() && let Some(first) = load_author(&self.db, id).await? {
@@ -180,15 +180,15 @@ impl<H: AuthorsHooks> crate::AuthorsUseCases for AuthorsCrud<H> {
             .await?
             .ok_or_else(|| ServiceError::not_found("author", id))?;
         record.name = request.name;
-        record.country = request.country;
+        record.country_code = request.country_code;
         crud::update::<
             pb::Author,
         >(
                 &mut tx,
                 id,
                 vec![
-                    ("name", Arg::from(& record.name)), ("country", Arg::from(& record
-                    .country))
+                    ("name", Arg::from(& record.name)), ("country_code", Arg::from(&
+                    record.country_code))
                 ],
             )
             .await?;

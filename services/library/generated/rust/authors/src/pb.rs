@@ -9,13 +9,13 @@ pub struct Author {
     pub name: ::prost::alloc::string::String,
     /// ISO 3166 alpha-2.
     #[prost(string, optional, tag = "3")]
-    pub country: ::core::option::Option<::prost::alloc::string::String>,
+    pub country_code: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListAuthorsRequest {
     /// ISO 3166 alpha-2.
     #[prost(string, optional, tag = "1")]
-    pub country: ::core::option::Option<::prost::alloc::string::String>,
+    pub country_code: ::core::option::Option<::prost::alloc::string::String>,
     /// At most this many items; 0 means 20, more than 100 is an error.
     #[prost(int32, tag = "2")]
     pub page_size: i32,
@@ -47,7 +47,7 @@ pub struct AddAuthorRequest {
     pub name: ::prost::alloc::string::String,
     /// ISO 3166 alpha-2.
     #[prost(string, optional, tag = "2")]
-    pub country: ::core::option::Option<::prost::alloc::string::String>,
+    pub country_code: ::core::option::Option<::prost::alloc::string::String>,
     /// A retry with the same key (and the same operation) gets the first attempt's answer, never a second effect. Omitted: every call is a new attempt.
     #[prost(string, optional, tag = "3")]
     pub idempotency_key: ::core::option::Option<::prost::alloc::string::String>,
@@ -65,7 +65,7 @@ pub struct EditAuthorRequest {
     pub name: ::prost::alloc::string::String,
     /// ISO 3166 alpha-2.
     #[prost(string, optional, tag = "3")]
-    pub country: ::core::option::Option<::prost::alloc::string::String>,
+    pub country_code: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct EditAuthorResponse {

@@ -218,7 +218,7 @@ impl Loaders {
 /// The resolver of every Query and Mutation field and of every relation field,
 /// by `"Type.field"`. Every other field is read from its parent's value.
 pub fn registry() -> BTreeMap<&'static str, rt::Resolve> {
-    let entries: [(&'static str, rt::Resolve); 21usize] = [
+    let entries: [(&'static str, rt::Resolve); 22usize] = [
         ("Query.listAuthors", authors::list_authors),
         ("Query.getAuthor", authors::get_author),
         ("Query.listBooks", books::list_books),
@@ -230,6 +230,7 @@ pub fn registry() -> BTreeMap<&'static str, rt::Resolve> {
         ("Mutation.editAuthor", authors::edit_author),
         ("Mutation.addBook", books::add_book),
         ("Mutation.removeBook", books::remove_book),
+        ("Mutation.appraise", books::appraise),
         ("Mutation.join", members::join),
         ("Mutation.leave", members::leave),
         ("Mutation.openCard", loans::open_card),
@@ -272,7 +273,7 @@ pub mod authors {
             rt::object([
                 ("id", rt::Value::from(m.id.as_str())),
                 ("name", rt::Value::from(m.name.as_str())),
-                ("country", rt::opt(m.country.as_deref())),
+                ("countryCode", rt::opt(m.country_code.as_deref())),
             ]),
         )
     }
@@ -300,7 +301,7 @@ pub mod authors {
         rt::FieldFuture::new(async move {
             let mut a = rt::Args::of(&ctx.args);
             let req = pb::ListAuthorsRequest {
-                country: a.opt_string("country"),
+                country_code: a.opt_string("countryCode"),
                 page_size: a.page_size("first"),
                 page_token: a.page_token("after"),
             };
@@ -330,7 +331,7 @@ pub mod authors {
             let mut a = rt::Args::input(&ctx.args)?;
             let req = pb::AddAuthorRequest {
                 name: a.string("name"),
-                country: a.opt_string("country"),
+                country_code: a.opt_string("countryCode"),
                 idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
@@ -346,7 +347,7 @@ pub mod authors {
             let req = pb::EditAuthorRequest {
                 id: a.id("id"),
                 name: a.string("name"),
-                country: a.opt_string("country"),
+                country_code: a.opt_string("countryCode"),
             };
             a.finish()?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.authors.clone();
@@ -452,6 +453,20 @@ pub mod books {
             let mut client = rt::data::<super::Upstreams>(&ctx)?.books.clone();
             rt::ok("books", client.remove_book(rt::grpc(&ctx, req)).await)?;
             rt::value(rt::delete_payload(&key))
+        })
+    }
+    /// `Mutation.appraise`: `Appraise`.
+    pub(crate) fn appraise(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
+        rt::FieldFuture::new(async move {
+            let mut a = rt::Args::input(&ctx.args)?;
+            let req = pb::AppraiseRequest {
+                book_id: a.id("bookId"),
+                base: a.i64("base"),
+            };
+            a.finish()?;
+            let mut client = rt::data::<super::Upstreams>(&ctx)?.books.clone();
+            let r = rt::ok("books", client.appraise(rt::grpc(&ctx, req)).await)?;
+            rt::sent("book", r.book.map(|m| book(&m)).transpose()?)
         })
     }
     /// `Author.books`: `ListBooks` with this Author's id.

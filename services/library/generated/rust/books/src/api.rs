@@ -5,7 +5,7 @@ use std::sync::Arc;
 use keel::{RequestContext, ServiceError, Validate, Violations};
 use crate::pb;
 /// The encoded `FileDescriptorSet` of this service's proto package, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\x85\r\n\x1Clibrary/books/v1/books.proto\x12\x10library.books.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"\x94\x02\n\x04Book\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12\x12\n\x04isbn\x18\x03 \x01(\tR\x04isbn\x12\x1B\n\tauthor_id\x18\x04 \x01(\tR\x08authorId\x12\x14\n\x05genre\x18\x05 \x01(\tR\x05genre\x12\x12\n\x04year\x18\x06 \x01(\x05R\x04year\x12\x1D\n\x07summary\x18\x07 \x01(\tH\0R\x07summary\x88\x01\x01\x12)\n\x10replacement_cost\x18\x08 \x01(\x03R\x0FreplacementCost\x125\n\x08added_at\x18\t \x01(\x0B2\x1A.google.protobuf.TimestampR\x07addedAtB\n\n\x08_summary\"\xA3\x01\n\x10ListBooksRequest\x12 \n\tauthor_id\x18\x01 \x01(\tH\0R\x08authorId\x88\x01\x01\x12\x19\n\x05genre\x18\x02 \x01(\tH\x01R\x05genre\x88\x01\x01\x12\x1B\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1D\n\npage_token\x18\x04 \x01(\tR\tpageTokenB\x0C\n\n_author_idB\x08\n\x06_genre\"i\n\x11ListBooksResponse\x12,\n\x05books\x18\x01 \x03(\x0B2\x16.library.books.v1.BookR\x05books\x12&\n\x0Fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\" \n\x0EGetBookRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"K\n\x0FGetBookResponse\x12/\n\x04book\x18\x01 \x01(\x0B2\x16.library.books.v1.BookH\0R\x04book\x88\x01\x01B\x07\n\x05_book\"\xD7\x01\n\x0EAddBookRequest\x12\x14\n\x05title\x18\x01 \x01(\tR\x05title\x12\x12\n\x04isbn\x18\x02 \x01(\tR\x04isbn\x12\x1B\n\tauthor_id\x18\x03 \x01(\tR\x08authorId\x12\x14\n\x05genre\x18\x04 \x01(\tR\x05genre\x12\x12\n\x04year\x18\x05 \x01(\x05R\x04year\x12\x1D\n\x07summary\x18\x06 \x01(\tH\0R\x07summary\x88\x01\x01\x12)\n\x10replacement_cost\x18\x07 \x01(\x03R\x0FreplacementCostB\n\n\x08_summary\"K\n\x0FAddBookResponse\x12/\n\x04book\x18\x01 \x01(\x0B2\x16.library.books.v1.BookH\0R\x04book\x88\x01\x01B\x07\n\x05_book\"#\n\x11RemoveBookRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"\x14\n\x12RemoveBookResponse\"(\n\x14BatchGetBooksRequest\x12\x10\n\x03ids\x18\x01 \x03(\tR\x03ids\"E\n\x15BatchGetBooksResponse\x12,\n\x05books\x18\x01 \x03(\x0B2\x16.library.books.v1.BookR\x05books2\xBF\x03\n\x0CBooksService\x12T\n\tListBooks\x12\".library.books.v1.ListBooksRequest\x1A#.library.books.v1.ListBooksResponse\x12N\n\x07GetBook\x12 .library.books.v1.GetBookRequest\x1A!.library.books.v1.GetBookResponse\x12N\n\x07AddBook\x12 .library.books.v1.AddBookRequest\x1A!.library.books.v1.AddBookResponse\x12W\n\nRemoveBook\x12#.library.books.v1.RemoveBookRequest\x1A$.library.books.v1.RemoveBookResponse\x12`\n\rBatchGetBooks\x12&.library.books.v1.BatchGetBooksRequest\x1A'.library.books.v1.BatchGetBooksResponseb\x06proto3";
+pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xE6\x0E\n\x1Clibrary/books/v1/books.proto\x12\x10library.books.v1\x1A\x1Fgoogle/protobuf/timestamp.proto\"\x94\x02\n\x04Book\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12\x12\n\x04isbn\x18\x03 \x01(\tR\x04isbn\x12\x1B\n\tauthor_id\x18\x04 \x01(\tR\x08authorId\x12\x14\n\x05genre\x18\x05 \x01(\tR\x05genre\x12\x12\n\x04year\x18\x06 \x01(\x05R\x04year\x12\x1D\n\x07summary\x18\x07 \x01(\tH\0R\x07summary\x88\x01\x01\x12)\n\x10replacement_cost\x18\x08 \x01(\x03R\x0FreplacementCost\x125\n\x08added_at\x18\t \x01(\x0B2\x1A.google.protobuf.TimestampR\x07addedAtB\n\n\x08_summary\"\xA3\x01\n\x10ListBooksRequest\x12 \n\tauthor_id\x18\x01 \x01(\tH\0R\x08authorId\x88\x01\x01\x12\x19\n\x05genre\x18\x02 \x01(\tH\x01R\x05genre\x88\x01\x01\x12\x1B\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1D\n\npage_token\x18\x04 \x01(\tR\tpageTokenB\x0C\n\n_author_idB\x08\n\x06_genre\"i\n\x11ListBooksResponse\x12,\n\x05books\x18\x01 \x03(\x0B2\x16.library.books.v1.BookR\x05books\x12&\n\x0Fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\" \n\x0EGetBookRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"K\n\x0FGetBookResponse\x12/\n\x04book\x18\x01 \x01(\x0B2\x16.library.books.v1.BookH\0R\x04book\x88\x01\x01B\x07\n\x05_book\"\xD7\x01\n\x0EAddBookRequest\x12\x14\n\x05title\x18\x01 \x01(\tR\x05title\x12\x12\n\x04isbn\x18\x02 \x01(\tR\x04isbn\x12\x1B\n\tauthor_id\x18\x03 \x01(\tR\x08authorId\x12\x14\n\x05genre\x18\x04 \x01(\tR\x05genre\x12\x12\n\x04year\x18\x05 \x01(\x05R\x04year\x12\x1D\n\x07summary\x18\x06 \x01(\tH\0R\x07summary\x88\x01\x01\x12)\n\x10replacement_cost\x18\x07 \x01(\x03R\x0FreplacementCostB\n\n\x08_summary\"K\n\x0FAddBookResponse\x12/\n\x04book\x18\x01 \x01(\x0B2\x16.library.books.v1.BookH\0R\x04book\x88\x01\x01B\x07\n\x05_book\"#\n\x11RemoveBookRequest\x12\x0E\n\x02id\x18\x01 \x01(\tR\x02id\"\x14\n\x12RemoveBookResponse\">\n\x0FAppraiseRequest\x12\x17\n\x07book_id\x18\x01 \x01(\tR\x06bookId\x12\x12\n\x04base\x18\x02 \x01(\x03R\x04base\"L\n\x10AppraiseResponse\x12/\n\x04book\x18\x01 \x01(\x0B2\x16.library.books.v1.BookH\0R\x04book\x88\x01\x01B\x07\n\x05_book\"(\n\x14BatchGetBooksRequest\x12\x10\n\x03ids\x18\x01 \x03(\tR\x03ids\"E\n\x15BatchGetBooksResponse\x12,\n\x05books\x18\x01 \x03(\x0B2\x16.library.books.v1.BookR\x05books2\x92\x04\n\x0CBooksService\x12T\n\tListBooks\x12\".library.books.v1.ListBooksRequest\x1A#.library.books.v1.ListBooksResponse\x12N\n\x07GetBook\x12 .library.books.v1.GetBookRequest\x1A!.library.books.v1.GetBookResponse\x12N\n\x07AddBook\x12 .library.books.v1.AddBookRequest\x1A!.library.books.v1.AddBookResponse\x12W\n\nRemoveBook\x12#.library.books.v1.RemoveBookRequest\x1A$.library.books.v1.RemoveBookResponse\x12Q\n\x08Appraise\x12!.library.books.v1.AppraiseRequest\x1A\".library.books.v1.AppraiseResponse\x12`\n\rBatchGetBooks\x12&.library.books.v1.BatchGetBooksRequest\x1A'.library.books.v1.BatchGetBooksResponseb\x06proto3";
 impl Validate for pb::ListBooksRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         if let Some(value) = &self.author_id {
@@ -102,6 +102,23 @@ impl Validate for pb::RemoveBookRequest {
         }
     }
 }
+impl Validate for pb::AppraiseRequest {
+    fn validate_into(&self, prefix: &str, v: &mut Violations) {
+        {
+            let value = &self.book_id;
+            v.uuid(keel::validate_path(prefix, "book_id"), value);
+        }
+        {
+            let value = &self.base;
+            v.range(
+                keel::validate_path(prefix, "base"),
+                i64::from(*value),
+                Some(0i64),
+                Some(10000000i64),
+            );
+        }
+    }
+}
 impl Validate for pb::BatchGetBooksRequest {
     fn validate_into(&self, prefix: &str, v: &mut Violations) {
         for value in &self.ids {
@@ -143,6 +160,14 @@ pub trait BooksUseCases: Send + Sync + 'static {
         ctx: RequestContext,
         request: pb::RemoveBookRequest,
     ) -> impl Future<Output = Result<pb::RemoveBookResponse, ServiceError>> + Send;
+    /** Sets what a lost copy costs from a base price by the library's rule (older books cost more); the same request always gives the same cost.
+
+ Kind: Custom; audience: BackOffice; idempotent (retried by Envoy). The request is already validated against the spec.*/
+    fn appraise(
+        &self,
+        ctx: RequestContext,
+        request: pb::AppraiseRequest,
+    ) -> impl Future<Output = Result<pb::AppraiseResponse, ServiceError>> + Send;
     /** Generated beside `GetBook`: the Book items of the given ids that exist, in one call.
 
  Kind: BatchGet; audience: Internal; idempotent (retried by Envoy). The request is already validated against the spec.*/
@@ -203,6 +228,17 @@ impl<T: BooksUseCases> pb::books_service_server::BooksService for BooksGrpc<T> {
                 "RemoveBook",
                 request,
                 |ctx, request| self.inner.remove_book(ctx, request),
+            )
+            .await
+    }
+    async fn appraise(
+        &self,
+        request: tonic::Request<pb::AppraiseRequest>,
+    ) -> Result<tonic::Response<pb::AppraiseResponse>, tonic::Status> {
+        keel::rpc::serve(
+                "Appraise",
+                request,
+                |ctx, request| self.inner.appraise(ctx, request),
             )
             .await
     }

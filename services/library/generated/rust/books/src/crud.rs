@@ -52,6 +52,13 @@ impl Record for pb::Book {
 }
 /// The rules of the `books` service the spec cannot state: one method per `kind: custom` use case, and the computed fields of `Book`. A use case or computed field added to the spec is a missing method here.
 pub trait BooksHooks: Send + Sync + 'static {
+    /// `Appraise` (kind: custom): Sets what a lost copy costs from a base price by the library's rule (older books cost more); the same request always gives the same cost. The request is already validated against the spec.
+    fn appraise(
+        &self,
+        db: &Db,
+        ctx: RequestContext,
+        request: pb::AppraiseRequest,
+    ) -> impl Future<Output = Result<pb::AppraiseResponse, ServiceError>> + Send;
     /// A task that runs beside the service until `stop` turns true (none by default).
     fn background(
         self: Arc<Self>,
@@ -62,12 +69,9 @@ pub trait BooksHooks: Send + Sync + 'static {
         async {}
     }
 }
-/// The spec states every rule of this service: nothing to write by hand.
-impl BooksHooks for () {}
 /// The `books` use cases on its database; `BooksHooks` holds the hand-written rules.
 pub struct BooksCrud<H> {
     db: Db,
-    #[allow(dead_code)]
     hooks: Arc<H>,
 }
 impl<H: BooksHooks> BooksCrud<H> {
@@ -209,6 +213,14 @@ impl<H: BooksHooks> crate::BooksUseCases for BooksCrud<H> {
         Ok(pb::RemoveBookResponse {})
     }
     #[allow(unused_variables, unused_mut)]
+    async fn appraise(
+        &self,
+        ctx: RequestContext,
+        request: pb::AppraiseRequest,
+    ) -> Result<pb::AppraiseResponse, ServiceError> {
+        self.hooks.appraise(&self.db, ctx, request).await
+    }
+    #[allow(unused_variables, unused_mut)]
     async fn batch_get_books(
         &self,
         ctx: RequestContext,
@@ -298,12 +310,4 @@ pub async fn run_with<H: BooksHooks>(
     served?;
     tracing::info!("books service stopped");
     Ok(())
-}
-/// Serves the service until `stop` turns true; every rule comes from the spec.
-pub async fn run(
-    config: Config,
-    incoming: TcpIncoming,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    run_with(config, incoming, stop, |_, _| Ok(())).await
 }

@@ -85,6 +85,18 @@ pub struct RemoveBookRequest {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RemoveBookResponse {}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AppraiseRequest {
+    #[prost(string, tag = "1")]
+    pub book_id: ::prost::alloc::string::String,
+    #[prost(int64, tag = "2")]
+    pub base: i64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AppraiseResponse {
+    #[prost(message, optional, tag = "1")]
+    pub book: ::core::option::Option<Book>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct BatchGetBooksRequest {
     /// At most 500 ids; the answer holds the items that exist, in no particular order.
     #[prost(string, repeated, tag = "1")]
@@ -282,6 +294,31 @@ pub mod books_service_client {
                 .insert(GrpcMethod::new("library.books.v1.BooksService", "RemoveBook"));
             self.inner.unary(req, path, codec).await
         }
+        /// Sets what a lost copy costs from a base price by the library's rule (older books cost more); the same request always gives the same cost.
+        pub async fn appraise(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AppraiseRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AppraiseResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/library.books.v1.BooksService/Appraise",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("library.books.v1.BooksService", "Appraise"));
+            self.inner.unary(req, path, codec).await
+        }
         /// Generated beside `GetBook`: the Book items of the given ids that exist, in one call.
         pub async fn batch_get_books(
             &mut self,
@@ -344,6 +381,14 @@ pub mod books_service_server {
             request: tonic::Request<super::RemoveBookRequest>,
         ) -> std::result::Result<
             tonic::Response<super::RemoveBookResponse>,
+            tonic::Status,
+        >;
+        /// Sets what a lost copy costs from a base price by the library's rule (older books cost more); the same request always gives the same cost.
+        async fn appraise(
+            &self,
+            request: tonic::Request<super::AppraiseRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AppraiseResponse>,
             tonic::Status,
         >;
         /// Generated beside `GetBook`: the Book items of the given ids that exist, in one call.
@@ -596,6 +641,51 @@ pub mod books_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RemoveBookSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/library.books.v1.BooksService/Appraise" => {
+                    #[allow(non_camel_case_types)]
+                    struct AppraiseSvc<T: BooksService>(pub Arc<T>);
+                    impl<
+                        T: BooksService,
+                    > tonic::server::UnaryService<super::AppraiseRequest>
+                    for AppraiseSvc<T> {
+                        type Response = super::AppraiseResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AppraiseRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as BooksService>::appraise(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AppraiseSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -48,13 +48,13 @@ pub fn start(
                 Box::pin(library_authors::run(config, listener.into(), stop))
             }
             "books" => {
-                let config: library_books::Config = keel::launch::config(
+                let config: books_service::Config = keel::launch::config(
                     d.binary,
                     d.args,
                     settings,
                     tuning,
                 )?;
-                Box::pin(library_books::run(config, listener.into(), stop))
+                Box::pin(books_service::run(config, listener.into(), stop))
             }
             "members" => {
                 let config: members_service::Config = keel::launch::config(

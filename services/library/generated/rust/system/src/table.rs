@@ -76,7 +76,7 @@ pub static DEPLOYABLES: &[Deployable] = &[
         name: "books",
         service: "books",
         role: Role::Grpc,
-        package: "library-books",
+        package: "books-service",
         binary: "books-service",
         args: &[],
         settings: &[
