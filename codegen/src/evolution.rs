@@ -33,6 +33,8 @@ pub struct Generation {
     /// What changed since the lock: breaking changes (accepted, or there would be no
     /// generation) and notes.
     pub report: Report,
+    /// The lowered spec the files were emitted from.
+    pub system: System,
 }
 
 /// A file of the output folder that generation keeps but does not write.
@@ -323,6 +325,7 @@ pub fn generate(
         preserved,
         lock_text,
         report,
+        system,
     })
 }
 

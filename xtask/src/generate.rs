@@ -183,6 +183,7 @@ pub fn run(spec: &Path, out: &Path, check: bool, accept_breaking: bool) -> Resul
             fs::write(marker, note)?;
         }
     }
+    scaffold(&generation.system, out, check, &mut report)?;
     if !generation.report.is_empty() {
         println!("{}", generation.report);
     }
@@ -219,6 +220,9 @@ pub fn run(spec: &Path, out: &Path, check: bool, accept_breaking: bool) -> Resul
     for p in &report.removed {
         println!("removed   {p}");
     }
+    for p in &report.scaffolded {
+        println!("scaffolded {p}/: yours to edit; `cargo build` names each rule the spec asks for");
+    }
     println!(
         "{} created, {} updated, {} unchanged, {} removed in {elapsed:.2?}",
         report.created.len(),
@@ -229,9 +233,51 @@ pub fn run(spec: &Path, out: &Path, check: bool, accept_breaking: bool) -> Resul
     Ok(true)
 }
 
+/// Writes the first version of each hand-written crate the spec asks for whose folder
+/// (beside the output folder, under `services/`) does not exist; never touches one that
+/// does. In check mode a missing one is stale.
+fn scaffold(
+    system: &codegen::ir::System,
+    out: &Path,
+    check: bool,
+    report: &mut Report,
+) -> Result<()> {
+    let root = out.parent().unwrap_or(Path::new("."));
+    let generated = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("generated");
+    for (dir, files) in codegen::emit::scaffold::rules_crates(system, generated) {
+        if root.join(&dir).exists() {
+            continue;
+        }
+        let shown = match shown(root) {
+            base if base.as_os_str().is_empty() => dir.clone(),
+            base => base.join(&dir).display().to_string(),
+        };
+        if check {
+            report.stale.push(format!(
+                "{shown}/ is missing: the spec asks for rules there (`cargo xtask generate` scaffolds it)\n"
+            ));
+            continue;
+        }
+        for f in files {
+            let path = root.join(&f.path);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::write(&path, &f.contents).with_context(|| format!("writing {}", path.display()))?;
+        }
+        report.scaffolded.push(shown);
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 struct Report {
     created: Vec<String>,
+    /// Hand-written crates written for the first time (folders).
+    scaffolded: Vec<String>,
     updated: Vec<String>,
     removed: Vec<String>,
     unchanged: usize,

@@ -21,6 +21,7 @@ pub mod launcher;
 pub mod mongo;
 pub mod proto;
 pub mod rust;
+pub mod scaffold;
 pub mod sql;
 pub mod sqlite;
 pub mod system;

@@ -47,7 +47,10 @@ async fn items_and_tasks_through_graphql() {
         json!({}),
     )
     .await;
-    assert_eq!(refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{refused:#}");
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{refused:#}"
+    );
 
     let added = graphql(
         &url,
@@ -55,7 +58,10 @@ async fn items_and_tasks_through_graphql() {
         json!({}),
     )
     .await;
-    let task = data(&added)["addTask"]["taskId"].as_str().expect("id").to_string();
+    let task = data(&added)["addTask"]["taskId"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let done = graphql(
         &url,
         "mutation($id: ID!) { completeTask(input: { taskId: $id }) { version } }",

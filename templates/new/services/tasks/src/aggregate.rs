@@ -84,7 +84,9 @@ mod tests {
         let id = uuid::Uuid::now_v7();
         let mut events = decide(
             &Task::default(),
-            &TaskCommand::AddTask(AddTask { title: " Write ".into() }),
+            &TaskCommand::AddTask(AddTask {
+                title: " Write ".into(),
+            }),
         )
         .expect("adds");
         let complete = TaskCommand::CompleteTask(CompleteTask { task_id: id });
