@@ -281,6 +281,18 @@ impl<'a> Builder<'a> {
                     input.push(arg("id", Some(doc), named("ID", true)));
                 }
                 input.extend(self.writable_fields(entity, &|f| f.name != "id")?);
+                if op.kind == OperationKind::Create {
+                    // What a create may leave out: the spec's default stands in. An
+                    // update replaces every field, so it keeps them all required.
+                    for a in &mut input {
+                        a.default = entity
+                            .fields
+                            .iter()
+                            .find(|f| names::camel(&f.name) == a.name)
+                            .filter(|f| f.ty != FieldType::Timestamp && !f.optional)
+                            .and_then(|f| f.default.clone());
+                    }
+                }
                 let out = op.output.as_deref().unwrap_or(&entity.name);
                 let output = self.entity_output(e, out, Absent::Error)?;
                 (input, named(out, true), output)
@@ -698,6 +710,7 @@ impl<'a> Builder<'a> {
             _ => Ok(ValueSource::Arg {
                 name,
                 ty: a.ty.clone(),
+                default: a.default.clone(),
             }),
         }
     }
@@ -724,6 +737,7 @@ impl<'a> Builder<'a> {
                     Some(tf) if !tf.readonly => ValueSource::Arg {
                         name: names::camel(&f.name),
                         ty: field_arg(tf).ty,
+                        default: None,
                     },
                     _ => {
                         defaults = true;
@@ -913,6 +927,7 @@ fn arg(name: &str, doc: Option<String>, ty: GraphqlTypeRef) -> GraphqlArg {
         name: name.to_string(),
         doc,
         ty,
+        default: None,
     }
 }
 

@@ -665,6 +665,9 @@ pub struct GraphqlArg {
     pub name: String,
     pub doc: Option<String>,
     pub ty: GraphqlTypeRef,
+    /// What stands in when a client omits it: the spec field's `default:`, on the
+    /// fields of create inputs (but timestamps).
+    pub default: Option<DefaultValue>,
 }
 
 /// A field of `Query` or `Mutation`.
@@ -707,7 +710,12 @@ pub struct RequestField {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub enum ValueSource {
     /// An argument (or `input` field) of that name and type; `expectedVersion` too.
-    Arg { name: String, ty: GraphqlTypeRef },
+    Arg {
+        name: String,
+        ty: GraphqlTypeRef,
+        /// When the client may omit it, the value then sent.
+        default: Option<DefaultValue>,
+    },
     /// `first`: the page size, 0 (the service's default) when omitted.
     PageSize { arg: String },
     /// `after`: the page token, empty when omitted.

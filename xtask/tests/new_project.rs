@@ -71,7 +71,7 @@ async fn a_service_added_to_the_spec_answers() {
     assert_eq!(created["data"]["createNote"], json!({ "text": "Buy milk", "pinned": true }), "{created:#}");
     let listed = ask("{ listNotes { nodes { id text } } }").await;
     assert_eq!(listed["data"]["listNotes"]["nodes"][0]["text"], "Buy milk", "{listed:#}");
-    let unpinned = ask("mutation { createNote(input: { text: \"Call Bob\", pinned: false }) { id pinned } }").await;
+    let unpinned = ask("mutation { createNote(input: { text: \"Call Bob\" }) { id pinned } }").await;
     assert_eq!(unpinned["data"]["createNote"]["pinned"], false, "{unpinned:#}");
     let id = unpinned["data"]["createNote"]["id"].as_str().expect("id").to_string();
     let pin = format!("mutation {{ pinNote(input: {{ noteId: \"{id}\" }}) {{ text pinned }} }}");

@@ -832,10 +832,24 @@ fn request_field(f: &RequestField) -> Result<TokenStream, EmitError> {
     let name = super::ident(&f.field);
     let optional = f.label == Label::Optional;
     let v = match &f.source {
-        ValueSource::Arg { name: arg, ty } => {
-            let reader = reader(ty.name.as_str(), &f.ty, optional)
+        ValueSource::Arg {
+            name: arg,
+            ty,
+            default,
+        } => {
+            let reader = reader(ty.name.as_str(), &f.ty, optional || default.is_some())
                 .ok_or_else(|| EmitError::Other(format!("no reader for `{arg}`: {}", ty)))?;
-            quote!(a.#reader(#arg))
+            match default {
+                None => quote!(a.#reader(#arg)),
+                Some(DefaultValue::Bool(b)) => quote!(a.#reader(#arg).unwrap_or(#b)),
+                Some(DefaultValue::Int(i)) => {
+                    let i = proc_macro2::Literal::i64_unsuffixed(*i);
+                    quote!(a.#reader(#arg).unwrap_or(#i))
+                }
+                Some(DefaultValue::Str(s)) => {
+                    quote!(a.#reader(#arg).unwrap_or_else(|| #s.to_string()))
+                }
+            }
         }
         ValueSource::PageSize { arg } => quote!(a.page_size(#arg)),
         ValueSource::PageToken { arg } => quote!(a.page_token(#arg)),

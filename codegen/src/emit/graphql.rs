@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::emit::{EmitError, GeneratedFile, header, render};
-use crate::ir::{GraphqlApi, GraphqlArg, InputType, ObjectType, RootField, System};
+use crate::ir::{DefaultValue, GraphqlApi, GraphqlArg, InputType, ObjectType, RootField, System};
 
 const TEMPLATE: &str = include_str!("../../../templates/graphql/schema.graphql.tera");
 
@@ -152,7 +152,17 @@ fn input(i: &InputType) -> TypeView {
         fields: i
             .fields
             .iter()
-            .map(|f| field(f.doc.as_deref(), &f.name, &[], f.ty.to_string()))
+            .map(|f| {
+                let ty = match &f.default {
+                    Some(DefaultValue::Bool(b)) => format!("{} = {b}", f.ty),
+                    Some(DefaultValue::Int(i)) => format!("{} = {i}", f.ty),
+                    Some(DefaultValue::Str(s)) => {
+                        format!("{} = {}", f.ty, serde_json::Value::String(s.clone()))
+                    }
+                    None => f.ty.to_string(),
+                };
+                field(f.doc.as_deref(), &f.name, &[], ty)
+            })
             .collect(),
     }
 }

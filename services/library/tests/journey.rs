@@ -81,6 +81,16 @@ async fn journey(gql: &Gql) {
     );
     assert_eq!(listed["listBooks"]["pageInfo"]["hasNextPage"], true);
 
+    // A field with a spec `default:` may be left out of a create.
+    let defaulted = json!({ "title": "Lavinia", "isbn": "9780151014248", "authorId": author, "genre": "fiction", "year": 2008 });
+    let lavinia = gql
+        .ok(
+            "mutation($input: AddBookInput!) { addBook(input: $input) { replacementCost } }",
+            json!({ "input": defaulted }),
+        )
+        .await;
+    assert_eq!(lavinia["addBook"]["replacementCost"], 2000, "{lavinia:#}");
+
     // The one hand-written rule of the catalogue (`kind: custom`): older books cost more.
     let appraise = "mutation($b: ID!, $base: Money!) { appraise(input: { bookId: $b, base: $base }) { replacementCost } }";
     let cost = |v: Value| v["appraise"]["replacementCost"].clone();

@@ -430,12 +430,12 @@ async fn refused(tx: &mut Tx, commit: &NewCommit) -> Result<Appended, ServiceErr
         .map_err(db::error)?;
     if taken.is_some() {
         return Err(ServiceError::Conflict(format!(
-            "cart {} was changed concurrently (commit {} exists); reread and retry",
+            "stream {} was changed concurrently (commit {} exists); reread and retry",
             commit.stream_id, commit.commit_seq
         )));
     }
     Err(ServiceError::Internal(format!(
-        "commit {} of cart {} refused by the event store for no known key",
+        "commit {} of stream {} refused by the event store for no known key",
         commit.commit_seq, commit.stream_id
     )))
 }

@@ -433,7 +433,7 @@ pub mod books {
                 genre: a.string("genre"),
                 year: a.int("year"),
                 summary: a.opt_string("summary"),
-                replacement_cost: a.i64("replacementCost"),
+                replacement_cost: a.opt_i64("replacementCost").unwrap_or(2000),
             };
             a.finish()?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.books.clone();
