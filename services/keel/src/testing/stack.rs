@@ -324,3 +324,98 @@ impl Drop for Stack {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{LocalPorts, Setting};
+
+    const PORTS: LocalPorts = LocalPorts {
+        app: 1,
+        envoy: 2,
+        envoy_admin: 3,
+    };
+
+    const fn row(
+        name: &'static str,
+        role: Role,
+        settings: &'static [Setting],
+        upstreams: &'static [&'static str],
+    ) -> Deployable {
+        Deployable {
+            name,
+            service: name,
+            role,
+            package: name,
+            binary: name,
+            args: &[],
+            settings,
+            upstreams,
+            databases: &[],
+            event_store: None,
+            local: PORTS,
+        }
+    }
+
+    static TABLE: &[Deployable] = &[
+        row("bff", Role::Bff, &[], &["orders", "stock"]),
+        row(
+            "orders",
+            Role::Grpc,
+            &[
+                Setting {
+                    env: "DATABASE_URL",
+                    kind: SettingKind::Database("x_orders"),
+                },
+                Setting {
+                    env: "BUS_URL",
+                    kind: SettingKind::Bus,
+                },
+            ],
+            &["stock"],
+        ),
+        row(
+            "stock",
+            Role::Command,
+            &[Setting {
+                env: "EVENT_STORE_URL",
+                kind: SettingKind::EventStore("x_stock_events"),
+            }],
+            &[],
+        ),
+    ];
+
+    fn system() -> System {
+        System {
+            name: "x",
+            table: TABLE,
+            root: PathBuf::new(),
+            env: Vec::new(),
+        }
+    }
+
+    fn names(order: Vec<&'static Deployable>) -> Vec<&'static str> {
+        order.into_iter().map(|d| d.name).collect()
+    }
+
+    #[test]
+    fn what_a_deployable_calls_starts_before_it() {
+        let s = system();
+        assert_eq!(
+            names(s.start_order(&["bff", "orders", "stock"])),
+            ["stock", "orders", "bff"]
+        );
+        // An upstream left out of the stack holds nobody back.
+        assert_eq!(names(s.start_order(&["bff", "orders"])), ["orders", "bff"]);
+    }
+
+    #[test]
+    fn databases_and_infrastructure_follow_the_settings() {
+        let s = system();
+        let orders = s.deployable("orders");
+        assert_eq!(s.database_prefix(orders).as_deref(), Some("e2e_orders"));
+        assert_eq!(System::infra(orders), ["postgres", "kafka"]);
+        assert_eq!(System::infra(s.deployable("stock")), ["mongo"]);
+        assert_eq!(s.database_prefix(s.deployable("bff")), None);
+    }
+}
