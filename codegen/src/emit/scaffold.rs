@@ -63,15 +63,19 @@ impl<'a> Crate<'a> {
     }
 
     fn manifest(&self, generated: &str) -> String {
-        let (features, runtime) = match self.svc.pattern {
-            Pattern::Crud => ("\"server\", \"sql\", \"crud\"", ""),
-            _ => ("\"server\", \"es\"", ", features = [\"runtime\"]"),
-        };
-        let extra = match self.svc.pattern {
-            Pattern::Crud => "clap.workspace = true\n",
-            Pattern::CqsEs => "",
-            // The state is kept as a snapshot.
-            Pattern::CqrsEs => "serde.workspace = true\n",
+        // The state of a CQRS aggregate is kept as a snapshot: serde.
+        let (features, runtime, extra) = match self.svc.pattern {
+            Pattern::Crud => (
+                "\"server\", \"sql\", \"crud\"",
+                "",
+                "clap.workspace = true\n",
+            ),
+            Pattern::CqsEs => ("\"server\", \"es\"", ", features = [\"runtime\"]", ""),
+            Pattern::CqrsEs => (
+                "\"server\", \"es\"",
+                ", features = [\"runtime\"]",
+                "serde.workspace = true\n",
+            ),
         };
         format!(
             "# {HEADER}\n[package]\nname = \"{package}\"\nversion = \"0.1.0\"\nedition.workspace = true\n\

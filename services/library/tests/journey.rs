@@ -7,47 +7,15 @@
 
 use std::time::{Duration, Instant};
 
+use keel::testing::process::Graphql;
 use serde_json::{Value, json};
-
-struct Gql {
-    url: String,
-    client: reqwest::Client,
-}
-
-impl Gql {
-    async fn ask(&self, query: &str, variables: Value) -> Value {
-        self.client
-            .post(&self.url)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .expect("the BFF answers")
-            .json()
-            .await
-            .expect("JSON")
-    }
-
-    async fn ok(&self, query: &str, variables: Value) -> Value {
-        let r = self.ask(query, variables).await;
-        assert!(r["errors"].is_null(), "{query}: {r:#}");
-        r["data"].clone()
-    }
-
-    async fn code(&self, query: &str, variables: Value) -> String {
-        let r = self.ask(query, variables).await;
-        r["errors"][0]["extensions"]["code"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{query}: no error: {r:#}"))
-            .to_string()
-    }
-}
 
 const ADD_BOOK: &str = "mutation($input: AddBookInput!) { addBook(input: $input) { id title } }";
 const BORROW: &str = "mutation($card: ID!, $book: ID!) { borrow(input: { cardId: $card, bookId: $book }) { version } }";
 const CARD: &str =
     "query($id: ID!) { viewCard(cardId: $id) { closed version loans { bookId renewals } } }";
 
-async fn journey(gql: &Gql) {
+async fn journey(gql: &Graphql) {
     let author = gql
         .ok(
             "mutation { addAuthor(input: { name: \"Ursula K. Le Guin\", countryCode: \"US\" }) { id } }",
@@ -66,7 +34,7 @@ async fn journey(gql: &Gql) {
     }
     let again = json!({ "title": "Copy", "isbn": "9780553383041", "authorId": author, "genre": "fiction", "year": 1968, "replacementCost": 1999 });
     assert_eq!(
-        gql.code(ADD_BOOK, json!({ "input": again })).await,
+        gql.error_code(ADD_BOOK, json!({ "input": again })).await.0,
         "CONFLICT"
     );
     let listed = gql
@@ -102,9 +70,9 @@ async fn journey(gql: &Gql) {
         "the same request, the same cost"
     );
     let missing = json!({ "b": "00000000-0000-7000-8000-000000000002", "base": 1500 });
-    assert_eq!(gql.code(appraise, missing).await, "NOT_FOUND");
+    assert_eq!(gql.error_code(appraise, missing).await.0, "NOT_FOUND");
     let negative = json!({ "b": books[0], "base": -1 });
-    assert_eq!(gql.code(appraise, negative).await, "BAD_USER_INPUT");
+    assert_eq!(gql.error_code(appraise, negative).await.0, "BAD_USER_INPUT");
 
     let member = gql
         .ok(
@@ -124,8 +92,9 @@ async fn journey(gql: &Gql) {
         gql.ok(BORROW, json!({ "card": card, "book": book })).await;
     }
     assert_eq!(
-        gql.code(BORROW, json!({ "card": card, "book": books[0] }))
-            .await,
+        gql.error_code(BORROW, json!({ "card": card, "book": books[0] }))
+            .await
+            .0,
         "FAILED_PRECONDITION"
     );
     // The strong query answers from the event store: no waiting for the read model.
@@ -138,8 +107,9 @@ async fn journey(gql: &Gql) {
     assert_eq!(checked["checkCard"]["version"], 4, "{checked:#}");
     let nowhere = "00000000-0000-7000-8000-000000000001";
     assert_eq!(
-        gql.code(BORROW, json!({ "card": card, "book": nowhere }))
-            .await,
+        gql.error_code(BORROW, json!({ "card": card, "book": nowhere }))
+            .await
+            .0,
         "NOT_FOUND"
     );
     gql.ok(
@@ -179,19 +149,23 @@ async fn journey(gql: &Gql) {
     let closed = eventually(gql, card.clone(), |c| c["closed"] == true).await;
     assert_eq!(closed["closed"], true);
     assert_eq!(
-        gql.code(BORROW, json!({ "card": card, "book": books[2] }))
-            .await,
+        gql.error_code(BORROW, json!({ "card": card, "book": books[2] }))
+            .await
+            .0,
         "FAILED_PRECONDITION"
     );
     let gone = "query($m: ID!) { viewMember(memberId: $m) { name } }";
-    assert_eq!(gql.code(gone, json!({ "m": member })).await, "NOT_FOUND");
+    assert_eq!(
+        gql.error_code(gone, json!({ "m": member })).await.0,
+        "NOT_FOUND"
+    );
 }
 
 /// The card as the read model shows it once `done` holds (the query side lags).
-async fn eventually(gql: &Gql, card: Value, done: impl Fn(&Value) -> bool) -> Value {
+async fn eventually(gql: &Graphql, card: Value, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = gql.ask(CARD, json!({ "id": card })).await;
+        let r = gql.run(CARD, json!({ "id": card })).await;
         let c = r["data"]["viewCard"].clone();
         if done(&c) {
             return c;
@@ -207,10 +181,7 @@ async fn the_library_through_graphql() {
     let system = keel::embedded::spawn(library_launcher::SYSTEM, folder.path().to_path_buf())
         .await
         .expect("the library starts");
-    let gql = Gql {
-        url: system.graphql_url.clone(),
-        client: reqwest::Client::new(),
-    };
+    let gql = Graphql::new(system.graphql_url.clone());
     journey(&gql).await;
     system.stop().await.expect("stops cleanly");
 }
@@ -225,10 +196,6 @@ async fn the_library_on_real_servers_through_envoy() {
     };
     let names = system.names();
     let stack = keel::testing::stack::Stack::start(system, &names).await;
-    let gql = Gql {
-        url: stack.graphql_url(),
-        client: reqwest::Client::new(),
-    };
-    journey(&gql).await;
+    journey(stack.graphql()).await;
     stack.stop();
 }

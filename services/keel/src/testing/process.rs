@@ -260,6 +260,11 @@ impl Graphql {
         }
     }
 
+    /// Where it posts.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The whole response (`data` and `errors`).
     pub async fn run(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
         let r = self

@@ -259,7 +259,7 @@ impl Stack {
 
     /// The BFF's GraphQL URL through its Envoy.
     pub fn graphql_url(&self) -> String {
-        format!("{}/graphql", self.edge("bff"))
+        self.graphql.url().to_string()
     }
 
     /// The URL of `deployable`'s local Envoy.
