@@ -19,6 +19,12 @@ pub enum ServiceError {
     /// The request is valid but the state does not allow it (e.g. checkout of an empty cart).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller did not say who it is, or the proof does not hold (a bad token or password).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A dependency (database, another service) is down; retrying later may work.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -56,6 +62,8 @@ impl ServiceError {
             ServiceError::AlreadyExists(_) => Code::AlreadyExists,
             ServiceError::Conflict(_) => Code::Aborted,
             ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ServiceError::Unauthenticated(_) => Code::Unauthenticated,
+            ServiceError::PermissionDenied(_) => Code::PermissionDenied,
             ServiceError::Unavailable(_) => Code::Unavailable,
             ServiceError::Internal(_) => Code::Internal,
         }

@@ -4,6 +4,8 @@
 //! [`Violations`] before hand-written code sees it, and turns every [`ServiceError`]
 //! into a gRPC status with machine-readable details.
 
+#[cfg(feature = "auth")]
+pub mod auth;
 #[cfg(feature = "bff")]
 pub mod bff;
 #[cfg(feature = "bus")]

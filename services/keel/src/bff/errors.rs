@@ -1,10 +1,83 @@
 //! Error codes: those of the resolvers' calls come from `keel::graphql::errors`
 //! (re-exported here, with the table of codes); this adds a code to what async-graphql
-//! rejects or fails on by itself.
+//! rejects or fails on by itself, and to what the HTTP edge refuses ([`Refused`]).
 
 use async_graphql::ServerError;
+use axum::Json;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 pub use crate::graphql::errors::*;
+
+/// 400: the body is not JSON, or not the parameters of a GraphQL request.
+pub const BAD_REQUEST: &str = "BAD_REQUEST";
+/// 403: a cross-origin preflight from an origin that is not allowed.
+pub const FORBIDDEN: &str = "FORBIDDEN";
+/// 405: a mutation sent with GET.
+pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
+/// 406: the `Accept` header allows no JSON type GraphQL answers with.
+pub const NOT_ACCEPTABLE: &str = "NOT_ACCEPTABLE";
+/// 413: the body is larger than `GRAPHQL_MAX_BODY_BYTES`.
+pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+/// 415: a POST body that is not `application/json`.
+pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
+/// 504: the request took longer than `GRAPHQL_REQUEST_TIMEOUT_MS`.
+pub const TIMEOUT: &str = "TIMEOUT";
+
+/// What the HTTP edge refuses before (or instead of) running an operation; answered
+/// as a GraphQL error with a code and the matching status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
+    #[error("not a GraphQL request: {0}")]
+    BadParameters(String),
+    #[error("cross-origin requests from this origin are not allowed")]
+    Origin,
+    #[error("mutations are only accepted with POST")]
+    MutationOverGet,
+    #[error(
+        "the Accept header allows neither application/graphql-response+json nor application/json"
+    )]
+    NotAcceptable,
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("POST /graphql takes an application/json body (UTF-8)")]
+    MediaType,
+    #[error("the request took longer than {0} ms")]
+    Timeout(u64),
+}
+
+impl Refused {
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Refused::NotJson(_) | Refused::BadParameters(_) => {
+                (StatusCode::BAD_REQUEST, BAD_REQUEST)
+            }
+            Refused::Origin => (StatusCode::FORBIDDEN, FORBIDDEN),
+            Refused::MutationOverGet => (StatusCode::METHOD_NOT_ALLOWED, METHOD_NOT_ALLOWED),
+            Refused::NotAcceptable => (StatusCode::NOT_ACCEPTABLE, NOT_ACCEPTABLE),
+            Refused::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, PAYLOAD_TOO_LARGE),
+            Refused::MediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, UNSUPPORTED_MEDIA_TYPE),
+            Refused::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, TIMEOUT),
+        }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let body = serde_json::json!({
+            "errors": [{"message": self.to_string(), "extensions": {"code": code}}]
+        });
+        let mut res = (status, Json(body)).into_response();
+        if self == Refused::MutationOverGet {
+            let post = header::HeaderValue::from_static("POST");
+            res.headers_mut().insert(header::ALLOW, post);
+        }
+        res
+    }
+}
 
 /// Gives every error of a response a code. Resolver errors carry theirs already; what
 /// is left comes from async-graphql itself: a rejected operation (parse, validation,
@@ -30,7 +103,7 @@ pub fn classify(error: &mut ServerError, limits: &super::Limits) {
         (
             QUERY_TOO_COMPLEX,
             Some(format!(
-                "Query is too complex: at most {} fields are allowed.",
+                "Query is too complex: a cost of at most {} is allowed.",
                 limits.max_complexity
             )),
         )

@@ -1,30 +1,44 @@
-//! HTTP: GraphQL over POST (and GET for queries only), GraphiQL, health, request ids.
+//! HTTP: GraphQL over POST (and GET for queries only), GraphiQL, health, request ids,
+//! behind the edge's guards: CORS ([`super::cors`]), the request timeout and the body
+//! size limit of [`super::Limits`]. What the GraphQL requests and responses look like is
+//! [`super::over_http`].
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::{Extension, Request, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Extension, FromRequest, Query, Request, State};
+use axum::http::HeaderValue;
+use axum::http::header::CONTENT_LENGTH;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use tracing::Instrument;
 
-use super::Bff;
+use super::errors::Refused;
+use super::over_http::{GetParams, Media, Params, is_json, respond};
+use super::{Bff, Limits, cors};
 
 /// The request id of one HTTP request: Envoy's `x-request-id`, or a new UUID.
 #[derive(Clone, Debug)]
 struct RequestId(String);
 
 pub fn router(bff: Bff) -> Router {
+    let limits = bff.limits;
+    let origins = limits.cors_allowed_origins;
     Router::new()
         .route("/", get(graphiql))
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
-        .layer(axum::middleware::from_fn(request_id))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(from_fn_with_state(limits, refuse_declared_too_large))
+        .layer(from_fn_with_state(limits, time_out))
+        .layer(cors::layer(origins))
+        .layer(from_fn_with_state(origins, cors::refuse_unlisted_preflight))
+        .layer(from_fn(request_id))
         .with_state(bff)
 }
 
@@ -68,36 +82,60 @@ async fn graphiql() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").finish())
 }
 
+/// A body declared larger than the limit is refused unread; one that turns out larger
+/// while it is read is refused by the extractors' limit ([`DefaultBodyLimit`]).
+async fn refuse_declared_too_large(State(limits): State<Limits>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Refused::TooLarge(limits.max_body_bytes).into_response();
+    }
+    next.run(req).await
+}
+
+async fn time_out(State(limits): State<Limits>, req: Request, next: Next) -> Response {
+    let limit = Duration::from_millis(limits.request_timeout_ms);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => Refused::Timeout(limits.request_timeout_ms).into_response(),
+    }
+}
+
 async fn graphql_post(
     State(bff): State<Bff>,
     Extension(RequestId(id)): Extension<RequestId>,
-    req: GraphQLRequest,
-) -> GraphQLResponse {
-    bff.execute(req.into_inner(), id).await.into()
+    req: Request,
+) -> Result<Response, Refused> {
+    if !is_json(req.headers()) {
+        return Err(Refused::MediaType);
+    }
+    let media = Media::negotiate(req.headers())?;
+    let body = Bytes::from_request(req, &()).await.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            Refused::TooLarge(bff.limits.max_body_bytes)
+        }
+        other => Refused::NotJson(other.body_text()),
+    })?;
+    let request = Params::from_body(&body)?.into_request();
+    Ok(respond(media, bff.execute(request, id).await))
 }
 
 /// GET runs queries only: a mutation must not be triggered by a link or a prefetch.
 async fn graphql_get(
     State(bff): State<Bff>,
     Extension(RequestId(id)): Extension<RequestId>,
-    req: GraphQLRequest,
-) -> Response {
-    let mut req = req.into_inner();
-    if is_mutation(&mut req) {
-        let body = serde_json::json!({
-            "errors": [{
-                "message": "mutations are only accepted with POST",
-                "extensions": {"code": "METHOD_NOT_ALLOWED"},
-            }]
-        });
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(axum::http::header::ALLOW, "POST")],
-            Json(body),
-        )
-            .into_response();
+    headers: axum::http::HeaderMap,
+    params: Result<Query<GetParams>, QueryRejection>,
+) -> Result<Response, Refused> {
+    let media = Media::negotiate(&headers)?;
+    let Query(params) = params.map_err(|e| Refused::BadParameters(e.body_text()))?;
+    let mut request = Params::from_get(params)?.into_request();
+    if is_mutation(&mut request) {
+        return Err(Refused::MutationOverGet);
     }
-    GraphQLResponse::from(bff.execute(req, id).await).into_response()
+    Ok(respond(media, bff.execute(request, id).await))
 }
 
 fn is_mutation(req: &mut async_graphql::Request) -> bool {

@@ -1,49 +1,59 @@
-//! Depth and complexity limits, and error codes on every response.
+//! Depth and cost limits, and error codes on every response.
 //!
-//! An operation deeper than [`Limits::max_depth`] or selecting more fields than
-//! [`Limits::max_complexity`] is rejected before anything runs, with `QUERY_TOO_DEEP`
-//! or `QUERY_TOO_COMPLEX`. Introspection-only operations (GraphiQL's schema fetch nests
-//! `ofType` seven to nine levels deep) get [`INTROSPECTION_MAX_DEPTH`] and
-//! [`INTROSPECTION_MAX_COMPLEXITY`] instead; they touch no upstream.
+//! An operation deeper than [`Limits::max_depth`] or costing more than
+//! [`Limits::max_complexity`] ([`cost`]) is rejected before anything runs, with
+//! `QUERY_TOO_DEEP` or `QUERY_TOO_COMPLEX`. Introspection-only operations (GraphiQL's
+//! schema fetch nests `ofType` seven to nine levels deep) get [`INTROSPECTION_MAX_DEPTH`]
+//! and [`INTROSPECTION_MAX_COMPLEXITY`] instead; they touch no upstream.
 //!
 //! Every error gets `extensions.code` ([`errors::classify`]) and, when a resolver of a
 //! non-null field failed, the `path` the dynamic schema leaves out.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve,
-    NextValidation, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
+    NextRequest, NextResolve, NextValidation, ResolveInfo,
 };
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::types::{
+    ExecutableDocument, OperationDefinition, Selection, SelectionSet,
+};
 use async_graphql::{
-    PathSegment, QueryPathNode, Response, ServerError, ServerResult, ValidationResult, Value,
-    Variables,
+    PathSegment, QueryPathNode, Request, Response, ServerError, ServerResult, ValidationResult,
+    Value, Variables,
 };
 
 use super::Limits;
+use super::cost::{self, Shape};
 use super::errors::{self, QUERY_TOO_COMPLEX, QUERY_TOO_DEEP};
 
 pub const INTROSPECTION_MAX_DEPTH: usize = 16;
 pub const INTROSPECTION_MAX_COMPLEXITY: usize = 1_000;
 
-/// The schema extension: limits per operation, codes on every error.
-pub struct Policy(pub Limits);
+/// The schema extension: limits per operation, codes on every error. `shape` is the
+/// schema's, for costs ([`super::sdl::Sdl::shape`]).
+pub struct Policy {
+    pub limits: Limits,
+    pub shape: Arc<Shape>,
+}
 
 impl ExtensionFactory for Policy {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(PolicyExtension {
-            limits: self.0,
-            introspection_only: AtomicBool::new(false),
+            limits: self.limits,
+            shape: self.shape.clone(),
+            operation_name: Mutex::new(None),
+            parsed: Mutex::new(None),
         })
     }
 }
 
-/// One per request.
+/// One per request: what validation needs from the earlier steps.
 struct PolicyExtension {
     limits: Limits,
-    introspection_only: AtomicBool,
+    shape: Arc<Shape>,
+    operation_name: Mutex<Option<String>>,
+    parsed: Mutex<Option<(ExecutableDocument, Variables)>>,
 }
 
 #[async_trait::async_trait]
@@ -72,6 +82,17 @@ impl Extension for PolicyExtension {
         }
     }
 
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let request = next.run(ctx, request).await?;
+        *lock(&self.operation_name) = request.operation_name.clone();
+        Ok(request)
+    }
+
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -80,8 +101,7 @@ impl Extension for PolicyExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
-        self.introspection_only
-            .store(introspection_only(&doc), Ordering::Relaxed);
+        *lock(&self.parsed) = Some((doc.clone(), variables.clone()));
         Ok(doc)
     }
 
@@ -91,7 +111,10 @@ impl Extension for PolicyExtension {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
-        let (max_depth, max_complexity) = if self.introspection_only.load(Ordering::Relaxed) {
+        let Some((doc, variables)) = lock(&self.parsed).take() else {
+            return Ok(result);
+        };
+        let (max_depth, max_complexity) = if introspection_only(&doc) {
             (
                 INTROSPECTION_MAX_DEPTH.max(self.limits.max_depth),
                 INTROSPECTION_MAX_COMPLEXITY.max(self.limits.max_complexity),
@@ -108,17 +131,31 @@ impl Extension for PolicyExtension {
                 ),
             )]);
         }
-        if result.complexity > max_complexity {
+        let name = lock(&self.operation_name).clone();
+        let cost = selected(&doc, name.as_deref())
+            .map_or(0, |op| cost::operation(&self.shape, &doc, op, &variables));
+        if cost > max_complexity as u64 {
             return Err(vec![rejected(
                 QUERY_TOO_COMPLEX,
-                format!(
-                    "Query is too complex: {} fields, at most {max_complexity} are allowed.",
-                    result.complexity
-                ),
+                format!("Query is too complex: it costs {cost}, at most {max_complexity} is allowed (each field costs 1, times the page size of a list)."),
             )]);
         }
         Ok(result)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The operation a request runs; none when its name matches none (execution says so).
+fn selected<'d>(doc: &'d ExecutableDocument, name: Option<&str>) -> Option<&'d OperationDefinition> {
+    let mut ops = doc.operations.iter();
+    let op = match name {
+        Some(name) => ops.find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
+        None => ops.next().filter(|_| doc.operations.iter().count() == 1),
+    };
+    op.map(|(_, op)| &op.node)
 }
 
 fn path_of(node: &QueryPathNode<'_>) -> Vec<PathSegment> {

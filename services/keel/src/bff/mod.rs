@@ -1,17 +1,23 @@
 //! The GraphQL gateway (BFF) every system gets: the generated SDL built into an
 //! `async_graphql::dynamic::Schema` with the generated resolvers ([`sdl`]), depth and
-//! complexity limits and error codes ([`limits`], [`errors`]), and HTTP ([`http`]:
-//! GraphQL over POST and GET, GraphiQL, health, request ids).
+//! cost limits and error codes ([`limits`], [`cost`], [`errors`]), and HTTP ([`http`]:
+//! GraphQL over HTTP with POST and GET, GraphiQL, health, request ids, and the edge's
+//! guards: body size, media types, CORS ([`cors`]), request timeout).
 //!
 //! What is the system's comes from its generated `<system>-bff` crate as an [`Api`]: the
 //! SDL, the resolvers keyed by `"Type.field"`, and what each request carries (the
 //! upstream call and the loaders). That crate also generates the configuration and the
 //! binary; nothing here knows a type of any one system.
 
+pub mod cors;
+pub mod cost;
 pub mod errors;
 mod http;
 pub mod limits;
+mod over_http;
 pub mod sdl;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,18 +29,37 @@ pub use axum::Router;
 
 use crate::graphql::{Call, Resolve, UpstreamError};
 
-pub const DEFAULT_MAX_DEPTH: usize = 10;
-pub const DEFAULT_MAX_COMPLEXITY: usize = 500;
+pub use cors::Origins;
 
-/// What one GraphQL operation may ask for.
+pub const DEFAULT_MAX_DEPTH: usize = 10;
+/// A page of 100 items with a few fields each and its `pageInfo` (the load generator's
+/// product listing costs 700) passes; a page of pages does not.
+pub const DEFAULT_MAX_COMPLEXITY: usize = 1_000;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 102_400;
+/// Above the upstream calls' default timeout (10 s), so that those time out first.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 15_000;
+
+/// What one GraphQL operation and one HTTP request may ask for, and who may ask from a
+/// browser.
 #[derive(clap::Args, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Deepest allowed selection nesting.
     #[arg(long, env = "GRAPHQL_MAX_DEPTH", default_value_t = DEFAULT_MAX_DEPTH)]
     pub max_depth: usize,
-    /// Most fields one operation may select (each field counts 1).
+    /// Highest cost of one operation: each field (`__typename` too) costs 1 plus the cost
+    /// of its selection, times its page size if it has a `first` argument.
     #[arg(long, env = "GRAPHQL_MAX_COMPLEXITY", default_value_t = DEFAULT_MAX_COMPLEXITY)]
     pub max_complexity: usize,
+    /// Largest request body, in bytes (413 `PAYLOAD_TOO_LARGE` above).
+    #[arg(long, env = "GRAPHQL_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Longest an HTTP request may take, in milliseconds (504 `TIMEOUT` after).
+    #[arg(long, env = "GRAPHQL_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS)]
+    pub request_timeout_ms: u64,
+    /// Browser origins allowed to call from another origin (CORS), comma-separated, e.g.
+    /// `https://shop.example,http://localhost:5173`; none when empty.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "", value_parser = Origins::parse)]
+    pub cors_allowed_origins: Origins,
 }
 
 impl Default for Limits {
@@ -42,6 +67,9 @@ impl Default for Limits {
         Limits {
             max_depth: DEFAULT_MAX_DEPTH,
             max_complexity: DEFAULT_MAX_COMPLEXITY,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            cors_allowed_origins: Origins::default(),
         }
     }
 }
@@ -87,7 +115,7 @@ impl From<UpstreamError> for BuildError {
 }
 
 /// The executable schema: `api`'s SDL with its resolvers, `data` (the upstream clients)
-/// as schema data, depth and complexity limits, and error codes.
+/// as schema data, depth and cost limits, and error codes.
 pub fn schema<D: Send + Sync + 'static>(
     api: &Api,
     data: D,
@@ -95,9 +123,10 @@ pub fn schema<D: Send + Sync + 'static>(
 ) -> Result<Schema, BuildError> {
     let sdl = sdl::Sdl::parse(api.sdl)?;
     let builder = Schema::build(&sdl.query, sdl.mutation.as_deref(), None);
+    let shape = Arc::new(sdl.shape());
     sdl.register(builder, &api.registry, api.relations)?
         .data(data)
-        .extension(limits::Policy(limits))
+        .extension(limits::Policy { limits, shape })
         .finish()
         .map_err(|e| BuildError::Schema(e.0))
 }
@@ -109,6 +138,7 @@ type PerRequest = dyn Fn(async_graphql::Request, String) -> async_graphql::Reque
 pub struct Bff {
     schema: Schema,
     per_request: Arc<PerRequest>,
+    limits: Limits,
 }
 
 impl Bff {
@@ -132,6 +162,7 @@ impl Bff {
         Ok(Bff {
             schema,
             per_request,
+            limits,
         })
     }
 
@@ -149,7 +180,8 @@ impl Bff {
         self.schema.execute(request).await
     }
 
-    /// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`.
+    /// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`,
+    /// behind the body size limit, the request timeout and the CORS policy of its limits.
     pub fn router(self) -> Router {
         http::router(self)
     }

@@ -19,6 +19,7 @@ use async_graphql::parser::types::{
 use async_graphql::parser::{Positioned, parse_schema};
 
 use super::BuildError;
+use super::cost::{FALLBACK_PAGE_SIZE, FieldShape, Shape};
 use crate::graphql::Resolve;
 
 /// The parsed SDL with its root type names.
@@ -86,6 +87,31 @@ impl Sdl {
             }
         }
         keys
+    }
+
+    /// What operation costs need: each object field's type, and the page size of each
+    /// field with a `first` argument when `first` is omitted.
+    pub fn shape(&self) -> Shape {
+        let fields = self.types.iter().filter_map(|t| match &t.kind {
+            TypeKind::Object(o) => {
+                let fields = o.fields.iter().map(|f| {
+                    let f = &f.node;
+                    let first = f.arguments.iter().find(|a| a.node.name.node == "first");
+                    let shape = FieldShape {
+                        ty: named(&f.ty.node).to_string(),
+                        default_first: first.map(|a| default_page_size(&a.node)),
+                    };
+                    (f.name.node.to_string(), shape)
+                });
+                Some((t.name.node.to_string(), fields.collect()))
+            }
+            _ => None,
+        });
+        Shape {
+            query: self.query.clone(),
+            mutation: self.mutation.clone(),
+            fields: fields.collect(),
+        }
     }
 
     /// Registers every type on `builder`, with resolvers from `registry`.
@@ -186,6 +212,29 @@ pub fn type_ref(t: &async_graphql::parser::types::Type) -> TypeRef {
     } else {
         TypeRef::NonNull(Box::new(base))
     }
+}
+
+fn named(t: &async_graphql::parser::types::Type) -> &str {
+    match &t.base {
+        BaseType::Named(n) => n.as_str(),
+        BaseType::List(inner) => named(inner),
+    }
+}
+
+/// The page size of `first` when omitted: its default value, else the number the
+/// generated description gives ("At most this many items; 20 when omitted, at most
+/// 100."), else [`FALLBACK_PAGE_SIZE`].
+fn default_page_size(first: &InputValueDefinition) -> u64 {
+    let default = first.default_value.as_ref().and_then(|v| match &v.node {
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    });
+    let described = || {
+        let text = &first.description.as_ref()?.node;
+        let before = &text[..text.find(" when omitted")?];
+        before.rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    default.or_else(described).unwrap_or(FALLBACK_PAGE_SIZE)
 }
 
 fn field(key: &str, f: &FieldDefinition, resolver: Option<Resolve>) -> Result<Field, BuildError> {
@@ -306,5 +355,32 @@ fn scalar(name: &str) -> Result<Scalar, BuildError> {
             _ => false,
         })),
         other => Err(BuildError::Unsupported(format!("scalar `{other}`"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_has_field_types_and_page_sizes() {
+        let sdl = Sdl::parse(
+            r#"type Query {
+                 items("At most this many items; 20 when omitted, at most 100." first: Int): Page!
+                 seven(first: Int = 7): Page
+                 plain(first: Int): [Page!]!
+               }
+               type Page { id: ID! }"#,
+        )
+        .expect("parses");
+        let shape = sdl.shape();
+        let query = &shape.fields["Query"];
+        let page_of = |f: &str| query[f].default_first;
+        assert_eq!(page_of("items"), Some(20));
+        assert_eq!(page_of("seven"), Some(7));
+        assert_eq!(page_of("plain"), Some(FALLBACK_PAGE_SIZE));
+        assert_eq!(query["plain"].ty, "Page");
+        assert_eq!(shape.fields["Page"]["id"].default_first, None);
+        assert_eq!((shape.query.as_str(), shape.mutation), ("Query", None));
     }
 }

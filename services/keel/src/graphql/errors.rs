@@ -29,6 +29,10 @@ pub const CONFLICT: &str = "CONFLICT";
 pub const FAILED_PRECONDITION: &str = "FAILED_PRECONDITION";
 pub const UNAVAILABLE: &str = "UNAVAILABLE";
 pub const INTERNAL: &str = "INTERNAL";
+/// No valid access token where the operation needs one.
+pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+/// The caller is known but may not do this (another customer's data, a missing role).
+pub const FORBIDDEN: &str = "FORBIDDEN";
 /// The operation does not parse.
 pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 /// The operation was rejected before execution: it does not fit the schema.
@@ -112,6 +116,8 @@ pub fn from_status(service: &str, status: &tonic::Status) -> Error {
         Code::AlreadyExists => conflict(status.message(), false),
         Code::Aborted => conflict(status.message(), true),
         Code::FailedPrecondition => coded(FAILED_PRECONDITION, status.message()),
+        Code::Unauthenticated => coded(UNAUTHENTICATED, status.message()),
+        Code::PermissionDenied => coded(FORBIDDEN, status.message()),
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
             tracing::warn!(
                 service,
