@@ -561,6 +561,27 @@ impl ProtoType {
 pub struct Bff {
     pub queries: Vec<BffOperation>,
     pub mutations: Vec<BffOperation>,
+    /// What the edge (the BFF's Envoy, and the BFF itself) accepts from a client.
+    pub limits: EdgeLimits,
+}
+
+/// `bff.limits`: the largest request body and the longest a request may take.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct EdgeLimits {
+    pub max_body_bytes: u64,
+    pub request_timeout_ms: u64,
+}
+
+impl EdgeLimits {
+    pub const DEFAULT: EdgeLimits = EdgeLimits {
+        max_body_bytes: 100 * 1024,
+        request_timeout_ms: 15_000,
+    };
+    /// The largest values a spec may ask for.
+    pub const MAX: EdgeLimits = EdgeLimits {
+        max_body_bytes: 64 * 1024 * 1024,
+        request_timeout_ms: 300_000,
+    };
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

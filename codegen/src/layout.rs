@@ -75,6 +75,94 @@ pub fn upstream_var(deployable: &str) -> String {
     format!("{}_URL", deployable.to_shouty_snake_case())
 }
 
+/// The HTTP paths the BFF serves (`keel::bff`): GraphiQL, GraphQL (GET and POST), its
+/// health, and the keys it signs tokens with. Its Envoy, the system's only public
+/// listener, routes these and answers 404 to anything else.
+pub const BFF_PATHS: [&str; 4] = ["/", "/graphql", "/healthz", "/.well-known/jwks.json"];
+
+/// The BFF's own copy of the edge limits (`bff.limits`), by the variables
+/// `keel::bff::Limits` reads: what the deploy files set in the BFF's environment.
+pub fn bff_limit_env(limits: &EdgeLimits) -> [(&'static str, u64); 2] {
+    [
+        ("GRAPHQL_MAX_BODY_BYTES", limits.max_body_bytes),
+        ("GRAPHQL_REQUEST_TIMEOUT_MS", limits.request_timeout_ms),
+    ]
+}
+
+/// The deployables that call `deployable` (those whose `upstreams` name it), in
+/// deployable order: who may connect to its Envoy.
+pub fn callers<'a>(system: &'a System, deployable: &str) -> Vec<&'a str> {
+    system
+        .deployables
+        .iter()
+        .filter(|d| d.upstreams.iter().any(|u| u == deployable))
+        .map(|d| d.name.as_str())
+        .collect()
+}
+
+/// What every generated Envoy enforces besides the spec's edge limits (see
+/// [`PROXY`]); durations as Envoy writes them.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct ProxyLimits {
+    /// Time for a client to send all of a request's headers (slow-header attacks).
+    pub request_headers_timeout: &'static str,
+    /// A stream with no bytes either way for this long is reset.
+    pub stream_idle_timeout: &'static str,
+    /// A downstream or upstream connection with no stream for this long is closed.
+    pub connection_idle_timeout: &'static str,
+    pub max_request_headers_kb: u32,
+    /// Circuit breakers of the cluster that holds the app (one process).
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+    /// The Envoy container's memory limit (Kubernetes), and the overload manager's
+    /// heap ceiling inside it: the rest is for what is not heap (code, stacks).
+    pub memory_limit_mib: u64,
+    pub max_heap_bytes: u64,
+    /// Fractions of the heap ceiling at which Envoy returns memory to the system, and
+    /// answers new requests 503.
+    pub shrink_heap_at: f64,
+    pub stop_accepting_requests_at: f64,
+    /// Open downstream connections, all listeners together.
+    pub max_downstream_connections: u32,
+    /// The edge only (untrusted clients): Envoy's recommended edge values for the
+    /// bytes buffered per connection and HTTP/2 streams and windows.
+    pub edge_connection_buffer_bytes: u32,
+    pub edge_max_concurrent_streams: u32,
+    pub edge_initial_stream_window_size: u32,
+    pub edge_initial_connection_window_size: u32,
+}
+
+/// Envoy's limits, one set for every proxy. Each Envoy fronts one process: at most 512
+/// requests in flight to it (an HTTP/1.1 upstream, the BFF, needs a connection per
+/// request, so as many connections), 128 more waiting, and 32 concurrent retries, so
+/// that retries add at most a sixteenth to the load of a process that is failing.
+/// Beyond these Envoy answers 503 at once (gRPC `UNAVAILABLE`) instead of queueing
+/// behind a saturated process until the route's timeout. The heap ceiling is three
+/// quarters of the sidecar's 128 MiB; 1024 connections with their 32 KiB edge buffers
+/// each way fit in 64 MiB of it.
+pub const PROXY: ProxyLimits = ProxyLimits {
+    request_headers_timeout: "10s",
+    stream_idle_timeout: "60s",
+    connection_idle_timeout: "300s",
+    max_request_headers_kb: 32,
+    max_connections: 512,
+    max_pending_requests: 128,
+    max_requests: 512,
+    max_retries: 32,
+    memory_limit_mib: 128,
+    max_heap_bytes: 96 * 1024 * 1024,
+    shrink_heap_at: 0.95,
+    stop_accepting_requests_at: 0.98,
+    max_downstream_connections: 1024,
+    edge_connection_buffer_bytes: 32 * 1024,
+    edge_max_concurrent_streams: 100,
+    edge_initial_stream_window_size: 64 * 1024,
+    edge_initial_connection_window_size: 1024 * 1024,
+};
+const _: () = assert!(PROXY.max_heap_bytes < PROXY.memory_limit_mib * 1024 * 1024);
+
 /// Command-line arguments: the role of a CQRS process, nothing otherwise.
 fn args(role: Role) -> Vec<String> {
     let role = match role {

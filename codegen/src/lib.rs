@@ -10,7 +10,7 @@ pub mod emit;
 mod evolution;
 mod graphql_model;
 pub mod ir;
-mod layout;
+pub mod layout;
 pub mod lock;
 mod lower;
 pub mod names;

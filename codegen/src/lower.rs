@@ -1835,7 +1835,43 @@ impl Lowering<'_> {
         };
         let queries = lower(self, &g.queries, "queries", true);
         let mutations = lower(self, &g.mutations, "mutations", false);
-        Bff { queries, mutations }
+        let limits = self.lower_edge_limits();
+        Bff {
+            queries,
+            mutations,
+            limits,
+        }
+    }
+
+    /// `bff.limits`: each key positive and at most `EdgeLimits::MAX`, else its default.
+    fn lower_edge_limits(&mut self) -> EdgeLimits {
+        let raw = &self.raw.bff.limits;
+        let (default, max) = (EdgeLimits::DEFAULT, EdgeLimits::MAX);
+        let mut check = |key: &str, value: Option<i64>, default: u64, max: u64| -> u64 {
+            let Some(v) = value else { return default };
+            if v < 1 || v as u64 > max {
+                self.d.error(
+                    self.pos.value(&format!("bff.limits.{key}")),
+                    format!("bff.limits.{key} is {v}: expected 1 to {max}"),
+                );
+                return default;
+            }
+            v as u64
+        };
+        EdgeLimits {
+            max_body_bytes: check(
+                "max_body_bytes",
+                raw.max_body_bytes,
+                default.max_body_bytes,
+                max.max_body_bytes,
+            ),
+            request_timeout_ms: check(
+                "request_timeout_ms",
+                raw.request_timeout_ms,
+                default.request_timeout_ms,
+                max.request_timeout_ms,
+            ),
+        }
     }
 }
 

@@ -247,6 +247,17 @@ pub struct Query {
 pub struct Bff {
     #[serde(default)]
     pub graphql: Graphql,
+    /// What the edge accepts from a client; each key has a default.
+    #[serde(default)]
+    pub limits: EdgeLimits,
+}
+
+/// Signed, so that a negative value is a positioned error of lowering, not of serde.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeLimits {
+    pub max_body_bytes: Option<i64>,
+    pub request_timeout_ms: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

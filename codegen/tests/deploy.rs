@@ -1,8 +1,9 @@
 //! The deploy artifacts (Envoy, compose, Kubernetes, Dockerfile), checked by the real
 //! tools that consume them: `envoy --mode validate` for every Envoy config,
 //! `kubectl kustomize` for the base and the overlay, typed parsing of every manifest
-//! (k8s-openapi) and of the compose file (docker-compose-types), plus golden snapshots
-//! of a tiny system (`UPDATE_EXPECT=1 cargo test -p codegen --test deploy` updates them).
+//! (k8s-openapi) and of the compose file (docker-compose-types), the edge's behaviour on
+//! a real Envoy, plus golden snapshots of a tiny system (`UPDATE_EXPECT=1 cargo test -p
+//! codegen --test deploy` updates them).
 //!
 //! Envoy comes from the project's harness (`xtask/infra/infra.sh install envoy`); the
 //! test fails, never skips, when it cannot be installed.
@@ -14,10 +15,13 @@ use std::sync::OnceLock;
 
 use codegen::GeneratedFile;
 use codegen::emit::{compose, docker, envoy, k8s};
-use codegen::ir::{Role, System};
+use codegen::ir::{Audience, Role, System};
+use codegen::layout::{self, BFF_PATHS, PROXY};
 use docker_compose_types as dc;
 use expect_test::expect_file;
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+use k8s_openapi::api::{
+    apps::v1 as apps, batch::v1 as batch, core::v1 as core, networking::v1 as net,
+};
 
 #[path = "support/envoy.rs"]
 mod envoy_check;
@@ -53,7 +57,10 @@ struct Generated {
 }
 
 fn generate(name: &str, spec: &str) -> Generated {
-    let system = load(spec);
+    generate_system(name, load(spec))
+}
+
+fn generate_system(name: &str, system: System) -> Generated {
     let list = deploy_files(&system);
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     // Leftovers of earlier runs whose process is gone.
@@ -89,6 +96,29 @@ fn shop() -> &'static Generated {
 fn mini() -> &'static Generated {
     static MINI: OnceLock<Generated> = OnceLock::new();
     MINI.get_or_init(|| generate("mini", "codegen/tests/fixtures/deploy-mini.yaml"))
+}
+
+fn library() -> &'static Generated {
+    static LIBRARY: OnceLock<Generated> = OnceLock::new();
+    LIBRARY.get_or_init(|| generate("library", "services/library/spec/library.yaml"))
+}
+
+/// A copy of the shop where `GetOrder` is internal (and so no longer a GraphQL query).
+fn shop_with_internal_get_order() -> &'static Generated {
+    static COPY: OnceLock<Generated> = OnceLock::new();
+    COPY.get_or_init(|| {
+        let text = std::fs::read_to_string(root().join("spec/shop.yaml")).unwrap();
+        let edited = text
+            .replace(
+                "GetOrder: { kind: get }",
+                "GetOrder: { kind: get, audience: internal }",
+            )
+            .replace(", ViewOrders, GetOrder, ", ", ViewOrders, ");
+        assert_ne!(edited, text, "the shop's spec changed: edit this copy too");
+        let system =
+            codegen::load(Path::new("shop-copy.yaml"), &edited).unwrap_or_else(|e| panic!("{e}"));
+        generate_system("shop-copy", system)
+    })
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -143,6 +173,7 @@ fn the_real_spec_gets_every_expected_file() {
         "k8s/base/kustomization.yaml",
         "k8s/base/mongodb.yaml",
         "k8s/base/namespace.yaml",
+        "k8s/base/network-policies.yaml",
         "k8s/base/postgres-init.sql",
         "k8s/base/postgres.yaml",
         "k8s/overlays/minikube/kustomization.yaml",
@@ -181,11 +212,15 @@ fn the_real_spec_gets_every_expected_file() {
 
 #[test]
 fn envoy_validates_every_config() {
-    let configs: Vec<PathBuf> = [shop(), mini()]
+    let configs: Vec<PathBuf> = [shop(), mini(), library()]
         .into_iter()
         .flat_map(|g| envoy_configs(g).into_iter().map(|p| g.dir.join(p)))
         .collect();
-    assert!(configs.len() >= 3 * 7, "{} configs", configs.len());
+    assert!(
+        configs.len() >= 3 * (7 + 2 + 2),
+        "{} configs",
+        configs.len()
+    );
     let failures = envoy_check::validate(&configs);
     assert!(
         failures.is_empty(),
@@ -238,16 +273,101 @@ fn envoy_retries_only_idempotent_rpcs() {
             .flat_map(|s| &s.operations)
             .any(|o| !o.idempotent)
     );
-    // The edge retries GET only; POST goes to the last, retry-free route.
+    // The edge retries GET only: each of the BFF's paths has a retried GET route, then
+    // a retry-free one for the other methods; the last route answers everything else.
     let bff = envoy_routes(&g.files["envoy/compose/bff.yaml"]);
-    assert_eq!(bff, vec![("/".to_string(), true), ("/".to_string(), false)]);
+    let mut expected: Vec<(String, bool)> = BFF_PATHS
+        .iter()
+        .flat_map(|p| [(p.to_string(), true), (p.to_string(), false)])
+        .collect();
+    expected.push(("/".to_string(), false));
+    assert_eq!(bff, expected);
     let v: serde_yaml::Value = serde_yaml::from_str(&g.files["envoy/compose/bff.yaml"]).unwrap();
-    let first = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        ["route_config"]["virtual_hosts"][0]["routes"][0];
-    assert_eq!(
-        first["match"]["headers"][0]["string_match"]["exact"].as_str(),
-        Some("GET")
-    );
+    let routes = &hcm(&v)["route_config"]["virtual_hosts"][0]["routes"];
+    for (i, r) in routes.as_sequence().unwrap().iter().enumerate() {
+        let get = r["match"]["headers"][0]["string_match"]["exact"].as_str();
+        assert_eq!(get == Some("GET"), expected[i].1, "route {i}");
+    }
+}
+
+/// The HTTP connection manager of a config's only listener.
+fn hcm(config: &serde_yaml::Value) -> &serde_yaml::Value {
+    &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+}
+
+/// Every route of the edge that a request for `path` (any method) may take: those
+/// whose path or prefix matches, up to the first that matches whatever the method.
+fn edge_routes_for<'a>(config: &'a serde_yaml::Value, path: &str) -> Vec<&'a serde_yaml::Value> {
+    let mut out = Vec::new();
+    for r in hcm(config)["route_config"]["virtual_hosts"][0]["routes"]
+        .as_sequence()
+        .unwrap()
+    {
+        let m = &r["match"];
+        let hit = m["path"].as_str() == Some(path)
+            || m["prefix"].as_str().is_some_and(|p| path.starts_with(p));
+        if hit {
+            out.push(r);
+            if m["headers"].is_null() {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The BFF's Envoy routes its paths to the BFF and answers 404 to any other, in
+/// particular to every RPC of every service: no internal operation is reachable from
+/// outside, whatever the spec (the shop, the library, a shop with one more internal
+/// operation). Each service's own Envoy does route its RPCs, internal ones included.
+#[test]
+fn the_edge_routes_only_the_bffs_paths_never_an_rpc() {
+    let mut internal = 0;
+    for g in [shop(), library(), shop_with_internal_get_order()] {
+        let bff = g
+            .system
+            .deployables
+            .iter()
+            .find(|d| d.role == Role::Bff)
+            .unwrap();
+        for target in envoy::Target::ALL {
+            let config: serde_yaml::Value =
+                serde_yaml::from_str(&g.files[&envoy::config_path(target, &bff.name)]).unwrap();
+            for path in BFF_PATHS {
+                for r in edge_routes_for(&config, path) {
+                    assert_eq!(
+                        r["route"]["cluster"].as_str(),
+                        Some(bff.name.as_str()),
+                        "{path}"
+                    );
+                }
+            }
+            for s in &g.system.services {
+                for op in &s.operations {
+                    let path = format!("/{}.{}/{}", s.proto.package, op.rpc.service, op.rpc.method);
+                    let routes = edge_routes_for(&config, &path);
+                    assert_eq!(routes.len(), 1, "{path}");
+                    assert!(routes[0]["route"].is_null(), "{path} is routed by the edge");
+                    assert_eq!(routes[0]["direct_response"]["status"].as_u64(), Some(404));
+                    let own = envoy_routes(&g.files[&envoy::config_path(target, &op.deployable)]);
+                    assert!(
+                        own.iter().any(|(p, _)| *p == path),
+                        "{path} not routed by {}",
+                        op.deployable
+                    );
+                    internal += usize::from(op.audience == Audience::Internal);
+                }
+            }
+        }
+    }
+    assert!(internal > 0, "no internal operation was checked");
+    let copy = &shop_with_internal_get_order().system;
+    let get_order = copy
+        .services
+        .iter()
+        .flat_map(|s| &s.operations)
+        .find(|o| o.name == "GetOrder");
+    assert_eq!(get_order.unwrap().audience, Audience::Internal);
 }
 
 #[test]
@@ -298,7 +418,8 @@ fn envoy_addresses_follow_the_target() {
         let app_port = if d.role == Role::Bff { 8081 } else { 50051 };
         let composed: serde_yaml::Value =
             serde_yaml::from_str(&g.files[&format!("envoy/compose/{}.yaml", d.name)]).unwrap();
-        assert_eq!(sock(&composed, &admin), ("0.0.0.0".into(), 9901));
+        // Admin on loopback everywhere; the listener on the container's or pod's network.
+        assert_eq!(sock(&composed, &admin), ("127.0.0.1".into(), 9901));
         assert_eq!(sock(&composed, &listener), ("0.0.0.0".into(), 8080));
         assert_eq!(sock(&composed, &endpoint), (d.name.clone(), app_port));
         assert_eq!(
@@ -307,13 +428,340 @@ fn envoy_addresses_follow_the_target() {
         );
         let pod: serde_yaml::Value =
             serde_yaml::from_str(&g.files[&format!("k8s/base/envoy/{}.yaml", d.name)]).unwrap();
-        assert_eq!(sock(&pod, &admin), ("0.0.0.0".into(), 9901));
+        assert_eq!(sock(&pod, &admin), ("127.0.0.1".into(), 9901));
+        assert_eq!(sock(&pod, &listener), ("0.0.0.0".into(), 8080));
         assert_eq!(sock(&pod, &endpoint), ("127.0.0.1".into(), app_port));
         assert_eq!(
             pod["static_resources"]["clusters"][0]["type"].as_str(),
             Some("STATIC")
         );
     }
+}
+
+/// Every config, whatever its deployable and target, has the same hardening
+/// (`layout::PROXY`), and the edge has the spec's limits.
+#[test]
+fn every_envoy_is_hardened() {
+    for g in [shop(), mini(), library()] {
+        let limits = g.system.bff.limits;
+        for path in envoy_configs(g) {
+            let v: serde_yaml::Value = serde_yaml::from_str(&g.files[path]).unwrap();
+            let h = hcm(&v);
+            let s = |v: &serde_yaml::Value| v.as_str().map(str::to_string);
+            let n = |v: &serde_yaml::Value| v.as_u64();
+            assert_eq!(
+                s(&v["admin"]["address"]["socket_address"]["address"]).as_deref(),
+                Some("127.0.0.1"),
+                "{path}"
+            );
+            assert_eq!(
+                s(&h["request_headers_timeout"]).as_deref(),
+                Some(PROXY.request_headers_timeout),
+                "{path}"
+            );
+            assert_eq!(
+                s(&h["stream_idle_timeout"]).as_deref(),
+                Some(PROXY.stream_idle_timeout),
+                "{path}"
+            );
+            assert_eq!(
+                n(&h["max_request_headers_kb"]),
+                Some(PROXY.max_request_headers_kb.into()),
+                "{path}"
+            );
+            let common = &h["common_http_protocol_options"];
+            assert_eq!(
+                s(&common["idle_timeout"]).as_deref(),
+                Some(PROXY.connection_idle_timeout),
+                "{path}"
+            );
+            assert_eq!(
+                s(&common["headers_with_underscores_action"]).as_deref(),
+                Some("REJECT_REQUEST"),
+                "{path}"
+            );
+            let clusters = v["static_resources"]["clusters"].as_sequence().unwrap();
+            for c in clusters {
+                let t = &c["circuit_breakers"]["thresholds"][0];
+                let got = [
+                    "max_connections",
+                    "max_pending_requests",
+                    "max_requests",
+                    "max_retries",
+                ]
+                .map(|k| n(&t[k]));
+                let want = [
+                    PROXY.max_connections,
+                    PROXY.max_pending_requests,
+                    PROXY.max_requests,
+                    PROXY.max_retries,
+                ]
+                .map(|x| Some(u64::from(x)));
+                assert_eq!(got, want, "{path}");
+            }
+            let om = &v["overload_manager"];
+            let monitors: Vec<_> = om["resource_monitors"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|m| s(&m["name"]).unwrap())
+                .collect();
+            assert_eq!(
+                monitors,
+                [
+                    "envoy.resource_monitors.fixed_heap",
+                    "envoy.resource_monitors.global_downstream_max_connections"
+                ],
+                "{path}"
+            );
+            assert_eq!(
+                n(&om["resource_monitors"][0]["typed_config"]["max_heap_size_bytes"]),
+                Some(PROXY.max_heap_bytes)
+            );
+            let actions: Vec<_> = om["actions"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|a| s(&a["name"]).unwrap())
+                .collect();
+            assert_eq!(
+                actions,
+                [
+                    "envoy.overload_actions.shrink_heap",
+                    "envoy.overload_actions.stop_accepting_requests"
+                ],
+                "{path}"
+            );
+            let filters: Vec<_> = h["http_filters"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|f| s(&f["name"]).unwrap())
+                .collect();
+            let edge = path.ends_with("/bff.yaml");
+            if edge {
+                assert_eq!(
+                    filters,
+                    ["envoy.filters.http.buffer", "envoy.filters.http.router"],
+                    "{path}"
+                );
+                assert_eq!(
+                    n(&h["http_filters"][0]["typed_config"]["max_request_bytes"]),
+                    Some(limits.max_body_bytes)
+                );
+                let timeout = format!("{}s", limits.request_timeout_ms / 1000);
+                assert_eq!(s(&h["request_timeout"]), Some(timeout.clone()), "{path}");
+                for r in h["route_config"]["virtual_hosts"][0]["routes"]
+                    .as_sequence()
+                    .unwrap()
+                {
+                    if !r["route"].is_null() {
+                        assert_eq!(s(&r["route"]["timeout"]), Some(timeout.clone()), "{path}");
+                    }
+                }
+            } else {
+                assert_eq!(filters, ["envoy.filters.http.router"], "{path}");
+            }
+        }
+    }
+    // The library sets its own limits; the shop and the mini system take the defaults.
+    assert_eq!(shop().system.bff.limits, codegen::ir::EdgeLimits::DEFAULT);
+    assert_ne!(
+        library().system.bff.limits,
+        codegen::ir::EdgeLimits::DEFAULT
+    );
+}
+
+/// A child process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A stand-in for the BFF: answers 200 to every HTTP/1.1 request and records its path.
+fn stand_in() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut writer = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        if header.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = header.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    log.lock().unwrap().push(path);
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if writer.write_all(ok).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// One HTTP/1.1 request; the response's status and head. The body is written while the
+/// response is read, so that a proxy answering early (413) is heard.
+fn request(port: u16, method: &str, path: &str, headers: &str, body: Vec<u8>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    let mut sender = conn.try_clone().unwrap();
+    let writing = std::thread::spawn(move || drop(sender.write_all(&body)));
+    let mut response = Vec::new();
+    let mut buf = [0; 1024];
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+        }
+    }
+    writing.join().unwrap();
+    let text = String::from_utf8_lossy(&response).to_lowercase();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok());
+    let code = code.unwrap_or_else(|| panic!("{method} {path}: no status in {text:?}"));
+    (code, text)
+}
+
+fn status(port: u16, method: &str, path: &str, headers: &str, body: Vec<u8>) -> u16 {
+    request(port, method, path, headers, body).0
+}
+
+/// A GET on Envoy's admin interface; the body (chunked: look for whole lines in it).
+fn admin_get(admin: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(admin).ok()?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).ok()?;
+    Some(text.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// The generated local config of the shop's BFF Envoy, started for real in front of a
+/// stand-in BFF: its paths reach the BFF, a body over `bff.limits.max_body_bytes` is
+/// 413, a gRPC path of an internal operation and any other path are 404, a header with
+/// an underscore is 400, and none of the refused requests reaches the BFF.
+#[test]
+fn the_edge_refuses_large_bodies_and_other_paths_on_a_real_envoy() {
+    let g = shop();
+    let (app_port, seen) = stand_in();
+    let mut config = envoy_check::on_free_ports(&g.files["envoy/local/bff.yaml"]);
+    config["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        [0]["endpoint"]["address"]["socket_address"]["port_value"] = app_port.into();
+    let dir = g.dir.join("real-edge");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file, admin_file) = (dir.join("bff.yaml"), dir.join("admin"));
+    let _ = std::fs::remove_file(&admin_file);
+    std::fs::write(&file, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let _envoy = Killed(
+        Command::new(envoy_check::bin())
+            .args(["--disable-hot-restart", "--log-level", "warn", "-c"])
+            .arg(&file)
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The listener's port, once Envoy is ready.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let port: u16 = loop {
+        assert!(std::time::Instant::now() < deadline, "Envoy did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let Ok(admin) = std::fs::read_to_string(&admin_file) else {
+            continue;
+        };
+        let admin = admin.trim();
+        if admin_get(admin, "/ready").is_none_or(|r| !r.lines().any(|l| l == "LIVE")) {
+            continue;
+        }
+        let listeners = admin_get(admin, "/listeners").unwrap_or_default();
+        if let Some(port) = listeners.lines().find_map(|l| {
+            l.strip_prefix("ingress::")?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        }) {
+            break port;
+        }
+    };
+    let max = g.system.bff.limits.max_body_bytes as usize;
+    let json = "content-type: application/json\r\n";
+    assert_eq!(status(port, "GET", "/healthz", "", Vec::new()), 200);
+    assert_eq!(
+        status(port, "GET", "/graphql?query=%7Bok%7D", "", Vec::new()),
+        200
+    );
+    assert_eq!(status(port, "POST", "/graphql", json, vec![b' '; max]), 200);
+    assert_eq!(
+        status(port, "POST", "/graphql", json, vec![b' '; 200 * 1024]),
+        413
+    );
+    assert_eq!(
+        status(port, "POST", "/graphql", json, vec![b' '; max + 1]),
+        413
+    );
+    let delete_cart = "/shop.cart.v1.CartCommandService/DeleteCart";
+    assert_eq!(status(port, "POST", delete_cart, json, Vec::new()), 404);
+    // A gRPC client hears the 404 as UNIMPLEMENTED.
+    let grpc = "content-type: application/grpc\r\nte: trailers\r\n";
+    let (code, head) = request(port, "POST", delete_cart, grpc, Vec::new());
+    assert!(code == 404 || head.contains("grpc-status: 12"), "{head}");
+    assert_eq!(status(port, "GET", "/stats", "", Vec::new()), 404);
+    assert_eq!(
+        status(port, "GET", "/healthz", "x_user: a\r\n", Vec::new()),
+        400
+    );
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .all(|p| p == "/healthz" || p.starts_with("/graphql")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|p| p.starts_with("/graphql")).count(),
+        2,
+        "{seen:?}"
+    );
 }
 
 // ---- Kubernetes ---------------------------------------------------------------------
@@ -359,6 +807,7 @@ struct Manifests {
     config_maps: BTreeMap<String, core::ConfigMap>,
     secrets: BTreeMap<String, core::Secret>,
     jobs: BTreeMap<String, batch::Job>,
+    network_policies: BTreeMap<String, net::NetworkPolicy>,
 }
 
 fn parse_manifests(yaml: &str, namespace: &str) -> Manifests {
@@ -382,6 +831,7 @@ fn parse_manifests(yaml: &str, namespace: &str) -> Manifests {
             "ConfigMap" => drop(m.config_maps.insert(name, typed(&doc))),
             "Secret" => drop(m.secrets.insert(name, typed(&doc))),
             "Job" => drop(m.jobs.insert(name, typed(&doc))),
+            "NetworkPolicy" => drop(m.network_policies.insert(name, typed(&doc))),
             other => panic!("unexpected kind {other}"),
         }
     }
@@ -416,22 +866,24 @@ fn kustomize_builds_base_and_overlay_into_typed_manifests() {
         assert_eq!(names, ["app", "envoy"], "{}", d.name);
         let app = &pod.containers[0];
         let envoy = &pod.containers[1];
-        if d.role == Role::Bff {
-            assert!(app.readiness_probe.as_ref().unwrap().http_get.is_some());
-        } else {
-            assert_eq!(
-                app.readiness_probe
-                    .as_ref()
-                    .unwrap()
-                    .grpc
-                    .as_ref()
-                    .unwrap()
-                    .port,
-                50051,
+        // The app listens on loopback: no port of the pod, probed from inside.
+        assert!(app.ports.is_none(), "{}", d.name);
+        let exec = |p: &Option<core::Probe>| -> String {
+            let command = p.as_ref().unwrap().exec.as_ref().unwrap().command.clone();
+            command.unwrap().join(" ")
+        };
+        let app_port = if d.role == Role::Bff { 8081 } else { 50051 };
+        for probe in [&app.startup_probe, &app.liveness_probe] {
+            assert!(
+                exec(probe).contains(&format!("/dev/tcp/127.0.0.1/{app_port}")),
                 "{}",
                 d.name
             );
         }
+        assert!(
+            app.readiness_probe.is_none(),
+            "the Envoy's readiness says the app is healthy"
+        );
         let args = app.args.clone().unwrap_or_default();
         match d.role {
             Role::Command => assert_eq!(args, ["--role", "command"]),
@@ -440,17 +892,24 @@ fn kustomize_builds_base_and_overlay_into_typed_manifests() {
             Role::Bff | Role::Grpc => assert!(args.is_empty()),
         }
         assert!(app.resources.as_ref().unwrap().limits.is_some());
+        // Envoy's admin is on loopback too: its probes run inside its container. The
+        // pod is ready once Envoy's active health checks find the app healthy.
+        let ready = exec(&envoy.readiness_probe);
+        assert!(ready.contains("/dev/tcp/127.0.0.1/9901") && ready.contains("/clusters"));
+        assert!(ready.contains(&format!("^{}::.*::health_flags::healthy", d.name)));
+        assert!(exec(&envoy.liveness_probe).contains("/dev/tcp/127.0.0.1/9901"));
+        let envoy_ports = envoy.ports.as_ref().unwrap();
         assert_eq!(
-            envoy
-                .readiness_probe
-                .as_ref()
-                .unwrap()
-                .http_get
-                .as_ref()
-                .unwrap()
-                .path
-                .as_deref(),
-            Some("/ready")
+            envoy_ports.len(),
+            1,
+            "only the listener is a port of the pod"
+        );
+        assert_eq!(
+            (
+                envoy_ports[0].name.as_deref(),
+                envoy_ports[0].container_port
+            ),
+            (Some("http"), 8080)
         );
         // The envoy config map: generated with a hash suffix, holding the config file.
         let volume = pod
@@ -473,7 +932,29 @@ fn kustomize_builds_base_and_overlay_into_typed_manifests() {
         // Environment: one ConfigMap, plus DATABASE_URL built from the Secret.
         let env_cm = &base.config_maps[&format!("{}-env", d.name)];
         let data = env_cm.data.as_ref().unwrap();
-        assert!(data.contains_key("LISTEN_ADDR") && data.contains_key("RUST_LOG"));
+        assert_eq!(
+            data["LISTEN_ADDR"],
+            format!("127.0.0.1:{app_port}"),
+            "{}",
+            d.name
+        );
+        assert!(data.contains_key("RUST_LOG"));
+        let limits = g.system.bff.limits;
+        let edge_env = [
+            ("GRAPHQL_MAX_BODY_BYTES", limits.max_body_bytes.to_string()),
+            (
+                "GRAPHQL_REQUEST_TIMEOUT_MS",
+                limits.request_timeout_ms.to_string(),
+            ),
+        ];
+        for (var, value) in &edge_env {
+            assert_eq!(
+                data.get(*var),
+                (d.role == Role::Bff).then_some(value),
+                "{}",
+                d.name
+            );
+        }
         for up in &d.upstreams {
             let var = format!("{}_URL", up.to_uppercase().replace('-', "_"));
             assert_eq!(data[&var], format!("http://{up}:8080"));
@@ -493,6 +974,10 @@ fn kustomize_builds_base_and_overlay_into_typed_manifests() {
         let svc = &base.services[&d.name];
         let port = &svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
         assert_eq!(port.port, 8080);
+        assert_eq!(
+            port.target_port,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("http".into()))
+        );
         assert!(svc.spec.as_ref().unwrap().type_.is_none());
     }
     // The overlay: the same, with the BFF's Envoy on a NodePort.
@@ -518,6 +1003,139 @@ fn kustomize_builds_base_and_overlay_into_typed_manifests() {
         &kustomize(&m.dir.join("k8s/overlays/minikube")),
         &m.system.name,
     );
+}
+
+/// The pods a policy admits on its one port: `None` for any source, else the names.
+fn admitted(p: &net::NetworkPolicy) -> (Option<i32>, Option<BTreeSet<String>>) {
+    let spec = p.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.policy_types.as_deref(),
+        Some(&["Ingress".to_string()][..])
+    );
+    let rules = spec.ingress.as_ref().unwrap();
+    let Some(rule) = rules.first() else {
+        return (None, Some(BTreeSet::new()));
+    };
+    assert_eq!(rules.len(), 1);
+    let ports = rule.ports.as_ref().unwrap();
+    let port = match ports[0].port.as_ref().unwrap() {
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => *n,
+        other => panic!("port {other:?}"),
+    };
+    let from = rule.from.as_ref().map(|peers| {
+        peers
+            .iter()
+            .map(|peer| {
+                assert!(peer.namespace_selector.is_none() && peer.ip_block.is_none());
+                let labels = peer
+                    .pod_selector
+                    .as_ref()
+                    .unwrap()
+                    .match_labels
+                    .as_ref()
+                    .unwrap();
+                labels["app.kubernetes.io/name"].clone()
+            })
+            .collect()
+    });
+    (Some(port), from)
+}
+
+/// Ingress is denied in the namespace but for what the IR says is used: each
+/// deployable's Envoy port admits the deployables that call it (the BFF's anyone, an
+/// event handler's nobody), each server the deployables that connect to it.
+#[test]
+fn network_policies_admit_only_the_callers() {
+    let names = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
+    let g = shop();
+    let m = parse_manifests(&kustomize(&g.dir.join("k8s/base")), &g.system.name);
+    let p = &m.network_policies;
+    let deny = p["default-deny-ingress"].spec.as_ref().unwrap();
+    assert_eq!(
+        deny.pod_selector,
+        Some(Default::default()),
+        "selects every pod"
+    );
+    assert!(deny.ingress.is_none());
+    // The shop, spelled out.
+    assert_eq!(admitted(&p["bff"]), (Some(8080), None));
+    assert_eq!(
+        admitted(&p["cart-command"]),
+        (Some(8080), names(&["bff", "order"]))
+    );
+    assert_eq!(
+        admitted(&p["cart-query"]),
+        (Some(8080), names(&["bff", "order"]))
+    );
+    assert_eq!(
+        admitted(&p["product"]),
+        (Some(8080), names(&["bff", "cart-command", "order"]))
+    );
+    assert_eq!(admitted(&p["order"]), (Some(8080), names(&["bff"])));
+    assert_eq!(admitted(&p["user"]), (Some(8080), names(&["bff"])));
+    assert_eq!(admitted(&p["cart-event-handler"]), (None, names(&[])));
+    assert_eq!(
+        admitted(&p["postgres"]),
+        (
+            Some(5432),
+            names(&[
+                "cart-event-handler",
+                "cart-query",
+                "order",
+                "product",
+                "user"
+            ])
+        )
+    );
+    assert_eq!(
+        admitted(&p["mongodb"]),
+        (Some(27017), names(&["cart-command", "cart-event-handler"]))
+    );
+    assert_eq!(
+        admitted(&p["kafka"]),
+        (
+            Some(9092),
+            names(&[
+                "cart-command",
+                "cart-event-handler",
+                "kafka",
+                "kafka-topics",
+                "user"
+            ])
+        )
+    );
+    // Every pod of the base has a policy of its own.
+    let pods = m.deployments.keys().chain(m.stateful_sets.keys());
+    for name in pods {
+        let selector = p[name]
+            .spec
+            .as_ref()
+            .unwrap()
+            .pod_selector
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            selector.match_labels.as_ref().unwrap()["app.kubernetes.io/name"],
+            *name
+        );
+    }
+    assert_eq!(p.len(), 1 + m.deployments.len() + m.stateful_sets.len());
+    // Any system: a deployable's callers are those whose upstreams name it.
+    for g in [shop(), mini(), library()] {
+        let m = parse_manifests(&kustomize(&g.dir.join("k8s/base")), &g.system.name);
+        for d in &g.system.deployables {
+            let callers: BTreeSet<String> = layout::callers(&g.system, &d.name)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            let (port, from) = admitted(&m.network_policies[&d.name]);
+            match (d.role, callers.is_empty()) {
+                (Role::Bff, _) => assert_eq!((port, from), (Some(8080), None)),
+                (_, true) => assert_eq!((port, from), (None, Some(callers))),
+                (_, false) => assert_eq!((port, from), (Some(8080), Some(callers))),
+            }
+        }
+    }
 }
 
 // ---- compose ------------------------------------------------------------------------
@@ -594,6 +1212,21 @@ fn check_compose(g: &Generated) {
             assert_eq!(env[var.as_str()], format!("http://{up}-envoy:8080"));
         }
         assert_eq!(env.contains_key("DATABASE_URL"), !d.databases.is_empty());
+        // Its Envoy is another container: the app listens on the compose network.
+        assert!(env["LISTEN_ADDR"].starts_with("0.0.0.0:"), "{}", d.name);
+        let limits = g.system.bff.limits;
+        assert_eq!(
+            env.get("GRAPHQL_MAX_BODY_BYTES"),
+            (d.role == Role::Bff)
+                .then(|| limits.max_body_bytes.to_string())
+                .as_ref()
+        );
+        assert_eq!(
+            env.get("GRAPHQL_REQUEST_TIMEOUT_MS"),
+            (d.role == Role::Bff)
+                .then(|| limits.request_timeout_ms.to_string())
+                .as_ref()
+        );
         if let Some(db) = d.databases.first() {
             assert!(env["DATABASE_URL"].ends_with(&format!("@postgres:5432/{db}")));
         }

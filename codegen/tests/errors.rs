@@ -64,6 +64,59 @@ fn the_valid_base_is_accepted() {
 }
 
 #[test]
+fn edge_limits_default_and_are_bounded() {
+    let limits = |spec: &str| {
+        codegen::load(Path::new("shop.yaml"), spec)
+            .unwrap()
+            .bff
+            .limits
+    };
+    assert_eq!(limits(VALID), codegen::ir::EdgeLimits::DEFAULT);
+    assert_eq!(
+        limits(&format!(
+            "{VALID}  limits: {{ request_timeout_ms: 2500 }}\n"
+        )),
+        codegen::ir::EdgeLimits {
+            max_body_bytes: 102_400,
+            request_timeout_ms: 2_500
+        }
+    );
+    let spec = format!("{VALID}  limits: {{ max_body_bytes: 0, request_timeout_ms: 300001 }}\n");
+    let found = errors(&spec);
+    assert_eq!(found.len(), 2, "{found:?}");
+    let (body, timeout) = (
+        ["is 0", "expected 1 to 67108864"],
+        ["is 300001", "1 to 300000"],
+    );
+    assert_error(&found, &spec, 20, "0,", &body);
+    assert_error(&found, &spec, 20, "300001", &timeout);
+    let spec = format!("{VALID}  limits: {{ max_body_bytes: 67108865, request_timeout_ms: -5 }}\n");
+    let found = errors(&spec);
+    assert_error(
+        &found,
+        &spec,
+        20,
+        "67108865",
+        &["bff.limits.max_body_bytes is 67108865"],
+    );
+    assert_error(
+        &found,
+        &spec,
+        20,
+        "-5",
+        &["bff.limits.request_timeout_ms is -5"],
+    );
+    let spec = format!("{VALID}  limits: {{ max_body_kb: 1 }}\n");
+    assert_error(
+        &errors(&spec),
+        &spec,
+        20,
+        "max_body_kb",
+        &["unknown field `max_body_kb`"],
+    );
+}
+
+#[test]
 fn yaml_syntax_error() {
     let spec = VALID.replace("      name: { type: string", "     name: { type: string");
     let found = errors(&spec);

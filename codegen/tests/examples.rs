@@ -61,6 +61,9 @@ const FEATURES: &[&str] = &[
     "subscribes",
     "messaging",
     "doc",
+    "limits",
+    "max_body_bytes",
+    "request_timeout_ms",
 ];
 
 /// Used by the shop and the generator's fixtures only, for now.

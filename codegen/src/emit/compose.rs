@@ -12,10 +12,10 @@
 use serde::Serialize;
 
 use crate::emit::docker::{
-    EnvVar, KAFKA_HOST, MONGODB_HOST, POSTGRES_HOST, container_env, container_port, image, is_grpc,
-    postgres_url, postgres_user,
+    ALL_INTERFACES, EnvVar, KAFKA_HOST, MONGODB_HOST, POSTGRES_HOST, app_check, container_env,
+    envoy_check, image, is_grpc, postgres_url, postgres_user,
 };
-use crate::emit::envoy::{Target, app_cluster, config_path};
+use crate::emit::envoy::{Target, config_path};
 use crate::emit::{EmitError, GeneratedFile, header, render};
 use crate::ir::{Deployable, System, ports};
 
@@ -160,27 +160,9 @@ struct Ports {
     envoy_admin: u16,
 }
 
-/// A bash check: connect to a local TCP port (the process accepts connections).
-fn tcp_check(port: u16) -> Vec<String> {
-    vec![
-        "CMD".into(),
-        "bash".into(),
-        "-c".into(),
-        format!("exec 3<>/dev/tcp/127.0.0.1/{port}"),
-    ]
-}
-
-/// A bash check: GET `path` on a local port, succeed when the output matches `pattern`
-/// (the images have bash but not necessarily curl).
-fn http_check(port: u16, path: &str, pattern: &str) -> Vec<String> {
-    vec![
-        "CMD".into(),
-        "bash".into(),
-        "-c".into(),
-        format!(
-            "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET {path} HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && grep -q '{pattern}' <&3"
-        ),
-    ]
+/// A compose healthcheck's `test`: the command, run directly.
+fn healthcheck(command: Vec<String>) -> Vec<String> {
+    std::iter::once("CMD".to_string()).chain(command).collect()
 }
 
 impl ComposeView {
@@ -250,7 +232,8 @@ impl ComposeView {
 }
 
 fn app(system: &System, d: &Deployable) -> App {
-    let env = container_env(d, envoy_service, |db| {
+    // The app and its Envoy are two containers: the app listens on the compose network.
+    let env = container_env(system, d, ALL_INTERFACES, envoy_service, |db| {
         Some(postgres_url(system, db, postgres_user(system)))
     });
     let mut depends_on = Vec::new();
@@ -270,12 +253,6 @@ fn app(system: &System, d: &Deployable) -> App {
     for up in &d.upstreams {
         depends_on.push(healthy(&envoy_service(up)));
     }
-    let port = container_port(d);
-    let healthcheck = if is_grpc(d) {
-        tcp_check(port)
-    } else {
-        http_check(port, "/healthz", " 200 ")
-    };
     let config = config_path(Target::Compose, &d.name);
     App {
         name: d.name.clone(),
@@ -285,17 +262,13 @@ fn app(system: &System, d: &Deployable) -> App {
         command: d.args.clone(),
         env,
         depends_on,
-        healthcheck,
+        healthcheck: healthcheck(app_check(d)),
         envoy: Envoy {
             name: envoy_service(&d.name),
             config: format!("../{config}"),
             publish: (!is_grpc(d)).then(|| format!("{}:{}", ports::ENVOY, ports::ENVOY)),
             // Healthy once Envoy's own health checks found the app healthy.
-            healthcheck: http_check(
-                ports::ENVOY_ADMIN,
-                "/clusters",
-                &format!("^{}::.*::health_flags::healthy", app_cluster(d)),
-            ),
+            healthcheck: healthcheck(envoy_check(d)),
         },
     }
 }

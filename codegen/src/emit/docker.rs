@@ -8,8 +8,10 @@
 
 use serde::Serialize;
 
+use crate::emit::envoy::app_cluster;
 use crate::emit::{EmitError, GeneratedFile, header, render};
 use crate::ir::{Deployable, Role, SettingKind, System, ports};
+use crate::layout::bff_limit_env;
 
 pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
     let mut ctx = tera::Context::new();
@@ -84,6 +86,49 @@ pub(crate) fn container_port(d: &Deployable) -> u16 {
     }
 }
 
+/// Where a process listens: loopback (reached only from its own machine, container or
+/// pod) or every interface (a container network, a pod's IP).
+pub(crate) const LOOPBACK: &str = "127.0.0.1";
+pub(crate) const ALL_INTERFACES: &str = "0.0.0.0";
+
+/// A bash command that connects to a local TCP port (the process accepts connections).
+/// The images have bash but not necessarily curl.
+pub(crate) fn tcp_check(port: u16) -> Vec<String> {
+    bash(format!("exec 3<>/dev/tcp/{LOOPBACK}/{port}"))
+}
+
+/// A bash command: GET `path` on a local port, succeeding when the response has a line
+/// that matches `pattern`.
+pub(crate) fn http_check(port: u16, path: &str, pattern: &str) -> Vec<String> {
+    bash(format!(
+        "exec 3<>/dev/tcp/{LOOPBACK}/{port} && printf 'GET {path} HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && grep -q '{pattern}' <&3"
+    ))
+}
+
+fn bash(script: String) -> Vec<String> {
+    vec!["bash".into(), "-c".into(), script]
+}
+
+/// The app's check from inside its container: a gRPC process accepts connections, the
+/// BFF answers `/healthz` with 200.
+pub(crate) fn app_check(d: &Deployable) -> Vec<String> {
+    if is_grpc(d) {
+        tcp_check(container_port(d))
+    } else {
+        http_check(container_port(d), "/healthz", " 200 ")
+    }
+}
+
+/// The Envoy's check from inside its container: its admin interface lists the app as
+/// healthy, i.e. its active health checks (gRPC health, or the BFF's `/healthz`) pass.
+pub(crate) fn envoy_check(d: &Deployable) -> Vec<String> {
+    http_check(
+        ports::ENVOY_ADMIN,
+        "/clusters",
+        &format!("^{}::.*::health_flags::healthy", app_cluster(d)),
+    )
+}
+
 /// The PostgreSQL role and password of the dev deployments (compose, minikube).
 pub(crate) fn postgres_user(system: &System) -> &str {
     &system.name
@@ -109,17 +154,20 @@ fn var(name: &str, value: String) -> EnvVar {
 }
 
 /// The environment of a process in a container: its settings (`database_url` gives
-/// the value of a database's, or `None` to leave it out), then `RUST_LOG`.
-/// `upstream_host` maps an upstream deployable to the host name of its Envoy.
+/// the value of a database's, or `None` to leave it out), the BFF's edge limits, then
+/// `RUST_LOG`. The process listens on `listen_host`; `upstream_host` maps an upstream
+/// deployable to the host name of its Envoy.
 pub(crate) fn container_env(
+    system: &System,
     d: &Deployable,
+    listen_host: &str,
     upstream_host: impl Fn(&str) -> String,
     database_url: impl Fn(&str) -> Option<String>,
 ) -> Vec<EnvVar> {
     let mut env = Vec::new();
     for s in &d.settings {
         let value = match &s.kind {
-            SettingKind::Listen => format!("0.0.0.0:{}", container_port(d)),
+            SettingKind::Listen => format!("{listen_host}:{}", container_port(d)),
             SettingKind::Database(db) => match database_url(db) {
                 Some(url) => url,
                 None => continue,
@@ -135,6 +183,11 @@ pub(crate) fn container_env(
             | SettingKind::ConsumerGroup(_) => continue,
         };
         env.push(var(&s.env, value));
+    }
+    if d.role == Role::Bff {
+        for (name, value) in bff_limit_env(&system.bff.limits) {
+            env.push(var(name, value.to_string()));
+        }
     }
     env.push(var("RUST_LOG", "info".to_string()));
     env

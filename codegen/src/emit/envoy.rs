@@ -8,17 +8,26 @@
 //!   It lives inside the kustomize base because `configMapGenerator` may only read
 //!   files under the kustomization's folder.
 //!
-//! Every Envoy fronts exactly one process. A gRPC process gets one route per RPC it
-//! serves (plus `grpc.health.v1.Health`), retried only when the operation is
-//! idempotent, an HTTP/2 cluster and active gRPC health checks. The BFF's Envoy is the
-//! edge proxy: HTTP/1.1 and HTTP/2 downstream, a plain HTTP/1.1 cluster checked on
-//! `/healthz`, and retries only for GET.
+//! Every Envoy fronts exactly one process, with its admin interface on loopback in
+//! every target. A gRPC process gets one route per RPC it serves (plus
+//! `grpc.health.v1.Health`), retried only when the operation is idempotent, an HTTP/2
+//! cluster and active gRPC health checks; any other path is a 404 (no route). The
+//! BFF's Envoy is the edge proxy, the only public listener: HTTP/1.1 and HTTP/2
+//! downstream, only the BFF's paths (`layout::BFF_PATHS`) routed and 404 for the rest,
+//! request bodies buffered up to `bff.limits.max_body_bytes` (413 beyond),
+//! `bff.limits.request_timeout_ms` to receive a request and to answer it, a plain
+//! HTTP/1.1 cluster checked on `/healthz`, and retries only for GET.
+//!
+//! Every config has the same hardening (`layout::PROXY`): header and idle timeouts,
+//! headers with underscores refused, a header size limit, circuit breakers on the
+//! app's cluster, and an overload manager (heap ceiling, open connections).
 
 use serde::Serialize;
 
-use crate::emit::docker::{container_port, is_grpc};
+use crate::emit::docker::{ALL_INTERFACES, LOOPBACK, container_port, is_grpc};
 use crate::emit::{EmitError, GeneratedFile, header, render};
 use crate::ir::{Deployable, OperationKind, System, ports};
+use crate::layout::{BFF_PATHS, PROXY, ProxyLimits};
 
 /// Where a config runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +71,11 @@ pub(crate) fn app_cluster(d: &Deployable) -> String {
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 
 /// Route timeouts. A retried RPC gets `RPC_PER_TRY_TIMEOUT` per attempt (3 attempts).
+/// The edge's come from the spec (`bff.limits.request_timeout_ms`).
 const RPC_TIMEOUT: &str = "10s";
 const RPC_PER_TRY_TIMEOUT: &str = "3s";
 const HEALTH_TIMEOUT: &str = "2s";
 const HEALTH_PER_TRY_TIMEOUT: &str = "1s";
-const HTTP_TIMEOUT: &str = "30s";
-const HTTP_PER_TRY_TIMEOUT: &str = "10s";
 
 pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
     let mut files = Vec::new();
@@ -108,6 +116,16 @@ struct Route {
     per_try_timeout: &'static str,
 }
 
+/// What only the edge (the BFF's Envoy) has.
+#[derive(Serialize)]
+struct Edge {
+    /// The only paths routed; anything else is answered 404.
+    paths: [&'static str; 4],
+    max_body_bytes: u64,
+    /// `bff.limits.request_timeout_ms` as an Envoy duration.
+    request_timeout: String,
+}
+
 #[derive(Serialize)]
 struct Proxy<'a> {
     header: String,
@@ -115,7 +133,7 @@ struct Proxy<'a> {
     target: &'static str,
     description: String,
     /// The BFF's Envoy, the system's only entry point.
-    edge: bool,
+    edge: Option<Edge>,
     grpc: bool,
     listen: Addr,
     admin: Addr,
@@ -124,48 +142,69 @@ struct Proxy<'a> {
     cluster_type: &'static str,
     stat_prefix: String,
     routes: Vec<Route>,
-    http_timeout: &'static str,
-    http_per_try_timeout: &'static str,
+    proxy: ProxyLimits,
 }
 
-fn render_one(system: &System, d: &Deployable, target: Target) -> Result<String, EmitError> {
-    let (listen, admin, app, cluster_type) = match target {
+/// Where the listener, the admin interface and the app are, and how the cluster finds
+/// the app. Admin is on loopback everywhere: only the container or pod reaches it.
+fn addresses(d: &Deployable, target: Target) -> (Addr, Addr, Addr, &'static str) {
+    match target {
         Target::Local => (
-            addr("127.0.0.1", d.local.envoy),
-            addr("127.0.0.1", d.local.envoy_admin),
-            addr("127.0.0.1", d.local.app),
+            addr(LOOPBACK, d.local.envoy),
+            addr(LOOPBACK, d.local.envoy_admin),
+            addr(LOOPBACK, d.local.app),
             "STATIC",
         ),
         Target::Compose => (
-            addr("0.0.0.0", ports::ENVOY),
-            addr("0.0.0.0", ports::ENVOY_ADMIN),
+            addr(ALL_INTERFACES, ports::ENVOY),
+            addr(LOOPBACK, ports::ENVOY_ADMIN),
             addr(&d.name, container_port(d)),
             "STRICT_DNS",
         ),
         Target::Kubernetes => (
-            addr("0.0.0.0", ports::ENVOY),
-            addr("0.0.0.0", ports::ENVOY_ADMIN),
-            addr("127.0.0.1", container_port(d)),
+            addr(ALL_INTERFACES, ports::ENVOY),
+            addr(LOOPBACK, ports::ENVOY_ADMIN),
+            addr(LOOPBACK, container_port(d)),
             "STATIC",
         ),
-    };
-    let grpc = is_grpc(d);
+    }
+}
+
+fn description(d: &Deployable, target: Target) -> String {
     let place = match target {
         Target::Local => "on this machine",
         Target::Compose => "in its own compose container",
         Target::Kubernetes => "as a sidecar in the pod",
     };
-    let description = if grpc {
+    if is_grpc(d) {
         format!("fronts the gRPC process `{}` {place}", d.name)
     } else {
         format!("the edge proxy of the GraphQL gateway `{}` {place}", d.name)
-    };
+    }
+}
+
+/// `15s`, `1.500s`: milliseconds as an Envoy duration.
+fn duration(ms: u64) -> String {
+    match ms % 1000 {
+        0 => format!("{}s", ms / 1000),
+        rest => format!("{}.{rest:03}s", ms / 1000),
+    }
+}
+
+fn render_one(system: &System, d: &Deployable, target: Target) -> Result<String, EmitError> {
+    let (listen, admin, app, cluster_type) = addresses(d, target);
+    let grpc = is_grpc(d);
+    let limits = &system.bff.limits;
     let proxy = Proxy {
         header: header("#"),
         name: &d.name,
         target: target.as_str(),
-        description,
-        edge: !grpc,
+        description: description(d, target),
+        edge: (!grpc).then(|| Edge {
+            paths: BFF_PATHS,
+            max_body_bytes: limits.max_body_bytes,
+            request_timeout: duration(limits.request_timeout_ms),
+        }),
         grpc,
         listen,
         admin,
@@ -178,8 +217,7 @@ fn render_one(system: &System, d: &Deployable, target: Target) -> Result<String,
         } else {
             Vec::new()
         },
-        http_timeout: HTTP_TIMEOUT,
-        http_per_try_timeout: HTTP_PER_TRY_TIMEOUT,
+        proxy: PROXY,
     };
     let ctx = tera::Context::from_serialize(&proxy).map_err(|e| EmitError::Template {
         template: "envoy/envoy.yaml.tera".into(),
