@@ -30,6 +30,8 @@ use crate::ir::*;
 use crate::names;
 
 /// Decides `system.graphql` from the rest of the IR.
+mod auth;
+
 pub fn derive(system: &mut System) -> Result<(), String> {
     system.graphql = build(system)?;
     Ok(())
@@ -161,9 +163,12 @@ impl<'a> Builder<'a> {
             let e = self.entity(c)?;
             inputs.push(self.child_input(e)?);
         }
+        let lookups = self.lookups()?;
+        owned_lookups(queries.iter().chain(&mutations), &lookups)?;
         let api = GraphqlApi {
             upstreams: upstreams(self.sys, queries.iter().chain(&mutations))?,
-            lookups: self.lookups()?,
+            identity: self.sys.auth.as_ref().map(|a| a.deployable.clone()),
+            lookups,
             queries,
             mutations,
             objects,
@@ -182,18 +187,22 @@ impl<'a> Builder<'a> {
                 e.op.output
                     .clone()
                     .ok_or_else(|| format!("query `{}` returns nothing", e.op.name))?;
-            let (args, ty, output) = self.query_shape(e, &out)?;
+            let (mut args, ty, output) = self.query_shape(e, &out)?;
             let mut doc = op_doc(e);
             if matches!(e.op.kind, OperationKind::Get | OperationKind::Query) {
                 doc.push_str(&format!("\n\nNull when there is no such {out}."));
             }
-            let call = self.call(e, false, &args, output, &|_| None)?;
+            let callers = self.caller_fields(e);
+            auth::optional_callers(&mut args, &callers);
+            let mut call = self.call(e, false, &args, output, &|_| None)?;
+            self.guard(e, &mut call, &callers)?;
             fields.push(RootField {
                 name: e.bff.field.clone(),
                 doc: Some(doc),
                 args,
                 ty,
                 call: Some(call),
+                session: None,
             });
         }
         if fields.is_empty() {
@@ -204,6 +213,7 @@ impl<'a> Builder<'a> {
                 args: Vec::new(),
                 ty: named("Boolean", true),
                 call: None,
+                session: None,
             });
         }
         Ok(fields)
@@ -236,6 +246,16 @@ impl<'a> Builder<'a> {
         let mut fields = Vec::new();
         for e in self.mutations.clone() {
             let (mut input, ty, output) = self.mutation_shape(e)?;
+            let callers = self.caller_fields(e);
+            auth::optional_callers(&mut input, &callers);
+            if self
+                .sys
+                .auth
+                .as_ref()
+                .is_some_and(|a| a.service == e.svc.name && a.register == e.op.name)
+            {
+                input.push(auth::password_arg());
+            }
             if e.op.takes_idempotency_key() {
                 let doc = "Retrying with the same key returns the first attempt's answer instead of \
                            applying the mutation again. Omit it and every request is a new attempt.";
@@ -257,14 +277,19 @@ impl<'a> Builder<'a> {
                 });
                 vec![arg("input", None, named(&input_name, true))]
             };
-            let call = self.call(e, true, &input, output, &|_| None)?;
+            let mut call = self.call(e, true, &input, output, &|_| None)?;
+            self.guard(e, &mut call, &callers)?;
             fields.push(RootField {
                 name: e.bff.field.clone(),
                 doc: Some(op_doc(e)),
                 args,
                 ty,
                 call: Some(call),
+                session: None,
             });
+        }
+        if let Some(auth) = &self.sys.auth {
+            fields.extend(self.session_fields(auth));
         }
         Ok(fields)
     }
@@ -675,6 +700,7 @@ impl<'a> Builder<'a> {
             input,
             request,
             output,
+            guard: None,
         })
     }
 
@@ -819,13 +845,38 @@ fn upstreams<'r>(
     sys: &System,
     roots: impl Iterator<Item = &'r RootField>,
 ) -> Result<Vec<GraphqlUpstream>, String> {
-    let mut out: Vec<GraphqlUpstream> = Vec::new();
+    let mut used: Vec<(&str, &str, &str)> = Vec::new();
     for c in roots.filter_map(|r| r.call.as_ref()) {
-        if let Some(u) = out.iter().find(|u| u.deployable == c.deployable) {
-            if u.proto_service != c.rpc.service {
+        used.push((&c.deployable, &c.service, &c.rpc.service));
+        for claim in c
+            .guard
+            .iter()
+            .flat_map(|g| &g.owned)
+            .filter_map(|o| o.claim.as_ref())
+        {
+            used.push((&claim.deployable, &claim.service, &claim.rpc.service));
+        }
+    }
+    let identity = sys.auth.as_ref().and_then(|a| {
+        let svc = sys.services.iter().find(|s| s.name == a.service)?;
+        let op = svc
+            .operations
+            .iter()
+            .find(|o| o.deployable == a.deployable)?;
+        Some((
+            a.deployable.as_str(),
+            a.service.as_str(),
+            op.rpc.service.as_str(),
+        ))
+    });
+    used.extend(identity);
+    let mut out: Vec<GraphqlUpstream> = Vec::new();
+    for (deployable, service, proto_service) in used {
+        if let Some(u) = out.iter().find(|u| u.deployable == deployable) {
+            if u.proto_service != proto_service {
                 return Err(format!(
-                    "the BFF would call two proto services on `{}` ({} and {}): one client per deployable",
-                    c.deployable, u.proto_service, c.rpc.service
+                    "the BFF would call two proto services on `{deployable}` ({} and {proto_service}): one client per deployable",
+                    u.proto_service
                 ));
             }
             continue;
@@ -833,17 +884,38 @@ fn upstreams<'r>(
         let svc = sys
             .services
             .iter()
-            .find(|s| s.name == c.service)
-            .ok_or_else(|| format!("unknown service `{}`", c.service))?;
+            .find(|s| s.name == service)
+            .ok_or_else(|| format!("unknown service `{service}`"))?;
         out.push(GraphqlUpstream {
-            deployable: c.deployable.clone(),
-            service: c.service.clone(),
-            proto_service: c.rpc.service.clone(),
+            deployable: deployable.to_string(),
+            service: service.to_string(),
+            proto_service: proto_service.to_string(),
             package: svc.proto.package.clone(),
-            env: format!("{}_URL", c.deployable.to_shouty_snake_case()),
+            env: format!("{}_URL", deployable.to_shouty_snake_case()),
         });
     }
     Ok(out)
+}
+
+/// Whose an instance is, the BFF asks through the entity's lookup.
+fn owned_lookups<'r>(
+    roots: impl Iterator<Item = &'r RootField>,
+    lookups: &[Lookup],
+) -> Result<(), String> {
+    for (root, check) in roots.flat_map(|r| {
+        r.call
+            .iter()
+            .flat_map(|c| c.guard.iter().flat_map(|g| &g.owned))
+            .map(move |o| (r, o))
+    }) {
+        if !lookups.iter().any(|l| l.entity == check.entity) {
+            return Err(format!(
+                "`{}` takes a {} that belongs to somebody (owned_by): the BFF asks whose it is through a get of {} exposed in bff.graphql.queries; expose one",
+                root.name, check.entity, check.entity
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn unique_type_names(api: &GraphqlApi) -> Result<(), String> {

@@ -41,7 +41,29 @@ pub struct System {
     pub event_stores: Vec<EventStore>,
     /// Every Kafka topic the system uses.
     pub topics: Vec<Topic>,
+    /// Logins and who may call what; `None`: every exposed operation is public.
+    pub auth: Option<Auth>,
 }
+
+/// The spec's `auth:`, checked.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Auth {
+    /// The identity service (serves `keel.auth.v1.Auth` from its database).
+    pub service: String,
+    /// Its aggregate: a subject is one of these, a token's `sub` its id.
+    pub entity: String,
+    /// Its deployable.
+    pub deployable: String,
+    /// The command that creates a subject (the BFF sets its password after).
+    pub register: String,
+    /// The command that ends a subject (its credentials and sessions end before).
+    pub forget: Option<String>,
+    pub access_ttl_secs: u32,
+    pub refresh_ttl_secs: u32,
+}
+
+pub const DEFAULT_ACCESS_TTL_SECS: u32 = 300;
+pub const DEFAULT_REFRESH_TTL_SECS: u32 = 30 * 24 * 3600;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MoneyDef {
@@ -69,6 +91,8 @@ pub struct Entity {
     pub unique: Vec<Vec<String>>,
     /// Composite (non-unique) indexes, field names with an optional `desc`.
     pub indexes: Vec<Vec<IndexColumn>>,
+    /// The field naming the subject (`auth`) an instance belongs to.
+    pub owned_by: Option<String>,
     pub span: Span,
 }
 
@@ -303,6 +327,8 @@ pub struct Service {
     pub subscriptions: Vec<Subscription>,
     /// The proto package of this service.
     pub proto: ProtoPackage,
+    /// The command that gives an unowned instance to its first user (`owned_by`).
+    pub claim: Option<String>,
     pub span: Span,
 }
 
@@ -355,8 +381,10 @@ impl OperationKind {
 
 #[derive(Debug, Clone, Serialize, Copy, PartialEq, Eq)]
 pub enum Audience {
-    /// Exposed to shoppers through the BFF.
+    /// Exposed through the BFF to anyone, logged in or not.
     Public,
+    /// Exposed through the BFF to a logged-in subject, for what is theirs.
+    Customer,
     /// Exposed through the BFF for shop staff.
     BackOffice,
     /// Only other services call it.
@@ -612,6 +640,9 @@ pub struct GraphqlApi {
     /// How relation fields fetch an entity by id: one per entity that an exposed get
     /// (or an ES query taking just its id) returns.
     pub lookups: Vec<Lookup>,
+    /// With `auth:`: the identity deployable, whose `keel.auth.v1.Auth` the BFF calls
+    /// for sessions and keys (one of `upstreams`).
+    pub identity: Option<String>,
 }
 
 impl GraphqlApi {
@@ -698,8 +729,53 @@ pub struct RootField {
     pub doc: Option<String>,
     pub args: Vec<GraphqlArg>,
     pub ty: GraphqlTypeRef,
-    /// The operation it runs; `None` for the placeholder `Query.ok` (always true).
+    /// The operation it runs; `None` for the placeholder `Query.ok` (always true)
+    /// and the session fields.
     pub call: Option<OperationCall>,
+    /// `login`, `refreshSession`, `logout`: answered by the identity's `keel.auth.v1.Auth`.
+    pub session: Option<SessionField>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum SessionField {
+    Login,
+    Refresh,
+    Logout,
+}
+
+/// What a root field's resolver checks before its call (`auth:`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Guard {
+    pub audience: Audience,
+    /// Request fields naming an instance that must be the caller's.
+    pub owned: Vec<OwnedCheck>,
+    /// The register command: the request field with the login email; the `password`
+    /// argument becomes the new subject's credentials after the call.
+    pub credentials: Option<String>,
+    /// The forget command: the caller's credentials and sessions end before the call.
+    pub forget: bool,
+}
+
+/// The instance a request field names belongs to the caller, or is claimed by them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OwnedCheck {
+    /// The request field with its id (`cart_id`).
+    pub field: String,
+    pub entity: String,
+    /// The GraphQL field of the entity's object naming its owner (`customerId`).
+    pub owner: String,
+    /// How an instance nobody owns yet becomes the caller's; without it, it is refused.
+    pub claim: Option<ClaimCall>,
+}
+
+/// The command that gives an instance its owner: `id_field` and `owner_field` are set.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClaimCall {
+    pub service: String,
+    pub deployable: String,
+    pub rpc: Rpc,
+    pub id_field: String,
+    pub owner_field: String,
 }
 
 /// One RPC a resolver makes: how its request is filled and what becomes of its response.
@@ -716,6 +792,8 @@ pub struct OperationCall {
     /// Every field of the request message, in message order.
     pub request: Vec<RequestField>,
     pub output: CallOutput,
+    /// Root fields of a system with `auth:`: who may call, and what must be theirs.
+    pub guard: Option<Guard>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -741,6 +819,8 @@ pub enum ValueSource {
     PageSize { arg: String },
     /// `after`: the page token, empty when omitted.
     PageToken { arg: String },
+    /// The caller's subject id; the argument, if given, must name the caller.
+    Caller { arg: String },
     /// A field of the parent object (a relation's foreign key: the parent's `id`).
     Parent { field: String },
     /// The key a lookup was asked for.
@@ -808,6 +888,8 @@ pub enum ObjectSource {
     PageInfo,
     DeletePayload,
     CommandPayload(String),
+    /// `Session`: built by the session fields' resolvers.
+    Session,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

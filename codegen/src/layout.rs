@@ -481,6 +481,9 @@ fn databases(system: &System) -> Vec<Database> {
         if kind == DatabaseKind::EventsAndState {
             tables.push(outbox_table());
         }
+        if system.auth.as_ref().is_some_and(|a| a.service == svc.name) {
+            tables.extend(auth_tables());
+        }
         if kind == DatabaseKind::ReadModel {
             tables.push(deletions_table(&svc.entity));
             tables.push(parked_events_table());
@@ -973,4 +976,74 @@ fn outbox_table() -> Table {
         foreign_keys: Vec::new(),
         checks: Vec::new(),
     }
+}
+
+/// The identity service's sessions (`keel::auth`): credentials by subject and email,
+/// sessions by refresh-token hash, signing keys.
+fn auth_tables() -> Vec<Table> {
+    let col = |name: &str, sql_type: SqlType, nullable: bool| Column {
+        name: name.into(),
+        sql_type,
+        nullable,
+        default: None,
+        checks: Vec::new(),
+        doc: None,
+        renamed_from: None,
+    };
+    let created = || Column {
+        default: Some("now()".into()),
+        ..col("created_at", SqlType::TimestampTz, false)
+    };
+    let table = |name: &str, doc: &str, columns: Vec<Column>, key: &str| Table {
+        name: name.into(),
+        doc: Some(doc.into()),
+        columns,
+        primary_key: vec![key.into()],
+        unique: Vec::new(),
+        indexes: Vec::new(),
+        foreign_keys: Vec::new(),
+        checks: Vec::new(),
+    };
+    let mut credentials = table(
+        "auth_credentials",
+        "Each subject's login: email (lowercase), argon2id password hash, roles (comma-separated).",
+        vec![
+            col("subject", SqlType::Uuid, false),
+            col("email", SqlType::Text, false),
+            col("password_hash", SqlType::Text, false),
+            col("roles", SqlType::Text, false),
+            created(),
+        ],
+        "subject",
+    );
+    credentials.unique = vec![vec!["email".into()]];
+    let mut sessions = table(
+        "auth_sessions",
+        "Sessions: the SHA-256 of the current refresh token, until expiry or logout (revoked_at).",
+        vec![
+            col("id", SqlType::Uuid, false),
+            col("subject", SqlType::Uuid, false),
+            col("refresh_hash", SqlType::Text, false),
+            col("expires_at", SqlType::TimestampTz, false),
+            col("revoked_at", SqlType::TimestampTz, true),
+            created(),
+        ],
+        "id",
+    );
+    sessions.unique = vec![vec!["refresh_hash".into()]];
+    sessions.indexes = vec![vec![IndexColumn {
+        field: "subject".into(),
+        descending: false,
+    }]];
+    let keys = table(
+        "auth_keys",
+        "Ed25519 signing keys (seeds) by key id; the oldest signs, all are published.",
+        vec![
+            col("kid", SqlType::Text, false),
+            col("seed", SqlType::Bytea, false),
+            created(),
+        ],
+        "kid",
+    );
+    vec![credentials, sessions, keys]
 }

@@ -8,6 +8,8 @@ use crate::names;
 use crate::positions::Positions;
 use crate::spec;
 
+mod auth;
+
 const FIELD_TYPES: &str = "uuid, string, text, email, int, money, timestamp, bool";
 
 pub fn lower(raw: &spec::Spec, pos: &Positions, d: &mut Diagnostics) -> System {
@@ -21,6 +23,7 @@ pub fn lower(raw: &spec::Spec, pos: &Positions, d: &mut Diagnostics) -> System {
     cx.lower_entities();
     let services = cx.lower_services();
     let bff = cx.lower_bff(&services);
+    let auth = cx.lower_auth(&services);
     let entities = std::mem::take(&mut cx.entities);
     let mut system = System {
         name: raw.system.clone(),
@@ -36,6 +39,7 @@ pub fn lower(raw: &spec::Spec, pos: &Positions, d: &mut Diagnostics) -> System {
         databases: Vec::new(),
         event_stores: Vec::new(),
         topics: Vec::new(),
+        auth,
     };
     crate::layout::derive(&mut system);
     if d.is_empty()
@@ -157,6 +161,7 @@ impl Lowering<'_> {
                 key: e.key.clone(),
                 unique: Vec::new(),
                 indexes: Vec::new(),
+                owned_by: e.owned_by.clone(),
                 span: self.pos.key(&format!("entities.{name}")),
             });
         }
@@ -1429,6 +1434,7 @@ impl Lowering<'_> {
                 services: Vec::new(),
                 messages: Vec::new(),
             },
+            claim: s.claim.clone(),
             span,
         };
         match crate::proto_model::build(&self.raw.system, &svc, &self.entities) {
@@ -1529,15 +1535,24 @@ impl Lowering<'_> {
         }
     }
 
+    /// With `auth:`, what is not said to be public is for a logged-in customer.
     fn audience(&mut self, path: &str, a: &Option<String>) -> Audience {
+        let with_auth = self.raw.auth.is_some();
         match a.as_deref() {
+            None if with_auth => Audience::Customer,
             None | Some("public") => Audience::Public,
+            Some("customer") if with_auth => Audience::Customer,
             Some("back-office") => Audience::BackOffice,
             Some("internal") => Audience::Internal,
             Some(other) => {
+                let expected = if with_auth {
+                    "public, customer, back-office or internal"
+                } else {
+                    "public, back-office or internal (customer needs `auth:`)"
+                };
                 self.d.error(
                     self.pos.value(&format!("{path}.audience")),
-                    format!("unknown audience `{other}`: expected public, back-office or internal"),
+                    format!("unknown audience `{other}`: expected {expected}"),
                 );
                 Audience::Public
             }

@@ -17,6 +17,21 @@ pub struct Spec {
     pub services: IndexMap<String, Service>,
     #[serde(default)]
     pub bff: Bff,
+    pub auth: Option<Auth>,
+}
+
+/// Who may call what: the identity service that logs subjects in, and token lifetimes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// The service whose aggregate is the subject (customers); it serves the sessions.
+    pub identity: String,
+    /// Its command that creates a subject; the BFF sets the subject's password with it.
+    pub register: String,
+    /// Its command that ends a subject; the subject's credentials and sessions end first.
+    pub forget: Option<String>,
+    pub access_ttl_secs: Option<i64>,
+    pub refresh_ttl_secs: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +58,8 @@ pub struct Entity {
     pub unique: Vec<Vec<String>>,
     #[serde(default)]
     pub indexes: Vec<Vec<String>>,
+    /// The field naming the subject an instance belongs to (`customer_id`).
+    pub owned_by: Option<String>,
 }
 
 /// `name: uuid` or `name: { type: string, max_len: 10, ... }` or `name: { ref: Product }`.
@@ -174,6 +191,8 @@ pub struct Service {
     pub queries: IndexMap<String, Query>,
     #[serde(default)]
     pub subscribes: IndexMap<String, String>,
+    /// The command that gives an instance nobody owns yet to the caller (`owned_by`).
+    pub claim: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,8 @@
 //! Rust is built with `quote` and printed by `prettyplease`; `lib.rs` and `Cargo.toml`
 //! come from templates.
 
+mod guard;
+
 use std::collections::BTreeSet;
 
 use heck::ToSnakeCase;
@@ -116,6 +118,14 @@ fn api(system: &System) -> Result<TokenStream, EmitError> {
 /// The BFF's settings and entry points, over `keel::bff`.
 fn server(system: &System) -> TokenStream {
     let about = format!("The {} system's GraphQL gateway (BFF)", system.name);
+    let (with_auth, auth_layer) = if system.graphql.identity.is_some() {
+        (
+            quote!(let auth = upstreams.auth.clone();),
+            quote!(.map(|b| b.with_auth(auth))),
+        )
+    } else {
+        (TokenStream::new(), TokenStream::new())
+    };
     quote! {
         /// The BFF's settings, by flag or environment variable.
         #[derive(clap::Parser, Debug, Clone, PartialEq, Eq)]
@@ -149,7 +159,8 @@ fn server(system: &System) -> TokenStream {
         /// contacts no upstream.
         pub fn bff(config: &Config) -> Result<keel::bff::Bff, keel::bff::BuildError> {
             let upstreams = Upstreams::connect_lazy(&config.upstreams)?;
-            keel::bff::Bff::new(&api(), upstreams, config.limits, |u, id| u.request(id))
+            #with_auth
+            keel::bff::Bff::new(&api(), upstreams, config.limits, |u, id| u.request(id))#auth_layer
         }
 
         /// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`.
@@ -298,6 +309,20 @@ fn upstreams(system: &System) -> TokenStream {
         let name = &u.deployable;
         fields.push(quote!(pub #field: #ty,));
         inits.push(quote!(#field: #path::new(rt::channel(#name, &c.#url, t)?),));
+        if api.identity.as_ref() == Some(&u.deployable) {
+            let issuer = &system.name;
+            let subject = system.auth.as_ref().map(|a| {
+                use heck::ToLowerCamelCase;
+                format!("{}_id", a.entity.to_snake_case()).to_lower_camel_case()
+            });
+            fields.push(quote! {
+                /// Verifies access tokens with the identity's keys; answers the session fields.
+                pub auth: std::sync::Arc<rt::Authn>,
+            });
+            inits.push(
+                quote!(auth: rt::Authn::new(rt::channel(#name, &c.#url, t)?, #issuer, #subject),),
+            );
+        }
     }
     quote! {
         /// One client per upstream deployable; cloning is cheap (they share the channel).
@@ -388,13 +413,16 @@ fn resolvers(api: &GraphqlApi) -> Vec<(String, TokenStream)> {
     let mut out = Vec::new();
     for (root, fields) in [("Query", &api.queries), ("Mutation", &api.mutations)] {
         for f in fields {
-            let path = match &f.call {
-                Some(c) => {
+            let path = match (&f.call, f.session) {
+                (Some(c), _) => {
                     let module = ident(&c.service);
                     let name = ident(&f.name);
                     quote!(#module::#name)
                 }
-                None => quote!(query_ok),
+                (None, Some(SessionField::Login)) => quote!(rt::auth::login),
+                (None, Some(SessionField::Refresh)) => quote!(rt::auth::refresh),
+                (None, Some(SessionField::Logout)) => quote!(rt::auth::logout),
+                (None, None) => quote!(query_ok),
             };
             out.push((format!("{root}.{}", f.name), path));
         }
@@ -430,14 +458,18 @@ fn registry(api: &GraphqlApi) -> TokenStream {
         .iter()
         .map(|(k, _)| k)
         .filter(|k| !k.starts_with("Query.") && !k.starts_with("Mutation."));
-    let placeholder = api.queries.iter().any(|q| q.call.is_none()).then(|| {
-        quote! {
-            /// `Query.ok`: GraphQL needs a query; nothing is exposed as one yet.
-            fn query_ok(_: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
-                rt::FieldFuture::Value(Some(rt::FieldValue::value(rt::Value::from(true))))
+    let placeholder = api
+        .queries
+        .iter()
+        .any(|q| q.call.is_none() && q.session.is_none())
+        .then(|| {
+            quote! {
+                /// `Query.ok`: GraphQL needs a query; nothing is exposed as one yet.
+                fn query_ok(_: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
+                    rt::FieldFuture::Value(Some(rt::FieldValue::value(rt::Value::from(true))))
+                }
             }
-        }
-    });
+        });
     quote! {
         /// The resolver of every Query and Mutation field and of every relation field,
         /// by `"Type.field"`. Every other field is read from its parent's value.
@@ -531,7 +563,7 @@ fn service_module(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
                 .unwrap_or_default();
             named(&name, span, &format!("operation `{}`", c.operation))?;
             let doc = format!(" `{root}.{}`: `{}`.", f.name, c.operation);
-            items.push(resolver(api, &name, &doc, c)?);
+            items.push(resolver(system, &name, &doc, c)?);
         }
     }
     for o in &api.objects {
@@ -552,7 +584,7 @@ fn service_module(system: &System, svc: &Service) -> Result<TokenStream, EmitErr
                 " `{}.{}`: `{}` with this {}'s id.",
                 o.name, f.name, c.operation, o.name
             );
-            items.push(resolver(api, &name, &doc, c)?);
+            items.push(resolver(system, &name, &doc, c)?);
         }
     }
     Ok(quote! {
@@ -741,11 +773,21 @@ fn fetch_many(name: &Ident, client: &TokenStream, l: &Lookup, batch: &BatchCall)
 // ------------------------------------------------------------------ resolvers
 
 fn resolver(
-    api: &GraphqlApi,
+    system: &System,
     name: &Ident,
     doc: &str,
     c: &OperationCall,
 ) -> Result<TokenStream, EmitError> {
+    let api = &system.graphql;
+    let guard = guard::parts(system, c)?;
+    let (allow, password, checks, keep_email, credentials, forget) = (
+        &guard.allow,
+        &guard.password,
+        &guard.checks,
+        &guard.keep_email,
+        &guard.credentials,
+        &guard.forget,
+    );
     let reads = c.request.iter().any(|f| reads_args(&f.source));
     let args = match (reads, c.input) {
         (false, _) => TokenStream::new(),
@@ -778,12 +820,18 @@ fn resolver(
         #[doc = #doc]
         pub(crate) fn #name(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
             rt::FieldFuture::new(async move {
+                #allow
                 #args
                 #request
+                #password
                 #finish
+                #checks
                 #key
+                #keep_email
+                #forget
                 let mut client = rt::data::<super::Upstreams>(&ctx)?.#up.clone();
                 #call
+                #credentials
                 #result
             })
         }
@@ -797,6 +845,7 @@ fn reads_args(s: &ValueSource) -> bool {
             | ValueSource::PageSize { .. }
             | ValueSource::PageToken { .. }
             | ValueSource::Children { .. }
+            | ValueSource::Caller { .. }
     )
 }
 
@@ -851,6 +900,10 @@ fn request_field(f: &RequestField) -> Result<TokenStream, EmitError> {
                 }
             }
         }
+        ValueSource::Caller { arg } if optional => {
+            quote!(Some(rt::caller_id(&caller, #arg, a.opt_id(#arg))?))
+        }
+        ValueSource::Caller { arg } => quote!(rt::caller_id(&caller, #arg, a.opt_id(#arg))?),
         ValueSource::PageSize { arg } => quote!(a.page_size(#arg)),
         ValueSource::PageToken { arg } => quote!(a.page_token(#arg)),
         ValueSource::Parent { field } if optional => {

@@ -244,6 +244,33 @@ fn kind_name(kind: OperationKind) -> &'static str {
     }
 }
 
+/// The identity deployable's `keel.auth.v1.Auth` RPCs (`Jwks` alone is safe to retry).
+fn auth_routes(system: &System, d: &Deployable) -> Vec<Route> {
+    if system.auth.as_ref().is_none_or(|a| a.deployable != d.name) {
+        return Vec::new();
+    }
+    let methods = [
+        "Login",
+        "Refresh",
+        "Logout",
+        "Jwks",
+        "SetCredentials",
+        "GrantRole",
+        "Forget",
+    ];
+    methods
+        .into_iter()
+        .map(|m| Route {
+            path: format!("/keel.auth.v1.Auth/{m}"),
+            comment: format!("{m}: sessions (keel::auth)"),
+            timeout: RPC_TIMEOUT,
+            grpc_timeout: true,
+            retry: m == "Jwks",
+            per_try_timeout: RPC_PER_TRY_TIMEOUT,
+        })
+        .collect()
+}
+
 /// One route per RPC the deployable serves, in spec order, then the health service.
 fn grpc_routes(system: &System, d: &Deployable) -> Vec<Route> {
     let mut routes = Vec::new();
@@ -272,6 +299,7 @@ fn grpc_routes(system: &System, d: &Deployable) -> Vec<Route> {
             });
         }
     }
+    routes.extend(auth_routes(system, d));
     routes.push(Route {
         path: format!("/{HEALTH_SERVICE}/Check"),
         comment: "health check: idempotent, retried".into(),

@@ -145,6 +145,38 @@ fn use_cases(svc: &Service, state: &proc_macro2::Ident) -> Option<TokenStream> {
 }
 
 /// `Config`, `run_with` (serve and/or relay until stopped) and `main_with`.
+/// The identity service's settings and its `keel.auth.v1.Auth` server.
+fn auth_parts(system: &System, svc: &Service) -> (TokenStream, TokenStream) {
+    let Some(auth) = system.auth.as_ref().filter(|a| a.service == svc.name) else {
+        return (TokenStream::new(), TokenStream::new());
+    };
+    let access = i64::from(auth.access_ttl_secs);
+    let refresh = i64::from(auth.refresh_ttl_secs);
+    let issuer = &system.name;
+    let fields = quote! {
+        /// Seconds an access token is valid for.
+        #[arg(long, env = "AUTH_ACCESS_TTL_SECS", default_value_t = #access)]
+        pub auth_access_ttl_secs: i64,
+        /// Seconds a session (its refresh token) lasts without a login.
+        #[arg(long, env = "AUTH_REFRESH_TTL_SECS", default_value_t = #refresh)]
+        pub auth_refresh_ttl_secs: i64,
+        /// Emails (comma-separated) that get the back-office role when they register,
+        /// or at start if they have: how the first back-office user comes to be.
+        #[arg(long, env = "AUTH_BACK_OFFICE_EMAILS", default_value = "")]
+        pub auth_back_office_emails: String,
+    };
+    let server = quote! {
+        let auth = keel::auth::AuthService::start(db.clone(), keel::auth::Settings::new(
+            #issuer,
+            config.auth_access_ttl_secs,
+            config.auth_refresh_ttl_secs,
+            &config.auth_back_office_emails,
+        )).await?;
+        let router = router.add_service(auth.server());
+    };
+    (fields, server)
+}
+
 fn process(system: &System, svc: &Service, m: &Model<'_>) -> TokenStream {
     let name = svc.name.as_str();
     let agg = &svc.entity;
@@ -183,6 +215,7 @@ fn process(system: &System, svc: &Service, m: &Model<'_>) -> TokenStream {
         m.database.name
     );
     let stopped = format!("{name} service stopped");
+    let (auth_fields, auth_server) = auth_parts(system, svc);
     quote! {
         /// The service's settings: flags and environment of the binary, or a launcher's.
         #[derive(clap::Parser, Debug, Clone, PartialEq, Eq)]
@@ -209,6 +242,7 @@ fn process(system: &System, svc: &Service, m: &Model<'_>) -> TokenStream {
             #[arg(long, env = #partitions_env, default_value_t = 3)]
             pub #partitions_field: i32,
             #(#upstreams)*
+            #auth_fields
             #[command(flatten)]
             pub runtime: keel::es::app::RuntimeArgs,
         }
@@ -237,6 +271,7 @@ fn process(system: &System, svc: &Service, m: &Model<'_>) -> TokenStream {
                         let store = keel::es::cqs::Store::<#state<A>>::new(db.clone(), config.#topic_field.clone());
                         let router = app::router(&[#service_name], &[crate::FILE_DESCRIPTOR_SET]).await?
                             .add_service(crate::#server(std::sync::Arc::new(#handlers { store })));
+                        #auth_server
                         tracing::info!(listen = %config.listen, dialect = ?db.dialect(), "serving");
                         app::serve(router, incoming, &stop).await?;
                     }

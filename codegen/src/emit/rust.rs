@@ -197,6 +197,10 @@ fn cargo_toml(system: &System, svc: &Service) -> Result<String, EmitError> {
     ctx.insert("event_sourced", &svc.is_event_sourced());
     ctx.insert("crud", &(svc.pattern == Pattern::Crud));
     ctx.insert(
+        "identity",
+        &system.auth.as_ref().is_some_and(|a| a.service == svc.name),
+    );
+    ctx.insert(
         "binary",
         &(svc.pattern == Pattern::Crud && !super::crud::needs_hooks(system, svc))
             .then(|| format!("{}-service", svc.name.replace('_', "-"))),

@@ -6,7 +6,9 @@
 //! - A cart that does not exist yet is created by its first `AddProduct`; every other
 //!   command on an unknown cart is NOT_FOUND (cart). The client chooses the cart id.
 //! - A cart may exist without a customer; `AssignCustomer` sets (or, with no customer,
-//!   clears) it.
+//!   clears) it. A cart that has a customer is never given to another one (the BFF
+//!   claims a cart for the customer who first uses it). Assigning a customer to a new
+//!   cart id opens that cart, empty.
 //! - Adding a product that is already in the cart INCREASES its quantity (ProductAdded
 //!   carries the quantity added, not the new total). The resulting line may not exceed
 //!   the spec's maximum (99): FAILED_PRECONDITION, nothing changes.
@@ -98,7 +100,10 @@ impl CartAggregate for Cart {
                 self.deleted = true;
                 self.items.clear();
             }
-            CartEvent::CustomerAssigned(e) => self.customer_id = e.customer_id,
+            CartEvent::CustomerAssigned(e) => {
+                self.exists = true;
+                self.customer_id = e.customer_id;
+            }
         }
     }
 
@@ -176,9 +181,17 @@ impl CartAggregate for Cart {
     }
 
     fn assign_customer(&self, command: &AssignCustomer) -> Result<Vec<CartEvent>, ServiceError> {
-        self.open(command.cart_id)?;
+        // Claiming a new cart id opens the cart, empty, for that customer.
+        if self.deleted || self.exists || command.customer_id.is_none() {
+            self.open(command.cart_id)?;
+        }
         if self.customer_id == command.customer_id {
             return Ok(Vec::new());
+        }
+        if self.customer_id.is_some() && command.customer_id.is_some() {
+            return Err(ServiceError::FailedPrecondition(
+                "the cart belongs to another customer".into(),
+            ));
         }
         Ok(vec![CartEvent::CustomerAssigned(CustomerAssigned {
             customer_id: command.customer_id,
@@ -294,7 +307,7 @@ mod tests {
 
     #[test]
     fn commands_on_an_unknown_cart_are_not_found() {
-        for c in [remove(1), change(1, 2), reset(), delete(), assign(Some(7))] {
+        for c in [remove(1), change(1, 2), reset(), delete(), assign(None)] {
             let r = decide(&Cart::default(), &c);
             assert!(
                 matches!(r, Err(ServiceError::NotFound { ref kind, .. }) if kind == "cart"),
@@ -346,6 +359,17 @@ mod tests {
         assert_eq!(state.customer_id, None);
     }
 
+    #[test]
+    fn a_cart_with_a_customer_is_not_given_to_another() {
+        let (state, events) = run(&[assign(Some(5)), add(1, 1)]);
+        assert_eq!(events.len(), 2, "assigning opens a new cart");
+        assert!(matches!(
+            decide(&state, &assign(Some(6))),
+            Err(ServiceError::FailedPrecondition(_))
+        ));
+        assert_eq!(decide(&state, &assign(Some(5))), Ok(Vec::new()));
+    }
+
     fn any_command() -> impl Strategy<Value = CartCommand> {
         let p = 0u128..4;
         let q = -1i32..102;
@@ -376,7 +400,10 @@ mod tests {
                 prop_assert!(matches!(events.last(), Some(CartEvent::CartDeleted(_))));
             }
             if !events.is_empty() {
-                prop_assert!(matches!(events.first(), Some(CartEvent::ProductAdded(_))), "a cart starts with an add");
+                prop_assert!(
+                    matches!(events.first(), Some(CartEvent::ProductAdded(_) | CartEvent::CustomerAssigned(_))),
+                    "a cart starts with an add or a customer"
+                );
             }
         }
 

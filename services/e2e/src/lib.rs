@@ -1,6 +1,7 @@
 //! The shop's end-to-end tests: its deployables on real servers through the framework's
 //! test stack ([`keel::testing::stack`]), and the operations the journeys share.
 
+pub mod embedded;
 pub mod ops;
 
 pub use keel::testing::process::*;
@@ -14,7 +15,14 @@ pub fn shop() -> System {
         name: shop_system::SYSTEM,
         table: shop_system::DEPLOYABLES,
         root: repo_root(),
-        env: vec![("order", "RECOVERY_INTERVAL_SECS", "1".to_string())],
+        env: vec![
+            ("order", "RECOVERY_INTERVAL_SECS", "1".to_string()),
+            (
+                "user",
+                "AUTH_BACK_OFFICE_EMAILS",
+                ops::BACK_OFFICE_EMAIL.to_string(),
+            ),
+        ],
     }
 }
 

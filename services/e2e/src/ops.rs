@@ -9,6 +9,8 @@ use crate::Graphql;
 pub const CREATE: &str =
     "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }";
 pub const PRODUCTS: &str = "query { viewProducts(first: 50) { nodes { id name price } } }";
+/// The load generator's product listing, page by page (`first: 100` while it sets up).
+pub const PRODUCT_PAGE: &str = "query($first: Int, $after: String) { viewProducts(first: $first, after: $after) { nodes { id price } pageInfo { endCursor hasNextPage } } }";
 pub const REGISTER: &str = "mutation($input: RegisterCustomerInput!) { registerCustomer(input: $input) { customerId version } }";
 pub const ADD: &str =
     "mutation($input: AddProductInput!) { addProduct(input: $input) { cartId version } }";
@@ -19,9 +21,47 @@ pub const RESET: &str =
     "mutation($input: ResetCartInput!) { resetCart(input: $input) { cartId version } }";
 pub const VIEW: &str = "query($id: ID!) { viewCart(cartId: $id) { id customerId version items { productId quantity product { name price } } } }";
 pub const CHECKOUT: &str = "mutation($input: CheckoutInput!) { checkout(input: $input) { id customerId cartId cartVersion total status details { productId productName unitPrice quantity } } }";
-pub const ORDERS: &str = "query($id: ID!) { viewOrders(customerId: $id, first: 10) { nodes { id total status cartVersion details { productName unitPrice quantity } } pageInfo { hasNextPage } } }";
-pub const DELETE_ACCOUNT: &str =
-    "mutation($input: DeleteAccountInput!) { deleteAccount(input: $input) { customerId version } }";
+pub const ORDERS: &str = "query { viewOrders(first: 10) { nodes { id total status cartVersion details { productName unitPrice quantity } } pageInfo { hasNextPage } } }";
+pub const DELETE_ACCOUNT: &str = "mutation { deleteAccount(input: {}) { customerId version } }";
+
+/// The password every test customer registers with.
+pub const PASSWORD: &str = "correct horse battery";
+/// The back-office user the test stacks grant (`AUTH_BACK_OFFICE_EMAILS`).
+pub const BACK_OFFICE_EMAIL: &str = "back-office@example.com";
+pub const LOGOUT: &str = "mutation { logout }";
+pub const REFRESH: &str =
+    "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken refreshToken } }";
+pub const PROFILE: &str = "query { viewProfile { id email name } }";
+
+/// Registers a customer with a fresh email, logs in: their client and their id.
+pub async fn customer(gql: &Graphql, name: &str) -> (Graphql, String) {
+    let email = format!(
+        "{}-{}@example.com",
+        name.to_lowercase(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let input = serde_json::json!({"input": {"email": email, "name": name, "password": PASSWORD}});
+    let id = gql.ok(REGISTER, input).await["registerCustomer"]["customerId"]
+        .as_str()
+        .expect("a customer id")
+        .to_string();
+    let (client, _) = gql.login(&email, PASSWORD).await;
+    (client, id)
+}
+
+/// The back-office user's client: registered on first use (a second registration of
+/// the email is a conflict, which is fine), then logged in.
+pub async fn back_office(gql: &Graphql) -> Graphql {
+    let input = serde_json::json!({"input": {"email": BACK_OFFICE_EMAIL, "name": "Back Office", "password": PASSWORD}});
+    let v = gql.run(REGISTER, input).await;
+    if let Some(e) = v.get("errors").filter(|e| !e.is_null()) {
+        assert_eq!(
+            e[0]["extensions"]["code"], "CONFLICT",
+            "registering the back-office user: {v:#}"
+        );
+    }
+    gql.login(BACK_OFFICE_EMAIL, PASSWORD).await.0
+}
 
 /// Polls viewCart until the read model reached `version`.
 pub async fn view_at(gql: &Graphql, cart: &str, version: i64) -> Value {

@@ -100,7 +100,9 @@ pub fn api() -> keel::bff::Api {
 /// contacts no upstream.
 pub fn bff(config: &Config) -> Result<keel::bff::Bff, keel::bff::BuildError> {
     let upstreams = Upstreams::connect_lazy(&config.upstreams)?;
+    let auth = upstreams.auth.clone();
     keel::bff::Bff::new(&api(), upstreams, config.limits, |u, id| u.request(id))
+        .map(|b| b.with_auth(auth))
 }
 /// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`.
 pub fn app(config: &Config) -> Result<keel::bff::Router, keel::bff::BuildError> {
@@ -140,6 +142,8 @@ pub struct Upstreams {
     pub user: shop_user::pb::user_service_client::UserServiceClient<
         tonic::transport::Channel,
     >,
+    /// Verifies access tokens with the identity's keys; answers the session fields.
+    pub auth: std::sync::Arc<rt::Authn>,
     pub cart_command: shop_cart::pb::cart_command_service_client::CartCommandServiceClient<
         tonic::transport::Channel,
     >,
@@ -162,6 +166,11 @@ impl Upstreams {
             ),
             user: shop_user::pb::user_service_client::UserServiceClient::new(
                 rt::channel("user", &c.user_url, t)?,
+            ),
+            auth: rt::Authn::new(
+                rt::channel("user", &c.user_url, t)?,
+                "shop",
+                "customerId",
             ),
             cart_command: shop_cart::pb::cart_command_service_client::CartCommandServiceClient::new(
                 rt::channel("cart-command", &c.cart_command_url, t)?,
@@ -216,7 +225,7 @@ impl Loaders {
 /// The resolver of every Query and Mutation field and of every relation field,
 /// by `"Type.field"`. Every other field is read from its parent's value.
 pub fn registry() -> BTreeMap<&'static str, rt::Resolve> {
-    let entries: [(&'static str, rt::Resolve); 22usize] = [
+    let entries: [(&'static str, rt::Resolve); 25usize] = [
         ("Query.viewProducts", product::view_products),
         ("Query.getProduct", product::get_product),
         ("Query.viewCart", cart::view_cart),
@@ -233,6 +242,9 @@ pub fn registry() -> BTreeMap<&'static str, rt::Resolve> {
         ("Mutation.createProduct", product::create_product),
         ("Mutation.updateProduct", product::update_product),
         ("Mutation.deleteProduct", product::delete_product),
+        ("Mutation.login", rt::auth::login),
+        ("Mutation.refreshSession", rt::auth::refresh),
+        ("Mutation.logout", rt::auth::logout),
         ("Customer.orders", order::customer_orders),
         ("Cart.customer", cart_customer),
         ("CartItem.product", cart_item_product),
@@ -309,6 +321,7 @@ pub mod product {
     /// `Query.viewProducts`: `ViewProducts`.
     pub(crate) fn view_products(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            rt::allow(&ctx, rt::Audience::Public)?;
             let mut a = rt::Args::of(&ctx.args);
             let req = pb::ViewProductsRequest {
                 page_size: a.page_size("first"),
@@ -323,6 +336,7 @@ pub mod product {
     /// `Query.getProduct`: `GetProduct`.
     pub(crate) fn get_product(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            rt::allow(&ctx, rt::Audience::Public)?;
             let mut a = rt::Args::of(&ctx.args);
             let req = pb::GetProductRequest {
                 id: a.id("id"),
@@ -337,6 +351,7 @@ pub mod product {
     /// `Mutation.createProduct`: `CreateProduct`.
     pub(crate) fn create_product(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            rt::allow(&ctx, rt::Audience::BackOffice)?;
             let mut a = rt::Args::input(&ctx.args)?;
             let req = pb::CreateProductRequest {
                 name: a.string("name"),
@@ -353,6 +368,7 @@ pub mod product {
     /// `Mutation.updateProduct`: `UpdateProduct`.
     pub(crate) fn update_product(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            rt::allow(&ctx, rt::Audience::BackOffice)?;
             let mut a = rt::Args::input(&ctx.args)?;
             let req = pb::UpdateProductRequest {
                 id: a.id("id"),
@@ -369,6 +385,7 @@ pub mod product {
     /// `Mutation.deleteProduct`: `DeleteProduct`.
     pub(crate) fn delete_product(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            rt::allow(&ctx, rt::Audience::BackOffice)?;
             let mut a = rt::Args::input(&ctx.args)?;
             let req = pb::DeleteProductRequest {
                 id: a.id("id"),
@@ -430,9 +447,12 @@ pub mod order {
     /// `Query.viewOrders`: `ViewOrders`.
     pub(crate) fn view_orders(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            let caller = rt::allow(&ctx, rt::Audience::Customer)?;
             let mut a = rt::Args::of(&ctx.args);
             let req = pb::ViewOrdersRequest {
-                customer_id: a.opt_id("customerId"),
+                customer_id: Some(
+                    rt::caller_id(&caller, "customerId", a.opt_id("customerId"))?,
+                ),
                 page_size: a.page_size("first"),
                 page_token: a.page_token("after"),
             };
@@ -445,11 +465,21 @@ pub mod order {
     /// `Query.getOrder`: `GetOrder`.
     pub(crate) fn get_order(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            let caller = rt::allow(&ctx, rt::Audience::Customer)?;
             let mut a = rt::Args::of(&ctx.args);
             let req = pb::GetOrderRequest {
                 id: a.id("id"),
             };
             a.finish()?;
+            {
+                let id = req.id.as_str();
+                if rt::owned::<
+                    super::Loaders,
+                    _,
+                >(&ctx, &caller, "order", id, |l| &l.order, "customerId", false)
+                    .await?
+                {}
+            }
             let key = req.id.clone();
             let mut client = rt::data::<super::Upstreams>(&ctx)?.order.clone();
             let r = rt::ok("order", client.get_order(rt::grpc(&ctx, req)).await)?;
@@ -459,12 +489,36 @@ pub mod order {
     /// `Mutation.checkout`: `Checkout`.
     pub(crate) fn checkout(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            let caller = rt::allow(&ctx, rt::Audience::Customer)?;
             let mut a = rt::Args::input(&ctx.args)?;
             let req = pb::CheckoutRequest {
                 cart_id: a.id("cartId"),
-                customer_id: a.id("customerId"),
+                customer_id: rt::caller_id(
+                    &caller,
+                    "customerId",
+                    a.opt_id("customerId"),
+                )?,
             };
             a.finish()?;
+            {
+                let id = req.cart_id.as_str();
+                if rt::owned::<
+                    super::Loaders,
+                    _,
+                >(&ctx, &caller, "cart", id, |l| &l.cart, "customerId", true)
+                    .await?
+                {
+                    let claim = shop_cart::pb::AssignCustomerRequest {
+                        cart_id: id.to_string(),
+                        customer_id: Some(rt::subject(&caller)?),
+                        ..Default::default()
+                    };
+                    let mut client = rt::data::<super::Upstreams>(&ctx)?
+                        .cart_command
+                        .clone();
+                    rt::ok("cart", client.assign_customer(rt::grpc(&ctx, claim)).await)?;
+                }
+            }
             let mut client = rt::data::<super::Upstreams>(&ctx)?.order.clone();
             let r = rt::ok("order", client.checkout(rt::grpc(&ctx, req)).await)?;
             rt::sent("order", r.order.map(|m| order(&m)).transpose()?)
@@ -534,11 +588,21 @@ pub mod cart {
     /// `Query.viewCart`: `ViewCart`.
     pub(crate) fn view_cart(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            let caller = rt::allow(&ctx, rt::Audience::Customer)?;
             let mut a = rt::Args::of(&ctx.args);
             let req = pb::ViewCartRequest {
                 cart_id: a.id("cartId"),
             };
             a.finish()?;
+            {
+                let id = req.cart_id.as_str();
+                if rt::owned::<
+                    super::Loaders,
+                    _,
+                >(&ctx, &caller, "cart", id, |l| &l.cart, "customerId", false)
+                    .await?
+                {}
+            }
             let key = req.cart_id.clone();
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_query.clone();
             let r = rt::ok("cart", client.view_cart(rt::grpc(&ctx, req)).await)?;
@@ -548,6 +612,7 @@ pub mod cart {
     /// `Mutation.addProduct`: `AddProduct`.
     pub(crate) fn add_product(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            let caller = rt::allow(&ctx, rt::Audience::Customer)?;
             let mut a = rt::Args::input(&ctx.args)?;
             let req = pb::AddProductRequest {
                 cart_id: a.id("cartId"),
@@ -557,6 +622,25 @@ pub mod cart {
                 idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
+            {
+                let id = req.cart_id.as_str();
+                if rt::owned::<
+                    super::Loaders,
+                    _,
+                >(&ctx, &caller, "cart", id, |l| &l.cart, "customerId", true)
+                    .await?
+                {
+                    let claim = shop_cart::pb::AssignCustomerRequest {
+                        cart_id: id.to_string(),
+                        customer_id: Some(rt::subject(&caller)?),
+                        ..Default::default()
+                    };
+                    let mut client = rt::data::<super::Upstreams>(&ctx)?
+                        .cart_command
+                        .clone();
+                    rt::ok("cart", client.assign_customer(rt::grpc(&ctx, claim)).await)?;
+                }
+            }
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
             let r = rt::ok("cart", client.add_product(rt::grpc(&ctx, req)).await)?;
             rt::value(rt::command_payload("cartId", &r.cart_id, r.version)?)
@@ -565,6 +649,7 @@ pub mod cart {
     /// `Mutation.removeProduct`: `RemoveProduct`.
     pub(crate) fn remove_product(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            let caller = rt::allow(&ctx, rt::Audience::Customer)?;
             let mut a = rt::Args::input(&ctx.args)?;
             let req = pb::RemoveProductRequest {
                 cart_id: a.id("cartId"),
@@ -573,6 +658,25 @@ pub mod cart {
                 idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
+            {
+                let id = req.cart_id.as_str();
+                if rt::owned::<
+                    super::Loaders,
+                    _,
+                >(&ctx, &caller, "cart", id, |l| &l.cart, "customerId", true)
+                    .await?
+                {
+                    let claim = shop_cart::pb::AssignCustomerRequest {
+                        cart_id: id.to_string(),
+                        customer_id: Some(rt::subject(&caller)?),
+                        ..Default::default()
+                    };
+                    let mut client = rt::data::<super::Upstreams>(&ctx)?
+                        .cart_command
+                        .clone();
+                    rt::ok("cart", client.assign_customer(rt::grpc(&ctx, claim)).await)?;
+                }
+            }
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
             let r = rt::ok("cart", client.remove_product(rt::grpc(&ctx, req)).await)?;
             rt::value(rt::command_payload("cartId", &r.cart_id, r.version)?)
@@ -583,6 +687,7 @@ pub mod cart {
         ctx: rt::ResolverContext<'_>,
     ) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            let caller = rt::allow(&ctx, rt::Audience::Customer)?;
             let mut a = rt::Args::input(&ctx.args)?;
             let req = pb::ChangeProductQuantityRequest {
                 cart_id: a.id("cartId"),
@@ -592,6 +697,25 @@ pub mod cart {
                 idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
+            {
+                let id = req.cart_id.as_str();
+                if rt::owned::<
+                    super::Loaders,
+                    _,
+                >(&ctx, &caller, "cart", id, |l| &l.cart, "customerId", true)
+                    .await?
+                {
+                    let claim = shop_cart::pb::AssignCustomerRequest {
+                        cart_id: id.to_string(),
+                        customer_id: Some(rt::subject(&caller)?),
+                        ..Default::default()
+                    };
+                    let mut client = rt::data::<super::Upstreams>(&ctx)?
+                        .cart_command
+                        .clone();
+                    rt::ok("cart", client.assign_customer(rt::grpc(&ctx, claim)).await)?;
+                }
+            }
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
             let r = rt::ok(
                 "cart",
@@ -603,6 +727,7 @@ pub mod cart {
     /// `Mutation.resetCart`: `ResetCart`.
     pub(crate) fn reset_cart(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            let caller = rt::allow(&ctx, rt::Audience::Customer)?;
             let mut a = rt::Args::input(&ctx.args)?;
             let req = pb::ResetCartRequest {
                 cart_id: a.id("cartId"),
@@ -610,6 +735,25 @@ pub mod cart {
                 idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
+            {
+                let id = req.cart_id.as_str();
+                if rt::owned::<
+                    super::Loaders,
+                    _,
+                >(&ctx, &caller, "cart", id, |l| &l.cart, "customerId", true)
+                    .await?
+                {
+                    let claim = shop_cart::pb::AssignCustomerRequest {
+                        cart_id: id.to_string(),
+                        customer_id: Some(rt::subject(&caller)?),
+                        ..Default::default()
+                    };
+                    let mut client = rt::data::<super::Upstreams>(&ctx)?
+                        .cart_command
+                        .clone();
+                    rt::ok("cart", client.assign_customer(rt::grpc(&ctx, claim)).await)?;
+                }
+            }
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
             let r = rt::ok("cart", client.reset_cart(rt::grpc(&ctx, req)).await)?;
             rt::value(rt::command_payload("cartId", &r.cart_id, r.version)?)
@@ -659,9 +803,14 @@ pub mod user {
     /// `Query.viewProfile`: `ViewProfile`.
     pub(crate) fn view_profile(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            let caller = rt::allow(&ctx, rt::Audience::Customer)?;
             let mut a = rt::Args::of(&ctx.args);
             let req = pb::ViewProfileRequest {
-                customer_id: a.id("customerId"),
+                customer_id: rt::caller_id(
+                    &caller,
+                    "customerId",
+                    a.opt_id("customerId"),
+                )?,
             };
             a.finish()?;
             let key = req.customer_id.clone();
@@ -679,6 +828,7 @@ pub mod user {
         ctx: rt::ResolverContext<'_>,
     ) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            rt::allow(&ctx, rt::Audience::Public)?;
             let mut a = rt::Args::input(&ctx.args)?;
             let req = pb::RegisterCustomerRequest {
                 email: a.string("email"),
@@ -686,22 +836,31 @@ pub mod user {
                 expected_version: a.opt_i64("expectedVersion"),
                 idempotency_key: a.opt_string("idempotencyKey"),
             };
+            let password = a.password("password");
             a.finish()?;
+            let email = req.email.clone();
             let mut client = rt::data::<super::Upstreams>(&ctx)?.user.clone();
             let r = rt::ok("user", client.register_customer(rt::grpc(&ctx, req)).await)?;
+            rt::auth::set_credentials(&ctx, &r.customer_id, &email, password).await?;
             rt::value(rt::command_payload("customerId", &r.customer_id, r.version)?)
         })
     }
     /// `Mutation.deleteAccount`: `DeleteAccount`.
     pub(crate) fn delete_account(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
         rt::FieldFuture::new(async move {
+            let caller = rt::allow(&ctx, rt::Audience::Customer)?;
             let mut a = rt::Args::input(&ctx.args)?;
             let req = pb::DeleteAccountRequest {
-                customer_id: a.id("customerId"),
+                customer_id: rt::caller_id(
+                    &caller,
+                    "customerId",
+                    a.opt_id("customerId"),
+                )?,
                 expected_version: a.opt_i64("expectedVersion"),
                 idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
+            rt::auth::forget(&ctx, &caller).await?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.user.clone();
             let r = rt::ok("user", client.delete_account(rt::grpc(&ctx, req)).await)?;
             rt::value(rt::command_payload("customerId", &r.customer_id, r.version)?)

@@ -203,7 +203,7 @@ impl Validate for pb::LoadCartRequest {
 pub trait CartCommandUseCases: Send + Sync + 'static {
     /** `AddProduct`
 
- Kind: Command; audience: Public; not retried. The request is already validated against the spec.*/
+ Kind: Command; audience: Customer; not retried. The request is already validated against the spec.*/
     fn add_product(
         &self,
         ctx: RequestContext,
@@ -211,7 +211,7 @@ pub trait CartCommandUseCases: Send + Sync + 'static {
     ) -> impl Future<Output = Result<pb::AddProductResponse, ServiceError>> + Send;
     /** `RemoveProduct`
 
- Kind: Command; audience: Public; not retried. The request is already validated against the spec.*/
+ Kind: Command; audience: Customer; not retried. The request is already validated against the spec.*/
     fn remove_product(
         &self,
         ctx: RequestContext,
@@ -219,7 +219,7 @@ pub trait CartCommandUseCases: Send + Sync + 'static {
     ) -> impl Future<Output = Result<pb::RemoveProductResponse, ServiceError>> + Send;
     /** `ChangeProductQuantity`
 
- Kind: Command; audience: Public; not retried. The request is already validated against the spec.*/
+ Kind: Command; audience: Customer; not retried. The request is already validated against the spec.*/
     fn change_product_quantity(
         &self,
         ctx: RequestContext,
@@ -229,7 +229,7 @@ pub trait CartCommandUseCases: Send + Sync + 'static {
     > + Send;
     /** `ResetCart`
 
- Kind: Command; audience: Public; not retried. The request is already validated against the spec.*/
+ Kind: Command; audience: Customer; not retried. The request is already validated against the spec.*/
     fn reset_cart(
         &self,
         ctx: RequestContext,
@@ -361,7 +361,7 @@ pub fn cart_command_server<T: CartCommandUseCases>(
 pub trait CartQueryUseCases: Send + Sync + 'static {
     /** `ViewCart`
 
- Kind: Query; audience: Public; idempotent (retried by Envoy). The request is already validated against the spec.*/
+ Kind: Query; audience: Customer; idempotent (retried by Envoy). The request is already validated against the spec.*/
     fn view_cart(
         &self,
         ctx: RequestContext,

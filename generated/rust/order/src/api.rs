@@ -110,7 +110,7 @@ impl Validate for pb::BatchGetOrdersRequest {
 pub trait OrderUseCases: Send + Sync + 'static {
     /** CreateOrder + ResetCart for one cart version; retrying it returns the same order.
 
- Kind: Custom; audience: Public; idempotent (retried by Envoy). The request is already validated against the spec.*/
+ Kind: Custom; audience: Customer; idempotent (retried by Envoy). The request is already validated against the spec.*/
     fn checkout(
         &self,
         ctx: RequestContext,
@@ -126,7 +126,7 @@ pub trait OrderUseCases: Send + Sync + 'static {
     ) -> impl Future<Output = Result<pb::CreateOrderResponse, ServiceError>> + Send;
     /** `ViewOrders`
 
- Kind: List; audience: Public; idempotent (retried by Envoy). The request is already validated against the spec.*/
+ Kind: List; audience: Customer; idempotent (retried by Envoy). The request is already validated against the spec.*/
     fn view_orders(
         &self,
         ctx: RequestContext,
@@ -134,7 +134,7 @@ pub trait OrderUseCases: Send + Sync + 'static {
     ) -> impl Future<Output = Result<pb::ViewOrdersResponse, ServiceError>> + Send;
     /** `GetOrder`
 
- Kind: Get; audience: Public; idempotent (retried by Envoy). The request is already validated against the spec.*/
+ Kind: Get; audience: Customer; idempotent (retried by Envoy). The request is already validated against the spec.*/
     fn get_order(
         &self,
         ctx: RequestContext,

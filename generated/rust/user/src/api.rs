@@ -84,7 +84,7 @@ pub trait UserUseCases: Send + Sync + 'static {
     ) -> impl Future<Output = Result<pb::RegisterCustomerResponse, ServiceError>> + Send;
     /** `DeleteAccount`
 
- Kind: Command; audience: Public; not retried. The request is already validated against the spec.*/
+ Kind: Command; audience: Customer; not retried. The request is already validated against the spec.*/
     fn delete_account(
         &self,
         ctx: RequestContext,
@@ -92,7 +92,7 @@ pub trait UserUseCases: Send + Sync + 'static {
     ) -> impl Future<Output = Result<pb::DeleteAccountResponse, ServiceError>> + Send;
     /** `ViewProfile`
 
- Kind: Query; audience: Public; idempotent (retried by Envoy). The request is already validated against the spec.*/
+ Kind: Query; audience: Customer; idempotent (retried by Envoy). The request is already validated against the spec.*/
     fn view_profile(
         &self,
         ctx: RequestContext,

@@ -181,6 +181,16 @@ pub struct Config {
     /// Partitions of that topic when the relay creates it.
     #[arg(long, env = "USER_TOPIC_PARTITIONS", default_value_t = 3)]
     pub user_topic_partitions: i32,
+    /// Seconds an access token is valid for.
+    #[arg(long, env = "AUTH_ACCESS_TTL_SECS", default_value_t = 300i64)]
+    pub auth_access_ttl_secs: i64,
+    /// Seconds a session (its refresh token) lasts without a login.
+    #[arg(long, env = "AUTH_REFRESH_TTL_SECS", default_value_t = 2592000i64)]
+    pub auth_refresh_ttl_secs: i64,
+    /// Emails (comma-separated) that get the back-office role when they register,
+    /// or at start if they have: how the first back-office user comes to be.
+    #[arg(long, env = "AUTH_BACK_OFFICE_EMAILS", default_value = "")]
+    pub auth_back_office_emails: String,
     #[command(flatten)]
     pub runtime: keel::es::app::RuntimeArgs,
 }
@@ -223,6 +233,17 @@ pub async fn run_with<A: crate::CustomerAggregate>(
                     .add_service(
                         crate::user_server(std::sync::Arc::new(UserHandlers { store })),
                     );
+                let auth = keel::auth::AuthService::start(
+                        db.clone(),
+                        keel::auth::Settings::new(
+                            "shop",
+                            config.auth_access_ttl_secs,
+                            config.auth_refresh_ttl_secs,
+                            &config.auth_back_office_emails,
+                        ),
+                    )
+                    .await?;
+                let router = router.add_service(auth.server());
                 tracing::info!(
                     listen = % config.listen, dialect = ? db.dialect(), "serving"
                 );

@@ -31,6 +31,30 @@ pub struct Settings {
     pub back_office_emails: Vec<String>,
 }
 
+impl Settings {
+    /// The settings of a generated identity service: the roles are the framework's
+    /// (customer, back-office), `back_office_emails` comma-separated.
+    pub fn new(
+        issuer: &str,
+        access_ttl_secs: i64,
+        refresh_ttl_secs: i64,
+        back_office_emails: &str,
+    ) -> Settings {
+        Settings {
+            issuer: issuer.to_string(),
+            access_ttl_secs,
+            refresh_ttl_secs,
+            roles: vec![super::CUSTOMER.into(), super::BACK_OFFICE.into()],
+            default_role: super::CUSTOMER.into(),
+            back_office_emails: back_office_emails
+                .split(',')
+                .map(normalize_email)
+                .filter(|e| !e.is_empty())
+                .collect(),
+        }
+    }
+}
+
 /// The service; cheap to clone.
 #[derive(Clone)]
 pub struct AuthService {
@@ -91,7 +115,12 @@ impl AuthService {
         auth_server::AuthServer::new(self)
     }
 
-    async fn session(&self, subject: Uuid, roles: Vec<String>, id: Uuid) -> Result<pb::Session, ServiceError> {
+    async fn session(
+        &self,
+        subject: Uuid,
+        roles: Vec<String>,
+        id: Uuid,
+    ) -> Result<pb::Session, ServiceError> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             iss: self.settings.issuer.clone(),
@@ -118,12 +147,21 @@ impl AuthService {
         let ok = password.chars().count() <= password::MAX_CHARS
             && password::verify_blocking(password, stored).await;
         let Some(creds) = found.filter(|_| ok) else {
-            return Err(ServiceError::Unauthenticated("wrong email or password".into()));
+            return Err(ServiceError::Unauthenticated(
+                "wrong email or password".into(),
+            ));
         };
         let id = Uuid::new_v4();
         let refresh = new_refresh_token()?;
         let expires = Utc::now() + chrono::Duration::seconds(self.settings.refresh_ttl_secs);
-        store::insert_session(&self.db, id, creds.subject, &refresh_hash(&refresh), expires).await?;
+        store::insert_session(
+            &self.db,
+            id,
+            creds.subject,
+            &refresh_hash(&refresh),
+            expires,
+        )
+        .await?;
         let mut session = self.session(creds.subject, creds.roles, id).await?;
         session.refresh_token = refresh;
         Ok(session)
@@ -132,11 +170,15 @@ impl AuthService {
     async fn refresh(&self, token: &str) -> Result<pb::Session, ServiceError> {
         let ended = || ServiceError::Unauthenticated("the session has ended: log in again".into());
         let old = refresh_hash(token);
-        let stored = store::session_by_refresh(&self.db, &old).await?.ok_or_else(ended)?;
+        let stored = store::session_by_refresh(&self.db, &old)
+            .await?
+            .ok_or_else(ended)?;
         if stored.revoked || stored.expires_at <= Utc::now() {
             return Err(ended());
         }
-        let creds = store::credentials_of(&self.db, stored.subject).await?.ok_or_else(ended)?;
+        let creds = store::credentials_of(&self.db, stored.subject)
+            .await?
+            .ok_or_else(ended)?;
         let refresh = new_refresh_token()?;
         if !store::rotate_refresh(&self.db, stored.id, &old, &refresh_hash(&refresh)).await? {
             return Err(ended());
@@ -159,7 +201,9 @@ impl AuthService {
             return if password::verify_blocking(r.password, Some(existing.password_hash)).await {
                 Ok(())
             } else {
-                Err(ServiceError::AlreadyExists(format!("{subject} has credentials already")))
+                Err(ServiceError::AlreadyExists(format!(
+                    "{subject} has credentials already"
+                )))
             };
         }
         let hash = password::hash_blocking(r.password).await?;
@@ -168,16 +212,27 @@ impl AuthService {
             roles.push(super::BACK_OFFICE.into());
         }
         if !store::insert_credentials(&self.db, subject, &email, &hash, &roles).await? {
-            return Err(ServiceError::AlreadyExists(format!("email {email} is registered already")));
+            return Err(ServiceError::AlreadyExists(format!(
+                "email {email} is registered already"
+            )));
         }
         Ok(())
     }
 
-    async fn grant(&self, email: &str, role: &str, must_exist: bool) -> Result<Option<Uuid>, ServiceError> {
+    async fn grant(
+        &self,
+        email: &str,
+        role: &str,
+        must_exist: bool,
+    ) -> Result<Option<Uuid>, ServiceError> {
         if !self.settings.roles.iter().any(|r| r == role) {
-            return Err(ServiceError::invalid("role", format!("unknown role `{role}`")));
+            return Err(ServiceError::invalid(
+                "role",
+                format!("unknown role `{role}`"),
+            ));
         }
-        let Some(creds) = store::credentials_by_email(&self.db, &normalize_email(email)).await? else {
+        let Some(creds) = store::credentials_by_email(&self.db, &normalize_email(email)).await?
+        else {
             return if must_exist {
                 Err(ServiceError::not_found("credentials", email))
             } else {
@@ -206,7 +261,10 @@ impl auth_server::Auth for AuthService {
         Ok(Response::new(self.login(&r.email, r.password).await?))
     }
 
-    async fn refresh(&self, r: Request<pb::RefreshRequest>) -> Result<Response<pb::Session>, Status> {
+    async fn refresh(
+        &self,
+        r: Request<pb::RefreshRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
         let token = r.into_inner().refresh_token;
         if token.is_empty() || token.len() > 256 {
             return Err(unauthenticated("the session has ended: log in again"));
@@ -214,14 +272,22 @@ impl auth_server::Auth for AuthService {
         Ok(Response::new(self.refresh(&token).await?))
     }
 
-    async fn logout(&self, r: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+    async fn logout(
+        &self,
+        r: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
         let id = uuid_arg("session_id", &r.into_inner().session_id)?;
         store::revoke_session(&self.db, id).await?;
         Ok(Response::new(pb::LogoutResponse {}))
     }
 
-    async fn jwks(&self, _: Request<pb::JwksRequest>) -> Result<Response<pb::JwksResponse>, Status> {
-        Ok(Response::new(pb::JwksResponse { jwks: AuthService::jwks(self).await? }))
+    async fn jwks(
+        &self,
+        _: Request<pb::JwksRequest>,
+    ) -> Result<Response<pb::JwksResponse>, Status> {
+        Ok(Response::new(pb::JwksResponse {
+            jwks: AuthService::jwks(self).await?,
+        }))
     }
 
     async fn set_credentials(
@@ -237,11 +303,19 @@ impl auth_server::Auth for AuthService {
         r: Request<pb::GrantRoleRequest>,
     ) -> Result<Response<pb::GrantRoleResponse>, Status> {
         let r = r.into_inner();
-        let subject = self.grant(&r.email, &r.role, true).await?.unwrap_or_default();
-        Ok(Response::new(pb::GrantRoleResponse { subject: subject.to_string() }))
+        let subject = self
+            .grant(&r.email, &r.role, true)
+            .await?
+            .unwrap_or_default();
+        Ok(Response::new(pb::GrantRoleResponse {
+            subject: subject.to_string(),
+        }))
     }
 
-    async fn forget(&self, r: Request<pb::ForgetRequest>) -> Result<Response<pb::ForgetResponse>, Status> {
+    async fn forget(
+        &self,
+        r: Request<pb::ForgetRequest>,
+    ) -> Result<Response<pb::ForgetResponse>, Status> {
         let subject = uuid_arg("subject", &r.into_inner().subject)?;
         store::delete_credentials(&self.db, subject).await?;
         Ok(Response::new(pb::ForgetResponse {}))

@@ -41,7 +41,10 @@ fn roles_of(text: &str) -> Vec<String> {
         .collect()
 }
 
-pub async fn credentials_by_email(db: &Db, email: &str) -> Result<Option<Credentials>, ServiceError> {
+pub async fn credentials_by_email(
+    db: &Db,
+    email: &str,
+) -> Result<Option<Credentials>, ServiceError> {
     let row = query("SELECT subject, password_hash, roles FROM auth_credentials WHERE email = $1")
         .bind(email)
         .fetch_optional(db)
@@ -59,11 +62,12 @@ pub async fn credentials_by_email(db: &Db, email: &str) -> Result<Option<Credent
 }
 
 pub async fn credentials_of(db: &Db, subject: Uuid) -> Result<Option<Credentials>, ServiceError> {
-    let row = query("SELECT subject, password_hash, roles FROM auth_credentials WHERE subject = $1")
-        .bind(subject)
-        .fetch_optional(db)
-        .await
-        .map_err(storage)?;
+    let row =
+        query("SELECT subject, password_hash, roles FROM auth_credentials WHERE subject = $1")
+            .bind(subject)
+            .fetch_optional(db)
+            .await
+            .map_err(storage)?;
     row.map(|r| {
         Ok(Credentials {
             subject: r.uuid("subject")?,
@@ -128,18 +132,23 @@ pub async fn insert_session(
     refresh_hash: &str,
     expires_at: DateTime<Utc>,
 ) -> Result<(), ServiceError> {
-    query("INSERT INTO auth_sessions (id, subject, refresh_hash, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(subject)
-        .bind(refresh_hash)
-        .bind(expires_at)
-        .execute(db)
-        .await
-        .map_err(storage)?;
+    query(
+        "INSERT INTO auth_sessions (id, subject, refresh_hash, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(subject)
+    .bind(refresh_hash)
+    .bind(expires_at)
+    .execute(db)
+    .await
+    .map_err(storage)?;
     Ok(())
 }
 
-pub async fn session_by_refresh(db: &Db, refresh_hash: &str) -> Result<Option<StoredSession>, ServiceError> {
+pub async fn session_by_refresh(
+    db: &Db,
+    refresh_hash: &str,
+) -> Result<Option<StoredSession>, ServiceError> {
     let row = query(
         "SELECT id, subject, expires_at, revoked_at FROM auth_sessions WHERE refresh_hash = $1",
     )
@@ -193,11 +202,9 @@ pub async fn keys(db: &Db) -> Result<Vec<KeyPair>, ServiceError> {
     rows.iter()
         .map(|r| {
             let kid = r.text("kid").map_err(storage)?;
-            let seed: [u8; 32] = r
-                .bytes("seed")
-                .map_err(storage)?
-                .try_into()
-                .map_err(|_| ServiceError::Internal(format!("signing key {kid} is not 32 bytes")))?;
+            let seed: [u8; 32] = r.bytes("seed").map_err(storage)?.try_into().map_err(|_| {
+                ServiceError::Internal(format!("signing key {kid} is not 32 bytes"))
+            })?;
             Ok(KeyPair::from_seed(kid, seed))
         })
         .collect()

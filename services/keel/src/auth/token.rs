@@ -98,7 +98,10 @@ impl KeyPair {
     pub fn generate() -> Result<KeyPair, TokenError> {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| TokenError::Random(e.to_string()))?;
-        Ok(KeyPair::from_seed(Uuid::new_v4().simple().to_string(), seed))
+        Ok(KeyPair::from_seed(
+            Uuid::new_v4().simple().to_string(),
+            seed,
+        ))
     }
 
     pub fn from_seed(kid: impl Into<String>, seed: [u8; 32]) -> KeyPair {
@@ -214,7 +217,8 @@ impl Verifier {
             return Err(TokenError::Malformed);
         }
         let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed);
         };

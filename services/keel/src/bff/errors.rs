@@ -11,8 +11,6 @@ pub use crate::graphql::errors::*;
 
 /// 400: the body is not JSON, or not the parameters of a GraphQL request.
 pub const BAD_REQUEST: &str = "BAD_REQUEST";
-/// 403: a cross-origin preflight from an origin that is not allowed.
-pub const FORBIDDEN: &str = "FORBIDDEN";
 /// 405: a mutation sent with GET.
 pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
 /// 406: the `Accept` header allows no JSON type GraphQL answers with.
@@ -46,6 +44,10 @@ pub enum Refused {
     MediaType,
     #[error("the request took longer than {0} ms")]
     Timeout(u64),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("access tokens cannot be checked now: {0}")]
+    AuthUnavailable(String),
 }
 
 impl Refused {
@@ -54,12 +56,21 @@ impl Refused {
             Refused::NotJson(_) | Refused::BadParameters(_) => {
                 (StatusCode::BAD_REQUEST, BAD_REQUEST)
             }
+            // The caller may not do this: the code authorization uses too.
             Refused::Origin => (StatusCode::FORBIDDEN, FORBIDDEN),
             Refused::MutationOverGet => (StatusCode::METHOD_NOT_ALLOWED, METHOD_NOT_ALLOWED),
             Refused::NotAcceptable => (StatusCode::NOT_ACCEPTABLE, NOT_ACCEPTABLE),
             Refused::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, PAYLOAD_TOO_LARGE),
             Refused::MediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, UNSUPPORTED_MEDIA_TYPE),
             Refused::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, TIMEOUT),
+            Refused::Unauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                crate::graphql::errors::UNAUTHENTICATED,
+            ),
+            Refused::AuthUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                crate::graphql::errors::UNAVAILABLE,
+            ),
         }
     }
 }
@@ -74,6 +85,11 @@ impl IntoResponse for Refused {
         if self == Refused::MutationOverGet {
             let post = header::HeaderValue::from_static("POST");
             res.headers_mut().insert(header::ALLOW, post);
+        }
+        if matches!(self, Refused::Unauthenticated(_)) {
+            let challenge = header::HeaderValue::from_static("Bearer error=\"invalid_token\"");
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
         }
         res
     }

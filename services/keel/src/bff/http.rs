@@ -11,8 +11,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Extension, FromRequest, Query, Request, State};
-use axum::http::HeaderValue;
-use axum::http::header::CONTENT_LENGTH;
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -21,6 +21,8 @@ use tracing::Instrument;
 use super::errors::Refused;
 use super::over_http::{GetParams, Media, Params, is_json, respond};
 use super::{Bff, Limits, cors};
+use crate::graphql::Caller;
+use crate::graphql::auth::AuthFailure;
 
 /// The request id of one HTTP request: Envoy's `x-request-id`, or a new UUID.
 #[derive(Clone, Debug)]
@@ -33,6 +35,7 @@ pub fn router(bff: Bff) -> Router {
         .route("/", get(graphiql))
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
+        .route("/.well-known/jwks.json", get(jwks))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(from_fn_with_state(limits, refuse_declared_too_large))
         .layer(from_fn_with_state(limits, time_out))
@@ -84,7 +87,11 @@ async fn graphiql() -> Html<String> {
 
 /// A body declared larger than the limit is refused unread; one that turns out larger
 /// while it is read is refused by the extractors' limit ([`DefaultBodyLimit`]).
-async fn refuse_declared_too_large(State(limits): State<Limits>, req: Request, next: Next) -> Response {
+async fn refuse_declared_too_large(
+    State(limits): State<Limits>,
+    req: Request,
+    next: Next,
+) -> Response {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -111,6 +118,7 @@ async fn graphql_post(
     if !is_json(req.headers()) {
         return Err(Refused::MediaType);
     }
+    let caller = caller(&bff, req.headers()).await?;
     let media = Media::negotiate(req.headers())?;
     let body = Bytes::from_request(req, &()).await.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
@@ -119,14 +127,45 @@ async fn graphql_post(
         other => Refused::NotJson(other.body_text()),
     })?;
     let request = Params::from_body(&body)?.into_request();
-    Ok(respond(media, bff.execute(request, id).await))
+    Ok(respond(media, bff.execute_as(request, id, caller).await))
+}
+
+/// The caller the request's `Authorization` header names; a bad token is refused
+/// before anything runs.
+async fn caller(bff: &Bff, headers: &HeaderMap) -> Result<Caller, Refused> {
+    let Some(auth) = bff.auth() else {
+        return Ok(Caller::default());
+    };
+    let header = match headers.get(AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            Refused::Unauthenticated("the Authorization header is not text".into())
+        })?),
+    };
+    match auth.authenticate(header).await {
+        Ok(p) => Ok(Caller(p)),
+        Err(AuthFailure::Invalid(why)) => Err(Refused::Unauthenticated(why)),
+        Err(AuthFailure::Unavailable(why)) => Err(Refused::AuthUnavailable(why)),
+    }
+}
+
+/// The keys access tokens are signed with (for Envoy's `jwt_authn` and clients).
+async fn jwks(State(bff): State<Bff>) -> Result<Response, Refused> {
+    let Some(auth) = bff.auth() else {
+        return Ok(axum::http::StatusCode::NOT_FOUND.into_response());
+    };
+    let keys = auth
+        .jwks()
+        .await
+        .map_err(|e| Refused::AuthUnavailable(e.to_string()))?;
+    Ok(([(CONTENT_TYPE, "application/json")], keys).into_response())
 }
 
 /// GET runs queries only: a mutation must not be triggered by a link or a prefetch.
 async fn graphql_get(
     State(bff): State<Bff>,
     Extension(RequestId(id)): Extension<RequestId>,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     params: Result<Query<GetParams>, QueryRejection>,
 ) -> Result<Response, Refused> {
     let media = Media::negotiate(&headers)?;
@@ -135,7 +174,8 @@ async fn graphql_get(
     if is_mutation(&mut request) {
         return Err(Refused::MutationOverGet);
     }
-    Ok(respond(media, bff.execute(request, id).await))
+    let caller = caller(&bff, &headers).await?;
+    Ok(respond(media, bff.execute_as(request, id, caller).await))
 }
 
 fn is_mutation(req: &mut async_graphql::Request) -> bool {

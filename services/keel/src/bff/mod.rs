@@ -139,6 +139,8 @@ pub struct Bff {
     schema: Schema,
     per_request: Arc<PerRequest>,
     limits: Limits,
+    /// With `auth:`: verifies each request's access token; the session fields use it.
+    auth: Option<Arc<crate::graphql::Authn>>,
 }
 
 impl Bff {
@@ -163,7 +165,19 @@ impl Bff {
             schema,
             per_request,
             limits,
+            auth: None,
         })
+    }
+
+    /// Requests carry the caller their bearer token names (verified by `auth`), and
+    /// `/.well-known/jwks.json` publishes the keys.
+    pub fn with_auth(mut self, auth: Arc<crate::graphql::Authn>) -> Bff {
+        self.auth = Some(auth);
+        self
+    }
+
+    pub fn auth(&self) -> Option<&Arc<crate::graphql::Authn>> {
+        self.auth.as_ref()
     }
 
     pub fn schema(&self) -> &Schema {
@@ -176,7 +190,21 @@ impl Bff {
         request: impl Into<async_graphql::Request>,
         request_id: impl Into<String>,
     ) -> async_graphql::Response {
-        let request = (self.per_request)(request.into(), request_id.into());
+        self.execute_as(request, request_id, crate::graphql::Caller::default())
+            .await
+    }
+
+    /// [`Bff::execute`] for a verified `caller`.
+    pub async fn execute_as(
+        &self,
+        request: impl Into<async_graphql::Request>,
+        request_id: impl Into<String>,
+        caller: crate::graphql::Caller,
+    ) -> async_graphql::Response {
+        let mut request = (self.per_request)(request.into(), request_id.into()).data(caller);
+        if let Some(auth) = &self.auth {
+            request = request.data(auth.clone());
+        }
         self.schema.execute(request).await
     }
 

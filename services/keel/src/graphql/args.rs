@@ -98,6 +98,16 @@ impl Args {
         self.required(name, v)
     }
 
+    /// A new password: 8 to 128 characters (never sent to the service it came with).
+    pub fn password(&mut self, name: &str) -> String {
+        let v = self.string(name);
+        let chars = v.chars().count();
+        if !v.is_empty() && !(8..=128).contains(&chars) {
+            self.bad(name, "must be 8 to 128 characters");
+        }
+        v
+    }
+
     pub fn opt_string(&mut self, name: &str) -> Option<String> {
         match self.raw(name)? {
             Value::String(s) => Some(s.clone()),

@@ -247,9 +247,12 @@ pub async fn wait_envoy_healthy(admin_port: u16, cluster: &str, timeout: Duratio
 }
 
 /// A GraphQL client for the BFF.
+#[derive(Clone)]
 pub struct Graphql {
     url: String,
     client: reqwest::Client,
+    /// Sent as `Authorization: Bearer …`.
+    token: Option<String>,
 }
 
 impl Graphql {
@@ -257,7 +260,34 @@ impl Graphql {
         Graphql {
             url: url.into(),
             client: reqwest::Client::new(),
+            token: None,
         }
+    }
+
+    /// The same endpoint, calling with `token`.
+    pub fn with_token(&self, token: impl Into<String>) -> Graphql {
+        Graphql {
+            token: Some(token.into()),
+            ..self.clone()
+        }
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// `login`'s session (asserting it succeeded), and a client calling with its token.
+    pub async fn login(&self, email: &str, password: &str) -> (Graphql, serde_json::Value) {
+        let q = "mutation($input: LoginInput!) { login(input: $input) { accessToken refreshToken expiresIn roles } }";
+        let v = self
+            .ok(
+                q,
+                serde_json::json!({"input": {"email": email, "password": password}}),
+            )
+            .await;
+        let session = v["login"].clone();
+        let token = session["accessToken"].as_str().expect("an access token");
+        (self.with_token(token), session)
     }
 
     /// Where it posts.
@@ -267,9 +297,11 @@ impl Graphql {
 
     /// The whole response (`data` and `errors`).
     pub async fn run(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
-        let r = self
-            .client
-            .post(&self.url)
+        let mut post = self.client.post(&self.url);
+        if let Some(t) = &self.token {
+            post = post.bearer_auth(t);
+        }
+        let r = post
             .json(&serde_json::json!({ "query": query, "variables": variables }))
             .timeout(Duration::from_secs(15))
             .send()
