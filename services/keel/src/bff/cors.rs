@@ -53,8 +53,9 @@ fn origin(text: &str) -> Result<HeaderValue, String> {
         .strip_prefix("https://")
         .or_else(|| lower.strip_prefix("http://"));
     match host {
-        Some(h) if !h.is_empty() && !h.contains('/') => HeaderValue::from_str(&lower)
-            .map_err(|_| format!("`{text}` is not a valid origin")),
+        Some(h) if !h.is_empty() && !h.contains('/') => {
+            HeaderValue::from_str(&lower).map_err(|_| format!("`{text}` is not a valid origin"))
+        }
         _ => Err(format!(
             "`{text}` is not an origin: expected scheme://host[:port], without a path"
         )),
@@ -92,12 +93,19 @@ mod tests {
     #[test]
     fn origins_parse_from_a_comma_separated_list() {
         let o = Origins::parse(" https://Shop.example , http://localhost:5173,").expect("parses");
-        let listed: Vec<&str> = o.as_slice().iter().filter_map(|v| v.to_str().ok()).collect();
+        let listed: Vec<&str> = o
+            .as_slice()
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
         assert_eq!(listed, ["https://shop.example", "http://localhost:5173"]);
         assert!(o.allows(&HeaderValue::from_static("http://localhost:5173")));
         assert!(!o.allows(&HeaderValue::from_static("http://localhost:5174")));
         assert_eq!(Origins::parse(""), Ok(Origins::default()));
-        assert_eq!(Origins::parse("https://a.example"), Origins::parse("https://a.example"));
+        assert_eq!(
+            Origins::parse("https://a.example"),
+            Origins::parse("https://a.example")
+        );
         for bad in ["*", "shop.example", "https://shop.example/", "https://"] {
             assert!(Origins::parse(bad).is_err(), "{bad}");
         }

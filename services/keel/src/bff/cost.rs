@@ -165,7 +165,10 @@ mod tests {
             "Order".to_string(),
             BTreeMap::from([
                 ("id".to_string(), field("ID", None)),
-                ("lines".to_string(), field("OrderPage", Some(FALLBACK_PAGE_SIZE))),
+                (
+                    "lines".to_string(),
+                    field("OrderPage", Some(FALLBACK_PAGE_SIZE)),
+                ),
             ]),
         );
         Shape {
@@ -183,16 +186,25 @@ mod tests {
 
     #[test]
     fn every_field_counts_one_typename_too() {
-        assert_eq!(cost("{ order { id __typename } }", serde_json::json!({})), 3);
+        assert_eq!(
+            cost("{ order { id __typename } }", serde_json::json!({})),
+            3
+        );
         let aliased: String = (0..600).map(|i| format!("a{i}: __typename ")).collect();
-        assert_eq!(cost(&format!("{{ {aliased} }}"), serde_json::json!({})), 600);
+        assert_eq!(
+            cost(&format!("{{ {aliased} }}"), serde_json::json!({})),
+            600
+        );
     }
 
     #[test]
     fn pages_multiply() {
         let json = serde_json::json!({});
         // (1 + nodes (1 + id)) × first
-        assert_eq!(cost("{ orders(first: 10) { nodes { id } } }", json.clone()), 30);
+        assert_eq!(
+            cost("{ orders(first: 10) { nodes { id } } }", json.clone()),
+            30
+        );
         assert_eq!(cost("{ orders { nodes { id } } }", json.clone()), 60);
         assert_eq!(
             cost("{ order { lines { nodes { id } } } }", json.clone()),
@@ -220,7 +232,8 @@ mod tests {
 
     #[test]
     fn cycles_and_chains_are_too_costly() {
-        let cycle = "{ order { ...A } } fragment A on Order { id ...B } fragment B on Order { ...A }";
+        let cycle =
+            "{ order { ...A } } fragment A on Order { id ...B } fragment B on Order { ...A }";
         assert_eq!(cost(cycle, serde_json::json!({})), u64::MAX);
         let mut chain = String::from("{ order { ...F0 } }");
         for i in 0..200 {
@@ -231,7 +244,10 @@ mod tests {
         // Shared fragments are costed once: 2^40 spreads take no time.
         let mut wide = String::from("{ order { ...F0 } }");
         for i in 0..40 {
-            wide.push_str(&format!(" fragment F{i} on Order {{ ...F{n} ...F{n} }}", n = i + 1));
+            wide.push_str(&format!(
+                " fragment F{i} on Order {{ ...F{n} ...F{n} }}",
+                n = i + 1
+            ));
         }
         wide.push_str(" fragment F40 on Order { id }");
         assert_eq!(cost(&wide, serde_json::json!({})), 1 + (1 << 40));

@@ -12,8 +12,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
-    NextRequest, NextResolve, NextValidation, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
+    NextResolve, NextValidation, ResolveInfo,
 };
 use async_graphql::parser::types::{
     ExecutableDocument, OperationDefinition, Selection, SelectionSet,
@@ -137,7 +137,9 @@ impl Extension for PolicyExtension {
         if cost > max_complexity as u64 {
             return Err(vec![rejected(
                 QUERY_TOO_COMPLEX,
-                format!("Query is too complex: it costs {cost}, at most {max_complexity} is allowed (each field costs 1, times the page size of a list)."),
+                format!(
+                    "Query is too complex: it costs {cost}, at most {max_complexity} is allowed (each field costs 1, times the page size of a list)."
+                ),
             )]);
         }
         Ok(result)
@@ -149,7 +151,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The operation a request runs; none when its name matches none (execution says so).
-fn selected<'d>(doc: &'d ExecutableDocument, name: Option<&str>) -> Option<&'d OperationDefinition> {
+fn selected<'d>(
+    doc: &'d ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'d OperationDefinition> {
     let mut ops = doc.operations.iter();
     let op = match name {
         Some(name) => ops.find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),

@@ -43,7 +43,9 @@ impl Params {
         let value: Json =
             serde_json::from_slice(body).map_err(|e| Refused::NotJson(e.to_string()))?;
         if !value.is_object() {
-            return Err(Refused::BadParameters("the body is not a JSON object".into()));
+            return Err(Refused::BadParameters(
+                "the body is not a JSON object".into(),
+            ));
         }
         serde_json::from_value(value).map_err(|e| Refused::BadParameters(e.to_string()))
     }
@@ -116,7 +118,10 @@ impl Media {
         if accept.trim().is_empty() {
             return Ok(Media::Json);
         }
-        let (graphql, json) = (rank(&accept, Media::GraphqlResponse), rank(&accept, Media::Json));
+        let (graphql, json) = (
+            rank(&accept, Media::GraphqlResponse),
+            rank(&accept, Media::Json),
+        );
         match (graphql, json) {
             (None, None) => Err(Refused::NotAcceptable),
             (Some(g), Some(j)) if g < j || (g == j && g.1 < EXACT) => Ok(Media::Json),
@@ -224,10 +229,19 @@ mod tests {
                 "application/graphql-response+json, application/json;q=0.9",
                 Ok(GraphqlResponse),
             ),
-            ("application/json, application/graphql-response+json", Ok(GraphqlResponse)),
-            ("application/graphql-response+json;q=0.5, application/json", Ok(Json)),
+            (
+                "application/json, application/graphql-response+json",
+                Ok(GraphqlResponse),
+            ),
+            (
+                "application/graphql-response+json;q=0.5, application/json",
+                Ok(Json),
+            ),
             ("application/json, */*;q=0.1", Ok(Json)),
-            ("application/graphql-response+json, */*;q=0.1", Ok(GraphqlResponse)),
+            (
+                "application/graphql-response+json, */*;q=0.1",
+                Ok(GraphqlResponse),
+            ),
             ("application/json;q=0, */*", Ok(GraphqlResponse)),
             ("text/html", Err(Refused::NotAcceptable)),
             ("application/json;q=0", Err(Refused::NotAcceptable)),
@@ -266,12 +280,17 @@ mod tests {
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             res.headers().get(CONTENT_TYPE),
-            Some(&HeaderValue::from_static("application/graphql-response+json"))
+            Some(&HeaderValue::from_static(
+                "application/graphql-response+json"
+            ))
         );
         assert_eq!(respond(Media::Json, rejected()).status(), StatusCode::OK);
 
         e.path = vec![async_graphql::PathSegment::Field("a".into())];
         let failed = async_graphql::Response::from_errors(vec![e]);
-        assert_eq!(respond(Media::GraphqlResponse, failed).status(), StatusCode::OK);
+        assert_eq!(
+            respond(Media::GraphqlResponse, failed).status(),
+            StatusCode::OK
+        );
     }
 }

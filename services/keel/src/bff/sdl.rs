@@ -232,7 +232,11 @@ fn default_page_size(first: &InputValueDefinition) -> u64 {
     let described = || {
         let text = &first.description.as_ref()?.node;
         let before = &text[..text.find(" when omitted")?];
-        before.rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        before
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
     };
     default.or_else(described).unwrap_or(FALLBACK_PAGE_SIZE)
 }

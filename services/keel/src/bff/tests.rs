@@ -47,7 +47,11 @@ fn slow(ctx: ResolverContext<'_>) -> FieldFuture<'_> {
 
 fn items(_: ResolverContext<'_>) -> FieldFuture<'_> {
     let page = json!({"nodes": [{"id": "1", "children": {"nodes": []}}]});
-    FieldFuture::Value(async_graphql::Value::from_json(page).ok().map(FieldValue::value))
+    FieldFuture::Value(
+        async_graphql::Value::from_json(page)
+            .ok()
+            .map(FieldValue::value),
+    )
 }
 
 fn bump(_: ResolverContext<'_>) -> FieldFuture<'_> {
@@ -107,7 +111,9 @@ fn post() -> axum::http::request::Builder {
 }
 
 fn json_post(query: &str) -> Request<Body> {
-    post().body(Body::from(json!({ "query": query }).to_string())).expect("request")
+    post()
+        .body(Body::from(json!({ "query": query }).to_string()))
+        .expect("request")
 }
 
 #[tokio::test]
@@ -118,7 +124,10 @@ async fn a_body_over_the_limit_is_413_declared_or_streamed() {
     });
     let big = format!("{{ __typename }} # {}", "x".repeat(2_000));
     let a = send(&bff, json_post(&big)).await;
-    assert_eq!((a.status, a.code()), (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"));
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
+    );
 
     // Without a length: read up to the limit, not further.
     static PULLED: AtomicUsize = AtomicUsize::new(0);
@@ -128,8 +137,14 @@ async fn a_body_over_the_limit_is_413_declared_or_streamed() {
     });
     let req = post().body(Body::from_stream(chunks)).expect("request");
     let a = send(&bff, req).await;
-    assert_eq!((a.status, a.code()), (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"));
-    assert!(PULLED.load(Ordering::SeqCst) <= 11, "{PULLED:?} chunks read");
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
+    );
+    assert!(
+        PULLED.load(Ordering::SeqCst) <= 11,
+        "{PULLED:?} chunks read"
+    );
 
     // Every route.
     let req = Request::get("/healthz")
@@ -177,7 +192,11 @@ async fn post_runs_json_bodies_only() {
 
     for bad in ["{ \"not a JSON", r#"{"qeury": "{ __typename }"}"#, ""] {
         let a = send(&bff, post().body(Body::from(bad)).expect("request")).await;
-        assert_eq!((a.status, a.code()), (StatusCode::BAD_REQUEST, "BAD_REQUEST"), "{bad}");
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            "{bad}"
+        );
     }
 }
 
@@ -199,25 +218,38 @@ async fn the_response_type_follows_accept() {
         (Some(GRAPHQL), GRAPHQL),
     ] {
         let a = send(&bff, ask(accept, "{ __typename }")).await;
-        assert_eq!((a.status, a.header("content-type")), (StatusCode::OK, Some(want)));
+        assert_eq!(
+            (a.status, a.header("content-type")),
+            (StatusCode::OK, Some(want))
+        );
     }
 
     for broken in ["{", "{ nope }", "query($x: Int!) { __typename }"] {
         let a = send(&bff, ask(Some(GRAPHQL), broken)).await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{broken}");
-        assert!(a.body.get("data").is_none() && a.body["errors"].is_array(), "{:#}", a.body);
+        assert!(
+            a.body.get("data").is_none() && a.body["errors"].is_array(),
+            "{:#}",
+            a.body
+        );
         let a = send(&bff, ask(Some("application/json"), broken)).await;
         assert_eq!(a.status, StatusCode::OK, "{broken}");
     }
 
     let a = send(&bff, ask(Some("text/html"), "{ __typename }")).await;
-    assert_eq!((a.status, a.code()), (StatusCode::NOT_ACCEPTABLE, "NOT_ACCEPTABLE"));
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::NOT_ACCEPTABLE, "NOT_ACCEPTABLE")
+    );
 
     let get = Request::get("/graphql?query=mutation%7Bbump%7D")
         .body(Body::empty())
         .expect("request");
     let a = send(&bff, get).await;
-    assert_eq!((a.status, a.header("allow")), (StatusCode::METHOD_NOT_ALLOWED, Some("POST")));
+    assert_eq!(
+        (a.status, a.header("allow")),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("POST"))
+    );
 }
 
 fn preflight(origin: &str) -> Request<Body> {
@@ -226,7 +258,10 @@ fn preflight(origin: &str) -> Request<Body> {
         .uri("/graphql")
         .header("origin", origin)
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "content-type,authorization")
+        .header(
+            "access-control-request-headers",
+            "content-type,authorization",
+        )
         .body(Body::empty())
         .expect("request")
 }
@@ -257,9 +292,15 @@ async fn listed_origins_get_cors_answers() {
     });
     let a = send(&bff, preflight("https://shop.example")).await;
     assert!(a.status.is_success(), "{}", a.status);
-    assert_eq!(a.header("access-control-allow-origin"), Some("https://shop.example"));
+    assert_eq!(
+        a.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
     let methods = a.header("access-control-allow-methods").unwrap_or_default();
-    assert!(methods.contains("GET") && methods.contains("POST"), "{methods}");
+    assert!(
+        methods.contains("GET") && methods.contains("POST"),
+        "{methods}"
+    );
     let headers = a.header("access-control-allow-headers").unwrap_or_default();
     for h in ["authorization", "content-type", "x-request-id"] {
         assert!(headers.contains(h), "{headers}");
@@ -269,7 +310,10 @@ async fn listed_origins_get_cors_answers() {
 
     let a = send(&bff, from_origin("https://shop.example")).await;
     assert_eq!(a.status, StatusCode::OK);
-    assert_eq!(a.header("access-control-allow-origin"), Some("https://shop.example"));
+    assert_eq!(
+        a.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
     assert!(a.header("vary").unwrap_or_default().contains("origin"));
 
     let a = send(&bff, preflight("https://evil.example")).await;
@@ -285,7 +329,10 @@ async fn a_slow_request_is_504() {
         ..Limits::default()
     });
     let a = send(&bff, json_post("{ slow(ms: 5000) }")).await;
-    assert_eq!((a.status, a.code()), (StatusCode::GATEWAY_TIMEOUT, "TIMEOUT"));
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::GATEWAY_TIMEOUT, "TIMEOUT")
+    );
     let a = send(&bff, json_post("{ slow(ms: 1) }")).await;
     assert_eq!(a.body, json!({"data": {"slow": 1}}));
 }
