@@ -540,13 +540,20 @@ fn every_envoy_is_hardened() {
                 .collect();
             let edge = path.ends_with("/bff.yaml");
             if edge {
+                let mut want = vec!["envoy.filters.http.buffer", "envoy.filters.http.router"];
+                if g.system.auth.is_some() {
+                    want.insert(0, "envoy.filters.http.jwt_authn");
+                    let jwt = &h["http_filters"][0]["typed_config"]["providers"]["identity"];
+                    assert_eq!(s(&jwt["issuer"]).as_deref(), Some(g.system.name.as_str()));
+                    assert!(
+                        s(&jwt["remote_jwks"]["http_uri"]["uri"])
+                            .is_some_and(|u| u.ends_with("/.well-known/jwks.json")),
+                        "{path}"
+                    );
+                }
+                assert_eq!(filters, want, "{path}");
                 assert_eq!(
-                    filters,
-                    ["envoy.filters.http.buffer", "envoy.filters.http.router"],
-                    "{path}"
-                );
-                assert_eq!(
-                    n(&h["http_filters"][0]["typed_config"]["max_request_bytes"]),
+                    n(&h["http_filters"][want.len() - 2]["typed_config"]["max_request_bytes"]),
                     Some(limits.max_body_bytes)
                 );
                 let timeout = format!("{}s", limits.request_timeout_ms / 1000);
@@ -751,10 +758,19 @@ fn the_edge_refuses_large_bodies_and_other_paths_on_a_real_envoy() {
         status(port, "GET", "/healthz", "x_user: a\r\n", Vec::new()),
         400
     );
+    // A token that is not a JWT never reaches the BFF: 401, a (coded) JSON error.
+    let bearer = "content-type: application/json\r\nauthorization: Bearer not-a-jwt\r\n";
+    let (code, refused) = request(port, "POST", "/graphql", bearer, b"{}".to_vec());
+    assert_eq!(code, 401, "{refused}");
+    assert!(
+        refused.contains("content-type: application/json"),
+        "{refused}"
+    );
     let seen = seen.lock().unwrap();
+    // Envoy itself fetches the keys (jwt_authn's remote JWKS) from the BFF.
     assert!(
         seen.iter()
-            .all(|p| p == "/healthz" || p.starts_with("/graphql")),
+            .all(|p| p == "/healthz" || p == "/.well-known/jwks.json" || p.starts_with("/graphql")),
         "{seen:?}"
     );
     assert_eq!(

@@ -760,3 +760,189 @@ services:
         ],
     );
 }
+
+/// A shop-like spec with `auth:`; `{AUTH}`, `{OWNED}` and `{CLAIM}` are the keys under test.
+const AUTHED: &str = r#"system: mini
+money: { currency: EUR, minor_units: 2 }
+entities:
+  Customer:
+    fields:
+      id: uuid
+      email: { type: email, unique: true }
+  Cart:
+    {OWNED}
+    fields:
+      id: uuid
+      customer_id: { ref: Customer, optional: true }
+      note: { type: string, max_len: 10, optional: true }
+services:
+  user:
+    pattern: cqs-es
+    aggregate: Customer
+    store: postgres
+    messaging: { broker: kafka, topic: user.events }
+    commands:
+      Register: { input: [email], emits: [Registered], audience: public }
+    events:
+      Registered: [email]
+    queries:
+      ViewProfile: { input: [customer_id], output: Customer }
+  cart:
+    pattern: cqs-es
+    aggregate: Cart
+    store: postgres
+    messaging: { broker: kafka, topic: cart.events }
+    {CLAIM}
+    commands:
+      Note: { input: [cart_id, note], emits: [Noted] }
+      Assign: { input: [cart_id, customer_id], emits: [Assigned], audience: internal }
+    events:
+      Noted: [note]
+      Assigned: [customer_id]
+    queries:
+      ViewCart: { input: [cart_id], output: Cart }
+auth:
+  {AUTH}
+bff:
+  graphql:
+    queries: [ViewProfile, ViewCart]
+    mutations: [Register, Note]
+"#;
+
+fn authed(auth: &str, owned: &str, claim: &str) -> String {
+    AUTHED
+        .replace("{AUTH}", auth)
+        .replace("{OWNED}", owned)
+        .replace("{CLAIM}", claim)
+}
+
+#[test]
+fn auth_is_accepted_and_guards_every_root_field() {
+    let spec = authed(
+        "{ identity: user, register: Register }",
+        "owned_by: customer_id",
+        "claim: Assign",
+    );
+    let g = codegen::load(Path::new("shop.yaml"), &spec).expect("valid");
+    let note = g
+        .graphql
+        .mutations
+        .iter()
+        .find(|m| m.name == "note")
+        .expect("note");
+    let guard = note
+        .call
+        .as_ref()
+        .and_then(|c| c.guard.as_ref())
+        .expect("a guard");
+    assert_eq!(
+        guard.audience,
+        codegen::ir::Audience::Customer,
+        "the default with auth"
+    );
+    assert_eq!(guard.owned.len(), 1);
+    assert!(guard.owned[0].claim.is_some(), "a write claims");
+    let view = g
+        .graphql
+        .queries
+        .iter()
+        .find(|q| q.name == "viewCart")
+        .expect("viewCart");
+    let guard = view
+        .call
+        .as_ref()
+        .and_then(|c| c.guard.as_ref())
+        .expect("a guard");
+    assert!(guard.owned[0].claim.is_none(), "a read never claims");
+    let register = g
+        .graphql
+        .mutations
+        .iter()
+        .find(|m| m.name == "register")
+        .expect("register");
+    let guard = register
+        .call
+        .as_ref()
+        .and_then(|c| c.guard.as_ref())
+        .expect("a guard");
+    assert_eq!(guard.credentials.as_deref(), Some("email"));
+    assert!(g.graphql.mutations.iter().any(|m| m.name == "login"));
+}
+
+#[test]
+fn auth_mistakes_are_named_where_they_are() {
+    let spec = authed("{ identity: nobody, register: Register }", "", "");
+    let found = errors(&spec);
+    let line = spec
+        .lines()
+        .position(|l| l.contains("identity: nobody"))
+        .unwrap()
+        + 1;
+    assert_error(&found, &spec, line, "nobody", &["unknown service `nobody`"]);
+
+    let spec = authed("{ identity: user, register: ViewProfile }", "", "");
+    let found = errors(&spec);
+    let line = spec
+        .lines()
+        .position(|l| l.contains("register: ViewProfile"))
+        .unwrap()
+        + 1;
+    assert_error(
+        &found,
+        &spec,
+        line,
+        "ViewProfile",
+        &["must be a command of `user`"],
+    );
+
+    let spec = authed(
+        "{ identity: user, register: Register }",
+        "owned_by: note",
+        "",
+    );
+    let found = errors(&spec);
+    let line = spec
+        .lines()
+        .position(|l| l.contains("owned_by: note"))
+        .unwrap()
+        + 1;
+    assert_error(
+        &found,
+        &spec,
+        line,
+        "note",
+        &["must be a field of Cart that is a `ref: Customer`"],
+    );
+
+    let spec = authed(
+        "{ identity: user, register: Register }",
+        "owned_by: customer_id",
+        "claim: Note",
+    );
+    let found = errors(&spec);
+    let line = spec
+        .lines()
+        .position(|l| l.contains("claim: Note"))
+        .unwrap()
+        + 1;
+    assert_error(
+        &found,
+        &spec,
+        line,
+        "Note",
+        &["whose input is [cart_id, customer_id]"],
+    );
+
+    let spec = authed(
+        "{ identity: user, register: Register, access_ttl_secs: 5 }",
+        "",
+        "",
+    );
+    let found = errors(&spec);
+    let line = spec
+        .lines()
+        .position(|l| l.contains("access_ttl_secs"))
+        .unwrap()
+        + 1;
+    assert_error(&found, &spec, line, "5", &["out of range"]);
+}

@@ -73,7 +73,13 @@ fn with_new_service(spec: &str, name: &str, entity: &str) -> String {
 /// The `user` service moved before `cart`.
 fn reordered(spec: &str) -> String {
     let start = spec.find("  user:\n").expect("user service");
-    let end = spec.find("bff:\n").expect("bff");
+    // The service ends where the next top-level item (or its comment) starts.
+    let end = start
+        + spec[start..]
+            .find("\n#")
+            .or_else(|| spec[start..].find("\nbff:"))
+            .expect("something after the services")
+        + 1;
     let user = &spec[start..end];
     let spec = spec.replacen(user, "", 1);
     edit(&spec, "  cart:\n", &format!("{user}  cart:\n"))

@@ -124,7 +124,36 @@ struct Edge {
     max_body_bytes: u64,
     /// `bff.limits.request_timeout_ms` as an Envoy duration.
     request_timeout: String,
+    /// With `auth:`: the tokens' issuer, which `jwt_authn` checks.
+    issuer: Option<String>,
+    local_replies: [LocalReply; 4],
 }
+
+/// A status Envoy answers itself, and the GraphQL error code its body carries.
+#[derive(Serialize)]
+struct LocalReply {
+    status: u16,
+    code: &'static str,
+}
+
+const LOCAL_REPLIES: [LocalReply; 4] = [
+    LocalReply {
+        status: 401,
+        code: "UNAUTHENTICATED",
+    },
+    LocalReply {
+        status: 404,
+        code: "NOT_FOUND",
+    },
+    LocalReply {
+        status: 413,
+        code: "PAYLOAD_TOO_LARGE",
+    },
+    LocalReply {
+        status: 503,
+        code: "UNAVAILABLE",
+    },
+];
 
 #[derive(Serialize)]
 struct Proxy<'a> {
@@ -204,6 +233,8 @@ fn render_one(system: &System, d: &Deployable, target: Target) -> Result<String,
             paths: BFF_PATHS,
             max_body_bytes: limits.max_body_bytes,
             request_timeout: duration(limits.request_timeout_ms),
+            issuer: system.auth.as_ref().map(|_| system.name.clone()),
+            local_replies: LOCAL_REPLIES,
         }),
         grpc,
         listen,
