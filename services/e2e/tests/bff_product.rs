@@ -2,28 +2,37 @@
 //! ephemeral port) on a fresh database of the real PostgreSQL that
 //! `xtask/infra/infra.sh up postgres` starts. No Envoy here: PRODUCT_URL points
 //! straight at the service. If PostgreSQL cannot be started the test fails.
+//! Changing the catalogue needs the back-office role: the real user service (the
+//! identity, in-process through the launcher, on a database of its own, without its
+//! relay) registers and logs in the back-office user.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use e2e::ops::{BACK_OFFICE_EMAIL, PASSWORD, REGISTER};
 use keel::testing::TestDatabase;
 use serde_json::{Value as Json, json};
 use tower::ServiceExt;
 
+#[derive(Clone)]
 struct Gql {
     router: Router,
+    /// Sent as `Authorization: Bearer …`.
+    token: Option<String>,
 }
 
 impl Gql {
     async fn run(&self, query: &str, variables: Json) -> Json {
         let body = json!({"query": query, "variables": variables}).to_string();
-        let req = Request::post("/graphql")
+        let mut req = Request::post("/graphql")
             .header("content-type", "application/json")
-            .header("x-request-id", "bff-product-it")
-            .body(Body::from(body))
-            .expect("request");
+            .header("x-request-id", "bff-product-it");
+        if let Some(token) = &self.token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req.body(Body::from(body)).expect("request");
         let res = self.router.clone().oneshot(req).await.expect("infallible");
         assert_eq!(res.status(), StatusCode::OK);
         let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
@@ -37,6 +46,24 @@ impl Gql {
         let r = self.run(query, variables).await;
         assert_eq!(r["errors"], Json::Null, "{r:#}");
         r["data"].clone()
+    }
+
+    /// Registers `email` (with [`PASSWORD`]) and logs in: a client calling as them.
+    async fn registered(&self, email: &str) -> Gql {
+        let input = json!({"input": {"email": email, "name": "Somebody", "password": PASSWORD}});
+        self.ok(REGISTER, input).await;
+        let login = "mutation($input: LoginInput!) { login(input: $input) { accessToken roles } }";
+        let d = self
+            .ok(
+                login,
+                json!({"input": {"email": email, "password": PASSWORD}}),
+            )
+            .await;
+        let token = d["login"]["accessToken"].as_str().expect("an access token");
+        Gql {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
     }
 
     /// Every product, in list order, read page by page.
@@ -108,16 +135,47 @@ async fn graphql_crud_against_the_real_product_service() {
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let service = tokio::spawn(service);
 
+    // The identity: the user service as `shop up` starts it, granting the back office.
+    let user_db = TestDatabase::create("bff_it_user").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let user_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop_user, stopped) = tokio::sync::watch::channel(false);
+    let user = (shop::SYSTEM.start)(
+        "user",
+        &[("DATABASE_URL", user_db.url.clone())],
+        &[
+            ("RELAY", "false"),
+            ("AUTH_BACK_OFFICE_EMAILS", BACK_OFFICE_EMAIL),
+        ],
+        listener,
+        stopped,
+    )
+    .expect("the user service starts");
+    let user = tokio::spawn(user);
+
     let config = shop_bff::Config {
         upstreams: shop_bff::UpstreamConfig {
             product_url,
+            user_url,
             ..Default::default()
         },
         ..Default::default()
     };
-    let gql = Gql {
+    let anonymous = Gql {
         router: shop_bff::app(&config).expect("the BFF builds"),
+        token: None,
     };
+    let gql = anonymous.registered(BACK_OFFICE_EMAIL).await;
+
+    // ---- only the back office changes the catalogue
+    let input = json!({"input": {"name": "Durian", "price": 1}});
+    let r = anonymous.run(CREATE, input.clone()).await;
+    assert_eq!(code(&r), "UNAUTHENTICATED", "{r:#}");
+    let customer = anonymous.registered("customer@example.com").await;
+    let r = customer.run(CREATE, input).await;
+    assert_eq!(code(&r), "FORBIDDEN", "{r:#}");
 
     // ---- create three
     let mut made = vec![];
@@ -146,10 +204,10 @@ async fn graphql_crud_against_the_real_product_service() {
     }
     let (cherry, apple, banana) = (made[0].clone(), made[1].clone(), made[2].clone());
 
-    // ---- page through them: first 2, then after endCursor
+    // ---- page through them (anybody may): first 2, then after endCursor
     let page = "query($after: String) { viewProducts(first: 2, after: $after) {
         nodes { id name price } pageInfo { endCursor hasNextPage } } }";
-    let d = gql.ok(page, json!({"after": null})).await;
+    let d = anonymous.ok(page, json!({"after": null})).await;
     let first = &d["viewProducts"];
     let names: Vec<&str> = first["nodes"]
         .as_array()
@@ -159,7 +217,7 @@ async fn graphql_crud_against_the_real_product_service() {
     assert_eq!(first["pageInfo"]["hasNextPage"], true);
     let cursor = first["pageInfo"]["endCursor"].clone();
     assert!(cursor.is_string(), "{first:#}");
-    let d = gql.ok(page, json!({"after": cursor})).await;
+    let d = anonymous.ok(page, json!({"after": cursor})).await;
     let second = &d["viewProducts"];
     assert_eq!(
         second["nodes"],
@@ -171,7 +229,7 @@ async fn graphql_crud_against_the_real_product_service() {
     );
 
     // ---- get
-    let d = gql.ok(GET, json!({"id": apple["id"]})).await;
+    let d = anonymous.ok(GET, json!({"id": apple["id"]})).await;
     assert_eq!(d["getProduct"], apple);
 
     // ---- update
@@ -273,7 +331,12 @@ async fn graphql_crud_against_the_real_product_service() {
         "a rejected request changed the data"
     );
 
+    stop_user.send(true).expect("the user service runs");
+    user.await
+        .expect("join")
+        .expect("the user service stops cleanly");
     service.abort();
     store.close().await;
     drop(db);
+    drop(user_db);
 }

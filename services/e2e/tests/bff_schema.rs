@@ -59,6 +59,24 @@ async fn run(bff: &Bff, query: &str) -> Json {
     serde_json::to_value(&response).expect("response serializes")
 }
 
+/// The customer the tests call as (what a verified access token would make of them).
+const ME: &str = "0190a4e4-7d1c-7a51-9d36-5a1e3b0c2f30";
+
+fn customer() -> rt::Caller {
+    rt::Caller(Some(rt::Principal {
+        subject: ME.parse().expect("a UUID"),
+        session: uuid::Uuid::new_v4(),
+        roles: vec![keel::auth::CUSTOMER.to_string()],
+        expires_at: i64::MAX,
+    }))
+}
+
+/// [`run`] as [`customer`]: everything but the catalogue and registering needs a login.
+async fn run_as_customer(bff: &Bff, request: impl Into<async_graphql::Request>) -> Json {
+    let response = bff.execute_as(request, "test-request", customer()).await;
+    serde_json::to_value(&response).expect("response serializes")
+}
+
 fn codes(r: &Json) -> Vec<String> {
     r["errors"]
         .as_array()
@@ -428,11 +446,110 @@ fn mapped_samples() -> BTreeMap<&'static str, Value> {
     ])
 }
 
-#[test]
-fn every_plain_field_is_produced_by_the_mapping() {
+/// The identity service's session answers (only `login` is used).
+struct FakeAuth;
+
+#[tonic::async_trait]
+impl keel::auth::pb::auth_server::Auth for FakeAuth {
+    async fn login(
+        &self,
+        r: tonic::Request<keel::auth::pb::LoginRequest>,
+    ) -> Result<tonic::Response<keel::auth::pb::Session>, tonic::Status> {
+        assert_eq!(r.into_inner().email, "me@example.com");
+        Ok(tonic::Response::new(keel::auth::pb::Session {
+            access_token: "access".into(),
+            expires_in: 300,
+            refresh_token: "refresh".into(),
+            refresh_expires_in: 3600,
+            subject: ME.into(),
+            roles: vec![keel::auth::CUSTOMER.into()],
+        }))
+    }
+
+    async fn refresh(
+        &self,
+        _: tonic::Request<keel::auth::pb::RefreshRequest>,
+    ) -> Result<tonic::Response<keel::auth::pb::Session>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used by this test"))
+    }
+
+    async fn logout(
+        &self,
+        _: tonic::Request<keel::auth::pb::LogoutRequest>,
+    ) -> Result<tonic::Response<keel::auth::pb::LogoutResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used by this test"))
+    }
+
+    async fn jwks(
+        &self,
+        _: tonic::Request<keel::auth::pb::JwksRequest>,
+    ) -> Result<tonic::Response<keel::auth::pb::JwksResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used by this test"))
+    }
+
+    async fn set_credentials(
+        &self,
+        _: tonic::Request<keel::auth::pb::SetCredentialsRequest>,
+    ) -> Result<tonic::Response<keel::auth::pb::SetCredentialsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used by this test"))
+    }
+
+    async fn grant_role(
+        &self,
+        _: tonic::Request<keel::auth::pb::GrantRoleRequest>,
+    ) -> Result<tonic::Response<keel::auth::pb::GrantRoleResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used by this test"))
+    }
+
+    async fn forget(
+        &self,
+        _: tonic::Request<keel::auth::pb::ForgetRequest>,
+    ) -> Result<tonic::Response<keel::auth::pb::ForgetResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used by this test"))
+    }
+}
+
+/// A `Session` as `login` maps it (keel's mapping, not a generated one), every field
+/// of the SDL's `Session` asked for: one the mapping lacks would be an error.
+async fn session_sample() -> Value {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tonic::transport::Server::builder()
+        .add_service(keel::auth::pb::auth_server::AuthServer::new(FakeAuth))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    let server = tokio::spawn(server);
+    let mut config = Config::default();
+    config.upstreams.user_url = url;
+    let bff = shop_bff::bff(&config).expect("builds");
+    let response = bff
+        .execute(
+            r#"mutation { login(input: {email: "me@example.com", password: "secret secret"}) {
+                accessToken expiresIn refreshToken refreshExpiresIn customerId roles } }"#,
+            "t",
+        )
+        .await;
+    server.abort();
+    assert!(response.errors.is_empty(), "{:?}", response.errors);
+    let Value::Object(mut data) = response.data else {
+        panic!("no data: {:?}", response.data);
+    };
+    let session = data.shift_remove("login").expect("the login field");
+    let Value::Object(fields) = &session else {
+        panic!("login is not an object: {session:?}");
+    };
+    assert_eq!(fields.get("customerId"), Some(&Value::from(ME)));
+    assert!(fields.values().all(|v| *v != Value::Null), "{session:?}");
+    session
+}
+
+#[tokio::test]
+async fn every_plain_field_is_produced_by_the_mapping() {
     let sdl = Sdl::parse(shop_bff::SDL).expect("parses");
     let needed = sdl.resolver_keys(shop_bff::RELATIONS);
-    let samples = mapped_samples();
+    let mut samples = mapped_samples();
+    samples.insert("Session", session_sample().await);
     for t in &sdl.types {
         let TypeKind::Object(o) = &t.kind else {
             continue;
@@ -477,19 +594,49 @@ async fn an_over_deep_query_is_rejected_before_anything_runs() {
 async fn limits_are_configurable() {
     let bff = offline_bff(Limits {
         max_depth: 2,
-        max_complexity: 500,
+        ..Limits::default()
     })
     .await;
     let r = run(&bff, "{ viewProducts { nodes { id } } }").await;
     assert_eq!(codes(&r), ["QUERY_TOO_DEEP"], "{r:#}");
 
     let bff = offline_bff(Limits {
-        max_depth: 10,
         max_complexity: 3,
+        ..Limits::default()
     })
     .await;
     let r = run(&bff, "{ viewProducts { nodes { id name price } } }").await;
     assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:#}");
+}
+
+#[tokio::test]
+async fn pages_of_pages_are_too_complex() {
+    let bff = offline_bff(Limits::default()).await;
+    let r = run(
+        &bff,
+        "{ viewOrders(first: 100) { nodes { customer { orders(first: 100) { nodes { id } } } } } }",
+    )
+    .await;
+    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:#}");
+    let aliases: String = (0..10_000).map(|i| format!("a{i}: __typename ")).collect();
+    let r = run(&bff, &format!("{{ {aliases} }}")).await;
+    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:#}");
+}
+
+/// The journeys' queries (as the logged-in customer the cart and order ones need) reach
+/// the (absent) upstreams under the default limits; the load generator's page of 100
+/// products costs 700.
+#[tokio::test]
+async fn the_journeys_queries_are_within_the_limits() {
+    use e2e::ops::{ORDERS, PRODUCT_PAGE, PRODUCTS, VIEW};
+    let bff = offline_bff(Limits::default()).await;
+    let id = json!({"id": "0190a4e4-7d1c-7a51-9d36-5a1e3b0c2f10", "first": 100});
+    for query in [PRODUCTS, PRODUCT_PAGE, VIEW, ORDERS] {
+        let request = async_graphql::Request::new(query)
+            .variables(async_graphql::Variables::from_json(id.clone()));
+        let r = run_as_customer(&bff, request).await;
+        assert_eq!(codes(&r), ["UNAVAILABLE"], "{query}: {r:#}");
+    }
 }
 
 // ------------------------------------------------------------------- input and errors
@@ -506,7 +653,7 @@ async fn a_malformed_id_is_rejected_before_calling() {
         json!([{"field": "id", "description": "must be a UUID, got \"nope\""}])
     );
 
-    let r = run(
+    let r = run_as_customer(
         &bff,
         r#"mutation { addProduct(input: {cartId: "x", productId: "y", quantity: 1}) { version } }"#,
     )
@@ -557,8 +704,9 @@ async fn a_down_upstream_is_unavailable() {
     assert_eq!(r["errors"][0]["path"], json!(["getProduct"]));
     assert_eq!(r["errors"][0]["extensions"]["retryable"], json!(true));
 
-    // The cart does not exist yet: its mutations are UNAVAILABLE too.
-    let r = run(
+    // The cart does not exist yet: its mutations are UNAVAILABLE too (for a logged-in
+    // customer: the cart's owner is looked up first, at the absent cart query side).
+    let r = run_as_customer(
         &bff,
         r#"mutation { resetCart(input: {cartId: "0190a4e4-7d1c-7a51-9d36-5a1e3b0c2f10"}) { version } }"#,
     )
@@ -793,7 +941,8 @@ impl shop_cart::CartQueryUseCases for FakeCarts {
         Ok(shop_cart::pb::ViewCartResponse {
             cart: Some(shop_cart::pb::Cart {
                 id: request.cart_id,
-                customer_id: None,
+                // The caller's: anybody else's cart is FORBIDDEN.
+                customer_id: Some(ME.to_string()),
                 items,
                 ..Default::default()
             }),
@@ -802,10 +951,60 @@ impl shop_cart::CartQueryUseCases for FakeCarts {
     }
 }
 
+#[derive(Default)]
+struct FakeUsers {
+    request_ids: Mutex<Vec<String>>,
+}
+
+impl shop_user::UserUseCases for FakeUsers {
+    async fn register_customer(
+        &self,
+        _: RequestContext,
+        _: shop_user::pb::RegisterCustomerRequest,
+    ) -> Result<shop_user::pb::RegisterCustomerResponse, ServiceError> {
+        unused()
+    }
+
+    async fn delete_account(
+        &self,
+        _: RequestContext,
+        _: shop_user::pb::DeleteAccountRequest,
+    ) -> Result<shop_user::pb::DeleteAccountResponse, ServiceError> {
+        unused()
+    }
+
+    async fn view_profile(
+        &self,
+        ctx: RequestContext,
+        request: shop_user::pb::ViewProfileRequest,
+    ) -> Result<shop_user::pb::ViewProfileResponse, ServiceError> {
+        if let Ok(mut ids) = self.request_ids.lock() {
+            ids.push(ctx.request_id);
+        }
+        if request.customer_id != ME {
+            return Err(ServiceError::not_found("customer", &request.customer_id));
+        }
+        Ok(shop_user::pb::ViewProfileResponse {
+            customer: Some(shop_user::pb::Customer {
+                id: request.customer_id,
+                email: "me@example.com".into(),
+                name: "Me".into(),
+                registered_at: Some(prost_types::Timestamp {
+                    seconds: 1_714_555_800,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            version: 1,
+        })
+    }
+}
+
 #[tokio::test]
 async fn cart_items_load_their_products_once_each_concurrently_with_the_request_id() {
     let products = Arc::new(FakeProducts::default());
     let carts = Arc::new(FakeCarts::default());
+    let users = Arc::new(FakeUsers::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -813,19 +1012,21 @@ async fn cart_items_load_their_products_once_each_concurrently_with_the_request_
     let server = tonic::transport::Server::builder()
         .add_service(shop_product::product_server(products.clone()))
         .add_service(shop_cart::cart_query_server(carts.clone()))
+        .add_service(shop_user::user_server(users.clone()))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let server = tokio::spawn(server);
 
     let mut config = Config::default();
     config.upstreams.product_url = url.clone();
-    config.upstreams.cart_query_url = url;
+    config.upstreams.cart_query_url = url.clone();
+    config.upstreams.user_url = url;
     let bff = shop_bff::bff(&config).expect("builds");
     let query = format!(
         r#"{{ viewCart(cartId: "{CART}") {{ id version customer {{ id }}
               items {{ productId quantity product {{ id name price createdAt }} }} }}
             missing: viewCart(cartId: "{GONE}") {{ id }} }}"#
     );
-    let response = bff.execute(query.as_str(), "req-42").await;
+    let response = bff.execute_as(query.as_str(), "req-42", customer()).await;
     let r = serde_json::to_value(&response).expect("serializes");
     server.abort();
 
@@ -835,7 +1036,8 @@ async fn cart_items_load_their_products_once_each_concurrently_with_the_request_
     assert_eq!(r["data"]["missing"], Json::Null);
     let cart = &r["data"]["viewCart"];
     assert_eq!(cart["version"], 5);
-    assert_eq!(cart["customer"], Json::Null);
+    // The cart is the caller's (a viewable cart has to be), resolved through the loader.
+    assert_eq!(cart["customer"], json!({"id": ME}));
     let names: Vec<Json> = cart["items"]
         .as_array()
         .map(|items| items.iter().map(|i| i["product"]["name"].clone()).collect())
@@ -876,7 +1078,14 @@ async fn cart_items_load_their_products_once_each_concurrently_with_the_request_
         .lock()
         .map(|c| c.clone())
         .unwrap_or_default();
-    assert_eq!(cart_ids, ["req-42", "req-42"]);
+    // Each viewCart looks up the cart's owner first (through the loader), then views it.
+    assert_eq!(cart_ids, ["req-42"; 4]);
+    let user_ids = users
+        .request_ids
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    assert_eq!(user_ids, ["req-42"]);
 }
 
 // ------------------------------------------------------------------- settings

@@ -1,8 +1,10 @@
 //! The first services end to end: PostgreSQL and Kafka for real, the product, user and
-//! BFF binaries each behind its generated Envoy, driven through the BFF's Envoy.
+//! BFF binaries each behind its generated Envoy, driven through the BFF's Envoy. The
+//! catalogue is changed by the back-office user, a customer's account by its customer.
 
 use std::time::Duration;
 
+use e2e::ops::{DELETE_ACCOUNT, PASSWORD, PROFILE, back_office};
 use e2e::*;
 use serde_json::json;
 
@@ -37,8 +39,9 @@ async fn product_names(gql: &Graphql) -> Vec<String> {
 async fn products_and_customers_through_envoy() {
     let stack = start_shop(&["product", "user", "bff"]).await;
     let gql = stack.graphql();
+    let admin = back_office(gql).await;
 
-    // Products: create, page through in a stable order.
+    // Products: create (the back office), page through (anybody) in a stable order.
     let mut ids = Vec::new();
     for (name, price) in [
         ("Matcha", 1200),
@@ -47,7 +50,7 @@ async fn products_and_customers_through_envoy() {
         ("Daifuku", 240),
         ("Yuzu", 90),
     ] {
-        let d = gql.ok(CREATE, json!({ "input": { "name": name, "price": price, "description": "from the e2e test" } })).await;
+        let d = admin.ok(CREATE, json!({ "input": { "name": name, "price": price, "description": "from the e2e test" } })).await;
         assert_eq!(d["createProduct"]["price"], json!(price));
         ids.push(d["createProduct"]["id"].as_str().expect("id").to_string());
     }
@@ -64,7 +67,7 @@ async fn products_and_customers_through_envoy() {
     assert_eq!(d["getProduct"], json!({ "name": "Matcha", "price": 1200 }));
 
     // Bad inputs: each a clear error, nothing changed.
-    let (code, err) = gql
+    let (code, err) = admin
         .error_code(
             CREATE,
             json!({ "input": { "name": "Free lunch", "price": -1 } }),
@@ -72,7 +75,7 @@ async fn products_and_customers_through_envoy() {
         .await;
     assert_eq!(code, "BAD_USER_INPUT", "{err}");
     assert!(err.to_string().contains("price"), "{err}");
-    let (code, _) = gql
+    let (code, _) = admin
         .error_code(
             CREATE,
             json!({ "input": { "name": "x".repeat(201), "price": 1 } }),
@@ -111,11 +114,11 @@ async fn products_and_customers_through_envoy() {
         "bad inputs changed nothing"
     );
 
-    // Customers: register, view, delete, gone.
+    // Customers: register, log in, view, delete, gone.
     let d = gql
         .ok(
             "mutation($input: RegisterCustomerInput!) { registerCustomer(input: $input) { customerId version } }",
-            json!({ "input": { "email": "hanako@example.jp", "name": "Hanako" } }),
+            json!({ "input": { "email": "hanako@example.jp", "name": "Hanako", "password": PASSWORD } }),
         )
         .await;
     let customer = d["registerCustomer"]["customerId"]
@@ -123,32 +126,56 @@ async fn products_and_customers_through_envoy() {
         .expect("customer id")
         .to_string();
     assert_eq!(d["registerCustomer"]["version"], json!(1));
+    let (hanako, session) = gql.login("hanako@example.jp", PASSWORD).await;
+    assert_eq!(session["roles"], json!(["customer"]), "{session:#}");
     let profile = "query($id: ID!) { viewProfile(customerId: $id) { id email name version } }";
-    let d = gql.ok(profile, json!({ "id": customer })).await;
+    let d = hanako.ok(profile, json!({ "id": customer })).await;
     assert_eq!(d["viewProfile"]["email"], json!("hanako@example.jp"));
+    // Without customerId it is the caller's; somebody else's is not theirs to see.
+    let d = hanako.ok(PROFILE, json!({})).await;
+    assert_eq!(d["viewProfile"]["id"], json!(customer));
+    let (code, err) = admin.error_code(profile, json!({ "id": customer })).await;
+    assert_eq!(code, "FORBIDDEN", "{err}");
     let (code, _) = gql
         .error_code(
             "mutation($input: RegisterCustomerInput!) { registerCustomer(input: $input) { customerId } }",
-            json!({ "input": { "email": "hanako@example.jp", "name": "Hanako again" } }),
+            json!({ "input": { "email": "hanako@example.jp", "name": "Hanako again", "password": PASSWORD } }),
         )
         .await;
     assert_eq!(code, "CONFLICT");
     let (code, _) = gql
         .error_code(
             "mutation($input: RegisterCustomerInput!) { registerCustomer(input: $input) { customerId } }",
-            json!({ "input": { "email": "not an email", "name": "" } }),
+            json!({ "input": { "email": "not an email", "name": "", "password": PASSWORD } }),
         )
         .await;
     assert_eq!(code, "BAD_USER_INPUT");
-    let d = gql
-        .ok(
-            "mutation($input: DeleteAccountInput!) { deleteAccount(input: $input) { customerId version } }",
-            json!({ "input": { "customerId": customer } }),
+    let d = hanako.ok(DELETE_ACCOUNT, json!({})).await;
+    assert_eq!(d["deleteAccount"]["customerId"], json!(customer));
+    assert_eq!(d["deleteAccount"]["version"], json!(2));
+    // Gone: her session ended with her account (the BFF no longer takes its token), she
+    // cannot log in again, and the user service has no such customer.
+    let (code, err) = hanako.error_code(PROFILE, json!({})).await;
+    assert_eq!(code, "UNAUTHENTICATED", "{err}");
+    let login = "mutation($input: LoginInput!) { login(input: $input) { accessToken } }";
+    let (code, err) = gql
+        .error_code(
+            login,
+            json!({ "input": { "email": "hanako@example.jp", "password": PASSWORD } }),
         )
         .await;
-    assert_eq!(d["deleteAccount"]["version"], json!(2));
-    let (code, _) = gql.error_code(profile, json!({ "id": customer })).await;
-    assert_eq!(code, "NOT_FOUND");
+    assert_eq!(code, "UNAUTHENTICATED", "{err}");
+    let mut users =
+        shop_user::pb::user_service_client::UserServiceClient::connect(stack.edge("user"))
+            .await
+            .expect("user client");
+    let status = users
+        .view_profile(shop_user::pb::ViewProfileRequest {
+            customer_id: customer.clone(),
+        })
+        .await
+        .expect_err("the profile of a deleted account");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
 
     // A short smoke load through the same stack: zero errors tolerated.
     let url = stack.graphql_url();

@@ -392,19 +392,25 @@ async fn run_serves_relays_and_stops(dialect: Dialect) {
         .await
         .expect("binding an ephemeral port");
     let addr = listener.local_addr().expect("local addr");
-    let config = Config {
-        mode: Mode::Serve,
-        listen: addr,
-        database_url: db.url.clone(),
-        bus_url: db.bus_url.clone(),
-        user_topic: shop_user::TOPIC.into(),
-        user_topic_partitions: 3,
-        runtime: keel::es::app::RuntimeArgs {
-            max_connections: 5,
-            shutdown_timeout_secs: 5,
-            ..Default::default()
-        },
-    };
+    // Parsed like the binary's flags, so a setting the spec adds keeps its default here.
+    let addr_text = addr.to_string();
+    let config = <Config as clap::Parser>::try_parse_from([
+        "user-service",
+        "serve",
+        "--listen",
+        addr_text.as_str(),
+        "--database-url",
+        db.url.as_str(),
+        "--bus-url",
+        db.bus_url.as_str(),
+        "--max-connections",
+        "5",
+        "--shutdown-timeout-secs",
+        "5",
+    ])
+    .expect("the service's flags");
+    assert_eq!(config.mode, Mode::Serve);
+    assert_eq!(config.user_topic, shop_user::TOPIC);
     let (stop, stopped) = watch::channel(false);
     let service = tokio::spawn(user_service::run(
         config,

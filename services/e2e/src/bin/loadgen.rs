@@ -2,6 +2,11 @@
 //! set time; prints throughput and latency percentiles per operation. Any error fails
 //! the run (exit 1): the target is zero errors under load.
 //!
+//! Each customer registers and logs in once, shops (one journey after another) with
+//! their own session, renewing it before it expires, and deletes their account at the
+//! end. Missing products are created by the back-office user (`ops::BACK_OFFICE_EMAIL`,
+//! which the target must grant the back-office role: the test stacks do).
+//!
 //! `cargo run -p e2e --bin loadgen -- --customers 8 --duration 30`
 
 use std::collections::BTreeMap;
@@ -9,6 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2e::ops::{BACK_OFFICE_EMAIL, CREATE, PASSWORD, PRODUCT_PAGE as PRODUCTS, REGISTER};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -86,12 +92,89 @@ struct Stats {
     journeys: usize,
 }
 
+const LOGIN: &str =
+    "mutation($input: LoginInput!) { login(input: $input) { accessToken refreshToken expiresIn } }";
+const REFRESH: &str = "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken refreshToken expiresIn } }";
+
+#[derive(Clone)]
 struct Client {
     http: reqwest::Client,
     url: String,
+    /// Sent as `Authorization: Bearer …`.
+    token: Option<String>,
+}
+
+/// A logged-in customer's client and what renews it.
+struct Session {
+    client: Client,
+    refresh_token: String,
+    /// When to renew the access token (a while before it expires).
+    renew_at: Instant,
+}
+
+impl Session {
+    /// The session of a `login` or `refreshSession` answer.
+    fn of(client: &Client, answer: &Value) -> Option<Session> {
+        let token = answer["accessToken"].as_str()?;
+        let lifetime = Duration::from_secs(answer["expiresIn"].as_u64()?);
+        Some(Session {
+            client: client.with_token(token),
+            refresh_token: answer["refreshToken"].as_str()?.to_string(),
+            renew_at: Instant::now() + lifetime.mul_f64(0.8),
+        })
+    }
+
+    /// Renews the access token when it is due.
+    async fn fresh(&mut self, stats: &mut Stats) {
+        if Instant::now() < self.renew_at {
+            return;
+        }
+        let answer = self
+            .client
+            .call(
+                stats,
+                "refreshSession",
+                REFRESH,
+                json!({ "t": self.refresh_token }),
+            )
+            .await;
+        if let Some(s) = answer.and_then(|d| Session::of(&self.client, &d["refreshSession"])) {
+            *self = s;
+        }
+    }
 }
 
 impl Client {
+    /// The same endpoint, calling with `token`.
+    fn with_token(&self, token: &str) -> Client {
+        Client {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// Logs `email` in (recorded as `login`).
+    async fn login(&self, stats: &mut Stats, email: &str) -> Option<Session> {
+        let d = self
+            .call(
+                stats,
+                "login",
+                LOGIN,
+                json!({ "input": { "email": email, "password": PASSWORD } }),
+            )
+            .await?;
+        let session = Session::of(self, &d["login"]);
+        if session.is_none() {
+            Self::record(
+                stats,
+                "login",
+                Instant::now(),
+                Err(format!("no session in {d}")),
+            );
+        }
+        session
+    }
+
     /// Runs one operation, recording its latency or its error under `op`.
     async fn call(
         &self,
@@ -106,9 +189,11 @@ impl Client {
     }
 
     async fn once(&self, query: &str, variables: &Value) -> Result<Value, String> {
-        let result = self
-            .http
-            .post(&self.url)
+        let mut post = self.http.post(&self.url);
+        if let Some(token) = &self.token {
+            post = post.bearer_auth(token);
+        }
+        let result = post
             .json(&json!({ "query": query, "variables": variables }))
             .timeout(Duration::from_secs(30))
             .send()
@@ -179,8 +264,6 @@ impl Client {
     }
 }
 
-const PRODUCTS: &str = "query($first: Int, $after: String) { viewProducts(first: $first, after: $after) { nodes { id price } pageInfo { endCursor hasNextPage } } }";
-
 async fn ensure_products(client: &Client, want: usize) -> Result<Vec<String>, String> {
     let mut stats = Stats::default();
     let mut ids = Vec::new();
@@ -208,12 +291,16 @@ async fn ensure_products(client: &Client, want: usize) -> Result<Vec<String>, St
         }
         after = page["pageInfo"]["endCursor"].clone();
     }
+    if ids.len() >= want {
+        return Ok(ids);
+    }
+    let back_office = back_office(client).await?;
     for i in ids.len()..want {
-        let d = client
+        let d = back_office
             .call(
                 &mut stats,
                 "setup",
-                "mutation($input: CreateProductInput!) { createProduct(input: $input) { id } }",
+                CREATE,
                 json!({ "input": { "name": format!("Load product {i:03}"), "price": 100 + (i as i64 * 37) % 900 } }),
             )
             .await
@@ -223,6 +310,37 @@ async fn ensure_products(client: &Client, want: usize) -> Result<Vec<String>, St
         }
     }
     Ok(ids)
+}
+
+/// The back-office user's client: registered unless it is already (CONFLICT), logged in.
+async fn back_office(client: &Client) -> Result<Client, String> {
+    let input = json!({ "input": { "email": BACK_OFFICE_EMAIL, "name": "Back Office", "password": PASSWORD } });
+    match client.once(REGISTER, &input).await {
+        Ok(_) => {}
+        Err(e) if e.contains("\"CONFLICT\"") => {}
+        Err(e) => return Err(format!("registering the back-office user: {e}")),
+    }
+    let mut stats = Stats::default();
+    client
+        .login(&mut stats, BACK_OFFICE_EMAIL)
+        .await
+        .map(|s| s.client)
+        .ok_or_else(|| format!("logging the back-office user in: {:?}", stats.errors))
+}
+
+/// Registers a new customer and logs them in (recorded as `registerCustomer` and
+/// `login`).
+async fn customer(client: &Client, stats: &mut Stats) -> Option<Session> {
+    let email = format!("load-{}@example.com", uuid::Uuid::new_v4().simple());
+    client
+        .call(
+            stats,
+            "registerCustomer",
+            REGISTER,
+            json!({ "input": { "email": email, "name": "Load Tester", "password": PASSWORD } }),
+        )
+        .await?;
+    client.login(stats, &email).await
 }
 
 /// A small deterministic generator per customer, so runs are repeatable.
@@ -237,6 +355,7 @@ impl Rng {
     }
 }
 
+/// One shopping journey of a logged-in customer (`client`).
 async fn journey(
     client: &Client,
     args: &Args,
@@ -244,25 +363,12 @@ async fn journey(
     rng: &mut Rng,
     stats: &mut Stats,
 ) {
-    let email = format!("load-{}@example.com", uuid::Uuid::new_v4().simple());
-    let Some(d) = client
-        .call(
-            stats,
-            "registerCustomer",
-            "mutation($input: RegisterCustomerInput!) { registerCustomer(input: $input) { customerId } }",
-            json!({ "input": { "email": email, "name": "Load Tester" } }),
-        )
-        .await
-    else {
-        return;
-    };
-    let customer = d["registerCustomer"]["customerId"].clone();
     client
         .call(
             stats,
             "viewProfile",
-            "query($id: ID!) { viewProfile(customerId: $id) { id email version } }",
-            json!({ "id": customer }),
+            "query { viewProfile { id email version } }",
+            json!({}),
         )
         .await;
     client
@@ -334,15 +440,15 @@ async fn journey(
                     stats,
                     "checkout",
                     "mutation($input: CheckoutInput!) { checkout(input: $input) { id total } }",
-                    json!({ "input": { "cartId": cart, "customerId": customer } }),
+                    json!({ "input": { "cartId": cart } }),
                 )
                 .await;
             client
                 .call(
                     stats,
                     "viewOrders",
-                    "query($id: ID!) { viewOrders(customerId: $id, first: 5) { nodes { id total } } }",
-                    json!({ "id": customer }),
+                    "query { viewOrders(first: 5) { nodes { id total } } }",
+                    json!({}),
                 )
                 .await;
         } else {
@@ -356,14 +462,6 @@ async fn journey(
                 .await;
         }
     }
-    client
-        .call(
-            stats,
-            "deleteAccount",
-            "mutation($input: DeleteAccountInput!) { deleteAccount(input: $input) { version } }",
-            json!({ "input": { "customerId": customer } }),
-        )
-        .await;
     stats.journeys += 1;
 }
 
@@ -391,6 +489,7 @@ async fn main() -> ExitCode {
     let client = Arc::new(Client {
         http: reqwest::Client::new(),
         url: args.url.clone(),
+        token: None,
     });
     let products = match ensure_products(&client, args.products).await {
         Ok(p) => Arc::new(p),
@@ -413,8 +512,21 @@ async fn main() -> ExitCode {
         tasks.push(tokio::spawn(async move {
             let mut stats = Stats::default();
             let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1));
-            while Instant::now() < deadline {
-                journey(&client, &args, &products, &mut rng, &mut stats).await;
+            if let Some(mut session) = customer(&client, &mut stats).await {
+                while Instant::now() < deadline {
+                    session.fresh(&mut stats).await;
+                    journey(&session.client, &args, &products, &mut rng, &mut stats).await;
+                }
+                session.fresh(&mut stats).await;
+                session
+                    .client
+                    .call(
+                        &mut stats,
+                        "deleteAccount",
+                        "mutation { deleteAccount(input: {}) { version } }",
+                        json!({}),
+                    )
+                    .await;
             }
             let mut t = total.lock().await;
             for (op, mut l) in stats.latencies {
