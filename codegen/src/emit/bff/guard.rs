@@ -134,6 +134,6 @@ fn claim_call(system: &System, claim: &ClaimCall) -> Result<TokenStream, EmitErr
     Ok(quote! {
         let claim = #krate::pb::#request { #id #owner ..Default::default() };
         let mut client = rt::data::<super::Upstreams>(&ctx)?.#up.clone();
-        rt::ok(#service, client.#method(rt::grpc(&ctx, claim)).await)?;
+        rt::claimed(#service, client.#method(rt::grpc(&ctx, claim)).await)?;
     })
 }

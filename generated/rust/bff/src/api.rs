@@ -516,7 +516,10 @@ pub mod order {
                     let mut client = rt::data::<super::Upstreams>(&ctx)?
                         .cart_command
                         .clone();
-                    rt::ok("cart", client.assign_customer(rt::grpc(&ctx, claim)).await)?;
+                    rt::claimed(
+                        "cart",
+                        client.assign_customer(rt::grpc(&ctx, claim)).await,
+                    )?;
                 }
             }
             let mut client = rt::data::<super::Upstreams>(&ctx)?.order.clone();
@@ -638,7 +641,10 @@ pub mod cart {
                     let mut client = rt::data::<super::Upstreams>(&ctx)?
                         .cart_command
                         .clone();
-                    rt::ok("cart", client.assign_customer(rt::grpc(&ctx, claim)).await)?;
+                    rt::claimed(
+                        "cart",
+                        client.assign_customer(rt::grpc(&ctx, claim)).await,
+                    )?;
                 }
             }
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
@@ -674,7 +680,10 @@ pub mod cart {
                     let mut client = rt::data::<super::Upstreams>(&ctx)?
                         .cart_command
                         .clone();
-                    rt::ok("cart", client.assign_customer(rt::grpc(&ctx, claim)).await)?;
+                    rt::claimed(
+                        "cart",
+                        client.assign_customer(rt::grpc(&ctx, claim)).await,
+                    )?;
                 }
             }
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
@@ -713,7 +722,10 @@ pub mod cart {
                     let mut client = rt::data::<super::Upstreams>(&ctx)?
                         .cart_command
                         .clone();
-                    rt::ok("cart", client.assign_customer(rt::grpc(&ctx, claim)).await)?;
+                    rt::claimed(
+                        "cart",
+                        client.assign_customer(rt::grpc(&ctx, claim)).await,
+                    )?;
                 }
             }
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
@@ -751,7 +763,10 @@ pub mod cart {
                     let mut client = rt::data::<super::Upstreams>(&ctx)?
                         .cart_command
                         .clone();
-                    rt::ok("cart", client.assign_customer(rt::grpc(&ctx, claim)).await)?;
+                    rt::claimed(
+                        "cart",
+                        client.assign_customer(rt::grpc(&ctx, claim)).await,
+                    )?;
                 }
             }
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();

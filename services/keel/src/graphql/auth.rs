@@ -233,6 +233,21 @@ where
     }
 }
 
+/// A claim's answer: the aggregate refusing to give an instance away (it has an owner
+/// the read model did not show yet) is FORBIDDEN, like an owner seen before the call.
+pub fn claimed<T>(
+    service: &str,
+    r: Result<tonic::Response<T>, tonic::Status>,
+) -> async_graphql::Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+            Err(errors::coded(FORBIDDEN, s.message()))
+        }
+        Err(s) => Err(errors::from_status(service, &s)),
+    }
+}
+
 /// The caller's id, for a claim.
 pub fn subject(caller: &Option<Principal>) -> async_graphql::Result<String> {
     caller
@@ -371,7 +386,29 @@ pub fn logout(ctx: ResolverContext<'_>) -> FieldFuture<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::bearer;
+    use super::{bearer, claimed};
+
+    #[test]
+    fn a_refused_claim_is_forbidden() {
+        let code = |r: async_graphql::Result<()>| {
+            r.err()
+                .and_then(|e| e.extensions)
+                .and_then(|x| x.get("code").map(|c| c.to_string()))
+        };
+        let taken = Err::<tonic::Response<()>, _>(tonic::Status::failed_precondition(
+            "the cart belongs to another customer",
+        ));
+        assert_eq!(
+            code(claimed("cart", taken)).as_deref(),
+            Some("\"FORBIDDEN\"")
+        );
+        let down = Err::<tonic::Response<()>, _>(tonic::Status::unavailable("down"));
+        assert_eq!(
+            code(claimed("cart", down)).as_deref(),
+            Some("\"UNAVAILABLE\"")
+        );
+        assert!(claimed("cart", Ok(tonic::Response::new(()))).is_ok());
+    }
 
     #[test]
     fn bearer_tokens() {

@@ -16,7 +16,7 @@ pub use crate::auth::Principal;
 pub use args::Args;
 pub use async_graphql::Value;
 pub use async_graphql::dynamic::{FieldFuture, FieldValue, ResolverContext};
-pub use auth::{Audience, Authn, Caller, allow, caller_id, owned, subject};
+pub use auth::{Audience, Authn, Caller, allow, caller_id, claimed, owned, subject};
 pub use errors::Violation;
 pub use loader::{
     BoxFuture, ByKey, Fetch, FetchMany, Fetched, FetchedMany, KeyLoader, batch_loader, loader,
