@@ -125,15 +125,19 @@ fn runtime_workspace(dir: &Path, members: &[String]) {
     )
     .expect("manifest");
     fs::copy(root().join("Cargo.lock"), dir.join("Cargo.lock")).expect("lock file");
-    copy_dir(
-        &root().join("services/keel/src"),
-        &dir.join("services/keel/src"),
-    );
-    fs::copy(
-        root().join("services/keel/Cargo.toml"),
-        dir.join("services/keel/Cargo.toml"),
-    )
-    .expect("runtime manifest");
+    for part in ["src", "proto"] {
+        copy_dir(
+            &root().join("services/keel").join(part),
+            &dir.join("services/keel").join(part),
+        );
+    }
+    for file in ["Cargo.toml", "build.rs"] {
+        fs::copy(
+            root().join("services/keel").join(file),
+            dir.join("services/keel").join(file),
+        )
+        .expect("runtime manifest and build script");
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

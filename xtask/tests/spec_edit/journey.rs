@@ -83,7 +83,10 @@ fn shop_up(data: &std::path::Path) -> (Process, String) {
         "shop",
         &bin_dir().join("shop"),
         &["up", "--data", data.to_str().expect("utf-8"), "--listen", "127.0.0.1:0", "--no-demo"],
-        &[("RUST_LOG", "warn".to_string())],
+        &[
+            ("RUST_LOG", "warn".to_string()),
+            ("AUTH_BACK_OFFICE_EMAILS", e2e::ops::BACK_OFFICE_EMAIL.to_string()),
+        ],
     );
     let started = Instant::now();
     loop {
@@ -106,10 +109,12 @@ async fn the_new_service_answers_graphql_embedded_and_through_envoys() {
     build_binaries(&["shop"]);
     let data = tempfile::tempdir().expect("data folder");
     let (mut shop, url) = shop_up(data.path());
-    drive(&Graphql::new(url)).await;
+    // With the shop's `auth:`, the new operations are for a logged-in user (the default
+    // audience) and product writes for the back office: one user who is both.
+    drive(&e2e::ops::back_office(&Graphql::new(url)).await).await;
     assert!(shop.interrupt(Duration::from_secs(20)).is_some_and(|s| s.success()));
 
-    let stack = start_shop(&["supplier", "product", "bff"]).await;
-    drive(stack.graphql()).await;
+    let stack = start_shop(&["supplier", "product", "user", "bff"]).await;
+    drive(&e2e::ops::back_office(stack.graphql()).await).await;
     stack.stop();
 }

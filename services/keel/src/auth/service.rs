@@ -115,7 +115,7 @@ impl AuthService {
         auth_server::AuthServer::new(self)
     }
 
-    async fn session(
+    fn session(
         &self,
         subject: Uuid,
         roles: Vec<String>,
@@ -162,7 +162,7 @@ impl AuthService {
             expires,
         )
         .await?;
-        let mut session = self.session(creds.subject, creds.roles, id).await?;
+        let mut session = self.session(creds.subject, creds.roles, id)?;
         session.refresh_token = refresh;
         Ok(session)
     }
@@ -183,7 +183,7 @@ impl AuthService {
         if !store::rotate_refresh(&self.db, stored.id, &old, &refresh_hash(&refresh)).await? {
             return Err(ended());
         }
-        let mut session = self.session(stored.subject, creds.roles, stored.id).await?;
+        let mut session = self.session(stored.subject, creds.roles, stored.id)?;
         session.refresh_token = refresh;
         session.refresh_expires_in = (stored.expires_at - Utc::now()).num_seconds().max(0);
         Ok(session)

@@ -41,15 +41,7 @@ fn roles_of(text: &str) -> Vec<String> {
         .collect()
 }
 
-pub async fn credentials_by_email(
-    db: &Db,
-    email: &str,
-) -> Result<Option<Credentials>, ServiceError> {
-    let row = query("SELECT subject, password_hash, roles FROM auth_credentials WHERE email = $1")
-        .bind(email)
-        .fetch_optional(db)
-        .await
-        .map_err(storage)?;
+fn credentials(row: Option<sql::Row>) -> Result<Option<Credentials>, ServiceError> {
     row.map(|r| {
         Ok(Credentials {
             subject: r.uuid("subject")?,
@@ -61,6 +53,18 @@ pub async fn credentials_by_email(
     .map_err(storage)
 }
 
+pub async fn credentials_by_email(
+    db: &Db,
+    email: &str,
+) -> Result<Option<Credentials>, ServiceError> {
+    let row = query("SELECT subject, password_hash, roles FROM auth_credentials WHERE email = $1")
+        .bind(email)
+        .fetch_optional(db)
+        .await
+        .map_err(storage)?;
+    credentials(row)
+}
+
 pub async fn credentials_of(db: &Db, subject: Uuid) -> Result<Option<Credentials>, ServiceError> {
     let row =
         query("SELECT subject, password_hash, roles FROM auth_credentials WHERE subject = $1")
@@ -68,15 +72,7 @@ pub async fn credentials_of(db: &Db, subject: Uuid) -> Result<Option<Credentials
             .fetch_optional(db)
             .await
             .map_err(storage)?;
-    row.map(|r| {
-        Ok(Credentials {
-            subject: r.uuid("subject")?,
-            password_hash: r.text("password_hash")?,
-            roles: roles_of(&r.text("roles")?),
-        })
-    })
-    .transpose()
-    .map_err(storage)
+    credentials(row)
 }
 
 /// Inserts the credentials unless the subject or the email has some: whether it did.

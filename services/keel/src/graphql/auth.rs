@@ -87,19 +87,16 @@ impl Authn {
         Ok(Some(claims.into()))
     }
 
+    /// The cached key set if it knows the token's key (or was fetched moments ago),
+    /// else a fresh one from the identity service.
     async fn verifier_for(&self, token: &str) -> Result<Verifier, AuthFailure> {
         let kid = Verifier::kid_of(token).unwrap_or_default();
-        let stale = {
-            let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-            match &keys.0 {
-                Some(v) if v.knows(&kid) => return Ok(v.clone()),
-                Some(v) if keys.1.is_some_and(|t| t.elapsed() < REFETCH_AFTER) => {
-                    return Ok(v.clone());
-                }
-                _ => true,
+        if let (Some(v), fetched) = &*self.keys.read().unwrap_or_else(|e| e.into_inner()) {
+            let recent = fetched.is_some_and(|t| t.elapsed() < REFETCH_AFTER);
+            if v.knows(&kid) || recent {
+                return Ok(v.clone());
             }
-        };
-        debug_assert!(stale);
+        }
         let jwks = self.jwks().await?;
         let verifier = Verifier::from_jwks(&self.issuer, &jwks)
             .map_err(|e: TokenError| AuthFailure::Unavailable(e.to_string()))?;
