@@ -92,6 +92,7 @@ fn api(system: &System) -> Result<TokenStream, EmitError> {
     let loaders = loaders(system)?;
     let registry = registry(api);
     let by_id = by_id_resolvers(api);
+    let ownership = guard::helpers(system)?;
     let modules = services(system)
         .into_iter()
         .map(|s| service_module(system, s))
@@ -111,6 +112,7 @@ fn api(system: &System) -> Result<TokenStream, EmitError> {
         #loaders
         #registry
         #by_id
+        #ownership
         #(#modules)*
     })
 }
@@ -779,7 +781,7 @@ fn resolver(
     c: &OperationCall,
 ) -> Result<TokenStream, EmitError> {
     let api = &system.graphql;
-    let guard = guard::parts(system, c)?;
+    let guard = guard::parts(c)?;
     let (allow, password, checks, keep_email, credentials, forget) = (
         &guard.allow,
         &guard.password,

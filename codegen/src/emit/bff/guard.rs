@@ -19,7 +19,7 @@ pub(super) struct Parts {
     pub forget: TokenStream,
 }
 
-pub(super) fn parts(system: &System, c: &OperationCall) -> Result<Parts, EmitError> {
+pub(super) fn parts(c: &OperationCall) -> Result<Parts, EmitError> {
     let Some(g) = &c.guard else {
         return Ok(Parts::default());
     };
@@ -46,8 +46,7 @@ pub(super) fn parts(system: &System, c: &OperationCall) -> Result<Parts, EmitErr
         ..Parts::default()
     };
     for o in &g.owned {
-        let check = owned_check(system, c, o)?;
-        parts.checks.extend(check);
+        parts.checks.extend(owned_check(c, o));
     }
     if let Some(email) = &g.credentials {
         let email = super::super::ident(email);
@@ -79,35 +78,69 @@ fn label_of(system: &System, service: &str, message: &str, field: &str) -> Label
         .map_or(Label::Required, |f| f.label)
 }
 
-fn owned_check(
-    system: &System,
-    c: &OperationCall,
-    o: &OwnedCheck,
-) -> Result<TokenStream, EmitError> {
+fn owned_check(c: &OperationCall, o: &OwnedCheck) -> TokenStream {
     let field = super::super::ident(&o.field);
-    let kind = o.entity.to_snake_case();
-    let loader = ident(&o.entity);
-    let owner = &o.owner;
-    let claimable = o.claim.is_some();
-    let claim = match &o.claim {
-        Some(claim) => claim_call(system, claim)?,
-        None => TokenStream::new(),
-    };
-    let check = quote! {
-        if rt::owned::<super::Loaders, _>(&ctx, &caller, #kind, id, |l| &l.#loader, #owner, #claimable).await? {
-            #claim
-        }
-    };
+    let helper = helper_name(o);
     let optional = c
         .request
         .iter()
         .find(|f| f.field == o.field)
         .is_some_and(|f| f.label == Label::Optional);
-    Ok(if optional {
-        quote!(if let Some(id) = req.#field.as_deref() { #check })
+    if optional {
+        quote!(if let Some(id) = req.#field.as_deref() { super::#helper(&ctx, &caller, id).await?; })
     } else {
-        quote!({ let id = req.#field.as_str(); #check })
-    })
+        quote!(super::#helper(&ctx, &caller, req.#field.as_str()).await?;)
+    }
+}
+
+/// `own_cart` (checks, never claims) or `own_or_claim_cart`.
+fn helper_name(o: &OwnedCheck) -> proc_macro2::Ident {
+    let entity = o.entity.to_snake_case();
+    match o.claim {
+        Some(_) => quote::format_ident!("own_or_claim_{entity}"),
+        None => quote::format_ident!("own_{entity}"),
+    }
+}
+
+/// One function per kind of ownership check the guards make: whether the caller owns
+/// the instance (through its loader), and for writes the claim of an unowned one.
+pub(super) fn helpers(system: &System) -> Result<TokenStream, EmitError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = TokenStream::new();
+    let checks = system
+        .graphql
+        .queries
+        .iter()
+        .chain(&system.graphql.mutations)
+        .filter_map(|r| r.call.as_ref()?.guard.as_ref())
+        .flat_map(|g| &g.owned);
+    for o in checks {
+        let name = helper_name(o);
+        if !seen.insert(name.to_string()) {
+            continue;
+        }
+        let kind = o.entity.to_snake_case();
+        let loader = ident(&o.entity);
+        let owner = &o.owner;
+        let claimable = o.claim.is_some();
+        let claim = match &o.claim {
+            Some(claim) => claim_call(system, claim)?,
+            None => TokenStream::new(),
+        };
+        let doc = format!(
+            " FORBIDDEN unless the {kind} `id` is the caller's (or, claimable, nobody's yet)."
+        );
+        out.extend(quote! {
+            #[doc = #doc]
+            async fn #name(ctx: &rt::ResolverContext<'_>, caller: &Option<rt::Principal>, id: &str) -> rt::Result<()> {
+                if rt::owned::<Loaders, _>(ctx, caller, #kind, id, |l| &l.#loader, #owner, #claimable).await? {
+                    #claim
+                }
+                Ok(())
+            }
+        });
+    }
+    Ok(out)
 }
 
 fn claim_call(system: &System, claim: &ClaimCall) -> Result<TokenStream, EmitError> {
@@ -133,7 +166,7 @@ fn claim_call(system: &System, claim: &ClaimCall) -> Result<TokenStream, EmitErr
     let service = &claim.service;
     Ok(quote! {
         let claim = #krate::pb::#request { #id #owner ..Default::default() };
-        let mut client = rt::data::<super::Upstreams>(&ctx)?.#up.clone();
-        rt::claimed(#service, client.#method(rt::grpc(&ctx, claim)).await)?;
+        let mut client = rt::data::<Upstreams>(ctx)?.#up.clone();
+        rt::claimed(#service, client.#method(rt::grpc(ctx, claim)).await)?;
     })
 }

@@ -283,6 +283,50 @@ fn order_cart(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
 fn order_detail_product(ctx: rt::ResolverContext<'_>) -> rt::FieldFuture<'_> {
     rt::related::<Loaders, _>(ctx, "productId", |l| &l.product)
 }
+/// FORBIDDEN unless the cart `id` is the caller's (or, claimable, nobody's yet).
+async fn own_cart(
+    ctx: &rt::ResolverContext<'_>,
+    caller: &Option<rt::Principal>,
+    id: &str,
+) -> rt::Result<()> {
+    if rt::owned::<Loaders, _>(ctx, caller, "cart", id, |l| &l.cart, "customerId", false)
+        .await?
+    {}
+    Ok(())
+}
+/// FORBIDDEN unless the order `id` is the caller's (or, claimable, nobody's yet).
+async fn own_order(
+    ctx: &rt::ResolverContext<'_>,
+    caller: &Option<rt::Principal>,
+    id: &str,
+) -> rt::Result<()> {
+    if rt::owned::<
+        Loaders,
+        _,
+    >(ctx, caller, "order", id, |l| &l.order, "customerId", false)
+        .await?
+    {}
+    Ok(())
+}
+/// FORBIDDEN unless the cart `id` is the caller's (or, claimable, nobody's yet).
+async fn own_or_claim_cart(
+    ctx: &rt::ResolverContext<'_>,
+    caller: &Option<rt::Principal>,
+    id: &str,
+) -> rt::Result<()> {
+    if rt::owned::<Loaders, _>(ctx, caller, "cart", id, |l| &l.cart, "customerId", true)
+        .await?
+    {
+        let claim = shop_cart::pb::AssignCustomerRequest {
+            cart_id: id.to_string(),
+            customer_id: Some(rt::subject(&caller)?),
+            ..Default::default()
+        };
+        let mut client = rt::data::<Upstreams>(ctx)?.cart_command.clone();
+        rt::claimed("cart", client.assign_customer(rt::grpc(ctx, claim)).await)?;
+    }
+    Ok(())
+}
 /// The `product` service (`shop.product.v1`).
 pub mod product {
     use keel::graphql as rt;
@@ -471,15 +515,7 @@ pub mod order {
                 id: a.id("id"),
             };
             a.finish()?;
-            {
-                let id = req.id.as_str();
-                if rt::owned::<
-                    super::Loaders,
-                    _,
-                >(&ctx, &caller, "order", id, |l| &l.order, "customerId", false)
-                    .await?
-                {}
-            }
+            super::own_order(&ctx, &caller, req.id.as_str()).await?;
             let key = req.id.clone();
             let mut client = rt::data::<super::Upstreams>(&ctx)?.order.clone();
             let r = rt::ok("order", client.get_order(rt::grpc(&ctx, req)).await)?;
@@ -500,28 +536,7 @@ pub mod order {
                 )?,
             };
             a.finish()?;
-            {
-                let id = req.cart_id.as_str();
-                if rt::owned::<
-                    super::Loaders,
-                    _,
-                >(&ctx, &caller, "cart", id, |l| &l.cart, "customerId", true)
-                    .await?
-                {
-                    let claim = shop_cart::pb::AssignCustomerRequest {
-                        cart_id: id.to_string(),
-                        customer_id: Some(rt::subject(&caller)?),
-                        ..Default::default()
-                    };
-                    let mut client = rt::data::<super::Upstreams>(&ctx)?
-                        .cart_command
-                        .clone();
-                    rt::claimed(
-                        "cart",
-                        client.assign_customer(rt::grpc(&ctx, claim)).await,
-                    )?;
-                }
-            }
+            super::own_or_claim_cart(&ctx, &caller, req.cart_id.as_str()).await?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.order.clone();
             let r = rt::ok("order", client.checkout(rt::grpc(&ctx, req)).await)?;
             rt::sent("order", r.order.map(|m| order(&m)).transpose()?)
@@ -597,15 +612,7 @@ pub mod cart {
                 cart_id: a.id("cartId"),
             };
             a.finish()?;
-            {
-                let id = req.cart_id.as_str();
-                if rt::owned::<
-                    super::Loaders,
-                    _,
-                >(&ctx, &caller, "cart", id, |l| &l.cart, "customerId", false)
-                    .await?
-                {}
-            }
+            super::own_cart(&ctx, &caller, req.cart_id.as_str()).await?;
             let key = req.cart_id.clone();
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_query.clone();
             let r = rt::ok("cart", client.view_cart(rt::grpc(&ctx, req)).await)?;
@@ -625,28 +632,7 @@ pub mod cart {
                 idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
-            {
-                let id = req.cart_id.as_str();
-                if rt::owned::<
-                    super::Loaders,
-                    _,
-                >(&ctx, &caller, "cart", id, |l| &l.cart, "customerId", true)
-                    .await?
-                {
-                    let claim = shop_cart::pb::AssignCustomerRequest {
-                        cart_id: id.to_string(),
-                        customer_id: Some(rt::subject(&caller)?),
-                        ..Default::default()
-                    };
-                    let mut client = rt::data::<super::Upstreams>(&ctx)?
-                        .cart_command
-                        .clone();
-                    rt::claimed(
-                        "cart",
-                        client.assign_customer(rt::grpc(&ctx, claim)).await,
-                    )?;
-                }
-            }
+            super::own_or_claim_cart(&ctx, &caller, req.cart_id.as_str()).await?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
             let r = rt::ok("cart", client.add_product(rt::grpc(&ctx, req)).await)?;
             rt::value(rt::command_payload("cartId", &r.cart_id, r.version)?)
@@ -664,28 +650,7 @@ pub mod cart {
                 idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
-            {
-                let id = req.cart_id.as_str();
-                if rt::owned::<
-                    super::Loaders,
-                    _,
-                >(&ctx, &caller, "cart", id, |l| &l.cart, "customerId", true)
-                    .await?
-                {
-                    let claim = shop_cart::pb::AssignCustomerRequest {
-                        cart_id: id.to_string(),
-                        customer_id: Some(rt::subject(&caller)?),
-                        ..Default::default()
-                    };
-                    let mut client = rt::data::<super::Upstreams>(&ctx)?
-                        .cart_command
-                        .clone();
-                    rt::claimed(
-                        "cart",
-                        client.assign_customer(rt::grpc(&ctx, claim)).await,
-                    )?;
-                }
-            }
+            super::own_or_claim_cart(&ctx, &caller, req.cart_id.as_str()).await?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
             let r = rt::ok("cart", client.remove_product(rt::grpc(&ctx, req)).await)?;
             rt::value(rt::command_payload("cartId", &r.cart_id, r.version)?)
@@ -706,28 +671,7 @@ pub mod cart {
                 idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
-            {
-                let id = req.cart_id.as_str();
-                if rt::owned::<
-                    super::Loaders,
-                    _,
-                >(&ctx, &caller, "cart", id, |l| &l.cart, "customerId", true)
-                    .await?
-                {
-                    let claim = shop_cart::pb::AssignCustomerRequest {
-                        cart_id: id.to_string(),
-                        customer_id: Some(rt::subject(&caller)?),
-                        ..Default::default()
-                    };
-                    let mut client = rt::data::<super::Upstreams>(&ctx)?
-                        .cart_command
-                        .clone();
-                    rt::claimed(
-                        "cart",
-                        client.assign_customer(rt::grpc(&ctx, claim)).await,
-                    )?;
-                }
-            }
+            super::own_or_claim_cart(&ctx, &caller, req.cart_id.as_str()).await?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
             let r = rt::ok(
                 "cart",
@@ -747,28 +691,7 @@ pub mod cart {
                 idempotency_key: a.opt_string("idempotencyKey"),
             };
             a.finish()?;
-            {
-                let id = req.cart_id.as_str();
-                if rt::owned::<
-                    super::Loaders,
-                    _,
-                >(&ctx, &caller, "cart", id, |l| &l.cart, "customerId", true)
-                    .await?
-                {
-                    let claim = shop_cart::pb::AssignCustomerRequest {
-                        cart_id: id.to_string(),
-                        customer_id: Some(rt::subject(&caller)?),
-                        ..Default::default()
-                    };
-                    let mut client = rt::data::<super::Upstreams>(&ctx)?
-                        .cart_command
-                        .clone();
-                    rt::claimed(
-                        "cart",
-                        client.assign_customer(rt::grpc(&ctx, claim)).await,
-                    )?;
-                }
-            }
+            super::own_or_claim_cart(&ctx, &caller, req.cart_id.as_str()).await?;
             let mut client = rt::data::<super::Upstreams>(&ctx)?.cart_command.clone();
             let r = rt::ok("cart", client.reset_cart(rt::grpc(&ctx, req)).await)?;
             rt::value(rt::command_payload("cartId", &r.cart_id, r.version)?)
