@@ -1,6 +1,7 @@
 //! The shop's end-to-end tests: its deployables on real servers through the framework's
 //! test stack ([`keel::testing::stack`]), and the operations the journeys share.
 
+pub mod authz;
 pub mod embedded;
 pub mod ops;
 
