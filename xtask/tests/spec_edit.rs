@@ -72,7 +72,7 @@ fn edited_spec() -> String {
         )
         .replacen(
             "      - DeleteProduct\n",
-            "      - DeleteProduct\n      - CreateSupplier\n      - UpdateSupplier\n      - DeleteSupplier\n",
+            "      - DeleteProduct\n      - CreateSupplier\n      - UpdateSupplier\n      - DeleteSupplier\n  limits: { max_body_bytes: 20000 }\n",
             1,
         );
     assert_ne!(edited, spec);

@@ -128,10 +128,18 @@ fn server(system: &System) -> TokenStream {
     } else {
         (TokenStream::new(), TokenStream::new())
     };
+    let limits = &system.bff.limits;
+    let (body, timeout) = (limits.max_body_bytes, limits.request_timeout_ms);
+    let (body_text, timeout_text) = (body.to_string(), timeout.to_string());
+    let body = proc_macro2::Literal::usize_unsuffixed(body as usize);
+    let timeout = proc_macro2::Literal::u64_unsuffixed(timeout);
     quote! {
-        /// The BFF's settings, by flag or environment variable.
+        /// The BFF's settings, by flag or environment variable. The edge limits default
+        /// to the spec's `bff.limits`, wherever the BFF runs.
         #[derive(clap::Parser, Debug, Clone, PartialEq, Eq)]
         #[command(name = "bff", about = #about)]
+        #[command(mut_arg("max_body_bytes", |a| a.default_value(#body_text)))]
+        #[command(mut_arg("request_timeout_ms", |a| a.default_value(#timeout_text)))]
         pub struct Config {
             /// Address to serve HTTP on: POST/GET /graphql, GraphiQL at /, /healthz.
             #[arg(long, env = "LISTEN_ADDR", default_value_t = LISTEN)]
@@ -147,7 +155,11 @@ fn server(system: &System) -> TokenStream {
                 Config {
                     listen: LISTEN,
                     upstreams: UpstreamConfig::default(),
-                    limits: keel::bff::Limits::default(),
+                    limits: keel::bff::Limits {
+                        max_body_bytes: #body,
+                        request_timeout_ms: #timeout,
+                        ..keel::bff::Limits::default()
+                    },
                 }
             }
         }
@@ -162,7 +174,7 @@ fn server(system: &System) -> TokenStream {
         pub fn bff(config: &Config) -> Result<keel::bff::Bff, keel::bff::BuildError> {
             let upstreams = Upstreams::connect_lazy(&config.upstreams)?;
             #with_auth
-            keel::bff::Bff::new(&api(), upstreams, config.limits, |u, id| u.request(id))#auth_layer
+            keel::bff::Bff::new(&api(), upstreams, config.limits.clone(), |u, id| u.request(id))#auth_layer
         }
 
         /// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`.

@@ -104,6 +104,18 @@ fn shop_up(data: &std::path::Path) -> (Process, String) {
     }
 }
 
+/// The edited spec's `bff.limits.max_body_bytes` (20000) holds at `url`: a 30 KB body is
+/// refused with 413, a 15 KB one is executed.
+async fn the_body_limit_is_the_specs(url: &str) {
+    let post = |size: usize| {
+        let padding = " ".repeat(size);
+        let body = json!({ "query": format!("{{ __typename{padding}}}") });
+        reqwest::Client::new().post(url).json(&body).send()
+    };
+    assert_eq!(post(30_000).await.expect("big").status().as_u16(), 413);
+    assert_eq!(post(15_000).await.expect("small").status().as_u16(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_new_service_answers_graphql_embedded_and_through_envoys() {
     build_binaries(&["shop"]);
@@ -111,10 +123,12 @@ async fn the_new_service_answers_graphql_embedded_and_through_envoys() {
     let (mut shop, url) = shop_up(data.path());
     // With the shop's `auth:`, the new operations are for a logged-in user (the default
     // audience) and product writes for the back office: one user who is both.
-    drive(&e2e::ops::back_office(&Graphql::new(url)).await).await;
+    drive(&e2e::ops::back_office(&Graphql::new(url.clone())).await).await;
+    the_body_limit_is_the_specs(&url).await;
     assert!(shop.interrupt(Duration::from_secs(20)).is_some_and(|s| s.success()));
 
     let stack = start_shop(&["supplier", "product", "user", "bff"]).await;
     drive(&e2e::ops::back_office(stack.graphql()).await).await;
+    the_body_limit_is_the_specs(&stack.graphql_url()).await;
     stack.stop();
 }

@@ -67,9 +67,12 @@ impl UpstreamConfig {
         ]
     }
 }
-/// The BFF's settings, by flag or environment variable.
+/// The BFF's settings, by flag or environment variable. The edge limits default
+/// to the spec's `bff.limits`, wherever the BFF runs.
 #[derive(clap::Parser, Debug, Clone, PartialEq, Eq)]
 #[command(name = "bff", about = "The shop system's GraphQL gateway (BFF)")]
+#[command(mut_arg("max_body_bytes", |a|a.default_value("102400")))]
+#[command(mut_arg("request_timeout_ms", |a|a.default_value("15000")))]
 pub struct Config {
     /// Address to serve HTTP on: POST/GET /graphql, GraphiQL at /, /healthz.
     #[arg(long, env = "LISTEN_ADDR", default_value_t = LISTEN)]
@@ -84,7 +87,11 @@ impl Default for Config {
         Config {
             listen: LISTEN,
             upstreams: UpstreamConfig::default(),
-            limits: keel::bff::Limits::default(),
+            limits: keel::bff::Limits {
+                max_body_bytes: 102400,
+                request_timeout_ms: 15000,
+                ..keel::bff::Limits::default()
+            },
         }
     }
 }
@@ -101,7 +108,7 @@ pub fn api() -> keel::bff::Api {
 pub fn bff(config: &Config) -> Result<keel::bff::Bff, keel::bff::BuildError> {
     let upstreams = Upstreams::connect_lazy(&config.upstreams)?;
     let auth = upstreams.auth.clone();
-    keel::bff::Bff::new(&api(), upstreams, config.limits, |u, id| u.request(id))
+    keel::bff::Bff::new(&api(), upstreams, config.limits.clone(), |u, id| u.request(id))
         .map(|b| b.with_auth(auth))
 }
 /// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`.

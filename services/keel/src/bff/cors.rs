@@ -4,6 +4,7 @@
 //! `access-control-allow-origin: <origin>`; never credentials (tokens travel in
 //! `Authorization`). A preflight from any other origin is refused with 403.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -21,10 +22,8 @@ const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 /// The origins allowed cross-origin access, as browsers send them in `Origin`
 /// (`scheme://host[:port]`, lowercase).
 ///
-/// `Copy` like the rest of [`super::Limits`], which the generated BFF config hands over
-/// by value from a reference: the list is leaked, once per parsed configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Origins(&'static [HeaderValue]);
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origins(Arc<[HeaderValue]>);
 
 impl Origins {
     /// A comma-separated list; empty means none.
@@ -35,15 +34,15 @@ impl Origins {
             .filter(|o| !o.is_empty())
             .map(origin)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Origins(Box::leak(origins.into_boxed_slice())))
+        Ok(Origins(origins.into()))
     }
 
     pub fn allows(&self, origin: &HeaderValue) -> bool {
         self.0.contains(origin)
     }
 
-    pub fn as_slice(&self) -> &'static [HeaderValue] {
-        self.0
+    pub fn as_slice(&self) -> &[HeaderValue] {
+        &self.0
     }
 }
 
@@ -63,7 +62,7 @@ fn origin(text: &str) -> Result<HeaderValue, String> {
 }
 
 /// The CORS answers for the listed origins.
-pub fn layer(origins: Origins) -> CorsLayer {
+pub fn layer(origins: &Origins) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins.as_slice().iter().cloned()))
         .allow_methods([Method::GET, Method::POST])

@@ -29,17 +29,17 @@ use crate::graphql::auth::AuthFailure;
 struct RequestId(String);
 
 pub fn router(bff: Bff) -> Router {
-    let limits = bff.limits;
-    let origins = limits.cors_allowed_origins;
+    let limits = bff.limits.clone();
+    let origins = limits.cors_allowed_origins.clone();
     Router::new()
         .route("/", get(graphiql))
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
         .route("/.well-known/jwks.json", get(jwks))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(from_fn_with_state(limits, refuse_declared_too_large))
+        .layer(from_fn_with_state(limits.clone(), refuse_declared_too_large))
         .layer(from_fn_with_state(limits, time_out))
-        .layer(cors::layer(origins))
+        .layer(cors::layer(&origins))
         .layer(from_fn_with_state(origins, cors::refuse_unlisted_preflight))
         .layer(from_fn(request_id))
         .with_state(bff)

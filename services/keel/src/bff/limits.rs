@@ -40,7 +40,7 @@ pub struct Policy {
 impl ExtensionFactory for Policy {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(PolicyExtension {
-            limits: self.limits,
+            limits: self.limits.clone(),
             shape: self.shape.clone(),
             operation_name: Mutex::new(None),
             parsed: Mutex::new(None),

@@ -41,7 +41,7 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 15_000;
 
 /// What one GraphQL operation and one HTTP request may ask for, and who may ask from a
 /// browser.
-#[derive(clap::Args, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Deepest allowed selection nesting.
     #[arg(long, env = "GRAPHQL_MAX_DEPTH", default_value_t = DEFAULT_MAX_DEPTH)]
@@ -156,7 +156,7 @@ impl Bff {
         U: Clone + Send + Sync + 'static,
         L: Send + Sync + 'static,
     {
-        let schema = schema(api, upstreams.clone(), limits)?;
+        let schema = schema(api, upstreams.clone(), limits.clone())?;
         let per_request = Arc::new(move |req: async_graphql::Request, id: String| {
             let (call, loaders) = request(&upstreams, id);
             req.data(call).data(loaders)

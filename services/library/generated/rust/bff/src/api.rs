@@ -67,9 +67,12 @@ impl UpstreamConfig {
         ]
     }
 }
-/// The BFF's settings, by flag or environment variable.
+/// The BFF's settings, by flag or environment variable. The edge limits default
+/// to the spec's `bff.limits`, wherever the BFF runs.
 #[derive(clap::Parser, Debug, Clone, PartialEq, Eq)]
 #[command(name = "bff", about = "The library system's GraphQL gateway (BFF)")]
+#[command(mut_arg("max_body_bytes", |a|a.default_value("65536")))]
+#[command(mut_arg("request_timeout_ms", |a|a.default_value("10000")))]
 pub struct Config {
     /// Address to serve HTTP on: POST/GET /graphql, GraphiQL at /, /healthz.
     #[arg(long, env = "LISTEN_ADDR", default_value_t = LISTEN)]
@@ -84,7 +87,11 @@ impl Default for Config {
         Config {
             listen: LISTEN,
             upstreams: UpstreamConfig::default(),
-            limits: keel::bff::Limits::default(),
+            limits: keel::bff::Limits {
+                max_body_bytes: 65536,
+                request_timeout_ms: 10000,
+                ..keel::bff::Limits::default()
+            },
         }
     }
 }
@@ -100,7 +107,7 @@ pub fn api() -> keel::bff::Api {
 /// contacts no upstream.
 pub fn bff(config: &Config) -> Result<keel::bff::Bff, keel::bff::BuildError> {
     let upstreams = Upstreams::connect_lazy(&config.upstreams)?;
-    keel::bff::Bff::new(&api(), upstreams, config.limits, |u, id| u.request(id))
+    keel::bff::Bff::new(&api(), upstreams, config.limits.clone(), |u, id| u.request(id))
 }
 /// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`.
 pub fn app(config: &Config) -> Result<keel::bff::Router, keel::bff::BuildError> {
