@@ -1031,10 +1031,16 @@ fn auth_tables() -> Vec<Table> {
         "id",
     );
     sessions.unique = vec![vec!["refresh_hash".into()]];
-    sessions.indexes = vec![vec![IndexColumn {
-        field: "subject".into(),
-        descending: false,
-    }]];
+    // By subject: an account's sessions end with it; by revoked_at: the BFFs' poll of
+    // recently ended sessions.
+    sessions.indexes = ["subject", "revoked_at"]
+        .map(|field| {
+            vec![IndexColumn {
+                field: field.into(),
+                descending: false,
+            }]
+        })
+        .into();
     let keys = table(
         "auth_keys",
         "Ed25519 signing keys (seeds) by key id; the oldest signs, all are published.",

@@ -15,6 +15,9 @@ use super::{password, store};
 use crate::ServiceError;
 use crate::sql::Db;
 
+/// The most ended sessions one [`pb::EndedSessionsRequest`] answers.
+const ENDED_SESSIONS_PAGE: i64 = 5_000;
+
 /// What the spec and the deployment decide about sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -247,6 +250,35 @@ impl AuthService {
         Ok(Some(creds.subject))
     }
 
+    /// The sessions ended since `since_unix_ms` whose access tokens may still be valid.
+    async fn ended_sessions(
+        &self,
+        since_unix_ms: i64,
+    ) -> Result<pb::EndedSessionsResponse, ServiceError> {
+        let now = Utc::now();
+        let ttl = self.settings.access_ttl_secs;
+        let oldest_relevant = now - chrono::Duration::seconds(ttl + token::LEEWAY_SECS);
+        let since = chrono::DateTime::from_timestamp_millis(since_unix_ms)
+            .unwrap_or(oldest_relevant)
+            .max(oldest_relevant);
+        let ended = store::sessions_ended_since(&self.db, since, ENDED_SESSIONS_PAGE).await?;
+        let as_of = match ended.last() {
+            // A full page: the rest from the last one on.
+            Some((_, at)) if ended.len() as i64 == ENDED_SESSIONS_PAGE => *at,
+            _ => now,
+        };
+        Ok(pb::EndedSessionsResponse {
+            sessions: ended
+                .into_iter()
+                .map(|(id, at)| pb::EndedSession {
+                    session_id: id.to_string(),
+                    tokens_expire_at: at.timestamp() + ttl,
+                })
+                .collect(),
+            as_of_unix_ms: as_of.timestamp_millis(),
+        })
+    }
+
     /// The JWK Set of every stored key.
     pub async fn jwks(&self) -> Result<String, ServiceError> {
         let keys = store::keys(&self.db).await?;
@@ -310,6 +342,14 @@ impl auth_server::Auth for AuthService {
         Ok(Response::new(pb::GrantRoleResponse {
             subject: subject.to_string(),
         }))
+    }
+
+    async fn ended_sessions(
+        &self,
+        r: Request<pb::EndedSessionsRequest>,
+    ) -> Result<Response<pb::EndedSessionsResponse>, Status> {
+        let since = r.into_inner().since_unix_ms;
+        Ok(Response::new(AuthService::ended_sessions(self, since).await?))
     }
 
     async fn forget(

@@ -189,6 +189,27 @@ pub async fn revoke_session(db: &Db, id: Uuid) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// The sessions ended at or after `since`, oldest end first (at most `limit`), with
+/// when each ended.
+pub async fn sessions_ended_since(
+    db: &Db,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, ServiceError> {
+    let rows = query(
+        "SELECT id, revoked_at FROM auth_sessions WHERE revoked_at >= $1 ORDER BY revoked_at LIMIT $2",
+    )
+    .bind(since)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .map_err(storage)?;
+    rows.iter()
+        .map(|r| Ok((r.uuid("id")?, r.time("revoked_at")?)))
+        .collect::<Result<_, sql::Error>>()
+        .map_err(storage)
+}
+
 /// Every signing key, oldest first.
 pub async fn keys(db: &Db) -> Result<Vec<KeyPair>, ServiceError> {
     let rows = query("SELECT kid, seed FROM auth_keys ORDER BY created_at, kid")

@@ -4,7 +4,7 @@
 //! service's `keel.auth.v1.Auth`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use async_graphql::dynamic::{FieldFuture, FieldValue, ResolverContext};
@@ -21,6 +21,9 @@ use crate::auth::{BACK_OFFICE, CUSTOMER, Principal, TokenError, Verifier};
 /// How long a key set fetched for an unknown key id is trusted to be complete.
 const REFETCH_AFTER: Duration = Duration::from_secs(5);
 const IDENTITY: &str = "identity";
+/// How often every BFF asks the identity service which sessions ended (logout, account
+/// deleted elsewhere): the longest another replica's logout leaves an access token usable.
+pub const ENDED_SESSIONS_POLL: Duration = Duration::from_secs(2);
 
 /// Who may call a root field (the spec's `audience`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,20 +52,41 @@ pub struct Authn {
     issuer: String,
     subject_field: &'static str,
     keys: RwLock<(Option<Verifier>, Option<Instant>)>,
-    /// Sessions this BFF ended, until their access tokens expire.
+    /// Ended sessions (by this BFF, or learned from the identity service), until their
+    /// access tokens expire.
     ended: Mutex<BTreeMap<Uuid, i64>>,
 }
 
 impl Authn {
     /// `subject_field`: the `Session` field with the subject's id (`customerId`).
+    /// Within a tokio runtime it follows the identity service's ended sessions every
+    /// [`ENDED_SESSIONS_POLL`] for as long as it lives.
     pub fn new(channel: Channel, issuer: &str, subject_field: &'static str) -> Arc<Authn> {
-        Arc::new(Authn {
+        let authn = Arc::new(Authn {
             client: AuthClient::new(channel),
             issuer: issuer.to_string(),
             subject_field,
             keys: RwLock::new((None, None)),
             ended: Mutex::new(BTreeMap::new()),
-        })
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(follow_ended_sessions(Arc::downgrade(&authn)));
+        }
+        authn
+    }
+
+    /// Learns the sessions ended since `since_unix_ms`; the next call's `since`.
+    async fn learn_ended_sessions(&self, since_unix_ms: i64) -> Result<i64, tonic::Status> {
+        let mut request = tonic::Request::new(pb::EndedSessionsRequest { since_unix_ms });
+        request.set_timeout(Duration::from_secs(5));
+        let answer = self.client.clone().ended_sessions(request).await?.into_inner();
+        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        for s in answer.sessions {
+            if let Ok(id) = Uuid::parse_str(&s.session_id) {
+                ended.insert(id, s.tokens_expire_at);
+            }
+        }
+        Ok(answer.as_of_unix_ms)
     }
 
     /// The caller an `Authorization` header names: none without one, an error for a
@@ -126,6 +150,23 @@ impl Authn {
     fn end(&self, p: &Principal) {
         let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
         ended.insert(p.session, p.expires_at);
+    }
+}
+
+/// Polls the identity service for ended sessions until the [`Authn`] is dropped. The
+/// window overlaps the last answer by a second, for sessions ended while it was read.
+async fn follow_ended_sessions(authn: Weak<Authn>) {
+    let mut since = 0;
+    loop {
+        let Some(a) = authn.upgrade() else {
+            return;
+        };
+        match a.learn_ended_sessions(since).await {
+            Ok(as_of) => since = as_of.saturating_sub(1_000),
+            Err(e) => tracing::debug!(error = %e.message(), "ended sessions not fetched"),
+        }
+        drop(a);
+        tokio::time::sleep(ENDED_SESSIONS_POLL).await;
     }
 }
 
