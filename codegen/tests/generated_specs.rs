@@ -1,5 +1,6 @@
 //! Random specs (tests/support/random_spec.rs: entities with fields of every type,
-//! references, owned children, indexes; crud, cqs-es and cqrs-es services; a BFF) and
+//! references, owned children, indexes; crud, cqs-es and cqrs-es services; `auth:` with
+//! the cqs-es service as identity, an aggregate `owned_by` its subject and claimed; a BFF) and
 //! their whole output, checked by its consumers: protox compiles the protos,
 //! async-graphql builds the SDL into a schema, every migration applies to SQLite and to a
 //! real PostgreSQL, and Envoy validates the configs of a sample. The Rust of a sample is
@@ -55,6 +56,9 @@ fn random_specs_generate_outputs_their_consumers_accept() {
         "readonly: true",
         "one_of: ",
         "type: money",
+        "\nauth:\n",
+        "owned_by: ",
+        "claim: ",
     ] {
         assert!(
             specs.iter().any(|s| s.contains(feature)),

@@ -389,13 +389,16 @@ fn the_rust_generated_for_the_fixture_specs_compiles() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20_261_129_u64);
-    // The first from `seed` with both event-sourced patterns and a query by more than id.
+    // The first from `seed` with both event-sourced patterns, a query by more than id,
+    // and `auth:` with an owned, claimed aggregate.
     let plain = (seed..)
         .map(|seed| random_spec::spec(seed, 0))
         .find(|text| {
             text.contains("pattern: cqs-es")
                 && text.contains("pattern: cqrs-es")
                 && text.contains(random_spec::HAND_WRITTEN_QUERY)
+                && text.contains("\nauth:\n")
+                && text.contains("owned_by: ")
         })
         .expect("a random spec of every pattern");
     specs.push(("random-plain".into(), plain));

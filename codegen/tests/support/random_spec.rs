@@ -397,11 +397,19 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
         write_entity(&mut entities, e);
     }
 
-    // A cqs-es service whose events another service may subscribe to.
+    // A cqs-es service whose events another service may subscribe to; maybe the
+    // identity of `auth:` (its open command registers with an email, its close forgets).
     let mut subscribable = None;
+    let mut identity = None;
+    let mut exposed_view = None;
     if rng.chance(70) {
         let refs: Vec<String> = crud.iter().map(|(_, e)| e.name.clone()).collect();
-        let agg = entity(rng, names, &refs);
+        let mut agg = entity(rng, names, &refs);
+        let with_auth = rng.chance(50);
+        if with_auth {
+            agg.fields
+                .push((names.snake(rng), "{ type: email, max_len: 200 }".into()));
+        }
         write_entity(&mut entities, &agg);
         let svc = names.snake(rng);
         let (open, close, opened, closed, view) = (
@@ -420,9 +428,10 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
         let payload = fields.join(", ");
         let _ = writeln!(
             services,
-            "  {svc}:\n    pattern: cqs-es\n    aggregate: {a}\n    store: postgres\n    messaging: {{ broker: kafka, topic: {svc}.events }}\n    commands:\n      {open}: {{ input: [{payload}], emits: [{opened}] }}\n      {close}: {{ input: [{id}, {reason}], params: {{ {reason}: {{ type: string, max_len: 40, optional: true }} }}, emits: [{closed}]{idem} }}\n    events:\n      {opened}: [{payload}]\n      {closed}: []\n    queries:\n      {view}: {{ input: [{id}], output: {a} }}",
+            "  {svc}:\n    pattern: cqs-es\n    aggregate: {a}\n    store: postgres\n    messaging: {{ broker: kafka, topic: {svc}.events }}\n    commands:\n      {open}: {{ input: [{payload}], emits: [{opened}]{public} }}\n      {close}: {{ input: [{id}, {reason}], params: {{ {reason}: {{ type: string, max_len: 40, optional: true }} }}, emits: [{closed}]{idem} }}\n    events:\n      {opened}: [{payload}]\n      {closed}: []\n    queries:\n      {view}: {{ input: [{id}], output: {a} }}",
             a = agg.name,
             id = agg.id(),
+            public = if with_auth { ", audience: public" } else { "" },
             reason = names.snake(rng),
             idem = if rng.chance(50) {
                 ", idempotent: true"
@@ -430,6 +439,9 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
                 ""
             },
         );
+        if with_auth {
+            identity = Some((svc.clone(), agg.name.clone(), open.clone(), close.clone()));
+        }
         queries.push(view);
         mutations.extend([open, close.clone()]);
         subscribable = Some(format!("{svc}.{closed}"));
@@ -445,6 +457,17 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
         agg.extra = format!(
             "    relations:\n      {rel}: {{ to: {line}, cardinality: \"0..*\", owned: true }}\n"
         );
+        // Owned by the identity's subject, who claims an unowned one.
+        let owner = identity
+            .as_ref()
+            .filter(|_| rng.chance(70))
+            .map(|(_, subject, _, _)| {
+                let field = names.snake(rng);
+                agg.fields
+                    .push((field.clone(), format!("{{ ref: {subject}, optional: true }}")));
+                let _ = writeln!(agg.extra, "    owned_by: {field}");
+                (field, names.pascal(rng), names.pascal(rng))
+            });
         write_entity(&mut entities, &agg);
         let item = target.id();
         let _ = writeln!(
@@ -473,9 +496,17 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
         } else {
             ""
         };
+        let (claim, claim_command, claim_event) =
+            owner.as_ref().map_or(Default::default(), |(field, claim, claimed)| {
+                (
+                    format!("    claim: {claim}\n"),
+                    format!("      {claim}: {{ input: [{id}, {field}], emits: [{claimed}], audience: internal }}\n"),
+                    format!("      {claimed}: [{field}]\n"),
+                )
+            });
         let _ = writeln!(
             services,
-            "  {svc}:\n    pattern: cqrs-es\n    aggregate: {a}\n    event_store: mongodb\n    read_model: postgres\n    messaging: {{ broker: kafka, topic: {svc}.events }}\n    calls: [{target_svc}]\n    commands:\n      {add}: {{ input: [{id}, {item}, {qty}], emits: [{added}]{exists} }}\n      {clear}: {{ input: [{id}], emits: [{cleared}] }}\n      {drop}: {{ input: [{id}], emits: [{dropped}], audience: internal }}\n    events:\n      {added}: [{item}, {qty}]\n      {cleared}: []\n      {dropped}: []\n    queries:\n      {view}: {{ input: [{id}], output: {a}{consistency} }}",
+            "  {svc}:\n    pattern: cqrs-es\n    aggregate: {a}\n    event_store: mongodb\n    read_model: postgres\n    messaging: {{ broker: kafka, topic: {svc}.events }}\n    calls: [{target_svc}]\n{claim}    commands:\n      {add}: {{ input: [{id}, {item}, {qty}], emits: [{added}]{exists} }}\n      {clear}: {{ input: [{id}], emits: [{cleared}] }}\n      {drop}: {{ input: [{id}], emits: [{dropped}], audience: internal }}\n{claim_command}    events:\n      {added}: [{item}, {qty}]\n      {cleared}: []\n      {dropped}: []\n{claim_event}    queries:\n      {view}: {{ input: [{id}], output: {a}{consistency} }}",
             a = agg.name,
         );
         // A query of another form than by id: served by hand-written code.
@@ -491,7 +522,12 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
         if let Some(event) = &subscribable {
             let _ = writeln!(services, "    subscribes:\n      {event}: {drop}");
         }
-        queries.push(view);
+        if owner.is_some() {
+            // The BFF checks whose an instance is through its exposed get.
+            exposed_view = Some(view);
+        } else {
+            queries.push(view);
+        }
         mutations.extend([add, clear]);
     }
 
@@ -503,9 +539,13 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
             kept
         }
     };
-    let (queries, mutations) = (keep(rng, queries), keep(rng, mutations));
+    let (mut queries, mutations) = (keep(rng, queries), keep(rng, mutations));
+    queries.extend(exposed_view);
+    let auth = identity.map_or(String::new(), |(svc, _, register, forget)| {
+        format!("auth:\n  identity: {svc}\n  register: {register}\n  forget: {forget}\n\n")
+    });
     format!(
-        "system: {}\nmoney: {{ currency: EUR, minor_units: 2 }}\n\nentities:\n{entities}\nservices:\n{services}\nbff:\n  graphql:\n    queries: [{}]\n    mutations: [{}]\n",
+        "system: {}\nmoney: {{ currency: EUR, minor_units: 2 }}\n\nentities:\n{entities}\nservices:\n{services}\n{auth}bff:\n  graphql:\n    queries: [{}]\n    mutations: [{}]\n",
         names.snake(rng),
         queries.join(", "),
         mutations.join(", ")
