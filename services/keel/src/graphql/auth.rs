@@ -372,12 +372,20 @@ pub fn login(ctx: ResolverContext<'_>) -> FieldFuture<'_> {
         a.finish()?;
         let authn = authn(&ctx)?;
         let r = authn.client.clone().login(call_of(&ctx).request(req)).await;
-        let session = r.map_err(|s| failed(&s))?.into_inner();
-        Ok(Some(FieldValue::value(session_value(
-            authn.subject_field,
-            session,
-        ))))
+        session_answer(authn, r)
     })
+}
+
+/// A `Session` from the identity service's answer to a login or a refresh.
+fn session_answer<'a>(
+    authn: &Authn,
+    r: Result<tonic::Response<pb::Session>, tonic::Status>,
+) -> async_graphql::Result<Option<FieldValue<'a>>> {
+    let session = r.map_err(|s| failed(&s))?.into_inner();
+    Ok(Some(FieldValue::value(session_value(
+        authn.subject_field,
+        session,
+    ))))
 }
 
 /// `Mutation.refreshSession`.
@@ -394,16 +402,12 @@ pub fn refresh(ctx: ResolverContext<'_>) -> FieldFuture<'_> {
             .clone()
             .refresh(call_of(&ctx).request(req))
             .await;
-        let session = r.map_err(|s| failed(&s))?.into_inner();
-        Ok(Some(FieldValue::value(session_value(
-            authn.subject_field,
-            session,
-        ))))
+        session_answer(authn, r)
     })
 }
 
 /// `Mutation.logout`: the caller's session ends (its refresh token at once, its
-/// access token here at once and everywhere when it expires).
+/// access token here at once and on every other BFF within [`ENDED_SESSIONS_POLL`]).
 pub fn logout(ctx: ResolverContext<'_>) -> FieldFuture<'_> {
     FieldFuture::new(async move {
         let p = caller_of(&ctx).ok_or_else(unauthenticated)?;
