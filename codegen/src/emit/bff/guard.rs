@@ -123,9 +123,13 @@ pub(super) fn helpers(system: &System) -> Result<TokenStream, EmitError> {
         let loader = ident(&o.entity);
         let owner = &o.owner;
         let claimable = o.claim.is_some();
-        let claim = match &o.claim {
-            Some(claim) => claim_call(system, claim)?,
-            None => TokenStream::new(),
+        let check = quote!(rt::owned::<Loaders, _>(ctx, caller, #kind, id, |l| &l.#loader, #owner, #claimable).await?);
+        let body = match &o.claim {
+            Some(claim) => {
+                let claim = claim_call(system, claim)?;
+                quote!(if #check { #claim })
+            }
+            None => quote!(#check;),
         };
         let doc = format!(
             " FORBIDDEN unless the {kind} `id` is the caller's (or, claimable, nobody's yet)."
@@ -133,9 +137,7 @@ pub(super) fn helpers(system: &System) -> Result<TokenStream, EmitError> {
         out.extend(quote! {
             #[doc = #doc]
             async fn #name(ctx: &rt::ResolverContext<'_>, caller: &Option<rt::Principal>, id: &str) -> rt::Result<()> {
-                if rt::owned::<Loaders, _>(ctx, caller, #kind, id, |l| &l.#loader, #owner, #claimable).await? {
-                    #claim
-                }
+                #body
                 Ok(())
             }
         });

@@ -296,9 +296,8 @@ async fn own_cart(
     caller: &Option<rt::Principal>,
     id: &str,
 ) -> rt::Result<()> {
-    if rt::owned::<Loaders, _>(ctx, caller, "cart", id, |l| &l.cart, "customerId", false)
-        .await?
-    {}
+    rt::owned::<Loaders, _>(ctx, caller, "cart", id, |l| &l.cart, "customerId", false)
+        .await?;
     Ok(())
 }
 /// FORBIDDEN unless the order `id` is the caller's (or, claimable, nobody's yet).
@@ -307,12 +306,8 @@ async fn own_order(
     caller: &Option<rt::Principal>,
     id: &str,
 ) -> rt::Result<()> {
-    if rt::owned::<
-        Loaders,
-        _,
-    >(ctx, caller, "order", id, |l| &l.order, "customerId", false)
-        .await?
-    {}
+    rt::owned::<Loaders, _>(ctx, caller, "order", id, |l| &l.order, "customerId", false)
+        .await?;
     Ok(())
 }
 /// FORBIDDEN unless the cart `id` is the caller's (or, claimable, nobody's yet).
