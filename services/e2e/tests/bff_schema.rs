@@ -507,6 +507,13 @@ impl keel::auth::pb::auth_server::Auth for FakeAuth {
     ) -> Result<tonic::Response<keel::auth::pb::ForgetResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("not used by this test"))
     }
+
+    async fn ended_sessions(
+        &self,
+        _: tonic::Request<keel::auth::pb::EndedSessionsRequest>,
+    ) -> Result<tonic::Response<keel::auth::pb::EndedSessionsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used by this test"))
+    }
 }
 
 /// A `Session` as `login` maps it (keel's mapping, not a generated one), every field
