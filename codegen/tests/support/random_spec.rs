@@ -463,8 +463,10 @@ pub fn spec(seed: u64, reserved_percent: u64) -> String {
             .filter(|_| rng.chance(70))
             .map(|(_, subject, _, _)| {
                 let field = names.snake(rng);
-                agg.fields
-                    .push((field.clone(), format!("{{ ref: {subject}, optional: true }}")));
+                agg.fields.push((
+                    field.clone(),
+                    format!("{{ ref: {subject}, optional: true }}"),
+                ));
                 let _ = writeln!(agg.extra, "    owned_by: {field}");
                 (field, names.pascal(rng), names.pascal(rng))
             });

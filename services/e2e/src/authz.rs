@@ -108,9 +108,14 @@ pub async fn only_the_owner_reaches_their_things(
         )
         .await;
     }
-    let order = id_at(&bob.ok(CHECKOUT, json!({"input": {"cartId": paid}})).await["checkout"]["id"]);
+    let order =
+        id_at(&bob.ok(CHECKOUT, json!({"input": {"cartId": paid}})).await["checkout"]["id"]);
     let before = view_at(&bob, &open, 3).await;
-    assert_eq!(before["customerId"], json!(bob_id), "claimed by its first user");
+    assert_eq!(
+        before["customerId"],
+        json!(bob_id),
+        "claimed by its first user"
+    );
 
     let bobs: Vec<(&str, &str, Value)> = vec![
         ("viewCart", VIEW, json!({"id": open})),

@@ -349,7 +349,9 @@ impl auth_server::Auth for AuthService {
         r: Request<pb::EndedSessionsRequest>,
     ) -> Result<Response<pb::EndedSessionsResponse>, Status> {
         let since = r.into_inner().since_unix_ms;
-        Ok(Response::new(AuthService::ended_sessions(self, since).await?))
+        Ok(Response::new(
+            AuthService::ended_sessions(self, since).await?,
+        ))
     }
 
     async fn forget(

@@ -79,7 +79,12 @@ impl Authn {
     async fn learn_ended_sessions(&self, since_unix_ms: i64) -> Result<i64, tonic::Status> {
         let mut request = tonic::Request::new(pb::EndedSessionsRequest { since_unix_ms });
         request.set_timeout(Duration::from_secs(5));
-        let answer = self.client.clone().ended_sessions(request).await?.into_inner();
+        let answer = self
+            .client
+            .clone()
+            .ended_sessions(request)
+            .await?
+            .into_inner();
         let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
         for s in answer.sessions {
             if let Ok(id) = Uuid::parse_str(&s.session_id) {
