@@ -591,6 +591,10 @@ pub struct Bff {
     pub mutations: Vec<BffOperation>,
     /// What the edge (the BFF's Envoy, and the BFF itself) accepts from a client.
     pub limits: EdgeLimits,
+    /// `bff.storefront`: the folder of the hand-written storefront, relative to the
+    /// project root (`services/shop/web`), with `/` separators; its files are compiled
+    /// into the BFF.
+    pub storefront: Option<String>,
 }
 
 /// `bff.limits`: the largest request body and the longest a request may take.

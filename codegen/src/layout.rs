@@ -75,10 +75,25 @@ pub fn upstream_var(deployable: &str) -> String {
     format!("{}_URL", deployable.to_shouty_snake_case())
 }
 
-/// The HTTP paths the BFF serves (`keel::bff`): GraphiQL, GraphQL (GET and POST), its
-/// health, and the keys it signs tokens with. Its Envoy, the system's only public
+/// The HTTP paths the BFF serves (`keel::bff`): the storefront (`/`), GraphQL (GET and
+/// POST), its health, the keys it signs tokens with, the GraphQL console, the
+/// back-office and the web assets. A path that ends in `/` (other than `/` itself) is a
+/// prefix: everything under it ([`is_prefix`]). Its Envoy, the system's only public
 /// listener, routes these and answers 404 to anything else.
-pub const BFF_PATHS: [&str; 4] = ["/", "/graphql", "/healthz", "/.well-known/jwks.json"];
+pub const BFF_PATHS: [&str; 7] = [
+    "/",
+    "/graphql",
+    "/healthz",
+    "/.well-known/jwks.json",
+    "/graphiql",
+    "/back-office/",
+    "/assets/",
+];
+
+/// Whether an entry of [`BFF_PATHS`] stands for every path under it.
+pub fn is_prefix(path: &str) -> bool {
+    path.len() > 1 && path.ends_with('/')
+}
 
 /// The BFF's own copy of the edge limits (`bff.limits`), by the variables
 /// `keel::bff::Limits` reads: what the deploy files set in the BFF's environment.

@@ -1851,11 +1851,37 @@ impl Lowering<'_> {
         let queries = lower(self, &g.queries, "queries", true);
         let mutations = lower(self, &g.mutations, "mutations", false);
         let limits = self.lower_edge_limits();
+        let storefront = self.lower_storefront();
         Bff {
             queries,
             mutations,
             limits,
+            storefront,
         }
+    }
+
+    /// `bff.storefront`: a relative folder inside the project, plain names only.
+    fn lower_storefront(&mut self) -> Option<String> {
+        let raw = self.raw.bff.storefront.as_deref()?;
+        let path = raw.trim_end_matches('/');
+        let plain = |c: &str| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        };
+        if path.is_empty() || !path.split('/').all(plain) {
+            self.d.error(
+                self.pos.value("bff.storefront"),
+                format!(
+                    "bff.storefront is {raw:?}: expected a folder relative to the project root, \
+                     names of letters, digits, `-`, `_` and `.` separated by `/` (e.g. `services/shop/web`)"
+                ),
+            );
+            return None;
+        }
+        Some(path.to_string())
     }
 
     /// `bff.limits`: each key positive and at most `EdgeLimits::MAX`, else its default.

@@ -269,6 +269,10 @@ pub struct Bff {
     /// What the edge accepts from a client; each key has a default.
     #[serde(default)]
     pub limits: EdgeLimits,
+    /// A folder of hand-written static files (the storefront), relative to the project
+    /// root (the folder that holds `spec/`): the BFF serves its `index.html` at `/` and
+    /// every file under `/assets/app/`.
+    pub storefront: Option<String>,
 }
 
 /// Signed, so that a negative value is a positioned error of lowering, not of serde.

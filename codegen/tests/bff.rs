@@ -66,11 +66,19 @@ fn the_crate_is_where_the_workspace_and_the_sdl_expect_it() {
             "rust/bff/Cargo.toml",
             "rust/bff/src/lib.rs",
             "rust/bff/src/api.rs",
-            "rust/bff/src/main.rs"
+            "rust/bff/src/main.rs",
+            // The shop names a storefront (`bff.storefront`): rebuilt when a file is added.
+            "rust/bff/build.rs"
         ]
     );
     let all = codegen::emit::all(&system).expect("emits");
     assert!(all.iter().any(|f| f.path == "graphql/schema.graphql"));
+    // The web files it compiles in are where its include_str! expects them.
+    for web in ["web/client.js", "web/backoffice.js"] {
+        assert!(all.iter().any(|f| f.path == web), "{web}");
+        assert!(api(&system).contains(&format!("include_str!(\"../../../{web}\")")));
+    }
+    assert!(api(&system).contains("\"$CARGO_MANIFEST_DIR/../../../services/shop/web\""));
     assert!(api(&system).contains("include_str!(\"../../../graphql/schema.graphql\")"));
     for f in emit(&system) {
         let mark = if f.path.ends_with(".toml") { "#" } else { "//" };

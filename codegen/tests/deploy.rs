@@ -168,7 +168,7 @@ fn the_real_spec_gets_every_expected_file() {
         "compose/docker-compose.yaml",
         "compose/postgres-init.sql",
         "docker/Dockerfile",
-        "docker/dockerignore",
+        "docker/Dockerfile.dockerignore",
         "k8s/base/kafka.yaml",
         "k8s/base/kustomization.yaml",
         "k8s/base/mongodb.yaml",

@@ -117,6 +117,31 @@ fn edge_limits_default_and_are_bounded() {
 }
 
 #[test]
+fn a_storefront_is_a_plain_folder_inside_the_project() {
+    let storefront = |spec: &str| {
+        codegen::load(Path::new("shop.yaml"), spec)
+            .unwrap()
+            .bff
+            .storefront
+    };
+    assert_eq!(storefront(VALID), None);
+    assert_eq!(
+        storefront(&format!("{VALID}  storefront: services/shop/web/\n")).as_deref(),
+        Some("services/shop/web")
+    );
+    for bad in ["../outside", "/etc", "web/./x", "a b", "\"\""] {
+        let spec = format!("{VALID}  storefront: {bad}\n");
+        let found = errors(&spec);
+        assert_eq!(found.len(), 1, "{bad}: {found:?}");
+        assert!(
+            found[0].contains("bff.storefront is") && found[0].contains("services/shop/web"),
+            "{bad}: {found:?}"
+        );
+        assert!(found[0].starts_with("shop.yaml:20:"), "{bad}: {found:?}");
+    }
+}
+
+#[test]
 fn yaml_syntax_error() {
     let spec = VALID.replace("      name: { type: string", "     name: { type: string");
     let found = errors(&spec);

@@ -3,6 +3,8 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // The back-office and console pages compiled into the BFF (`bff::web`).
+    println!("cargo:rerun-if-changed=web");
     if std::env::var_os("CARGO_FEATURE_AUTH").is_none() {
         return Ok(());
     }

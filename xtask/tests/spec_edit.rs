@@ -125,7 +125,7 @@ fn runtime_workspace(dir: &Path, members: &[String]) {
     )
     .expect("manifest");
     fs::copy(root().join("Cargo.lock"), dir.join("Cargo.lock")).expect("lock file");
-    for part in ["src", "proto"] {
+    for part in ["src", "proto", "web"] {
         copy_dir(
             &root().join("services/keel").join(part),
             &dir.join("services/keel").join(part),

@@ -33,6 +33,7 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         .map(|s| serde_json::json!({ "name": super::rust::crate_name(system, s), "dir": s.name }))
         .collect();
     ctx.insert("deps", &deps);
+    ctx.insert("storefront", &system.bff.storefront.is_some());
     let templates = super::CrateTemplates {
         dir: DIR,
         cargo_toml: include_str!("../../../templates/rust/bff/Cargo.toml.tera"),
@@ -44,6 +45,12 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
         path: format!("{DIR}/src/main.rs"),
         contents: super::rust::print(main_rs(system))?,
     });
+    if let Some(dir) = &system.bff.storefront {
+        files.push(GeneratedFile {
+            path: format!("{DIR}/build.rs"),
+            contents: super::rust::print(build_rs(dir))?,
+        });
+    }
     Ok(files)
 }
 
@@ -128,6 +135,7 @@ fn server(system: &System) -> TokenStream {
     } else {
         (TokenStream::new(), TokenStream::new())
     };
+    let web = web(system);
     let limits = &system.bff.limits;
     let (body, timeout) = (limits.max_body_bytes, limits.request_timeout_ms);
     let (body_text, timeout_text) = (body.to_string(), timeout.to_string());
@@ -141,7 +149,7 @@ fn server(system: &System) -> TokenStream {
         #[command(mut_arg("max_body_bytes", |a| a.default_value(#body_text)))]
         #[command(mut_arg("request_timeout_ms", |a| a.default_value(#timeout_text)))]
         pub struct Config {
-            /// Address to serve HTTP on: POST/GET /graphql, GraphiQL at /, /healthz.
+            /// Address to serve HTTP on: POST/GET /graphql, the web pages, /healthz.
             #[arg(long, env = "LISTEN_ADDR", default_value_t = LISTEN)]
             pub listen: std::net::SocketAddr,
             #[command(flatten)]
@@ -164,9 +172,11 @@ fn server(system: &System) -> TokenStream {
             }
         }
 
-        /// The generated half of the BFF: the SDL and its resolvers.
+        #web
+
+        /// The generated half of the BFF: the SDL, its resolvers and the web pages.
         pub fn api() -> keel::bff::Api {
-            keel::bff::Api { sdl: SDL, relations: RELATIONS, registry: registry() }
+            keel::bff::Api { sdl: SDL, relations: RELATIONS, registry: registry(), web: web() }
         }
 
         /// The schema over (lazily connecting) upstream channels. Needs a tokio runtime;
@@ -177,7 +187,7 @@ fn server(system: &System) -> TokenStream {
             keel::bff::Bff::new(&api(), upstreams, config.limits.clone(), |u, id| u.request(id))#auth_layer
         }
 
-        /// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`.
+        /// The HTTP app: `POST /graphql` (and `GET` for queries), the web pages, `/healthz`.
         pub fn app(config: &Config) -> Result<keel::bff::Router, keel::bff::BuildError> {
             Ok(bff(config)?.router())
         }
@@ -201,6 +211,54 @@ fn server(system: &System) -> TokenStream {
         ) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             serve_on(config, listener, shutdown).await
+        }
+    }
+}
+
+/// The web files the BFF serves besides keel's own: the generated client and back-office
+/// metadata (`generated/web/`, under `/assets/gen/`), and the spec's storefront
+/// (`bff.storefront`: its `index.html` at `/`, its files under `/assets/app/`).
+fn web(system: &System) -> TokenStream {
+    let storefront = match &system.bff.storefront {
+        Some(dir) => {
+            let path = format!("$CARGO_MANIFEST_DIR/../../../{dir}");
+            let doc = format!(" The storefront (`bff.storefront`: `{dir}`), compiled in.");
+            quote! {
+                #[doc = #doc]
+                pub static STOREFRONT: include_dir::Dir<'static> = include_dir::include_dir!(#path);
+            }
+        }
+        None => TokenStream::new(),
+    };
+    let storefront_ref = if system.bff.storefront.is_some() {
+        quote!(Some(&STOREFRONT))
+    } else {
+        quote!(None)
+    };
+    quote! {
+        /// The client and back-office metadata generated from the spec (`generated/web/`).
+        pub const WEB_GENERATED: &[(&str, &str)] = &[
+            ("backoffice.js", include_str!("../../../web/backoffice.js")),
+            ("client.js", include_str!("../../../web/client.js")),
+        ];
+
+        #storefront
+
+        /// What the BFF serves to browsers besides keel's back-office and console.
+        pub fn web() -> keel::bff::Web {
+            keel::bff::Web { generated: WEB_GENERATED, storefront: #storefront_ref }
+        }
+    }
+}
+
+/// With a storefront: cargo builds the BFF again when a file of it is added or removed
+/// (`include_dir!` tracks the files it found, not the folder).
+fn build_rs(dir: &str) -> TokenStream {
+    let line = format!("cargo:rerun-if-changed=../../../{dir}");
+    quote! {
+        //! Rebuild when the storefront's folder changes.
+        fn main() {
+            println!(#line);
         }
     }
 }

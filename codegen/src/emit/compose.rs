@@ -6,8 +6,11 @@
 //! deployable runs as the service named after it, built from `docker/Dockerfile`, next
 //! to its Envoy `<deployable>-envoy` (config `envoy/compose/<deployable>.yaml`).
 //! Callers reach a deployable through its Envoy (`http://<deployable>-envoy:8080`);
-//! only the BFF's Envoy publishes a host port. Every long-running service has a
-//! healthcheck, and every dependency waits for `service_healthy`.
+//! only the BFF's Envoy publishes a host port, on the host's loopback, its number taken
+//! from `<SYSTEM>_HTTP_PORT` when set (compose interpolation). The identity service's
+//! back-office emails come from the host's `AUTH_BACK_OFFICE_EMAILS` the same way.
+//! Every long-running service has a healthcheck, and every dependency waits for
+//! `service_healthy`.
 
 use serde::Serialize;
 
@@ -25,7 +28,8 @@ pub const POSTGRES_INIT: &str = "compose/postgres-init.sql";
 pub const POSTGRES_IMAGE: &str = "postgres:15";
 pub const MONGODB_IMAGE: &str = "mongo:7";
 pub const KAFKA_IMAGE: &str = "apache/kafka:4.1.1";
-pub const ENVOY_IMAGE: &str = "envoyproxy/envoy:v1.31-latest";
+/// The Envoy release the generated configs are checked with (`xtask/infra`: 1.40).
+pub const ENVOY_IMAGE: &str = "envoyproxy/envoy:v1.40-latest";
 /// A fixed KRaft cluster id (base64 of 16 bytes): the broker formats its log dir once.
 pub const KAFKA_CLUSTER_ID: &str = "4L6g3nShT-eMCtK--X86sw";
 
@@ -130,6 +134,9 @@ struct Topic {
 struct ComposeView {
     header: String,
     project: String,
+    /// The variable that moves the published port: `<SYSTEM>_HTTP_PORT`.
+    port_var: String,
+    auth_env: Option<&'static str>,
     postgres: bool,
     postgres_user: String,
     mongodb: bool,
@@ -198,6 +205,8 @@ impl ComposeView {
         ComposeView {
             header: header("#"),
             project: system.name.clone(),
+            port_var: port_var(system),
+            auth_env: system.auth.as_ref().map(|_| BACK_OFFICE_ENV),
             postgres,
             postgres_user: user,
             mongodb,
@@ -231,11 +240,41 @@ impl ComposeView {
     }
 }
 
+/// `<SYSTEM>_HTTP_PORT`: the host port of the BFF's Envoy, when not the default.
+pub fn port_var(system: &System) -> String {
+    let name: String = system
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}_HTTP_PORT")
+}
+
+/// The identity service's setting naming the first back-office users (read by its
+/// generated `Config`): passed through from the host's environment.
+pub const BACK_OFFICE_ENV: &str = "AUTH_BACK_OFFICE_EMAILS";
+
 fn app(system: &System, d: &Deployable) -> App {
     // The app and its Envoy are two containers: the app listens on the compose network.
-    let env = container_env(system, d, ALL_INTERFACES, envoy_service, |db| {
+    let mut env = container_env(system, d, ALL_INTERFACES, envoy_service, |db| {
         Some(postgres_url(system, db, postgres_user(system)))
     });
+    if system.auth.as_ref().is_some_and(|a| a.deployable == d.name) {
+        let at = env.len().saturating_sub(1); // before RUST_LOG
+        env.insert(
+            at,
+            EnvVar {
+                name: BACK_OFFICE_ENV.into(),
+                value: format!("${{{BACK_OFFICE_ENV}:-}}"),
+            },
+        );
+    }
     let mut depends_on = Vec::new();
     if !d.databases.is_empty() {
         depends_on.push(healthy(POSTGRES_HOST));
@@ -266,7 +305,14 @@ fn app(system: &System, d: &Deployable) -> App {
         envoy: Envoy {
             name: envoy_service(&d.name),
             config: format!("../{config}"),
-            publish: (!is_grpc(d)).then(|| format!("{}:{}", ports::ENVOY, ports::ENVOY)),
+            publish: (!is_grpc(d)).then(|| {
+                format!(
+                    "127.0.0.1:${{{}:-{}}}:{}",
+                    port_var(system),
+                    ports::ENVOY,
+                    ports::ENVOY
+                )
+            }),
             // Healthy once Envoy's own health checks found the app healthy.
             healthcheck: healthcheck(envoy_check(d)),
         },

@@ -1,5 +1,5 @@
 //! The container image of every Rust process: `docker/Dockerfile` (one multi-stage
-//! Dockerfile, the crate and binary chosen by build args) and `docker/dockerignore`
+//! Dockerfile, the crate and binary chosen by build args) and `docker/Dockerfile.dockerignore`
 //! (the `.dockerignore` to use with it; build context = the repository root).
 //!
 //! Also the run conventions that compose and Kubernetes share, so that the two can
@@ -36,7 +36,7 @@ pub fn emit(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
             contents: dockerfile,
         },
         GeneratedFile {
-            path: "docker/dockerignore".into(),
+            path: "docker/Dockerfile.dockerignore".into(),
             contents: ignore,
         },
     ])

@@ -120,13 +120,20 @@ struct Route {
 #[derive(Serialize)]
 struct Edge {
     /// The only paths routed; anything else is answered 404.
-    paths: [&'static str; 4],
+    paths: Vec<EdgePath>,
     max_body_bytes: u64,
     /// `bff.limits.request_timeout_ms` as an Envoy duration.
     request_timeout: String,
     /// With `auth:`: the tokens' issuer, which `jwt_authn` checks.
     issuer: Option<String>,
     local_replies: [LocalReply; 4],
+}
+
+/// One of [`BFF_PATHS`]: matched exactly, or as a prefix.
+#[derive(Serialize)]
+struct EdgePath {
+    path: &'static str,
+    prefix: bool,
 }
 
 /// A status Envoy answers itself, and the GraphQL error code its body carries.
@@ -230,7 +237,13 @@ fn render_one(system: &System, d: &Deployable, target: Target) -> Result<String,
         target: target.as_str(),
         description: description(d, target),
         edge: (!grpc).then(|| Edge {
-            paths: BFF_PATHS,
+            paths: BFF_PATHS
+                .iter()
+                .map(|&path| EdgePath {
+                    path,
+                    prefix: crate::layout::is_prefix(path),
+                })
+                .collect(),
             max_body_bytes: limits.max_body_bytes,
             request_timeout: duration(limits.request_timeout_ms),
             issuer: system.auth.as_ref().map(|_| system.name.clone()),

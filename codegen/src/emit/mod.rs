@@ -25,6 +25,7 @@ pub mod scaffold;
 pub mod sql;
 pub mod sqlite;
 pub mod system;
+pub mod web;
 
 /// A Rust identifier for a name from the spec, spelled as prost spells it
 /// ([`crate::names::rust_ident`]): `type` is `r#type`.
@@ -194,6 +195,7 @@ pub fn all(system: &System) -> Result<Vec<GeneratedFile>, EmitError> {
     files.extend(docker::emit(system)?);
     files.extend(self::system::emit(system)?);
     files.extend(launcher::emit(system)?);
+    files.extend(web::emit(system)?);
     let _ = system;
     files.sort_by(|a: &GeneratedFile, b| a.path.cmp(&b.path));
     Ok(files)

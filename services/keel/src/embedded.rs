@@ -378,7 +378,8 @@ pub async fn configure_all(system: &System) -> anyhow::Result<()> {
 }
 
 /// `<system> up [--data DIR] [--listen ADDR]`: the whole system on this machine, printing
-/// where GraphiQL and each gRPC service are; Ctrl-C stops it. For a launcher binary
+/// where the storefront, the back-office, the GraphQL console and each gRPC service are;
+/// Ctrl-C stops it. For a launcher binary
 /// that needs nothing else (the shop's adds demo data).
 pub async fn main(system: &System) -> std::process::ExitCode {
     init_logs();
@@ -403,7 +404,7 @@ pub async fn main(system: &System) -> std::process::ExitCode {
                         .env(format!("{shouty}_LISTEN"))
                         .default_value("127.0.0.1:8080")
                         .value_parser(clap::value_parser!(SocketAddr))
-                        .help("Where GraphQL (/graphql) and GraphiQL (/) are served"),
+                        .help("Where the web pages (/, /back-office/, /graphiql) and GraphQL (/graphql) are served"),
                 ),
         )
         .get_matches();
@@ -447,8 +448,10 @@ pub fn print_banner(system: &str, a: &Addresses, data: &Path) {
         "The {system} system is up. Embedded storage in {}",
         data.display()
     );
-    println!("  GraphiQL  http://{}/", a.graphql);
-    println!("  GraphQL   http://{}/graphql", a.graphql);
+    println!("  Storefront   http://{}/", a.graphql);
+    println!("  Back-office  http://{}/back-office/", a.graphql);
+    println!("  GraphiQL     http://{}/graphiql", a.graphql);
+    println!("  GraphQL      http://{}/graphql", a.graphql);
     for (name, addr) in &a.grpc {
         println!("  gRPC      {name:<19} http://{addr}");
     }

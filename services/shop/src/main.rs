@@ -25,7 +25,8 @@ struct Up {
     /// Folder for the shop's data; kept across restarts.
     #[arg(long, env = "SHOP_DATA", default_value = "shop-data")]
     data: PathBuf,
-    /// Where GraphQL (/graphql) and GraphiQL (/) are served.
+    /// Where the storefront (/), the back-office (/back-office/), the GraphQL console
+    /// (/graphiql) and GraphQL (/graphql) are served.
     #[arg(long, env = "SHOP_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Do not add the demo products on the first start.

@@ -116,6 +116,23 @@ async fn the_body_limit_is_the_specs(url: &str) {
     assert_eq!(post(15_000).await.expect("small").status().as_u16(), 200);
 }
 
+/// The back-office the BFF at `url` serves knows the new entity: its generated metadata
+/// lists `Supplier` with its operations and constraints, and the screens are there.
+async fn the_back_office_lists_the_new_entity(url: &str) {
+    let base = url.strip_suffix("/graphql").expect("a /graphql URL");
+    let get = |path: &str| reqwest::get(format!("{base}{path}"));
+    let meta = get("/assets/gen/backoffice.js").await.expect("metadata");
+    assert_eq!(meta.status().as_u16(), 200);
+    let meta = meta.text().await.expect("text");
+    for expected in ["\"name\": \"Supplier\"", "\"field\": \"createSupplier\"", "\"field\": \"viewSuppliers\"", "\"name\": \"country\""] {
+        assert!(meta.contains(expected), "{expected} in backoffice.js:\n{meta}");
+    }
+    let client = get("/assets/gen/client.js").await.expect("client").text().await.expect("text");
+    assert!(client.contains("export async function createSupplier("), "{client}");
+    let screens = get("/back-office/").await.expect("back-office");
+    assert_eq!(screens.status().as_u16(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_new_service_answers_graphql_embedded_and_through_envoys() {
     build_binaries(&["shop"]);
@@ -125,6 +142,7 @@ async fn the_new_service_answers_graphql_embedded_and_through_envoys() {
     // audience) and product writes for the back office: one user who is both.
     drive(&e2e::ops::back_office(&Graphql::new(url.clone())).await).await;
     the_body_limit_is_the_specs(&url).await;
+    the_back_office_lists_the_new_entity(&url).await;
     assert!(shop.interrupt(Duration::from_secs(20)).is_some_and(|s| s.success()));
 
     let stack = start_shop(&["supplier", "product", "user", "bff"]).await;

@@ -74,7 +74,7 @@ impl UpstreamConfig {
 #[command(mut_arg("max_body_bytes", |a|a.default_value("102400")))]
 #[command(mut_arg("request_timeout_ms", |a|a.default_value("15000")))]
 pub struct Config {
-    /// Address to serve HTTP on: POST/GET /graphql, GraphiQL at /, /healthz.
+    /// Address to serve HTTP on: POST/GET /graphql, the web pages, /healthz.
     #[arg(long, env = "LISTEN_ADDR", default_value_t = LISTEN)]
     pub listen: std::net::SocketAddr,
     #[command(flatten)]
@@ -95,12 +95,29 @@ impl Default for Config {
         }
     }
 }
-/// The generated half of the BFF: the SDL and its resolvers.
+/// The client and back-office metadata generated from the spec (`generated/web/`).
+pub const WEB_GENERATED: &[(&str, &str)] = &[
+    ("backoffice.js", include_str!("../../../web/backoffice.js")),
+    ("client.js", include_str!("../../../web/client.js")),
+];
+/// The storefront (`bff.storefront`: `services/shop/web`), compiled in.
+pub static STOREFRONT: include_dir::Dir<'static> = include_dir::include_dir!(
+    "$CARGO_MANIFEST_DIR/../../../services/shop/web"
+);
+/// What the BFF serves to browsers besides keel's back-office and console.
+pub fn web() -> keel::bff::Web {
+    keel::bff::Web {
+        generated: WEB_GENERATED,
+        storefront: Some(&STOREFRONT),
+    }
+}
+/// The generated half of the BFF: the SDL, its resolvers and the web pages.
 pub fn api() -> keel::bff::Api {
     keel::bff::Api {
         sdl: SDL,
         relations: RELATIONS,
         registry: registry(),
+        web: web(),
     }
 }
 /// The schema over (lazily connecting) upstream channels. Needs a tokio runtime;
@@ -111,7 +128,7 @@ pub fn bff(config: &Config) -> Result<keel::bff::Bff, keel::bff::BuildError> {
     keel::bff::Bff::new(&api(), upstreams, config.limits.clone(), |u, id| u.request(id))
         .map(|b| b.with_auth(auth))
 }
-/// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`.
+/// The HTTP app: `POST /graphql` (and `GET` for queries), the web pages, `/healthz`.
 pub fn app(config: &Config) -> Result<keel::bff::Router, keel::bff::BuildError> {
     Ok(bff(config)?.router())
 }

@@ -1,11 +1,11 @@
-//! HTTP: GraphQL over POST (and GET for queries only), GraphiQL, health, request ids,
+//! HTTP: GraphQL over POST (and GET for queries only), the web pages ([`super::web`]),
+//! health, request ids,
 //! behind the edge's guards: CORS ([`super::cors`]), the request timeout and the body
 //! size limit of [`super::Limits`]. What the GraphQL requests and responses look like is
 //! [`super::over_http`].
 
 use std::time::{Duration, Instant};
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use axum::Router;
 use axum::body::Bytes;
@@ -14,13 +14,13 @@ use axum::extract::{DefaultBodyLimit, Extension, FromRequest, Query, Request, St
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tracing::Instrument;
 
 use super::errors::Refused;
 use super::over_http::{GetParams, Media, Params, is_json, respond};
-use super::{Bff, Limits, cors};
+use super::{Bff, Limits, cors, web};
 use crate::graphql::Caller;
 use crate::graphql::auth::AuthFailure;
 
@@ -32,12 +32,20 @@ pub fn router(bff: Bff) -> Router {
     let limits = bff.limits.clone();
     let origins = limits.cors_allowed_origins.clone();
     Router::new()
-        .route("/", get(graphiql))
+        .route("/", get(web::index))
+        .route("/graphiql", get(web::console))
+        .route("/back-office", get(web::back_office_slash))
+        .route("/back-office/", get(web::back_office))
+        .route("/back-office/{*screen}", get(web::back_office))
+        .route("/assets/{*path}", get(web::asset))
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
         .route("/.well-known/jwks.json", get(jwks))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(from_fn_with_state(limits.clone(), refuse_declared_too_large))
+        .layer(from_fn_with_state(
+            limits.clone(),
+            refuse_declared_too_large,
+        ))
         .layer(from_fn_with_state(limits, time_out))
         .layer(cors::layer(&origins))
         .layer(from_fn_with_state(origins, cors::refuse_unlisted_preflight))
@@ -79,10 +87,6 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 
 async fn healthz() -> &'static str {
     "ok"
-}
-
-async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
 }
 
 /// A body declared larger than the limit is refused unread; one that turns out larger

@@ -1,8 +1,9 @@
 //! The GraphQL gateway (BFF) every system gets: the generated SDL built into an
 //! `async_graphql::dynamic::Schema` with the generated resolvers ([`sdl`]), depth and
 //! cost limits and error codes ([`limits`], [`cost`], [`errors`]), and HTTP ([`http`]:
-//! GraphQL over HTTP with POST and GET, GraphiQL, health, request ids, and the edge's
-//! guards: body size, media types, CORS ([`cors`]), request timeout).
+//! GraphQL over HTTP with POST and GET, health, request ids, and the edge's guards: body
+//! size, media types, CORS ([`cors`]), request timeout), and the web pages ([`web`]: the
+//! storefront, the back-office, the GraphQL console).
 //!
 //! What is the system's comes from its generated `<system>-bff` crate as an [`Api`]: the
 //! SDL, the resolvers keyed by `"Type.field"`, and what each request carries (the
@@ -18,6 +19,7 @@ mod over_http;
 pub mod sdl;
 #[cfg(test)]
 mod tests;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -30,6 +32,7 @@ pub use axum::Router;
 use crate::graphql::{Call, Resolve, UpstreamError};
 
 pub use cors::Origins;
+pub use web::Web;
 
 pub const DEFAULT_MAX_DEPTH: usize = 10;
 /// A page of 100 items with a few fields each and its `pageInfo` (the load generator's
@@ -81,6 +84,9 @@ pub struct Api {
     /// The `"Type.field"` keys of relation fields, which need a resolver like root fields.
     pub relations: &'static [&'static str],
     pub registry: BTreeMap<&'static str, Resolve>,
+    /// The web files of the system: the generated client and back-office metadata, and
+    /// the storefront if the spec names one ([`web`]).
+    pub web: Web,
 }
 
 /// Why the BFF cannot start.
@@ -141,6 +147,8 @@ pub struct Bff {
     limits: Limits,
     /// With `auth:`: verifies each request's access token; the session fields use it.
     auth: Option<Arc<crate::graphql::Authn>>,
+    /// What browsers get besides GraphQL.
+    web: Web,
 }
 
 impl Bff {
@@ -166,6 +174,7 @@ impl Bff {
             per_request,
             limits,
             auth: None,
+            web: api.web,
         })
     }
 
@@ -208,8 +217,8 @@ impl Bff {
         self.schema.execute(request).await
     }
 
-    /// The HTTP app: `POST /graphql` (and `GET` for queries), GraphiQL at `/`, `/healthz`,
-    /// behind the body size limit, the request timeout and the CORS policy of its limits.
+    /// The HTTP app: `POST /graphql` (and `GET` for queries), the web pages ([`web`]),
+    /// `/healthz`, behind the body size limit, the request timeout and the CORS policy of its limits.
     pub fn router(self) -> Router {
         http::router(self)
     }

@@ -69,6 +69,7 @@ fn bff(limits: Limits) -> Bff {
         sdl: SDL,
         relations: &[],
         registry,
+        web: Default::default(),
     };
     Bff::new(&api, (), limits, |_, id| (Call::new(id, None), ())).expect("builds")
 }
