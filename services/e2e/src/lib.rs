@@ -32,6 +32,13 @@ pub async fn start_shop(names: &[&str]) -> Stack {
     Stack::start(shop(), names).await
 }
 
+/// Starts every deployable of the shop's table.
+pub async fn start_whole_shop() -> Stack {
+    let system = shop();
+    let names = system.names();
+    Stack::start(system, &names).await
+}
+
 #[cfg(test)]
 mod tests {
     /// The generated local Envoy of each deployable listens, administers and routes on

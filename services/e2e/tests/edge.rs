@@ -13,16 +13,7 @@ use e2e::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bffs_envoy_guards_the_shop() {
-    let stack = start_shop(&[
-        "product",
-        "user",
-        "cart-command",
-        "cart-query",
-        "cart-event-handler",
-        "order",
-        "bff",
-    ])
-    .await;
+    let stack = start_whole_shop().await;
     let url = stack.graphql_url();
     tokio::task::spawn_blocking(move || graphql_over_http_audit(&url))
         .await

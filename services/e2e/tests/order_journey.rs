@@ -16,16 +16,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_journey_with_checkout_through_envoy() {
-    let stack = start_shop(&[
-        "product",
-        "user",
-        "cart-command",
-        "cart-query",
-        "cart-event-handler",
-        "order",
-        "bff",
-    ])
-    .await;
+    let stack = start_whole_shop().await;
     let anonymous = stack.graphql();
     let admin = back_office(anonymous).await;
 
