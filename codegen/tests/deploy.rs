@@ -1,12 +1,13 @@
 //! The deploy artifacts (Envoy, compose, Kubernetes, Dockerfile), checked by the real
 //! tools that consume them: `envoy --mode validate` for every Envoy config,
-//! `kubectl kustomize` for the base and the overlay, typed parsing of every manifest
+//! kustomize for the base and the overlay, the pinned Kubernetes API's schemas
+//! (kubernetes-validate --strict) and typed parsing of every manifest
 //! (k8s-openapi) and of the compose file (docker-compose-types), the edge's behaviour on
 //! a real Envoy, plus golden snapshots of a tiny system (`UPDATE_EXPECT=1 cargo test -p
 //! codegen --test deploy` updates them).
 //!
-//! Envoy comes from the project's harness (`xtask/infra/infra.sh install envoy`); the
-//! test fails, never skips, when it cannot be installed.
+//! Envoy, kustomize and kubernetes-validate come from the project's harness
+//! (`xtask/infra/infra.sh install envoy k8s`); the test fails, never skips, when it cannot be installed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ use k8s_openapi::api::{
 
 #[path = "support/envoy.rs"]
 mod envoy_check;
+#[path = "support/k8s.rs"]
+mod k8s_check;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -119,18 +122,6 @@ fn shop_with_internal_get_order() -> &'static Generated {
             codegen::load(Path::new("shop-copy.yaml"), &edited).unwrap_or_else(|e| panic!("{e}"));
         generate_system("shop-copy", system)
     })
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn envoy_configs(g: &Generated) -> Vec<&String> {
@@ -855,7 +846,60 @@ fn parse_manifests(yaml: &str, namespace: &str) -> Manifests {
 }
 
 fn kustomize(dir: &Path) -> String {
-    run(Command::new("kubectl").arg("kustomize").arg(dir))
+    k8s_check::build(dir)
+}
+
+/// Every manifest of the base and the overlay, of the shop and of the tiny system, is
+/// what the pinned Kubernetes API accepts (no unknown field, every type and required
+/// field right); a broken one is refused, so the check can fail.
+#[test]
+fn manifests_are_valid_for_the_pinned_kubernetes_api() {
+    for g in [shop(), mini()] {
+        for (i, dir) in ["k8s/base", "k8s/overlays/minikube"].iter().enumerate() {
+            let rendered = kustomize(&g.dir.join(dir));
+            let file = g.dir.join(format!("rendered-{i}.yaml"));
+            if let Err(e) = k8s_check::validate(&rendered, &file) {
+                panic!(
+                    "{} {dir} against Kubernetes {}:\n{e}",
+                    g.system.name,
+                    k8s_check::KUBERNETES_VERSION
+                );
+            }
+        }
+    }
+    let g = shop();
+    let rendered = kustomize(&g.dir.join("k8s/base"));
+    let broken = rendered.replacen("containerPort:", "containerPorts:", 1);
+    let e = k8s_check::validate(&broken, &g.dir.join("rendered-broken.yaml"))
+        .expect_err("a misspelt field is refused");
+    assert!(e.contains("containerPort"), "{e}");
+}
+
+/// The images the manifests name are the ones the compose file names, which
+/// `xtask/infra/compose.sh images` builds (checked there against what it built).
+#[test]
+fn manifests_name_the_images_compose_builds() {
+    for g in [shop(), mini()] {
+        let rendered = kustomize(&g.dir.join("k8s/overlays/minikube"));
+        let k8s_images: BTreeSet<String> = images_named(&rendered);
+        let compose = g
+            .files
+            .iter()
+            .find(|(p, _)| p.ends_with("docker-compose.yaml"))
+            .map(|(_, c)| c.as_str())
+            .expect("a compose file");
+        let compose_images = images_named(compose);
+        assert!(!k8s_images.is_empty());
+        assert_eq!(k8s_images, compose_images, "{}", g.system.name);
+    }
+}
+
+/// The values of every `image:` key in a YAML stream.
+fn images_named(yaml: &str) -> BTreeSet<String> {
+    yaml.lines()
+        .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix("image:"))
+        .map(|v| v.trim().trim_matches(['"', '\'']).to_string())
+        .collect()
 }
 
 #[test]

@@ -14,23 +14,25 @@ source "$INFRA_SCRIPT_DIR/lib/kafka.sh"
 source "$INFRA_SCRIPT_DIR/lib/mongo.sh"
 # shellcheck source=SCRIPTDIR/lib/envoy.sh
 source "$INFRA_SCRIPT_DIR/lib/envoy.sh"
+# shellcheck source=SCRIPTDIR/lib/k8s.sh
+source "$INFRA_SCRIPT_DIR/lib/k8s.sh"
 
 usage() {
   cat <<EOF
 usage: $(basename "$0") COMMAND [ARGS...]
 
-  install [COMPONENT...]   install what is missing (default: postgres kafka mongo envoy)
+  install [COMPONENT...]   install what is missing (default: postgres kafka mongo envoy k8s)
   up      [COMPONENT...]   install if missing, start, wait until ready (default: postgres kafka mongo;
                            'envoy' only ensures the binary is installed)
   down    [COMPONENT...]   stop: graceful signal, SIGKILL after ${INFRA_STOP_TIMEOUT}s (default: postgres kafka mongo)
   status  [COMPONENT...]   one line per component (exit 3 if any requested service is not running)
-  env                      print 'export VAR=...' lines (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, MONGO_URL, ENVOY_BIN)
+  env                      print 'export VAR=...' lines (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, MONGO_URL, ENVOY_BIN, KUSTOMIZE_BIN, KUBERNETES_VALIDATE_BIN)
   check   [COMPONENT...]   smoke-test running components (select 1, topic+produce+consume, insert+find, envoy --version)
   kafka-topics ARGS...             org.apache.kafka.tools.TopicCommand (--bootstrap-server added if absent)
   kafka-console-producer ARGS...   org.apache.kafka.tools.ConsoleProducer
   kafka-console-consumer ARGS...   org.apache.kafka.tools.consumer.ConsoleConsumer
 
-COMPONENT: postgres | kafka | mongo | envoy.   State dir: $INFRA_DIR
+COMPONENT: postgres | kafka | mongo | envoy | k8s (kustomize and kubernetes-validate).   State dir: $INFRA_DIR
 EOF
 }
 
@@ -99,6 +101,7 @@ cmd_up() {
       kafka) kafka_start ;;
       mongo) mongo_start ;;
       envoy) envoy_install ;;
+      k8s) k8s_install ;;
     esac
   done
 }
@@ -120,6 +123,7 @@ cmd_down() {
       kafka) kafka_stop ;;
       mongo) mongo_stop ;;
       envoy) log "envoy: nothing to stop (tests run their own envoy processes)" ;;
+      k8s) log "k8s: nothing to stop (tools only)" ;;
     esac
   done
 }
@@ -128,11 +132,11 @@ cmd_status() {
   normalize services "$@"
   local c pid state addr rc=0
   for c in "${COMPS[@]}"; do
-    if [[ "$c" == envoy ]]; then
-      if envoy_is_installed; then
-        printf '%-9s %-9s %s\n' envoy installed "$(envoy_bin)"
+    if [[ "$c" == envoy || "$c" == k8s ]]; then
+      if "${c}_is_installed"; then
+        printf '%-9s %-9s\n' "$c" installed
       else
-        printf '%-9s %-9s %s\n' envoy missing "-"
+        printf '%-9s %-9s %s\n' "$c" missing "-"
         rc=3
       fi
       continue
@@ -165,13 +169,19 @@ cmd_env() {
   else
     printf '# envoy not installed: run %q install envoy\n' "$0"
   fi
+  if k8s_is_installed; then
+    printf 'export KUSTOMIZE_BIN=%q\n' "$KUSTOMIZE_BIN"
+    printf 'export KUBERNETES_VALIDATE_BIN=%q\n' "$KUBEVAL_BIN"
+  else
+    printf '# kustomize and kubernetes-validate not installed: run %q install k8s\n' "$0"
+  fi
 }
 
 cmd_check() {
   normalize all "$@"
   local c
   for c in "${COMPS[@]}"; do
-    if [[ "$c" != envoy ]] && ! "${c}_pid" >/dev/null; then
+    if [[ "$c" != envoy && "$c" != k8s ]] && ! "${c}_pid" >/dev/null; then
       die "$c is not running (run: $0 up $c)"
     fi
     "${c}_check"

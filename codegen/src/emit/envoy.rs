@@ -288,28 +288,32 @@ fn kind_name(kind: OperationKind) -> &'static str {
     }
 }
 
-/// The identity deployable's `keel.auth.v1.Auth` RPCs (`Jwks` alone is safe to retry).
+/// Every RPC of `keel.auth.v1.Auth` (services/keel/proto/keel/auth/v1/auth.proto) and
+/// whether Envoy may retry it: only the reads.
+const AUTH_RPCS: [(&str, bool); 8] = [
+    ("Login", false),
+    ("Refresh", false),
+    ("Logout", false),
+    ("Jwks", true),
+    ("SetCredentials", false),
+    ("GrantRole", false),
+    ("Forget", false),
+    ("EndedSessions", true),
+];
+
+/// The identity deployable's `keel.auth.v1.Auth` routes.
 fn auth_routes(system: &System, d: &Deployable) -> Vec<Route> {
     if system.auth.as_ref().is_none_or(|a| a.deployable != d.name) {
         return Vec::new();
     }
-    let methods = [
-        "Login",
-        "Refresh",
-        "Logout",
-        "Jwks",
-        "SetCredentials",
-        "GrantRole",
-        "Forget",
-    ];
-    methods
+    AUTH_RPCS
         .into_iter()
-        .map(|m| Route {
+        .map(|(m, retry)| Route {
             path: format!("/keel.auth.v1.Auth/{m}"),
             comment: format!("{m}: sessions (keel::auth)"),
             timeout: RPC_TIMEOUT,
             grpc_timeout: true,
-            retry: m == "Jwks",
+            retry,
             per_try_timeout: RPC_PER_TRY_TIMEOUT,
         })
         .collect()
@@ -372,4 +376,22 @@ fn grpc_routes(system: &System, d: &Deployable) -> Vec<Route> {
         });
     }
     routes
+}
+
+#[cfg(test)]
+mod tests {
+    /// A route missing from Envoy answers `NR` (no route), silently for a background poll.
+    #[test]
+    fn every_auth_rpc_has_a_route() {
+        let proto = include_str!("../../../services/keel/proto/keel/auth/v1/auth.proto");
+        let served: Vec<&str> = proto
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("rpc "))
+            .filter_map(|l| l.split('(').next())
+            .map(str::trim)
+            .collect();
+        let routed: Vec<&str> = super::AUTH_RPCS.iter().map(|(m, _)| *m).collect();
+        assert!(!served.is_empty());
+        assert_eq!(routed, served, "AUTH_RPCS lists auth.proto's RPCs in order");
+    }
 }

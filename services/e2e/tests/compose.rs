@@ -94,6 +94,7 @@ async fn the_generated_compose_file_runs_the_journey_with_podman() {
         &["images", "--prebuilt", bins.to_str().expect("utf-8 path")],
         &[],
     );
+    the_k8s_manifests_name_the_images_built();
     let down = Down;
     compose(&["up"], &env);
 
@@ -106,7 +107,7 @@ async fn the_generated_compose_file_runs_the_journey_with_podman() {
 
     drop(down);
     // Nothing of the project is left: containers, network, volumes.
-    let left = Command::new("podman")
+    let left = podman()
         .args([
             "ps",
             "-a",
@@ -115,13 +116,6 @@ async fn the_generated_compose_file_runs_the_journey_with_podman() {
             "--format",
             "{{.Names}}",
         ])
-        .env(
-            "CONTAINERS_CONF",
-            std::env::var("INFRA_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| repo_root().join(".infra"))
-                .join("compose/containers.conf"),
-        )
         .output()
         .expect("podman ps");
     assert!(left.status.success(), "{left:?}");
@@ -130,6 +124,59 @@ async fn the_generated_compose_file_runs_the_journey_with_podman() {
         "",
         "left running"
     );
+}
+
+/// Every image the Kubernetes manifests name is one `compose.sh images` just built (the
+/// shop's own and the local stand-ins under the public names).
+fn the_k8s_manifests_name_the_images_built() {
+    let base = repo_root().join("generated/k8s/base");
+    let mut images = std::collections::BTreeSet::new();
+    for entry in walk(&base) {
+        let text = std::fs::read_to_string(&entry).expect("manifest");
+        for line in text.lines() {
+            if let Some(image) = line.trim().trim_start_matches("- ").strip_prefix("image:") {
+                images.insert(image.trim().trim_matches(['"', '\'']).to_string());
+            }
+        }
+    }
+    assert!(!images.is_empty(), "no image in {}", base.display());
+    for image in &images {
+        let exists = podman()
+            .args(["image", "exists", image])
+            .status()
+            .expect("podman image exists");
+        assert!(
+            exists.success(),
+            "the k8s manifests name {image}, which was not built"
+        );
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("a directory").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// `podman` with the project's containers.conf, as `compose.sh` runs it.
+fn podman() -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.env(
+        "CONTAINERS_CONF",
+        std::env::var("INFRA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root().join(".infra"))
+            .join("compose/containers.conf"),
+    );
+    cmd
 }
 
 /// The customer journey through GraphQL: the back office's catalogue, a customer's

@@ -21,5 +21,26 @@ async fn the_bffs_envoy_guards_the_shop() {
     let anon = stack.graphql();
     only_the_owner_reaches_their_things(anon, stack.database_url("user")).await;
     logout_ends_the_session(anon).await;
+    ended_sessions_pass_the_identity_envoy(stack.edge("user")).await;
     stack.stop();
+}
+
+/// Every BFF replica learns of logouts elsewhere by polling `EndedSessions` through the
+/// identity deployable's Envoy (a route missing there would only be logged).
+async fn ended_sessions_pass_the_identity_envoy(edge: String) {
+    use keel::auth::pb::{EndedSessionsRequest, auth_client::AuthClient};
+    let channel = tonic::transport::Endpoint::from_shared(edge)
+        .expect("the Envoy's URL")
+        .connect()
+        .await
+        .expect("the identity deployable's Envoy");
+    let ended = AuthClient::new(channel)
+        .ended_sessions(EndedSessionsRequest { since_unix_ms: 0 })
+        .await
+        .expect("EndedSessions through Envoy")
+        .into_inner();
+    assert!(
+        !ended.sessions.is_empty(),
+        "the session logged out above is listed: {ended:?}"
+    );
 }

@@ -3,6 +3,7 @@
 //! the spec, a tracing span with the request id, errors logged and turned into statuses.
 
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 use crate::{RequestContext, ServiceError, Validate};
 
@@ -23,7 +24,10 @@ where
         request.validate()?;
         handle(ctx, request).await
     };
-    match tracing::Instrument::instrument(result, span.clone()).await {
+    let timing = Timing::start(span.clone());
+    let result = tracing::Instrument::instrument(result, span.clone()).await;
+    timing.finish();
+    match result {
         Ok(response) => Ok(tonic::Response::new(response)),
         Err(e) => {
             span.in_scope(|| match &e {
@@ -31,6 +35,54 @@ where
                 other => tracing::info!(code = ?other.code(), error = %other, "request failed"),
             });
             Err(e.into())
+        }
+    }
+}
+
+/// A call taking longer than this is logged as slow.
+pub const SLOW_CALL: Duration = Duration::from_secs(1);
+
+/// How long a call took, logged when it was slow; and a call dropped before it finished
+/// (the caller gave up: its deadline or a reset), which would otherwise leave no trace.
+struct Timing {
+    span: tracing::Span,
+    started: Instant,
+    finished: bool,
+}
+
+impl Timing {
+    fn start(span: tracing::Span) -> Timing {
+        Timing {
+            span,
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
+    fn finish(mut self) {
+        self.finished = true;
+        let elapsed = self.started.elapsed();
+        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        self.span.in_scope(|| {
+            if elapsed >= SLOW_CALL {
+                tracing::warn!(elapsed_ms, "slow call");
+            } else {
+                tracing::debug!(elapsed_ms, "call served");
+            }
+        });
+    }
+}
+
+impl Drop for Timing {
+    fn drop(&mut self) {
+        if !self.finished {
+            let elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.span.in_scope(|| {
+                tracing::warn!(
+                    elapsed_ms,
+                    "call abandoned by the caller before it finished"
+                )
+            });
         }
     }
 }

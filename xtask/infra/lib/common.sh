@@ -31,8 +31,11 @@ LOG4J_VERSION=2.24.3 # matches the log4j-core that kafka 4.1.1 depends on
 FERRETDB_VERSION="${INFRA_FERRETDB_VERSION:-v1.24.2}"
 ENVOY_VERSION="${INFRA_ENVOY_VERSION:-1.40.0}"
 PYMONGO_VERSION="${INFRA_PYMONGO_VERSION:-4.15.5}"
+KUSTOMIZE_VERSION="${INFRA_KUSTOMIZE_VERSION:-5.7.1}"
+# Ships the OpenAPI schemas of many Kubernetes versions; the tests name one (K8S_VERSION).
+KUBERNETES_VALIDATE_VERSION="${INFRA_KUBERNETES_VALIDATE_VERSION:-1.34.1}"
 
-ALL_COMPONENTS=(postgres kafka mongo envoy)
+ALL_COMPONENTS=(postgres kafka mongo envoy k8s)
 SERVICE_COMPONENTS=(postgres kafka mongo)
 
 # --- output --------------------------------------------------------------------

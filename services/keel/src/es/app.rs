@@ -119,8 +119,9 @@ pub struct RuntimeArgs {
     /// Checkpoint name of the store-tailing event handler.
     #[arg(long, env = "PROJECTION_CHECKPOINT", default_value = "projection")]
     pub projection_checkpoint: String,
-    /// Deadline of a call to another service, in milliseconds.
-    #[arg(long, env = "CALL_TIMEOUT_MS", default_value_t = 3000)]
+    /// Deadline of a call to another service, in milliseconds: the Envoy route's timeout,
+    /// so that its per-try timeout (3 s) leaves room to retry a stalled idempotent call.
+    #[arg(long, env = "CALL_TIMEOUT_MS", default_value_t = 10_000)]
     pub call_timeout_ms: u64,
     /// How often the query and event-handler roles count the read model's parked events
     /// for their health status, in milliseconds.
@@ -145,7 +146,7 @@ impl Default for RuntimeArgs {
             consumer_instance_id: None,
             events_from: EventsFrom::Bus,
             projection_checkpoint: "projection".into(),
-            call_timeout_ms: 3000,
+            call_timeout_ms: 10_000,
             parked_check_ms: 5000,
         }
     }

@@ -162,12 +162,23 @@ impl Authn {
 /// window overlaps the last answer by a second, for sessions ended while it was read.
 async fn follow_ended_sessions(authn: Weak<Authn>) {
     let mut since = 0;
+    let mut failing = false;
     loop {
         let Some(a) = authn.upgrade() else {
             return;
         };
         match a.learn_ended_sessions(since).await {
-            Ok(as_of) => since = as_of.saturating_sub(1_000),
+            Ok(as_of) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("ended sessions fetched again");
+                }
+                since = as_of.saturating_sub(1_000);
+            }
+            // Once per outage: the identity service may just be starting.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(code = ?e.code(), error = %e.message(), "ended sessions not fetched: a logout elsewhere is not refused here until they are");
+            }
             Err(e) => tracing::debug!(error = %e.message(), "ended sessions not fetched"),
         }
         drop(a);
