@@ -468,7 +468,28 @@ cmd_up() {
     fi
     ((progress)) || sleep 1
   done
+  published_ports_answer
   log "compose: $PROJECT is up in $((SECONDS - t0))s"
+}
+
+# Every port the project publishes accepts a connection from the host: healthy inside is
+# not yet reachable outside while netavark's forwarding rules settle (seen: a refused
+# connection to a healthy Envoy's published port right after start).
+published_ports_answer() {
+  local deadline=$((SECONDS + 60)) mapping host port waited
+  for mapping in $(podman ps --filter "label=io.podman.compose.project=$PROJECT" --format '{{.Ports}}' |
+    grep -o '[0-9.]*:[0-9]*->' | tr -d '>-'); do
+    host="${mapping%:*}"
+    port="${mapping##*:}"
+    [[ -z "$host" || "$host" == 0.0.0.0 ]] && host=127.0.0.1
+    waited=0
+    until (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; do
+      ((SECONDS < deadline)) || die "compose: the published port $host:$port refuses connections"
+      waited=1
+      sleep 0.5
+    done
+    ((waited == 0)) || log "compose: the published port $host:$port answers only now"
+  done
 }
 
 cmd_down() {

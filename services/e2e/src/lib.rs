@@ -2,6 +2,7 @@
 //! test stack ([`keel::testing::stack`]), and the operations the journeys share.
 
 pub mod authz;
+pub mod compose;
 pub mod embedded;
 pub mod ops;
 

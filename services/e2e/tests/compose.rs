@@ -9,174 +9,29 @@
 //!
 //! One compose project per machine: the test holds a machine-wide lock on it.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use e2e::compose::{Compose, k8s_images_are_built};
 use e2e::ops::*;
 use e2e::*;
 use serde_json::json;
 
-fn script() -> PathBuf {
-    repo_root().join("xtask/infra/compose.sh")
-}
-
-/// Runs `compose.sh ARGS` with `env`, panicking with its output on failure.
-fn compose(args: &[&str], env: &[(&str, String)]) {
-    let started = Instant::now();
-    let mut cmd = Command::new("bash");
-    cmd.arg(script()).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let status = cmd.status().expect("compose.sh runs");
-    assert!(status.success(), "compose.sh {args:?} failed: {status}");
-    println!("compose.sh {args:?}: {:.0?}", started.elapsed());
-}
-
-/// Takes the stack down when dropped; first, if the test is failing, prints every
-/// container's log.
-struct Down;
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = Command::new("bash").arg(script()).arg("logs").status();
-            if std::env::var_os("COMPOSE_KEEP").is_some() {
-                eprintln!("COMPOSE_KEEP: the stack stays up (`xtask/infra/compose.sh down`)");
-                return;
-            }
-        }
-        let _ = Command::new("bash").arg(script()).arg("down").status();
-    }
-}
-
-/// A port nothing listens on now, for the BFF's Envoy on the host.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "opt-in (`-- --ignored`, needs `xtask/infra/compose.sh install`): on a fresh stack the first AddProduct sometimes hangs for its 10 s deadline (3 runs in 7), not yet understood (issue 15)"]
 async fn the_generated_compose_file_runs_the_journey_with_podman() {
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(format!("/tmp/keel-compose-{}.lock", shop_system::SYSTEM))
-        .expect("lock file");
-    lock.lock().expect("the compose project's lock");
-
     // The shop's processes as cargo built them for the other journeys.
     let mut packages: Vec<&str> = shop_system::DEPLOYABLES.iter().map(|d| d.package).collect();
+    packages.sort_unstable();
     packages.dedup();
     build_binaries(&packages);
-    let bins = bin_dir();
+    let stack = Compose::up(&bin_dir());
+    k8s_images_are_built();
 
-    let port = free_port();
-    let env = [
-        (
-            format!("{}_HTTP_PORT", shop_system::SYSTEM.to_uppercase()),
-            port.to_string(),
-        ),
-        (
-            "AUTH_BACK_OFFICE_EMAILS".to_string(),
-            BACK_OFFICE_EMAIL.to_string(),
-        ),
-    ];
-    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    // What an earlier run may have left.
-    compose(&["down"], &[]);
-    compose(
-        &["images", "--prebuilt", bins.to_str().expect("utf-8 path")],
-        &[],
-    );
-    the_k8s_manifests_name_the_images_built();
-    let down = Down;
-    compose(&["up"], &env);
-
-    let url = format!("http://127.0.0.1:{port}/graphql");
-    let anonymous = &Graphql::new(url.clone());
+    let anonymous = &Graphql::new(stack.graphql_url());
     journey(anonymous).await;
     // A short load of the whole journey with checkout: zero errors tolerated.
-    let report = smoke_load(env!("CARGO_BIN_EXE_loadgen"), url).await;
+    let report = smoke_load(env!("CARGO_BIN_EXE_loadgen"), stack.graphql_url()).await;
     println!("{report}");
-
-    drop(down);
-    // Nothing of the project is left: containers, network, volumes.
-    let left = podman()
-        .args([
-            "ps",
-            "-a",
-            "--filter",
-            &format!("label=io.podman.compose.project={}", shop_system::SYSTEM),
-            "--format",
-            "{{.Names}}",
-        ])
-        .output()
-        .expect("podman ps");
-    assert!(left.status.success(), "{left:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&left.stdout).trim(),
-        "",
-        "left running"
-    );
-}
-
-/// Every image the Kubernetes manifests name is one `compose.sh images` just built (the
-/// shop's own and the local stand-ins under the public names).
-fn the_k8s_manifests_name_the_images_built() {
-    let base = repo_root().join("generated/k8s/base");
-    let mut images = std::collections::BTreeSet::new();
-    for entry in walk(&base) {
-        let text = std::fs::read_to_string(&entry).expect("manifest");
-        for line in text.lines() {
-            if let Some(image) = line.trim().trim_start_matches("- ").strip_prefix("image:") {
-                images.insert(image.trim().trim_matches(['"', '\'']).to_string());
-            }
-        }
-    }
-    assert!(!images.is_empty(), "no image in {}", base.display());
-    for image in &images {
-        let exists = podman()
-            .args(["image", "exists", image])
-            .status()
-            .expect("podman image exists");
-        assert!(
-            exists.success(),
-            "the k8s manifests name {image}, which was not built"
-        );
-    }
-}
-
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("a directory").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else if path.extension().is_some_and(|e| e == "yaml") {
-            files.push(path);
-        }
-    }
-    files
-}
-
-/// `podman` with the project's containers.conf, as `compose.sh` runs it.
-fn podman() -> Command {
-    let mut cmd = Command::new("podman");
-    cmd.env(
-        "CONTAINERS_CONF",
-        std::env::var("INFRA_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| repo_root().join(".infra"))
-            .join("compose/containers.conf"),
-    );
-    cmd
+    stack.down();
 }
 
 /// The customer journey through GraphQL: the back office's catalogue, a customer's

@@ -1,5 +1,6 @@
-//! The edited spec's new CRUD service and new Product field through GraphQL, in `shop up`
-//! and on the real servers through the generated Envoys. Written into the scratch
+//! The edited spec's new CRUD service and new Product field through GraphQL, in `shop up`,
+//! on the real servers through the generated Envoys, and in the regenerated compose
+//! stack (podman). Written into the scratch
 //! workspace's `services/e2e/tests/` by `xtask/tests/spec_edit.rs`; not part of the
 //! repository's own build. The names used here are the ones the generator derives from
 //! the edit (`Supplier`, `viewSuppliers`, `colour`, …).
@@ -149,4 +150,15 @@ async fn the_new_service_answers_graphql_embedded_and_through_envoys() {
     drive(&e2e::ops::back_office(stack.graphql()).await).await;
     the_body_limit_is_the_specs(&stack.graphql_url()).await;
     stack.stop();
+
+    // The compose stack of the edit: images built by the regenerated Dockerfile from
+    // these binaries, the regenerated compose file with the new service and its Envoy.
+    let mut packages: Vec<&str> = shop_system::DEPLOYABLES.iter().map(|d| d.package).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    assert!(packages.contains(&"shop-supplier"), "{packages:?}");
+    build_binaries(&packages);
+    let compose = e2e::compose::Compose::up(&bin_dir());
+    drive(&e2e::ops::back_office(&Graphql::new(compose.graphql_url())).await).await;
+    compose.down();
 }
