@@ -151,8 +151,14 @@ async fn the_new_service_answers_graphql_embedded_and_through_envoys() {
     the_body_limit_is_the_specs(&stack.graphql_url()).await;
     stack.stop();
 
-    // The compose stack of the edit: images built by the regenerated Dockerfile from
-    // these binaries, the regenerated compose file with the new service and its Envoy.
+}
+
+/// The compose stack of the edit: images built by the regenerated Dockerfile from these
+/// binaries, the regenerated compose file with the new service and its Envoy. Opt-in like
+/// the shop's compose test (`services/e2e/tests/compose.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "opt-in: compose with podman (see services/e2e/tests/compose.rs)"]
+async fn the_new_service_answers_graphql_through_compose() {
     let mut packages: Vec<&str> = shop_system::DEPLOYABLES.iter().map(|d| d.package).collect();
     packages.sort_unstable();
     packages.dedup();
