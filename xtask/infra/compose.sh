@@ -473,8 +473,30 @@ cmd_up() {
     fi
     ((progress)) || sleep 1
   done
+  dns_settles
   published_ports_answer
   log "compose: $PROJECT is up in $((SECONDS - t0))s"
+}
+
+# The network's DNS answers steadily again: aardvark-dns 1.4 re-creates its sockets after
+# each container start and loses queries for seconds after the last one (see the
+# README); a lookup from a container must succeed quickly 10 times in a row.
+dns_settles() {
+  local probe="${CONTAINER[${SERVICES[-1]}]}" name="${SERVICES[0]}" steady=0 lost=0
+  local deadline=$((SECONDS + 60)) started ms
+  while ((steady < 10)); do
+    ((SECONDS < deadline)) || die "compose: the network's DNS did not settle within 60s"
+    started="$(date +%s%N)"
+    if podman exec "$probe" getent hosts "$name" >/dev/null 2>&1 &&
+      ms=$((($(date +%s%N) - started) / 1000000)) && ((ms < 500)); then
+      steady=$((steady + 1))
+    else
+      steady=0
+      lost=$((lost + 1))
+    fi
+    sleep 0.2
+  done
+  ((lost == 0)) || log "compose: the network's DNS lost or delayed $lost lookups before it settled"
 }
 
 # Every port the project publishes accepts a connection from the host: healthy inside is
