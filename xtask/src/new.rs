@@ -169,5 +169,10 @@ mod tests {
         assert!(text.contains("services/keel\" }"), "{text}");
         assert!(text.contains("tonic = \"0.14\""), "{text}");
         assert!(!text.contains("path = \"services/keel\""), "{text}");
+        // Debug logins stay fast in the new workspace too (see the framework's manifest).
+        assert!(
+            text.contains("[profile.dev.package.argon2]\nopt-level = 3"),
+            "{text}"
+        );
     }
 }

@@ -17,7 +17,6 @@ use e2e::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "opt-in (`-- --ignored`, needs `xtask/infra/compose.sh install`): aardvark-dns 1.4 still loses a query now and then after start-up, and a lookup that fails makes a call fail (issue 15; xtask/infra/README.md)"]
 async fn the_generated_compose_file_runs_the_journey_with_podman() {
     // The shop's processes as cargo built them for the other journeys.
     let mut packages: Vec<&str> = shop_system::DEPLOYABLES.iter().map(|d| d.package).collect();

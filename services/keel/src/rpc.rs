@@ -59,12 +59,15 @@ impl Timing {
         }
     }
 
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn finish(mut self) {
         self.finished = true;
-        let elapsed = self.started.elapsed();
-        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let elapsed_ms = self.elapsed_ms();
         self.span.in_scope(|| {
-            if elapsed >= SLOW_CALL {
+            if Duration::from_millis(elapsed_ms) >= SLOW_CALL {
                 tracing::warn!(elapsed_ms, "slow call");
             } else {
                 tracing::debug!(elapsed_ms, "call served");
@@ -76,7 +79,7 @@ impl Timing {
 impl Drop for Timing {
     fn drop(&mut self) {
         if !self.finished {
-            let elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let elapsed_ms = self.elapsed_ms();
             self.span.in_scope(|| {
                 tracing::warn!(
                     elapsed_ms,

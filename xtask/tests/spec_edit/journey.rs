@@ -154,10 +154,9 @@ async fn the_new_service_answers_graphql_embedded_and_through_envoys() {
 }
 
 /// The compose stack of the edit: images built by the regenerated Dockerfile from these
-/// binaries, the regenerated compose file with the new service and its Envoy. Opt-in like
-/// the shop's compose test (`services/e2e/tests/compose.rs`).
+/// binaries, the regenerated compose file with the new service and its Envoy, run with
+/// podman like the shop's (`services/e2e/tests/compose.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "opt-in: compose with podman (see services/e2e/tests/compose.rs)"]
 async fn the_new_service_answers_graphql_through_compose() {
     let mut packages: Vec<&str> = shop_system::DEPLOYABLES.iter().map(|d| d.package).collect();
     packages.sort_unstable();
