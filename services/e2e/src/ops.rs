@@ -86,6 +86,33 @@ pub async fn view_at_timed(gql: &Graphql, cart: &str, version: i64) -> (Value, D
     }
 }
 
+/// The edits both checkout journeys make to a cart holding Matcha ×1 (version 2): Anpan
+/// ×2 and Soba ×1 added, Matcha changed to 3, Soba removed, each answer's version checked
+/// (3 to 6); the cart as the query side shows it at version 6.
+pub async fn edit_cart(gql: &Graphql, cart: &str, [matcha, anpan, soba]: [&str; 3]) -> Value {
+    let line = |product: &str, quantity: Option<i64>| {
+        let mut input = serde_json::json!({ "cartId": cart, "productId": product });
+        if let Some(q) = quantity {
+            input["quantity"] = q.into();
+        }
+        serde_json::json!({ "input": input })
+    };
+    let steps = [
+        (ADD, "addProduct", line(anpan, Some(2))),
+        (ADD, "addProduct", line(soba, Some(1))),
+        (CHANGE, "changeProductQuantity", line(matcha, Some(3))),
+        (REMOVE, "removeProduct", line(soba, None)),
+    ];
+    for (expected, (query, field, vars)) in (3..).zip(steps) {
+        assert_eq!(
+            version(&gql.ok(query, vars).await, field),
+            expected,
+            "{field}"
+        );
+    }
+    view_at(gql, cart, 6).await
+}
+
 /// `data.<field>.version` of a command's answer.
 pub fn version(d: &Value, field: &str) -> i64 {
     d[field]["version"].as_i64().expect("version")
