@@ -381,14 +381,12 @@ network_up() {
   iptables -C "${rule[@]}" 2>/dev/null || iptables -I "${rule[@]:0:1}" 1 "${rule[@]:1}"
 }
 
-# hosts_override SUBNET: a compose override giving each service the address
-# SUBNET+10+i (in the file's order) and every service all the others' names.
+# hosts_override SUBNET: a compose override giving each service of the plan the address
+# SUBNET+10+i (in the file's order) and every container every service's name.
 hosts_override() {
-  "$COMPOSE_VENV/bin/python" - "$COMPOSE_FILE" "$1" <<'EOF'
+  "$COMPOSE_VENV/bin/python" - "$1" "${SERVICES[@]}" <<'EOF'
 import ipaddress, sys, yaml
-doc = yaml.safe_load(open(sys.argv[1]))
-net = ipaddress.ip_network(sys.argv[2])
-names = list(doc["services"])
+net, names = ipaddress.ip_network(sys.argv[1]), sys.argv[2:]
 if len(names) + 10 >= net.num_addresses - 1:
     sys.exit(f"compose: {len(names)} services do not fit in {net}")
 addr = {n: str(net.network_address + 10 + i) for i, n in enumerate(names)}
